@@ -1,0 +1,117 @@
+@0x98c13566127dd966;
+# The capabilities a ww node hands to its guests.
+#
+# Transport: Cap'n Proto two-party RPC over the guest's WASI stdin/stdout.
+# The host is the server side and bootstraps a `Membrane`; the guest grafts a
+# `Session` from it. stderr is never part of the RPC stream: it is the guest's
+# log channel.
+#
+# Authority rules (enforced by the host, see ARCHITECTURE.md):
+# - Everything reachable from a session (Host, Executor, Process, ByteStream)
+#   is guarded by the epoch the session was issued in. When the node advances
+#   its epoch, every such capability fails with an error whose message starts
+#   with `staleEpoch:`; the guest calls `graft()` again on the same connection.
+# - A child's sessions are never wider than the session that spawned it: its
+#   grant is the intersection of what the parent asked for and what the
+#   parent's own session holds, and its memory limit is at most the parent's.
+
+interface Membrane {
+  graft @0 () -> (session :Session);
+  # Issue a new session in the node's current epoch. Never fails for epoch
+  # reasons: this is how a guest recovers from `staleEpoch`.
+}
+
+struct Session {
+  epoch @0 :UInt64;
+  # The epoch this session was issued in.
+
+  host @1 :Host;
+  # Node identity and network view. A broken capability ("not granted") when
+  # the session's grant does not include it.
+
+  executor @2 :Executor;
+  # Spawn child processes. A broken capability when not granted.
+}
+
+interface Host {
+  id @0 () -> (peerId :Text);
+  # This node's libp2p peer id (base58).
+
+  addrs @1 () -> (addrs :List(Text));
+  # Multiaddrs the node is listening on (empty unless started with --listen).
+
+  peers @2 () -> (peers :List(PeerInfo));
+  # Peers the node is connected to.
+}
+
+struct PeerInfo {
+  peerId @0 :Text;
+  addrs @1 :List(Text);
+}
+
+interface Executor {
+  echo @0 (message :Text) -> (response :Text);
+  # Diagnostic: answers with the message unchanged.
+
+  runBytes @1 (wasm :Data, args :List(Text), env :List(Text), options :SpawnOptions)
+      -> (process :Process);
+  # Compile (or fetch from the compile cache) and start a WASI component.
+  # Fails cleanly, without harming the node, when the bytes are not a valid
+  # component. `env` entries are `KEY=VALUE`. The child lives as long as the
+  # returned Process capability is held: dropping it kills the child.
+}
+
+struct SpawnOptions {
+  name @0 :Text;
+  # Process name used to tag its log lines (default: "child").
+
+  stdio @1 :StdioMode;
+
+  grant @2 :Grant;
+  # What the child's sessions may hold. Unset means: everything the caller's
+  # session holds.
+}
+
+enum StdioMode {
+  session @0;
+  # The child's stdin/stdout carry its own Cap'n Proto session with the host
+  # (it bootstraps a Membrane). Process.stdin/stdout are unavailable.
+
+  pipes @1;
+  # The child's stdin/stdout are plain byte pipes reachable through
+  # Process.stdin/stdout. The child gets no session.
+}
+
+struct Grant {
+  host @0 :Bool = true;
+  executor @1 :Bool = true;
+  memoryLimit @2 :UInt64;
+  # Bytes of linear memory per instance; 0 means the caller's own limit.
+  # Clamped to the caller's limit.
+}
+
+interface Process {
+  wait @0 () -> (exitCode :Int32);
+  # Resolves when the process has exited. May be called any number of times.
+  # A trap is exit code 101 (like a Rust panic); a kill is 137.
+
+  kill @1 () -> ();
+  # Stop the process now, even if it is spinning. Idempotent.
+
+  stdin @2 () -> (stream :ByteStream);
+  # Write end of the child's stdin (pipes mode only).
+
+  stdout @3 () -> (stream :ByteStream);
+  # Read end of the child's stdout (pipes mode only).
+}
+
+interface ByteStream {
+  read @0 (maxBytes :UInt32) -> (data :Data);
+  # Up to maxBytes (clamped by the host to 64 KiB); empty means end of stream.
+
+  write @1 (data :Data) -> ();
+  # Waits until the pipe has room (backpressure).
+
+  close @2 () -> ();
+  # Close the write end (the reader then sees end of stream).
+}

@@ -1,0 +1,31 @@
+//! ww: a runtime that hosts Internet Computer canister logic off-chain as
+//! WASI components.
+//!
+//! The host is this library plus a thin `ww` binary. Modules follow the data
+//! path of `ww run <image>...`:
+//!
+//! - [`image`]: layer directories to one merged FHS root (`bin/`, `etc/`,
+//!   `boot/`, `svc/`).
+//! - [`engine`]: the one Wasmtime engine, the compile cache, time slicing.
+//! - [`pipe`]: bounded in-memory byte pipes between host and guest stdio.
+//! - [`process`]: process guests, their stdio, limits and exit codes.
+//! - [`rpc`]: Cap'n Proto servers (`Membrane`, `Host`, `Executor`, ...) and
+//!   epoch guards.
+//! - [`net`]: the node's libp2p identity and network view.
+//! - [`node`]: ties the above together and boots an image.
+//!
+//! `ARCHITECTURE.md` at the repository root has the map and the invariants.
+
+pub mod engine;
+pub mod image;
+pub mod net;
+pub mod node;
+pub mod pipe;
+pub mod process;
+pub mod rpc;
+
+/// Code generated from `capnp/ww.capnp`.
+pub mod ww_capnp {
+    #![allow(clippy::all, missing_docs, unreachable_pub)]
+    include!(concat!(env!("OUT_DIR"), "/ww_capnp.rs"));
+}

@@ -1,0 +1,178 @@
+//! The `ww` command line: a thin layer over the `ww` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
+use ww::engine::{EngineConfig, default_cache_dir};
+use ww::node::{Node, NodeConfig, NodeError};
+
+/// Exit code for bad input (a missing layer, a broken component, a bad flag),
+/// distinct from any guest's own exit code.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "ww", version, about = "Run Internet Computer canister logic off-chain as WASI components")]
+struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides this.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a node from one or more image layers and run its pid0.
+    ///
+    /// Layers merge per file, later layers win. The merged image must have
+    /// bin/main.wasm (pid0); each svc/<name>/ is started as a service. ww
+    /// exits with pid0's exit code, or 2 when the input is unusable.
+    /// SIGHUP advances the session epoch; SIGINT/SIGTERM stop pid0.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Image layer directories, lowest first.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+
+    /// Arguments passed to pid0 (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+
+    /// Listen for peers on this multiaddr (repeatable). Without it the node
+    /// opens no sockets.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+
+    /// Directory of the compile cache.
+    #[arg(long, env = "WW_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Do not read or write the on-disk compile cache.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Linear memory limit per guest instance, in MiB. Children get at most
+    /// their parent's limit.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    memory_limit: usize,
+
+    /// Worker threads for guests (default: one per core).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ww: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+        }
+    });
+    // Guests may still be unwinding on worker threads; do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("ww: error: {}", one_line(&e));
+            if is_input_error(&e) {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let mut config = NodeConfig {
+        engine: EngineConfig {
+            cache_dir: if args.no_cache {
+                None
+            } else {
+                args.cache_dir.or_else(default_cache_dir)
+            },
+        },
+        memory_limit: args.memory_limit.saturating_mul(1 << 20),
+        listen: args.listen,
+        ..NodeConfig::default()
+    };
+    if let Some(n) = args.workers {
+        config.workers = n.max(1);
+    }
+    let image = ww::image::merge_layers(&args.images).map_err(NodeError::from)?;
+    let node = Node::start(config).await?;
+    spawn_epoch_on_sighup(node.clone())?;
+    let code = node
+        .run_image(&image, args.args, shutdown_signal())
+        .await?;
+    Ok(code)
+}
+
+/// SIGHUP advances the node's session epoch.
+fn spawn_epoch_on_sighup(node: Node) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            node.advance_epoch();
+        }
+    });
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install SIGINT/SIGTERM handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn is_input_error(e: &anyhow::Error) -> bool {
+    use ww::engine::LoadError;
+    match e.downcast_ref::<NodeError>() {
+        Some(NodeError::Image(_)) | Some(NodeError::Net(_)) | Some(NodeError::Spawn(_)) => true,
+        Some(NodeError::Load(LoadError::Engine(_))) => false,
+        Some(NodeError::Load(_)) => true,
+        None => false,
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "ww=info",
+        1 => "ww=debug",
+        _ => "ww=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

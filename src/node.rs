@@ -1,0 +1,261 @@
+//! A node: the engine, the process spawner, the session epoch and the network,
+//! and booting an image on them.
+//!
+//! [`Node`] is the handle every part of the host shares (cheap to clone,
+//! `Send`). [`Node::run_image`] is what `ww run` does: start every service
+//! under `svc/`, start `bin/main.wasm` as pid0 with a full session, wait for
+//! pid0, then stop the services (hang up their sessions, give them
+//! [`SERVICE_STOP_GRACE`] to exit, then kill them).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::identity::Keypair;
+use tokio::sync::watch;
+use wasmtime::component::Component;
+
+use crate::engine::{Engine, EngineConfig, LoadError, WasmHash};
+use crate::image::{ImageError, MergedImage};
+use crate::net::{NetError, Network, NetworkView};
+use crate::process::{self, ProcessHandle, ProcessSpec, SpawnError, Spawner, StdioSpec};
+use crate::rpc::{Grant, serve_session};
+
+/// How long a service may take to exit after its session is hung up.
+pub const SERVICE_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Exit code `ww run` returns when pid0 was stopped by a signal.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Settings a node starts with.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub engine: EngineConfig,
+    /// Worker threads for guests (default: one per core).
+    pub workers: usize,
+    /// Memory limit of pid0 and services; children get at most their parent's.
+    pub memory_limit: usize,
+    /// Addresses to listen on; empty means no sockets at all.
+    pub listen: Vec<Multiaddr>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineConfig::default(),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            memory_limit: process::DEFAULT_MEMORY_LIMIT,
+            listen: Vec::new(),
+        }
+    }
+}
+
+/// Why a node could not start or run an image. Every variant but `Engine`
+/// is the input's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    spawner: Spawner,
+    epoch: watch::Sender<u64>,
+    network: Network,
+    memory_limit: usize,
+}
+
+impl Node {
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        let engine = Engine::new(&config.engine)?;
+        let spawner = Spawner::new(engine, config.workers)?;
+        let network = Network::start(Keypair::generate_ed25519(), &config.listen).await?;
+        let (epoch, _) = watch::channel(0);
+        Ok(Self {
+            inner: Arc::new(NodeInner {
+                spawner,
+                epoch,
+                network,
+                memory_limit: config.memory_limit,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.inner.spawner.engine()
+    }
+
+    pub fn network(&self) -> &NetworkView {
+        self.inner.network.view()
+    }
+
+    pub fn memory_limit(&self) -> usize {
+        self.inner.memory_limit
+    }
+
+    /// The current session epoch.
+    pub fn epoch(&self) -> u64 {
+        *self.inner.epoch.borrow()
+    }
+
+    pub fn subscribe_epoch(&self) -> watch::Receiver<u64> {
+        self.inner.epoch.subscribe()
+    }
+
+    /// Moves to a new epoch: every capability issued before fails with
+    /// `staleEpoch` until its holder grafts again. Returns the new epoch.
+    pub fn advance_epoch(&self) -> u64 {
+        let mut new = 0;
+        self.inner.epoch.send_modify(|e| {
+            *e += 1;
+            new = *e;
+        });
+        tracing::info!(epoch = new, "epoch advanced");
+        new
+    }
+
+    /// Loads a component, compiling on a blocking thread when it is not cached.
+    pub async fn load(&self, what: String, bytes: Vec<u8>) -> Result<(WasmHash, Component), LoadError> {
+        let engine = self.engine().clone();
+        if engine.is_cached(&bytes) {
+            return engine.load(&what, &bytes);
+        }
+        tokio::task::spawn_blocking(move || engine.load(&what, &bytes))
+            .await
+            .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
+    }
+
+    /// Loads a component file (see [`Node::load`]).
+    pub async fn load_file(&self, path: &Path) -> Result<(WasmHash, Component), LoadError> {
+        let what = path.display().to_string();
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read { what: what.clone(), source })?;
+        self.load(what, bytes).await
+    }
+
+    /// Starts a child from component bytes (what `Executor.runBytes` does).
+    pub async fn spawn_bytes(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        memory_limit: usize,
+        stdio: StdioSpec,
+    ) -> Result<ProcessHandle, NodeError> {
+        let component = self.load(name.to_string(), wasm).await?;
+        let spec = ProcessSpec {
+            name: name.to_string(),
+            component,
+            args,
+            env,
+            root: None,
+            memory_limit,
+            stdio,
+        };
+        Ok(self.inner.spawner.spawn(spec).await?)
+    }
+
+    /// Starts a process from an image root with a full session.
+    pub async fn spawn_session(
+        &self,
+        name: &str,
+        component: (WasmHash, Component),
+        root: &Path,
+        args: Vec<String>,
+    ) -> Result<ProcessHandle, NodeError> {
+        let grant = Grant::full(self.inner.memory_limit);
+        let spec = ProcessSpec {
+            name: name.to_string(),
+            component,
+            args,
+            env: Vec::new(),
+            root: Some(root.to_path_buf()),
+            memory_limit: grant.memory_limit,
+            stdio: StdioSpec::Session(serve_session(self.clone(), grant, name.to_string())),
+        };
+        Ok(self.inner.spawner.spawn(spec).await?)
+    }
+
+    /// Boots `image`: services first, then pid0. Returns pid0's exit code, or
+    /// [`EXIT_INTERRUPTED`] if `interrupt` resolves first (pid0 is then killed).
+    pub async fn run_image(
+        &self,
+        image: &MergedImage,
+        args: Vec<String>,
+        interrupt: impl Future<Output = ()>,
+    ) -> Result<i32, NodeError> {
+        let services = image.services()?;
+        let peers = image.boot_peers()?;
+        if !peers.is_empty() {
+            tracing::info!(count = peers.len(), "boot peers listed (dialing comes with networking)");
+        }
+        // Load (compile if needed) every component concurrently.
+        let main_path = image.main_wasm();
+        let main = self.load_file(&main_path);
+        let svc_loads = futures::future::try_join_all(services.iter().map(|s| self.load_file_owned(s.main_wasm())));
+        let (main, svc_components) = futures::future::try_join(main, svc_loads).await?;
+
+        let mut running = Vec::new();
+        for (svc, component) in services.iter().zip(svc_components) {
+            let handle = self.spawn_session(&svc.name, component, &svc.root, Vec::new()).await?;
+            tracing::info!(service = %svc.name, "service started");
+            running.push(handle);
+        }
+        let pid0 = match self.spawn_session("pid0", main, image.root(), args).await {
+            Ok(p) => p,
+            Err(e) => {
+                stop_services(running).await;
+                return Err(e);
+            }
+        };
+        let code = tokio::select! {
+            code = pid0.wait() => code,
+            () = interrupt => {
+                tracing::info!("interrupted; stopping pid0");
+                pid0.kill();
+                pid0.wait().await;
+                EXIT_INTERRUPTED
+            }
+        };
+        tracing::debug!(code, "pid0 exited");
+        stop_services(running).await;
+        Ok(code)
+    }
+
+    async fn load_file_owned(&self, path: std::path::PathBuf) -> Result<(WasmHash, Component), LoadError> {
+        self.load_file(&path).await
+    }
+}
+
+/// Hangs up every service's session, waits up to [`SERVICE_STOP_GRACE`] for
+/// it to exit, then kills what is left.
+async fn stop_services(services: Vec<ProcessHandle>) {
+    for s in &services {
+        s.hang_up();
+    }
+    let waits = services.iter().map(|s| async move {
+        if tokio::time::timeout(SERVICE_STOP_GRACE, s.wait()).await.is_err() {
+            tracing::warn!(service = s.name(), "did not exit after hang-up; killing");
+            s.kill();
+        }
+        let code = s.wait().await;
+        tracing::info!(service = s.name(), code, "service stopped");
+    });
+    futures::future::join_all(waits).await;
+}

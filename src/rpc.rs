@@ -1,0 +1,471 @@
+//! Cap'n Proto servers for the capabilities in `capnp/ww.capnp`, and the
+//! epoch guards that scope them.
+//!
+//! One [`serve_session`] runs per guest connection, on the guest's worker
+//! thread (capnp-rpc is single-threaded). Each server holds a [`Scope`]: the
+//! node, the session's [`Grant`] and its [`EpochGuard`]. Every method checks
+//! the guard first, so once the node advances its epoch everything issued
+//! before fails with `staleEpoch:` until the guest grafts again.
+//!
+//! Attenuation rule: a child spawned through an `Executor` gets
+//! `parent_grant.narrow(requested)` — a capability is granted only if both
+//! the parent's session holds it and the request asks for it, and the memory
+//! limit is the smaller of the two. So no session is ever wider than the one
+//! that created it, however deep the tree.
+
+use std::rc::Rc;
+
+use capnp::capability::Rc as CapRc;
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp::Side, twoparty::VatNetwork};
+use tokio::sync::watch;
+
+use crate::node::Node;
+use crate::pipe::{PipeReader, PipeWriter};
+use crate::process::{ProcessHandle, SessionServer, StdioSpec};
+use crate::ww_capnp::{byte_stream, executor, host, membrane, process};
+
+/// Largest read a guest can ask a ByteStream for; larger requests are clamped.
+pub const MAX_STREAM_READ: u32 = 64 << 10;
+/// Largest capnp message the host accepts from a guest (words of 8 bytes).
+pub const MAX_MESSAGE_WORDS: usize = 16 << 20; // 128 MiB
+
+/// Prefix of the error a capability from an older epoch fails with.
+pub const STALE_EPOCH: &str = "staleEpoch";
+
+/// What a session may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub host: bool,
+    pub executor: bool,
+    pub memory_limit: usize,
+}
+
+impl Grant {
+    /// Everything, within the given memory limit.
+    pub fn full(memory_limit: usize) -> Self {
+        Self {
+            host: true,
+            executor: true,
+            memory_limit,
+        }
+    }
+
+    /// The grant for a child: never wider than `self`.
+    pub fn narrow(&self, requested: Grant) -> Grant {
+        let memory_limit = match requested.memory_limit {
+            0 => self.memory_limit,
+            n => n.min(self.memory_limit),
+        };
+        Grant {
+            host: self.host && requested.host,
+            executor: self.executor && requested.executor,
+            memory_limit,
+        }
+    }
+}
+
+/// Fails calls once the node's epoch has moved past the one it was issued in.
+#[derive(Clone)]
+pub struct EpochGuard {
+    issued: u64,
+    current: watch::Receiver<u64>,
+}
+
+impl EpochGuard {
+    pub fn new(current: watch::Receiver<u64>) -> Self {
+        let issued = *current.borrow();
+        Self { issued, current }
+    }
+
+    pub fn issued(&self) -> u64 {
+        self.issued
+    }
+
+    pub fn check(&self) -> Result<(), capnp::Error> {
+        let now = *self.current.borrow();
+        if now == self.issued {
+            Ok(())
+        } else {
+            Err(capnp::Error::failed(format!(
+                "{STALE_EPOCH}: capability issued in epoch {} but the node is in epoch {now}; graft again",
+                self.issued
+            )))
+        }
+    }
+}
+
+/// What every server of one session shares.
+#[derive(Clone)]
+struct Scope {
+    node: Node,
+    grant: Grant,
+    guard: EpochGuard,
+}
+
+/// A session server for a guest: bootstraps a [`membrane`] that issues
+/// sessions with `grant`. Returns the future factory a process runs on its
+/// worker thread.
+pub fn serve_session(node: Node, grant: Grant, name: String) -> SessionServer {
+    Box::new(move |from_guest: PipeReader, to_guest: PipeWriter| {
+        Box::pin(async move {
+            let mut options = capnp::message::ReaderOptions::new();
+            options.traversal_limit_in_words(Some(MAX_MESSAGE_WORDS));
+            let network = VatNetwork::new(from_guest, to_guest, Side::Server, options);
+            let membrane: membrane::Client = capnp_rpc::new_client(MembraneServer { node, grant });
+            let rpc = RpcSystem::new(Box::new(network), Some(membrane.client));
+            match rpc.await {
+                Ok(()) => tracing::debug!(process = %name, "session closed"),
+                Err(e) => tracing::debug!(process = %name, error = %e, "session ended"),
+            }
+        })
+    })
+}
+
+struct MembraneServer {
+    node: Node,
+    grant: Grant,
+}
+
+impl membrane::Server for MembraneServer {
+    async fn graft(
+        self: CapRc<Self>,
+        _: membrane::GraftParams,
+        mut results: membrane::GraftResults,
+    ) -> Result<(), capnp::Error> {
+        let scope = Scope {
+            node: self.node.clone(),
+            grant: self.grant,
+            guard: EpochGuard::new(self.node.subscribe_epoch()),
+        };
+        let mut session = results.get().init_session();
+        session.set_epoch(scope.guard.issued());
+        if scope.grant.host {
+            session.set_host(capnp_rpc::new_client(HostServer {
+                scope: scope.clone(),
+            }));
+        } else {
+            session.set_host(host::Client {
+                client: capnp_rpc::new_broken_cap(capnp::Error::failed(
+                    "permission denied: this session holds no Host capability".into(),
+                )),
+            });
+        }
+        if scope.grant.executor {
+            session.set_executor(capnp_rpc::new_client(ExecutorServer { scope }));
+        } else {
+            session.set_executor(executor::Client {
+                client: capnp_rpc::new_broken_cap(capnp::Error::failed(
+                    "permission denied: this session holds no Executor capability".into(),
+                )),
+            });
+        }
+        Ok(())
+    }
+}
+
+struct HostServer {
+    scope: Scope,
+}
+
+impl host::Server for HostServer {
+    async fn id(self: CapRc<Self>, _: host::IdParams, mut results: host::IdResults) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let id = self.scope.node.network().snapshot().peer_id.to_string();
+        results.get().set_peer_id(&id);
+        Ok(())
+    }
+
+    async fn addrs(
+        self: CapRc<Self>,
+        _: host::AddrsParams,
+        mut results: host::AddrsResults,
+    ) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let snap = self.scope.node.network().snapshot();
+        let mut list = results.get().init_addrs(len_u32(snap.listen_addrs.len())?);
+        for (i, a) in snap.listen_addrs.iter().enumerate() {
+            list.set(i as u32, a.to_string());
+        }
+        Ok(())
+    }
+
+    async fn peers(
+        self: CapRc<Self>,
+        _: host::PeersParams,
+        mut results: host::PeersResults,
+    ) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let snap = self.scope.node.network().snapshot();
+        let mut list = results.get().init_peers(len_u32(snap.peers.len())?);
+        for (i, (peer, addrs)) in snap.peers.iter().enumerate() {
+            let mut p = list.reborrow().get(i as u32);
+            p.set_peer_id(peer.to_string());
+            let mut al = p.init_addrs(len_u32(addrs.len())?);
+            for (j, a) in addrs.iter().enumerate() {
+                al.set(j as u32, a.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ExecutorServer {
+    scope: Scope,
+}
+
+impl executor::Server for ExecutorServer {
+    async fn echo(
+        self: CapRc<Self>,
+        params: executor::EchoParams,
+        mut results: executor::EchoResults,
+    ) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let message = params.get()?.get_message()?;
+        results.get().set_response(message);
+        Ok(())
+    }
+
+    async fn run_bytes(
+        self: CapRc<Self>,
+        params: executor::RunBytesParams,
+        mut results: executor::RunBytesResults,
+    ) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let p = params.get()?;
+        let wasm = p.get_wasm()?.to_vec();
+        let args = text_list(p.get_args()?)?;
+        let mut env = Vec::new();
+        for entry in text_list(p.get_env()?)? {
+            let Some((k, v)) = entry.split_once('=') else {
+                return Err(capnp::Error::failed(format!(
+                    "runBytes: env entry {entry:?} is not KEY=VALUE"
+                )));
+            };
+            env.push((k.to_string(), v.to_string()));
+        }
+        let (name, stdio_mode, requested) = if p.has_options() {
+            let o = p.get_options()?;
+            let name = if o.has_name() {
+                o.get_name()?.to_str()?.to_string()
+            } else {
+                String::new()
+            };
+            let mode = o.get_stdio().map_err(|e| capnp::Error::failed(format!("runBytes: {e}")))?;
+            let requested = if o.has_grant() {
+                let g = o.get_grant()?;
+                Grant {
+                    host: g.get_host(),
+                    executor: g.get_executor(),
+                    memory_limit: usize::try_from(g.get_memory_limit()).unwrap_or(usize::MAX),
+                }
+            } else {
+                self.scope.grant
+            };
+            (name, mode, requested)
+        } else {
+            (String::new(), crate::ww_capnp::StdioMode::Session, self.scope.grant)
+        };
+        let name = if name.is_empty() { "child".to_string() } else { name };
+        let grant = self.scope.grant.narrow(requested);
+        let node = self.scope.node.clone();
+        let stdio = match stdio_mode {
+            crate::ww_capnp::StdioMode::Session => {
+                StdioSpec::Session(serve_session(node.clone(), grant, name.clone()))
+            }
+            crate::ww_capnp::StdioMode::Pipes => StdioSpec::Pipes,
+        };
+        let handle = node
+            .spawn_bytes(&name, wasm, args, env, grant.memory_limit, stdio)
+            .await
+            .map_err(|e| capnp::Error::failed(format!("runBytes: {e}")))?;
+        results.get().set_process(capnp_rpc::new_client(ProcessServer {
+            scope: self.scope.clone(),
+            handle: Rc::new(handle),
+        }));
+        Ok(())
+    }
+}
+
+/// A child process as a capability. The child lives as long as this server:
+/// when the last reference is released, the child is killed.
+struct ProcessServer {
+    scope: Scope,
+    handle: Rc<ProcessHandle>,
+}
+
+impl Drop for ProcessServer {
+    fn drop(&mut self) {
+        if self.handle.try_exit_code().is_none() {
+            tracing::debug!(process = self.handle.name(), "process capability released; killing");
+        }
+        self.handle.kill();
+    }
+}
+
+impl process::Server for ProcessServer {
+    async fn wait(
+        self: CapRc<Self>,
+        _: process::WaitParams,
+        mut results: process::WaitResults,
+    ) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let code = self.handle.wait().await;
+        results.get().set_exit_code(code);
+        Ok(())
+    }
+
+    async fn kill(self: CapRc<Self>, _: process::KillParams, _: process::KillResults) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        self.handle.kill();
+        Ok(())
+    }
+
+    async fn stdin(
+        self: CapRc<Self>,
+        _: process::StdinParams,
+        mut results: process::StdinResults,
+    ) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let w = self.handle.take_stdin().ok_or_else(|| {
+            capnp::Error::failed(
+                "stdin: not available (the child's stdin carries its session, or it was already taken)".into(),
+            )
+        })?;
+        results.get().set_stream(capnp_rpc::new_client(ByteStreamServer {
+            guard: self.scope.guard.clone(),
+            reader: None,
+            writer: Some(w),
+        }));
+        Ok(())
+    }
+
+    async fn stdout(
+        self: CapRc<Self>,
+        _: process::StdoutParams,
+        mut results: process::StdoutResults,
+    ) -> Result<(), capnp::Error> {
+        self.scope.guard.check()?;
+        let r = self.handle.take_stdout().ok_or_else(|| {
+            capnp::Error::failed(
+                "stdout: not available (the child's stdout carries its session, or it was already taken)".into(),
+            )
+        })?;
+        results.get().set_stream(capnp_rpc::new_client(ByteStreamServer {
+            guard: self.scope.guard.clone(),
+            reader: Some(r),
+            writer: None,
+        }));
+        Ok(())
+    }
+}
+
+struct ByteStreamServer {
+    guard: EpochGuard,
+    reader: Option<PipeReader>,
+    writer: Option<PipeWriter>,
+}
+
+impl byte_stream::Server for ByteStreamServer {
+    async fn read(
+        self: CapRc<Self>,
+        params: byte_stream::ReadParams,
+        mut results: byte_stream::ReadResults,
+    ) -> Result<(), capnp::Error> {
+        self.guard.check()?;
+        let max = params.get()?.get_max_bytes().min(MAX_STREAM_READ) as usize;
+        let reader = self
+            .reader
+            .as_ref()
+            .ok_or_else(|| capnp::Error::failed("read: this stream is write-only".into()))?;
+        let data = reader.read(max).await;
+        results.get().set_data(&data);
+        Ok(())
+    }
+
+    async fn write(
+        self: CapRc<Self>,
+        params: byte_stream::WriteParams,
+        _: byte_stream::WriteResults,
+    ) -> Result<(), capnp::Error> {
+        self.guard.check()?;
+        let data = params.get()?.get_data()?;
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| capnp::Error::failed("write: this stream is read-only".into()))?;
+        writer
+            .write_all(data)
+            .await
+            .map_err(|e| capnp::Error::failed(format!("write: {e}")))
+    }
+
+    async fn close(
+        self: CapRc<Self>,
+        _: byte_stream::CloseParams,
+        _: byte_stream::CloseResults,
+    ) -> Result<(), capnp::Error> {
+        self.guard.check()?;
+        if let Some(w) = &self.writer {
+            w.close();
+        }
+        Ok(())
+    }
+}
+
+fn text_list(list: capnp::text_list::Reader) -> Result<Vec<String>, capnp::Error> {
+    let mut out = Vec::with_capacity(list.len() as usize);
+    for t in list.iter() {
+        out.push(t?.to_str()?.to_string());
+    }
+    Ok(out)
+}
+
+fn len_u32(n: usize) -> Result<u32, capnp::Error> {
+    u32::try_from(n).map_err(|_| capnp::Error::failed("list too long".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_never_widens() {
+        let parent = Grant {
+            host: false,
+            executor: true,
+            memory_limit: 64 << 20,
+        };
+        let asked = Grant::full(1 << 30);
+        assert_eq!(
+            parent.narrow(asked),
+            Grant {
+                host: false,
+                executor: true,
+                memory_limit: 64 << 20
+            }
+        );
+        let asked_small = Grant {
+            host: true,
+            executor: false,
+            memory_limit: 0,
+        };
+        assert_eq!(
+            parent.narrow(asked_small),
+            Grant {
+                host: false,
+                executor: false,
+                memory_limit: 64 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn guard_goes_stale_when_epoch_advances() {
+        let (tx, rx) = watch::channel(7u64);
+        let g = EpochGuard::new(rx);
+        assert!(g.check().is_ok());
+        tx.send(8).unwrap();
+        let err = g.check().unwrap_err();
+        assert!(err.to_string().contains("staleEpoch"), "{err}");
+    }
+}
