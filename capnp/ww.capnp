@@ -88,6 +88,9 @@ struct Grant {
   memoryLimit @2 :UInt64;
   # Bytes of linear memory per instance; 0 means the caller's own limit.
   # Clamped to the caller's limit.
+  filesystem @3 :Bool = true;
+  # The caller's own root directory, read-only at `/` (only if the caller
+  # has one). Without it the child sees no filesystem at all.
 }
 
 interface Process {

@@ -128,9 +128,13 @@ impl Engine {
     /// Compiling blocks the calling thread; async callers should run this on
     /// a blocking thread when the bytes may be new (see [`Engine::is_cached`]).
     pub fn load(&self, what: &str, bytes: &[u8]) -> Result<(WasmHash, Component), LoadError> {
+        self.load_hashed(what, bytes, WasmHash::of(bytes))
+    }
+
+    /// [`Engine::load`] for bytes whose hash the caller already computed.
+    pub fn load_hashed(&self, what: &str, bytes: &[u8], hash: WasmHash) -> Result<(WasmHash, Component), LoadError> {
         let what = what.to_string();
         check_header(&what, bytes)?;
-        let hash = WasmHash::of(bytes);
         if let Some(c) = self.cached(&hash) {
             return Ok((hash, c));
         }
@@ -162,10 +166,10 @@ impl Engine {
         Ok((hash, component))
     }
 
-    /// True when `bytes` would load without compiling (memory or disk hit).
-    pub fn is_cached(&self, bytes: &[u8]) -> bool {
-        let hash = WasmHash::of(bytes);
-        self.cached(&hash).is_some() || self.disk_path(&hash).is_some_and(|p| p.exists())
+    /// True when the component with this hash would load without compiling
+    /// (memory or disk hit).
+    pub fn is_cached(&self, hash: &WasmHash) -> bool {
+        self.cached(hash).is_some() || self.disk_path(hash).is_some_and(|p| p.exists())
     }
 
     fn cached(&self, hash: &WasmHash) -> Option<Component> {
@@ -320,7 +324,7 @@ mod tests {
         assert_eq!(files.len(), 1, "one artifact written: {files:?}");
         assert!(files[0].ends_with(format!("{}.cwasm", h.to_hex())));
         let e2 = engine(Some(dir.path()));
-        assert!(e2.is_cached(bytes));
+        assert!(e2.is_cached(&WasmHash::of(bytes)));
         e2.load("empty", bytes).unwrap();
     }
 

@@ -131,10 +131,11 @@ impl Node {
     /// Loads a component, compiling on a blocking thread when it is not cached.
     pub async fn load(&self, what: String, bytes: Vec<u8>) -> Result<(WasmHash, Component), LoadError> {
         let engine = self.engine().clone();
-        if engine.is_cached(&bytes) {
-            return engine.load(&what, &bytes);
+        let hash = WasmHash::of(&bytes);
+        if engine.is_cached(&hash) {
+            return engine.load_hashed(&what, &bytes, hash);
         }
-        tokio::task::spawn_blocking(move || engine.load(&what, &bytes))
+        tokio::task::spawn_blocking(move || engine.load_hashed(&what, &bytes, hash))
             .await
             .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))?
     }
@@ -155,6 +156,7 @@ impl Node {
         wasm: Vec<u8>,
         args: Vec<String>,
         env: Vec<(String, String)>,
+        root: Option<Arc<Path>>,
         memory_limit: usize,
         stdio: StdioSpec,
     ) -> Result<ProcessHandle, NodeError> {
@@ -164,7 +166,7 @@ impl Node {
             component,
             args,
             env,
-            root: None,
+            root: root.map(|r| r.to_path_buf()),
             memory_limit,
             stdio,
         };
@@ -187,7 +189,12 @@ impl Node {
             env: Vec::new(),
             root: Some(root.to_path_buf()),
             memory_limit: grant.memory_limit,
-            stdio: StdioSpec::Session(serve_session(self.clone(), grant, name.to_string())),
+            stdio: StdioSpec::Session(serve_session(
+                self.clone(),
+                grant,
+                Some(Arc::from(root)),
+                name.to_string(),
+            )),
         };
         Ok(self.inner.spawner.spawn(spec).await?)
     }

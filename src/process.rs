@@ -120,6 +120,8 @@ struct SpawnerInner {
 impl Spawner {
     pub fn new(engine: Engine, workers: usize) -> Result<Self, SpawnError> {
         let mut linker = Linker::new(engine.wasmtime());
+        // This includes `wasi:cli/exit.exit-with-code`, so a guest can report
+        // its real exit status (plain WASI p2 `exit` only carries ok/err).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SpawnError::Link {
             name: "node".into(),
             reason: one_line(&e),
@@ -241,7 +243,12 @@ impl Spawner {
                 Err(e) => match e.downcast_ref::<I32Exit>() {
                     Some(I32Exit(code)) => *code,
                     None => {
-                        tracing::warn!(process = %task_name, pid, error = %one_line(&e), "process trapped");
+                        let reason = match e.downcast_ref::<wasmtime::Trap>() {
+                            Some(trap) => trap.to_string(),
+                            None => one_line(&e),
+                        };
+                        tracing::warn!(process = %task_name, pid, "process trapped: {reason}");
+                        tracing::debug!(process = %task_name, pid, "trap details: {}", one_line(&e));
                         EXIT_TRAP
                     }
                 },

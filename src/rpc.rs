@@ -13,7 +13,9 @@
 //! limit is the smaller of the two. So no session is ever wider than the one
 //! that created it, however deep the tree.
 
+use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use capnp::capability::Rc as CapRc;
 use capnp_rpc::{RpcSystem, rpc_twoparty_capnp::Side, twoparty::VatNetwork};
@@ -37,6 +39,8 @@ pub const STALE_EPOCH: &str = "staleEpoch";
 pub struct Grant {
     pub host: bool,
     pub executor: bool,
+    /// The session's root directory (if it has one) for its children.
+    pub filesystem: bool,
     pub memory_limit: usize,
 }
 
@@ -46,6 +50,7 @@ impl Grant {
         Self {
             host: true,
             executor: true,
+            filesystem: true,
             memory_limit,
         }
     }
@@ -59,6 +64,7 @@ impl Grant {
         Grant {
             host: self.host && requested.host,
             executor: self.executor && requested.executor,
+            filesystem: self.filesystem && requested.filesystem,
             memory_limit,
         }
     }
@@ -99,19 +105,21 @@ impl EpochGuard {
 struct Scope {
     node: Node,
     grant: Grant,
+    root: Option<Arc<Path>>,
     guard: EpochGuard,
 }
 
 /// A session server for a guest: bootstraps a [`membrane`] that issues
-/// sessions with `grant`. Returns the future factory a process runs on its
+/// sessions with `grant`; `root` is the guest's own root directory, which its
+/// children may inherit. Returns the future factory a process runs on its
 /// worker thread.
-pub fn serve_session(node: Node, grant: Grant, name: String) -> SessionServer {
+pub fn serve_session(node: Node, grant: Grant, root: Option<Arc<Path>>, name: String) -> SessionServer {
     Box::new(move |from_guest: PipeReader, to_guest: PipeWriter| {
         Box::pin(async move {
             let mut options = capnp::message::ReaderOptions::new();
             options.traversal_limit_in_words(Some(MAX_MESSAGE_WORDS));
             let network = VatNetwork::new(from_guest, to_guest, Side::Server, options);
-            let membrane: membrane::Client = capnp_rpc::new_client(MembraneServer { node, grant });
+            let membrane: membrane::Client = capnp_rpc::new_client(MembraneServer { node, grant, root });
             let rpc = RpcSystem::new(Box::new(network), Some(membrane.client));
             match rpc.await {
                 Ok(()) => tracing::debug!(process = %name, "session closed"),
@@ -124,6 +132,7 @@ pub fn serve_session(node: Node, grant: Grant, name: String) -> SessionServer {
 struct MembraneServer {
     node: Node,
     grant: Grant,
+    root: Option<Arc<Path>>,
 }
 
 impl membrane::Server for MembraneServer {
@@ -135,6 +144,7 @@ impl membrane::Server for MembraneServer {
         let scope = Scope {
             node: self.node.clone(),
             grant: self.grant,
+            root: self.root.clone(),
             guard: EpochGuard::new(self.node.subscribe_epoch()),
         };
         let mut session = results.get().init_session();
@@ -256,6 +266,7 @@ impl executor::Server for ExecutorServer {
                 Grant {
                     host: g.get_host(),
                     executor: g.get_executor(),
+                    filesystem: g.get_filesystem(),
                     memory_limit: usize::try_from(g.get_memory_limit()).unwrap_or(usize::MAX),
                 }
             } else {
@@ -268,14 +279,15 @@ impl executor::Server for ExecutorServer {
         let name = if name.is_empty() { "child".to_string() } else { name };
         let grant = self.scope.grant.narrow(requested);
         let node = self.scope.node.clone();
+        let root = if grant.filesystem { self.scope.root.clone() } else { None };
         let stdio = match stdio_mode {
             crate::ww_capnp::StdioMode::Session => {
-                StdioSpec::Session(serve_session(node.clone(), grant, name.clone()))
+                StdioSpec::Session(serve_session(node.clone(), grant, root.clone(), name.clone()))
             }
             crate::ww_capnp::StdioMode::Pipes => StdioSpec::Pipes,
         };
         let handle = node
-            .spawn_bytes(&name, wasm, args, env, grant.memory_limit, stdio)
+            .spawn_bytes(&name, wasm, args, env, root, grant.memory_limit, stdio)
             .await
             .map_err(|e| capnp::Error::failed(format!("runBytes: {e}")))?;
         results.get().set_process(capnp_rpc::new_client(ProcessServer {
@@ -433,6 +445,7 @@ mod tests {
         let parent = Grant {
             host: false,
             executor: true,
+            filesystem: true,
             memory_limit: 64 << 20,
         };
         let asked = Grant::full(1 << 30);
@@ -441,12 +454,14 @@ mod tests {
             Grant {
                 host: false,
                 executor: true,
+                filesystem: true,
                 memory_limit: 64 << 20
             }
         );
         let asked_small = Grant {
             host: true,
             executor: false,
+            filesystem: false,
             memory_limit: 0,
         };
         assert_eq!(
@@ -454,6 +469,7 @@ mod tests {
             Grant {
                 host: false,
                 executor: false,
+                filesystem: false,
                 memory_limit: 64 << 20
             }
         );

@@ -12,5 +12,5 @@ fn main() {
         eprintln!("CHILD_OK");
         Ok::<(), capnp::Error>(())
     });
-    std::process::exit(code);
+    ww_guest::exit(code);
 }

@@ -15,5 +15,5 @@ fn main() {
         }
         Ok::<(), capnp::Error>(())
     });
-    std::process::exit(code);
+    ww_guest::exit(code);
 }

@@ -374,7 +374,7 @@ pub struct Spawn<'a> {
     args: Vec<String>,
     env: Vec<String>,
     pipes: bool,
-    grant: Option<(bool, bool, u64)>,
+    grant: Option<(bool, bool, bool, u64)>,
 }
 
 impl Spawn<'_> {
@@ -395,9 +395,11 @@ impl Spawn<'_> {
         self.pipes = true;
         self
     }
-    /// Ask for at most these capabilities (the host also caps them at ours).
-    pub fn grant(mut self, host: bool, executor: bool, memory_limit: u64) -> Self {
-        self.grant = Some((host, executor, memory_limit));
+    /// Ask for at most these capabilities (the host also caps them at ours):
+    /// a Host, an Executor, our root directory, and a memory limit in bytes
+    /// (0: ours).
+    pub fn grant(mut self, host: bool, executor: bool, filesystem: bool, memory_limit: u64) -> Self {
+        self.grant = Some((host, executor, filesystem, memory_limit));
         self
     }
 
@@ -421,10 +423,11 @@ impl Spawn<'_> {
             } else {
                 ww_capnp::StdioMode::Session
             });
-            if let Some((host, executor, mem)) = self.grant {
+            if let Some((host, executor, filesystem, mem)) = self.grant {
                 let mut g = o.init_grant();
                 g.set_host(host);
                 g.set_executor(executor);
+                g.set_filesystem(filesystem);
                 g.set_memory_limit(mem);
             }
         }
@@ -483,6 +486,17 @@ impl ByteStream {
         self.client.close_request().send().promise.await?;
         Ok(())
     }
+}
+
+/// Exits the process with `code` (0 to 255), reported exactly to the host.
+/// (Rust's `std::process::exit` on WASI p2 can only say success or failure.)
+pub fn exit(code: i32) -> ! {
+    if code == 0 {
+        std::process::exit(0);
+    }
+    wasip2::cli::exit::exit_with_code(code.clamp(1, 255) as u8);
+    // The host does not return from exit-with-code.
+    std::process::exit(1)
 }
 
 // ---- entry point ----------------------------------------------------------------

@@ -16,13 +16,20 @@ fn fail(msg: impl Into<String>) -> Error {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        // Started without arguments (as a service is): the scenario is
+        // configured in the image, at /etc/testkit.
+        if let Ok(line) = std::fs::read_to_string("/etc/testkit") {
+            args = line.split_whitespace().map(str::to_string).collect();
+        }
+    }
     let scenario = args.first().cloned().unwrap_or_default();
     let rest: Vec<String> = args.iter().skip(1).cloned().collect();
     // Scenarios that do not use a session (their stdio is plain pipes, or
     // they never talk to the host).
     match scenario.as_str() {
-        "exit" => std::process::exit(rest.first().and_then(|c| c.parse().ok()).unwrap_or(1)),
+        "exit" => ww_guest::exit(rest.first().and_then(|c| c.parse().ok()).unwrap_or(1)),
         "upper" => return upper(),
         "spin" => spin(),
         "alloc" => return alloc(&rest),
@@ -31,7 +38,7 @@ fn main() {
         _ => {}
     }
     let code = ww_guest::run(move |membrane| async move { session_scenario(&scenario, &rest, membrane).await });
-    std::process::exit(code);
+    ww_guest::exit(code);
 }
 
 async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -> Result<(), Error> {
@@ -79,7 +86,7 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
             }
             let code = spawn.start().await?.wait().await?;
             eprintln!("CHILD_EXIT {code}");
-            std::process::exit(code);
+            ww_guest::exit(code);
         }
         "spin-kill" => {
             let wasm = self_wasm()?;
@@ -129,6 +136,21 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
             }
             eprintln!("REGRAFT_OK epoch={}", fresh.epoch);
         }
+        "sleep" => {
+            let ms: u64 = rest.first().and_then(|s| s.parse().ok()).unwrap_or(100);
+            ww_guest::sleep(Duration::from_millis(ms)).await;
+            if session.echo("awake").await? != "awake" {
+                return Err(fail("echo after sleep went wrong"));
+            }
+            eprintln!("SLEPT {ms}");
+        }
+        "echo-pipelined" => {
+            let n: usize = rest.first().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+            let window: usize = rest.get(1).and_then(|s| s.parse().ok()).unwrap_or(256);
+            let started = Instant::now();
+            pipelined(&session, n, window).await?;
+            eprintln!("PIPELINED_OK n={n} secs={:.2}", started.elapsed().as_secs_f64());
+        }
         "serve" => {
             // A service: announce, then wait until the host hangs up.
             let name = rest.first().map_or("svc", |s| s.as_str());
@@ -157,7 +179,7 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
                 .name("narrow")
                 .arg("probe-caps")
                 .arg("deep")
-                .grant(false, true, 0)
+                .grant(false, true, true, 0)
                 .start()
                 .await?;
             let code = child.wait().await?;
@@ -181,7 +203,7 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
                     .spawn(&wasm)
                     .name("grandchild")
                     .arg("probe-caps")
-                    .grant(true, true, 0)
+                    .grant(true, true, true, 0)
                     .start()
                     .await?;
                 let code = grandchild.wait().await?;
@@ -246,21 +268,7 @@ async fn bench_echo(session: &Session, n: usize, window: usize) -> Result<(), Er
     }
     let seq = started.elapsed();
     let started = Instant::now();
-    let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut sent = 0;
-    let mut done = 0;
-    use futures::StreamExt;
-    while done < n {
-        while sent < n && in_flight.len() < window {
-            let s = session.clone();
-            in_flight.push(async move { s.echo("ping").await });
-            sent += 1;
-        }
-        if let Some(r) = in_flight.next().await {
-            r?;
-            done += 1;
-        }
-    }
+    pipelined(session, n, window).await?;
     let piped = started.elapsed();
     eprintln!(
         "BENCH_ECHO n={n} seq_us={:.2} seq_rps={:.0} pipelined_window={window} pipelined_rps={:.0}",
@@ -268,6 +276,29 @@ async fn bench_echo(session: &Session, n: usize, window: usize) -> Result<(), Er
         n as f64 / seq.as_secs_f64(),
         n as f64 / piped.as_secs_f64()
     );
+    Ok(())
+}
+
+/// `n` echo calls with up to `window` in flight; checks every answer.
+async fn pipelined(session: &Session, n: usize, window: usize) -> Result<(), Error> {
+    use futures::StreamExt;
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut sent = 0;
+    let mut done = 0;
+    while done < n {
+        while sent < n && in_flight.len() < window {
+            let s = session.clone();
+            let i = sent;
+            in_flight.push(async move { (i, s.echo(&i.to_string()).await) });
+            sent += 1;
+        }
+        if let Some((i, r)) = in_flight.next().await {
+            if r? != i.to_string() {
+                return Err(fail(format!("echo #{i} got a wrong answer")));
+            }
+            done += 1;
+        }
+    }
     Ok(())
 }
 
@@ -328,7 +359,7 @@ fn alloc(rest: &[String]) {
     let mut v: Vec<u8> = Vec::new();
     if v.try_reserve_exact(mib << 20).is_err() {
         eprintln!("ALLOC_DENIED {mib}");
-        std::process::exit(3);
+        ww_guest::exit(3);
     }
     v.resize(mib << 20, 1);
     eprintln!("ALLOC_OK {mib} sum={}", v.iter().map(|&b| b as usize).sum::<usize>());
@@ -341,7 +372,7 @@ fn read_files(paths: &[String]) {
             Ok(s) => eprintln!("FILE {p}: {}", s.trim_end()),
             Err(e) => {
                 eprintln!("NOFILE {p}: {e}");
-                std::process::exit(4);
+                ww_guest::exit(4);
             }
         }
     }
