@@ -258,11 +258,11 @@ async fn stop_services(services: Vec<ProcessHandle>) {
     }
     let waits = services.iter().map(|s| async move {
         if tokio::time::timeout(SERVICE_STOP_GRACE, s.wait()).await.is_err() {
-            tracing::warn!(service = s.name(), "did not exit after hang-up; killing");
+            tracing::warn!(service = %s.name(), "did not exit after hang-up; killing");
             s.kill();
         }
         let code = s.wait().await;
-        tracing::info!(service = s.name(), code, "service stopped");
+        tracing::info!(service = %s.name(), code, "service stopped");
     });
     futures::future::join_all(waits).await;
 }

@@ -1,0 +1,65 @@
+# ww: the two commands a new user runs are `make run` and `make test`.
+# Both install what is missing first (idempotently): the wasm32-wasip2 Rust
+# target and the Cap'n Proto schema compiler.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+GUEST_TARGET := wasm32-wasip2
+GUEST_OUT := guests/target/$(GUEST_TARGET)/release
+# One stamp and one lock for the guest workspace build: a repeated `make`
+# with nothing changed does no guest build at all, and concurrent `make`
+# runs never build the guests at the same time.
+BUILD_DIR := .build
+GUEST_STAMP := $(BUILD_DIR)/guests.stamp
+GUEST_LOCK := $(BUILD_DIR)/guests.lock
+GUEST_SOURCES := $(shell find guests -path guests/target -prune -o \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) $(wildcard capnp/*.capnp)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps guests images build run test bench clean
+
+all: images build
+
+## deps: install the wasm32-wasip2 target and the capnp compiler if missing.
+deps:
+	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(GUEST_TARGET)'; then \
+		echo "make: installing the $(GUEST_TARGET) Rust target"; \
+		rustup target add $(GUEST_TARGET); \
+	fi
+	@if ! command -v capnp >/dev/null 2>&1; then \
+		echo "make: installing Debian's capnproto (the Cap'n Proto schema compiler)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq capnproto; \
+	fi
+
+## guests: build every guest component in one cargo invocation.
+guests: $(GUEST_STAMP)
+
+$(GUEST_STAMP): $(GUEST_SOURCES) | deps
+	@mkdir -p $(BUILD_DIR)
+	@flock $(GUEST_LOCK) $(CARGO) build --manifest-path guests/Cargo.toml --release --target $(GUEST_TARGET)
+	@touch $@
+
+## images: assemble examples/images/*/bin/main.wasm from the guests.
+images: guests
+	@mkdir -p examples/images/echo/bin examples/images/echo/lib
+	@cp -u $(GUEST_OUT)/pid0.wasm examples/images/echo/bin/main.wasm
+	@cp -u $(GUEST_OUT)/child-echo.wasm examples/images/echo/lib/child-echo.wasm
+
+build: deps
+	$(CARGO) build --release
+
+## run: the main job (for now: boot the echo example image).
+run: images build
+	./target/release/ww run examples/images/echo
+
+## test: every test (unit and integration; the guests are built first).
+test: images
+	$(CARGO) test
+
+## bench: the benchmarks recorded in BENCHMARKS.md.
+bench: images
+	$(CARGO) bench --bench foundation
+
+clean:
+	$(CARGO) clean
+	$(CARGO) clean --manifest-path guests/Cargo.toml
+	rm -rf $(BUILD_DIR) examples/images/*/bin/*.wasm examples/images/*/lib/*.wasm
