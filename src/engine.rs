@@ -3,14 +3,20 @@
 //! Every component a node runs is compiled by the same [`Engine`], so a
 //! compiled artifact is valid for every guest. Compiling is the expensive
 //! step (Cranelift does about 2 MB/s on two cores), so compiled components are
-//! cached twice, both keyed by the SHA-256 of the component bytes:
+//! cached twice, both keyed by the BLAKE3 hash of the component bytes (BLAKE3
+//! rather than SHA-256 because every cached spawn pays for it: it hashes
+//! several times faster here):
 //!
 //! - in memory, for the life of the node (a second spawn of the same bytes
 //!   costs a hash and a map lookup);
-//! - on disk under `<cache dir>/<engine fingerprint>/<sha256>.cwasm`, so a
+//! - on disk under `<cache dir>/<engine fingerprint>/<blake3>.cwasm`, so a
 //!   second `ww run` of the same image does not compile again. The engine
 //!   fingerprint covers the Wasmtime version and every setting that affects
 //!   code generation; artifacts from another configuration are never loaded.
+//!
+//! Instances come from Wasmtime's pooling allocator (slots reserved once,
+//! reused without mmap/munmap per spawn); [`MAX_INSTANCES`] bounds how many
+//! guests can be alive at once.
 //!
 //! Time slicing: the engine runs with epoch interruption. A ticker thread
 //! advances the Wasmtime epoch every [`TICK`]; each guest store yields back to
@@ -23,11 +29,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 /// How often the engine's epoch advances: the time slice of a guest.
 pub const TICK: Duration = Duration::from_millis(10);
+
+/// How many component instances (processes) can be alive at once.
+pub const MAX_INSTANCES: u32 = 1000;
+/// Core instances and memories a single component may have.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// The largest component the node accepts (bytes of Wasm).
 pub const MAX_COMPONENT_SIZE: usize = 64 << 20;
@@ -54,13 +64,13 @@ pub enum LoadError {
     Engine(String),
 }
 
-/// The SHA-256 of a component's bytes: its identity in the caches.
+/// The BLAKE3 hash of a component's bytes: its identity in the caches.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct WasmHash(pub [u8; 32]);
 
 impl WasmHash {
     pub fn of(bytes: &[u8]) -> Self {
-        Self(Sha256::digest(bytes).into())
+        Self(*blake3::hash(bytes).as_bytes())
     }
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
@@ -72,6 +82,9 @@ impl WasmHash {
 pub struct EngineConfig {
     /// Where compiled components are kept; `None` disables the disk cache.
     pub cache_dir: Option<PathBuf>,
+    /// The most linear memory any one guest memory may grow to (bytes);
+    /// `0` means [`crate::process::DEFAULT_MEMORY_LIMIT`].
+    pub max_memory: usize,
 }
 
 /// The node's Wasmtime engine plus its compile caches. Cheap to clone.
@@ -88,8 +101,23 @@ struct EngineInner {
 
 impl Engine {
     pub fn new(config: &EngineConfig) -> Result<Self, LoadError> {
+        let max_memory = match config.max_memory {
+            0 => crate::process::DEFAULT_MEMORY_LIMIT,
+            n => n,
+        };
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(MAX_INSTANCES)
+            .total_core_instances(MAX_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(MAX_INSTANCES * 2)
+            .total_tables(MAX_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
+            .total_stacks(MAX_INSTANCES)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memory_size(max_memory);
         let mut cfg = wasmtime::Config::new();
-        cfg.wasm_component_model(true)
+        cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
+            .wasm_component_model(true)
             .epoch_interruption(true)
             .parallel_compilation(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
@@ -296,6 +324,7 @@ mod tests {
     fn engine(dir: Option<&Path>) -> Engine {
         Engine::new(&EngineConfig {
             cache_dir: dir.map(Path::to_path_buf),
+            max_memory: 0,
         })
         .unwrap()
     }

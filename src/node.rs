@@ -81,7 +81,9 @@ struct NodeInner {
 
 impl Node {
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        let engine = Engine::new(&config.engine)?;
+        let mut engine_config = config.engine.clone();
+        engine_config.max_memory = config.memory_limit;
+        let engine = Engine::new(&engine_config)?;
         let spawner = Spawner::new(engine, config.workers)?;
         let network = Network::start(Keypair::generate_ed25519(), &config.listen).await?;
         let (epoch, _) = watch::channel(0);
