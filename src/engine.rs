@@ -77,9 +77,22 @@ impl WasmHash {
     }
 }
 
+/// What an engine runs. The two need different Wasmtime settings, so a node
+/// has one engine of each kind (each with its own compile cache directory).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// Process guests: pooling allocator, epoch time slicing.
+    #[default]
+    Process,
+    /// Canisters: host-owned memory (for commit/rollback, see
+    /// `replica::memory`), fuel as the deterministic instruction counter.
+    Canister,
+}
+
 /// Engine settings a node is created with.
 #[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
+    pub kind: EngineKind,
     /// Where compiled components are kept; `None` disables the disk cache.
     pub cache_dir: Option<PathBuf>,
     /// The most linear memory any one guest memory may grow to (bytes);
@@ -116,11 +129,24 @@ impl Engine {
             .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
             .max_memory_size(max_memory);
         let mut cfg = wasmtime::Config::new();
-        cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
-            .wasm_component_model(true)
-            .epoch_interruption(true)
+        cfg.wasm_component_model(true)
             .parallel_compilation(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        match config.kind {
+            EngineKind::Process => {
+                cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
+                    .epoch_interruption(true);
+            }
+            EngineKind::Canister => {
+                // Host memory is incompatible with the pooling allocator and
+                // with copy-on-write memory images (a Wasmtime 48 panic).
+                cfg.with_host_memory(Arc::new(crate::replica::memory::CanisterMemoryCreator))
+                    .memory_init_cow(false)
+                    .memory_reservation(crate::replica::types::Limits::default().wasm_memory_limit as u64)
+                    .memory_guard_size(crate::replica::types::Limits::default().memory_guard as u64)
+                    .consume_fuel(true);
+            }
+        }
         let wasmtime =
             wasmtime::Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let disk_dir = config
@@ -132,7 +158,9 @@ impl Engine {
             disk_dir,
             memory: Mutex::new(HashMap::new()),
         });
-        spawn_ticker(Arc::downgrade(&inner));
+        if config.kind == EngineKind::Process {
+            spawn_ticker(Arc::downgrade(&inner));
+        }
         Ok(Self { inner })
     }
 
@@ -324,7 +352,7 @@ mod tests {
     fn engine(dir: Option<&Path>) -> Engine {
         Engine::new(&EngineConfig {
             cache_dir: dir.map(Path::to_path_buf),
-            max_memory: 0,
+            ..EngineConfig::default()
         })
         .unwrap()
     }

@@ -22,6 +22,7 @@ pub mod net;
 pub mod node;
 pub mod pipe;
 pub mod process;
+pub mod replica;
 pub mod rpc;
 
 /// Code generated from `capnp/ww.capnp`.

@@ -106,7 +106,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
             } else {
                 args.cache_dir.or_else(default_cache_dir)
             },
-            max_memory: 0,
+            ..EngineConfig::default()
         },
         memory_limit: args.memory_limit.saturating_mul(1 << 20),
         listen: args.listen,

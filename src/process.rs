@@ -194,7 +194,7 @@ impl Spawner {
         });
         wasi.stdin(GuestStdin::new(in_r))
             .stdout(GuestStdout::new(out_w))
-            .stderr(LogStream::new(&name));
+            .stderr(LogSink::new(&name));
         let state = ProcessState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -372,16 +372,16 @@ impl ProcessHandle {
     }
 }
 
-/// A guest's stderr: forwarded to the node log line by line, tagged with the
-/// process name.
+/// A guest's output stream forwarded to the node log line by line, tagged
+/// with the guest's name.
 #[derive(Clone)]
-struct LogStream {
+pub struct LogSink {
     name: Arc<str>,
     partial: Arc<Mutex<Vec<u8>>>,
 }
 
-impl LogStream {
-    fn new(name: &str) -> Self {
+impl LogSink {
+    pub fn new(name: &str) -> Self {
         Self {
             name: name.into(),
             partial: Arc::new(Mutex::new(Vec::new())),
@@ -411,7 +411,7 @@ impl LogStream {
     }
 }
 
-impl Drop for LogStream {
+impl Drop for LogSink {
     fn drop(&mut self) {
         // The last clone flushes an unterminated final line.
         if Arc::strong_count(&self.partial) == 1 {
@@ -423,13 +423,13 @@ impl Drop for LogStream {
     }
 }
 
-impl IsTerminal for LogStream {
+impl IsTerminal for LogSink {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for LogStream {
+impl StdoutStream for LogSink {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
@@ -438,7 +438,7 @@ impl StdoutStream for LogStream {
     }
 }
 
-impl tokio::io::AsyncWrite for LogStream {
+impl tokio::io::AsyncWrite for LogSink {
     fn poll_write(
         self: Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
@@ -456,12 +456,12 @@ impl tokio::io::AsyncWrite for LogStream {
 }
 
 #[async_trait::async_trait]
-impl Pollable for LogStream {
+impl Pollable for LogSink {
     async fn ready(&mut self) {}
 }
 
 #[async_trait::async_trait]
-impl OutputStream for LogStream {
+impl OutputStream for LogSink {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
         self.push(&bytes);
         Ok(())

@@ -297,6 +297,9 @@ async fn pipelined(session: &Session, n: usize, window: usize) -> Result<(), Err
                 return Err(fail(format!("echo #{i} got a wrong answer")));
             }
             done += 1;
+            if done % 100_000 == 0 && n >= 200_000 {
+                eprintln!("PROGRESS {done}");
+            }
         }
     }
     Ok(())

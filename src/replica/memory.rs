@@ -1,0 +1,495 @@
+//! Canister linear memory with per-execution commit and rollback.
+//!
+//! The committed state of a canister's heap lives in a memfd. The live
+//! memory Wasm runs on is a `MAP_PRIVATE` mapping of that memfd, so a write
+//! during an execution copies the page into private anonymous memory and the
+//! memfd keeps the committed bytes:
+//!
+//! - **commit** (the execution returned): read `/proc/self/pagemap` for the
+//!   live range; every present page that is not file-backed was written at
+//!   some point. Compare it with the committed bytes (a second, `MAP_SHARED`
+//!   view of the memfd) and copy it over if it differs. Pages that stay
+//!   unchanged for [`COLD_AFTER_COMMITS`] commits are returned to the memfd
+//!   (`MADV_DONTNEED`), so the private set stays the hot working set and a
+//!   hot page does not fault again every execution.
+//! - **rollback** (the execution trapped, or was a query): map the memfd over
+//!   the live range again (`MAP_FIXED`). Every private page is dropped at
+//!   once, whatever the heap size, and growth during the execution is undone.
+//!
+//! Cost: the pagemap read (8 bytes per 4 KiB page) plus a compare per hot
+//! page at commit; one `mmap` at rollback.
+//!
+//! Wasmtime creates memories through the engine-wide [`CanisterMemoryCreator`],
+//! which is not told which instance a memory is for. Canisters are
+//! instantiated synchronously on the executing thread, so the replica puts the
+//! canister's [`CanisterMemory`] in a thread-local slot ([`with_memory_slot`])
+//! for the duration of the instantiation. A component that asks for a second
+//! memory gets an error: IC canisters have at most one memory.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
+
+/// Page granularity of the dirty tracking (the OS page).
+pub const PAGE: usize = 4096;
+/// A private page unchanged for this many commits goes back to the memfd.
+pub const COLD_AFTER_COMMITS: u8 = 8;
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_FILE_OR_SHARED: u64 = 1 << 61;
+
+/// Errors of the memory machinery (the host's fault, not the canister's).
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("canister memory: {op}: {source}")]
+    Os {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("canister memory: {0}")]
+    Limit(String),
+}
+
+fn os(op: &'static str) -> MemoryError {
+    MemoryError::Os {
+        op,
+        source: io::Error::last_os_error(),
+    }
+}
+
+/// A canister's heap: shared by the replica (commit/rollback) and the
+/// wasmtime instance currently running on it.
+#[derive(Clone)]
+pub struct CanisterMemory {
+    inner: Arc<Mutex<State>>,
+}
+
+struct State {
+    /// Start of the reservation: `capacity + guard` bytes of address space.
+    base: *mut u8,
+    reserved: usize,
+    capacity: usize,
+    /// Live size in bytes (what Wasm sees).
+    size: usize,
+    committed_size: usize,
+    memfd: File,
+    file_size: usize,
+    /// MAP_SHARED view of the memfd: the committed bytes.
+    committed: *mut u8,
+    /// Per page: how many commits in a row a private page stayed unchanged.
+    streak: Vec<u8>,
+    /// Whether an instance currently has this memory attached.
+    attached: bool,
+}
+
+// SAFETY: the raw pointers are to mappings owned by this State; every access
+// goes through the mutex or through wasmtime, which accesses the live range
+// only while it runs the canister's single execution.
+unsafe impl Send for State {}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the two reservations this State created.
+        unsafe {
+            libc::munmap(self.base.cast(), self.reserved);
+            libc::munmap(self.committed.cast(), self.capacity);
+        }
+    }
+}
+
+impl CanisterMemory {
+    /// A new, empty memory that may grow to `capacity` bytes (rounded up to pages).
+    pub fn new(capacity: usize, guard: usize) -> Result<Self, MemoryError> {
+        let capacity = capacity.next_multiple_of(PAGE);
+        let reserved = capacity + guard.next_multiple_of(PAGE);
+        // SAFETY: plain anonymous reservations; the results are checked.
+        let (base, committed, fd) = unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                reserved,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(os("reserve"));
+            }
+            let fd = libc::memfd_create(c"ww-canister-heap".as_ptr(), libc::MFD_CLOEXEC);
+            if fd < 0 {
+                libc::munmap(base, reserved);
+                return Err(os("memfd_create"));
+            }
+            let fd = OwnedFd::from_raw_fd(fd);
+            let committed = libc::mmap(
+                std::ptr::null_mut(),
+                capacity,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd.as_raw_fd(),
+                0,
+            );
+            if committed == libc::MAP_FAILED {
+                libc::munmap(base, reserved);
+                return Err(os("map committed view"));
+            }
+            (base.cast::<u8>(), committed.cast::<u8>(), fd)
+        };
+        Ok(Self {
+            inner: Arc::new(Mutex::new(State {
+                base,
+                reserved,
+                capacity,
+                size: 0,
+                committed_size: 0,
+                memfd: File::from(fd),
+                file_size: 0,
+                committed,
+                streak: Vec::new(),
+                attached: false,
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live size in bytes.
+    pub fn size(&self) -> usize {
+        self.lock().size
+    }
+
+    /// Committed size in bytes.
+    pub fn committed_size(&self) -> usize {
+        self.lock().committed_size
+    }
+
+    /// Makes the live state the committed state.
+    pub fn commit(&self) -> Result<CommitStats, MemoryError> {
+        self.lock().commit()
+    }
+
+    /// Throws away everything since the last commit.
+    pub fn rollback(&self) -> Result<(), MemoryError> {
+        self.lock().rollback()
+    }
+
+    /// Marks the memory as not used by any instance (its instance is gone).
+    pub fn detach(&self) {
+        self.lock().attached = false;
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommitStats {
+    /// Private pages examined.
+    pub private_pages: usize,
+    /// Pages whose bytes changed and were written to the committed state.
+    pub dirty_pages: usize,
+}
+
+impl State {
+    fn ensure_file_size(&mut self, bytes: usize) -> Result<(), MemoryError> {
+        if bytes > self.file_size {
+            self.memfd
+                .set_len(bytes as u64)
+                .map_err(|source| MemoryError::Os { op: "grow memfd", source })?;
+            self.file_size = bytes;
+        }
+        Ok(())
+    }
+
+    /// Maps the memfd privately over `[from, to)` of the live range.
+    fn map_private(&mut self, from: usize, to: usize) -> Result<(), MemoryError> {
+        if to <= from {
+            return Ok(());
+        }
+        // SAFETY: the range is inside our reservation; MAP_FIXED replaces
+        // whatever was mapped there, which only we manage.
+        let p = unsafe {
+            libc::mmap(
+                self.base.add(from).cast(),
+                to - from,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                self.memfd.as_raw_fd(),
+                from as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(os("map live range"));
+        }
+        Ok(())
+    }
+
+    fn unmap_to_reserved(&mut self, from: usize, to: usize) -> Result<(), MemoryError> {
+        if to <= from {
+            return Ok(());
+        }
+        // SAFETY: as in map_private; back to an inaccessible reservation.
+        let p = unsafe {
+            libc::mmap(
+                self.base.add(from).cast(),
+                to - from,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(os("release live range"));
+        }
+        Ok(())
+    }
+
+    fn grow_to(&mut self, new_size: usize) -> Result<(), MemoryError> {
+        if new_size > self.capacity {
+            return Err(MemoryError::Limit(format!(
+                "cannot grow to {new_size} bytes (limit {})",
+                self.capacity
+            )));
+        }
+        if new_size <= self.size {
+            return Ok(());
+        }
+        let new_pages_end = new_size.next_multiple_of(PAGE);
+        self.ensure_file_size(new_pages_end)?;
+        self.map_private(self.size, new_pages_end)?;
+        self.size = new_size;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<CommitStats, MemoryError> {
+        let pages = self.size.div_ceil(PAGE);
+        self.ensure_file_size(pages * PAGE)?;
+        if self.streak.len() < pages {
+            self.streak.resize(pages, 0);
+        }
+        let mut stats = CommitStats::default();
+        let entries = read_pagemap(self.base as usize, pages)?;
+        let mut cold: Vec<usize> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if e & PM_PRESENT == 0 || e & PM_FILE_OR_SHARED != 0 {
+                continue;
+            }
+            stats.private_pages += 1;
+            // SAFETY: page i is inside both the live range and the committed
+            // view (the memfd is at least `pages` pages long).
+            let (live, committed) = unsafe {
+                (
+                    std::slice::from_raw_parts(self.base.add(i * PAGE), PAGE),
+                    std::slice::from_raw_parts_mut(self.committed.add(i * PAGE), PAGE),
+                )
+            };
+            if live != committed {
+                committed.copy_from_slice(live);
+                stats.dirty_pages += 1;
+                self.streak[i] = 0;
+            } else {
+                self.streak[i] = self.streak[i].saturating_add(1);
+                if self.streak[i] >= COLD_AFTER_COMMITS {
+                    cold.push(i);
+                    self.streak[i] = 0;
+                }
+            }
+        }
+        for i in cold {
+            // SAFETY: dropping a private copy that equals the committed page;
+            // the next access reads the memfd page again.
+            unsafe {
+                libc::madvise(self.base.add(i * PAGE).cast(), PAGE, libc::MADV_DONTNEED);
+            }
+        }
+        self.committed_size = self.size;
+        Ok(stats)
+    }
+
+    fn rollback(&mut self) -> Result<(), MemoryError> {
+        let committed_end = self.committed_size.next_multiple_of(PAGE);
+        let live_end = self.size.next_multiple_of(PAGE);
+        if live_end > committed_end {
+            self.unmap_to_reserved(committed_end, live_end)?;
+            // Bytes past the committed size must read as zero on regrowth.
+            self.memfd
+                .set_len(committed_end as u64)
+                .map_err(|source| MemoryError::Os { op: "shrink memfd", source })?;
+            self.file_size = committed_end;
+        }
+        self.map_private(0, committed_end)?;
+        self.size = self.committed_size;
+        self.streak.iter_mut().for_each(|s| *s = 0);
+        Ok(())
+    }
+}
+
+fn pagemap() -> Result<&'static File, MemoryError> {
+    static PAGEMAP: OnceLock<Result<File, String>> = OnceLock::new();
+    PAGEMAP
+        .get_or_init(|| File::open("/proc/self/pagemap").map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| MemoryError::Os {
+            op: "open /proc/self/pagemap",
+            source: io::Error::other(e.clone()),
+        })
+}
+
+fn read_pagemap(addr: usize, pages: usize) -> Result<Vec<u64>, MemoryError> {
+    let mut buf = vec![0u8; pages * 8];
+    let offset = (addr / PAGE * 8) as u64;
+    pagemap()?
+        .read_exact_at(&mut buf, offset)
+        .map_err(|source| MemoryError::Os { op: "read pagemap", source })?;
+    Ok(buf
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
+}
+
+// ---- wasmtime integration -------------------------------------------------------
+
+thread_local! {
+    static SLOT: RefCell<Option<CanisterMemory>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (an instantiation) with `memory` as the memory the next
+/// `new_memory` on this thread hands out.
+pub fn with_memory_slot<R>(memory: &CanisterMemory, f: impl FnOnce() -> R) -> R {
+    SLOT.with(|s| *s.borrow_mut() = Some(memory.clone()));
+    let r = f();
+    SLOT.with(|s| *s.borrow_mut() = None);
+    r
+}
+
+/// The engine-wide memory creator for canister instances.
+pub struct CanisterMemoryCreator;
+
+// SAFETY: the memories returned never move (fixed reservation), report their
+// size and capacity truthfully, and keep `capacity + guard` reserved.
+unsafe impl MemoryCreator for CanisterMemoryCreator {
+    fn new_memory(
+        &self,
+        _ty: MemoryType,
+        minimum: usize,
+        _maximum: Option<usize>,
+        _reserved_size_in_bytes: Option<usize>,
+        _guard_size_in_bytes: usize,
+    ) -> Result<Box<dyn LinearMemory>, String> {
+        let memory = SLOT
+            .with(|s| s.borrow_mut().take())
+            .ok_or("a canister may declare at most one memory")?;
+        {
+            let mut st = memory.lock();
+            if st.attached {
+                return Err("canister memory is already attached to an instance".into());
+            }
+            // A fresh instance sees exactly the committed state.
+            st.rollback().map_err(|e| e.to_string())?;
+            if st.size < minimum {
+                st.grow_to(minimum).map_err(|e| e.to_string())?;
+            }
+            st.attached = true;
+        }
+        Ok(Box::new(LiveMemory(memory)))
+    }
+}
+
+struct LiveMemory(CanisterMemory);
+
+// SAFETY: see CanisterMemoryCreator.
+unsafe impl LinearMemory for LiveMemory {
+    fn byte_size(&self) -> usize {
+        self.0.lock().size
+    }
+    fn byte_capacity(&self) -> usize {
+        self.0.lock().capacity
+    }
+    fn grow_to(&mut self, new_size: usize) -> wasmtime::Result<()> {
+        self.0
+            .lock()
+            .grow_to(new_size)
+            .map_err(|e| wasmtime::format_err!("{e}"))
+    }
+    fn as_ptr(&self) -> *mut u8 {
+        self.0.lock().base
+    }
+}
+
+impl Drop for LiveMemory {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(m: &CanisterMemory, at: usize, bytes: &[u8]) {
+        let st = m.lock();
+        assert!(at + bytes.len() <= st.size);
+        // SAFETY: inside the live range.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), st.base.add(at), bytes.len()) };
+    }
+
+    fn read(m: &CanisterMemory, at: usize, len: usize) -> Vec<u8> {
+        let st = m.lock();
+        // SAFETY: inside the live range.
+        unsafe { std::slice::from_raw_parts(st.base.add(at), len).to_vec() }
+    }
+
+    #[test]
+    fn commit_keeps_and_rollback_discards() {
+        let m = CanisterMemory::new(64 << 20, 1 << 20).unwrap();
+        m.lock().grow_to(4 << 20).unwrap();
+        write(&m, 100, b"committed");
+        let stats = m.commit().unwrap();
+        assert_eq!(stats.dirty_pages, 1);
+        write(&m, 100, b"scratched");
+        write(&m, 3 << 20, b"far away");
+        assert_eq!(read(&m, 100, 9), b"scratched");
+        m.rollback().unwrap();
+        assert_eq!(read(&m, 100, 9), b"committed");
+        assert_eq!(read(&m, 3 << 20, 8), vec![0; 8]);
+    }
+
+    #[test]
+    fn growth_is_rolled_back_and_regrows_zeroed() {
+        let m = CanisterMemory::new(64 << 20, 1 << 20).unwrap();
+        m.lock().grow_to(1 << 20).unwrap();
+        m.commit().unwrap();
+        m.lock().grow_to(8 << 20).unwrap();
+        write(&m, 5 << 20, b"grown");
+        m.rollback().unwrap();
+        assert_eq!(m.size(), 1 << 20);
+        m.lock().grow_to(8 << 20).unwrap();
+        assert_eq!(read(&m, 5 << 20, 5), vec![0; 5]);
+    }
+
+    #[test]
+    fn unchanged_hot_pages_are_not_rewritten_and_go_cold() {
+        let m = CanisterMemory::new(8 << 20, 1 << 20).unwrap();
+        m.lock().grow_to(1 << 20).unwrap();
+        write(&m, 0, b"x");
+        assert_eq!(m.commit().unwrap().dirty_pages, 1);
+        for _ in 0..COLD_AFTER_COMMITS {
+            assert_eq!(m.commit().unwrap().dirty_pages, 0);
+        }
+        assert_eq!(m.commit().unwrap().private_pages, 0, "went back to the memfd");
+        assert_eq!(read(&m, 0, 1), b"x");
+    }
+
+    #[test]
+    fn cannot_grow_past_capacity() {
+        let m = CanisterMemory::new(1 << 20, 0).unwrap();
+        assert!(m.lock().grow_to(2 << 20).is_err());
+    }
+}

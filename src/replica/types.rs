@@ -1,0 +1,125 @@
+//! Reject codes, error codes and limits: the IC's vocabulary.
+
+use std::fmt;
+
+/// The IC's reject codes (what a caller sees).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum RejectCode {
+    SysFatal = 1,
+    SysTransient = 2,
+    DestinationInvalid = 3,
+    CanisterReject = 4,
+    CanisterError = 5,
+    SysUnknown = 6,
+}
+
+impl RejectCode {
+    pub fn from_u32(n: u32) -> Option<Self> {
+        Some(match n {
+            1 => Self::SysFatal,
+            2 => Self::SysTransient,
+            3 => Self::DestinationInvalid,
+            4 => Self::CanisterReject,
+            5 => Self::CanisterError,
+            6 => Self::SysUnknown,
+            _ => return None,
+        })
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SysFatal => "SYS_FATAL",
+            Self::SysTransient => "SYS_TRANSIENT",
+            Self::DestinationInvalid => "DESTINATION_INVALID",
+            Self::CanisterReject => "CANISTER_REJECT",
+            Self::CanisterError => "CANISTER_ERROR",
+            Self::SysUnknown => "SYS_UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", *self as u32, self.name())
+    }
+}
+
+/// `IC0xxx` error codes; the first digit is the reject code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    SubnetOversubscribed = 101,
+    CanisterQueueFull = 201,
+    StopCanisterRequestTimeout = 206,
+    CanisterOutOfCycles = 207,
+    CanisterNotFound = 301,
+    CanisterTrapped = 502,
+    CanisterCalledTrap = 503,
+    CanisterContractViolation = 504,
+    CanisterDidNotReply = 506,
+    CanisterOutOfMemory = 507,
+    CanisterStopped = 508,
+    CanisterStopping = 509,
+    CanisterNotStopped = 510,
+    CanisterStoppingCancelled = 511,
+    CanisterInvalidController = 512,
+    CanisterNotHostedBySubnet = 513,
+    CanisterRejectedMessage = 514,
+    CanisterInstructionLimitExceeded = 522,
+    CanisterMethodNotFound = 536,
+    CanisterWasmModuleNotFound = 537,
+    CanisterInvalidModule = 538,
+    InvalidManagementPayload = 540,
+    InsufficientCyclesInCall = 541,
+    CanisterRejected = 406,
+    DeadlineExpired = 601,
+}
+
+impl ErrorCode {
+    pub fn reject_code(&self) -> RejectCode {
+        RejectCode::from_u32(*self as u32 / 100).unwrap_or(RejectCode::CanisterError)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IC{:04}", *self as u32)
+    }
+}
+
+/// Per-node limits, IC defaults unless configured (tests use small ones).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Ingress and inter-canister payloads (requests and replicated replies).
+    pub max_inter_canister_payload: usize,
+    /// Replies to non-replicated queries.
+    pub max_query_reply: usize,
+    pub instructions_per_update: u64,
+    pub instructions_per_query: u64,
+    pub instructions_per_install: u64,
+    /// Heap (Wasm linear memory) limit per canister, bytes.
+    pub wasm_memory_limit: usize,
+    /// Guard region after the heap reservation (bounds checks are elided).
+    pub memory_guard: usize,
+    /// Stable memory limit per canister, in 64 KiB pages.
+    pub stable_memory_pages: u64,
+    /// Outstanding requests from one canister to another.
+    pub max_outstanding_calls: u32,
+    pub max_call_timeout_seconds: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_inter_canister_payload: 2 << 20,
+            max_query_reply: 3 << 20,
+            instructions_per_update: 40_000_000_000,
+            instructions_per_query: 5_000_000_000,
+            instructions_per_install: 300_000_000_000,
+            wasm_memory_limit: 4 << 30,
+            memory_guard: 32 << 20,
+            stable_memory_pages: (500u64 << 30) / (64 << 10),
+            max_outstanding_calls: 500,
+            max_call_timeout_seconds: 300,
+        }
+    }
+}
