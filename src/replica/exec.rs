@@ -97,6 +97,9 @@ pub struct MessageInput {
     pub needs_response: bool,
     pub time: u64,
     pub instruction_limit: u64,
+    /// Leave heap and stable changes staged instead of committing them (the
+    /// caller commits or discards; used by upgrades).
+    pub stage_only: bool,
 }
 
 impl MessageInput {
@@ -112,6 +115,7 @@ impl MessageInput {
             needs_response: false,
             time,
             instruction_limit,
+            stage_only: false,
         }
     }
 }
@@ -659,19 +663,34 @@ impl CanisterInstance {
         self.store.data().stable.size_bytes()
     }
 
-    /// Takes the stable memory out (for an upgrade); the instance is unusable after.
-    pub fn into_stable(self) -> StableMemory {
-        let CanisterInstance { store, memory, .. } = self;
-        let state = store.into_data();
-        memory.detach();
-        let mut stable = state.stable;
-        stable.commit();
-        stable
+    /// Takes the stable memory out, staged changes included (for an upgrade).
+    pub fn take_stable(&mut self) -> StableMemory {
+        std::mem::take(&mut self.store.data_mut().stable)
+    }
+
+    /// Puts stable memory (back) in.
+    pub fn put_stable(&mut self, stable: StableMemory) {
+        self.store.data_mut().stable = stable;
+    }
+
+    /// Commits what a `stage_only` execution left staged.
+    pub fn commit_staged(&mut self) -> Result<(), String> {
+        self.memory.commit().map_err(|e| e.to_string())?;
+        self.store.data_mut().stable.commit();
+        Ok(())
+    }
+
+    /// Throws away what a `stage_only` execution left staged.
+    pub fn discard_staged(&mut self) {
+        if let Err(e) = self.restore_after_discard(false) {
+            tracing::error!(error = %e, "discarding staged canister state failed");
+        }
     }
 
     /// Runs one message execution.
     pub fn execute(&mut self, input: MessageInput, info: CanisterInfo, current_timer: u64, outstanding: OutstandingCalls) -> Outcome {
         let limit = input.instruction_limit;
+        let stage_only = input.stage_only;
         let entry = input.entry.clone();
         self.store.data().clock.store(input.time, Ordering::Relaxed);
         self.store.data_mut().ctx = Some(ExecContext {
@@ -716,6 +735,16 @@ impl CanisterInstance {
                         response: cx.response,
                         instructions,
                         ..Effects::default()
+                    });
+                }
+                if stage_only {
+                    return Outcome::Committed(Effects {
+                        response: cx.response,
+                        calls: cx.calls,
+                        timer: cx.timer,
+                        cycles_accepted: cx.cycles_accepted,
+                        instructions,
+                        dirty_pages: 0,
                     });
                 }
                 let dirty_pages = match self.memory.commit() {

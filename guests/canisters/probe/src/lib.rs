@@ -299,9 +299,15 @@ async fn call_method(
 async fn bounded_call(
     callee: Principal,
     method: String,
+    arg: ByteBuf,
     timeout_secs: u32,
 ) -> Result<ByteBuf, CallError> {
-    raw_call(Call::bounded_wait(callee, &method).change_timeout(timeout_secs)).await
+    raw_call(
+        Call::bounded_wait(callee, &method)
+            .with_raw_args(&arg)
+            .change_timeout(timeout_secs),
+    )
+    .await
 }
 
 /// Queues up to `n` calls to `callee.record` in this execution, stopping at

@@ -1,0 +1,361 @@
+//! Canister semantics, each by a real test canister (`guests/canisters/*`)
+//! on the replica, without booting a node.
+
+mod common;
+
+use std::time::Duration;
+
+use candid::{CandidType, Decode, Deserialize, Encode, Principal};
+use ww::engine::{Engine, EngineConfig, EngineKind};
+use ww::replica::{ErrorCode, InstallMode, Limits, RejectCode, Replica, ReplicaConfig, Status};
+
+fn admin() -> Principal {
+    Principal::self_authenticating(b"ww-test-admin")
+}
+
+fn replica_with(limits: Limits) -> Replica {
+    let engine = Engine::new(&EngineConfig {
+        kind: EngineKind::Canister,
+        cache_dir: Some(common::cache_dir()),
+        ..EngineConfig::default()
+    })
+    .expect("canister engine");
+    Replica::new(engine, ReplicaConfig { limits, ..ReplicaConfig::default() }).expect("replica")
+}
+
+fn replica() -> Replica {
+    replica_with(Limits::default())
+}
+
+async fn install(r: &Replica, name: &str, arg: Vec<u8>) -> Principal {
+    let id = r.create_canister(vec![admin()]);
+    let wasm = std::fs::read(common::guest(name)).unwrap();
+    let m = ww::replica::install::prepare_module(r, &id, &wasm).expect("prepare");
+    r.install(admin(), id, InstallMode::Install, m.component, m.hash, arg).await.expect("install");
+    id
+}
+
+fn none_arg() -> Vec<u8> {
+    Encode!(&Option::<u64>::None).unwrap()
+}
+
+async fn update<T: CandidType + for<'de> Deserialize<'de>>(r: &Replica, id: Principal, method: &str, arg: Vec<u8>) -> T {
+    let bytes = r.call(admin(), id, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
+    Decode!(&bytes, T).unwrap()
+}
+
+async fn query<T: CandidType + for<'de> Deserialize<'de>>(r: &Replica, id: Principal, method: &str, arg: Vec<u8>) -> T {
+    let bytes = r.query(admin(), id, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
+    Decode!(&bytes, T).unwrap()
+}
+
+fn no_args() -> Vec<u8> {
+    Encode!().unwrap()
+}
+
+#[derive(CandidType, Deserialize, Debug)]
+struct CallError {
+    code: u32,
+    message: String,
+}
+
+#[derive(CandidType, Deserialize, Debug)]
+enum CallOutcome {
+    Ok(serde_bytes::ByteBuf),
+    Err(CallError),
+}
+
+#[tokio::test]
+async fn counter_updates_and_queries() {
+    let r = replica();
+    let id = install(&r, "counter", none_arg()).await;
+    for expected in 1..=3u64 {
+        assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, expected);
+    }
+    assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 3);
+    assert_eq!(query::<u64>(&r, id, "get_stable", no_args()).await, 3);
+}
+
+#[tokio::test]
+async fn trap_rolls_back_heap_and_stable_memory() {
+    let r = replica();
+    let id = install(&r, "probe", none_arg()).await;
+    update::<()>(&r, id, "set", Encode!(&7u64).unwrap()).await;
+    update::<()>(&r, id, "stable_set", Encode!(&1u64, &11u64).unwrap()).await;
+    for method in ["trap_after_mutate", "panic_after_mutate"] {
+        let err = r.call(admin(), id, method, Encode!(&42u64).unwrap()).await.unwrap_err();
+        assert_eq!(err.code, RejectCode::CanisterError, "{err}");
+        assert!(err.message.contains("IC05"), "{err}");
+        assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 7, "heap after {method}");
+        assert_eq!(query::<Option<u64>>(&r, id, "stable_get", Encode!(&1u64).unwrap()).await, Some(11));
+    }
+    // It keeps serving, and further state changes stick.
+    update::<()>(&r, id, "set", Encode!(&8u64).unwrap()).await;
+    assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 8);
+}
+
+#[tokio::test]
+async fn trap_discards_queued_calls() {
+    let r = replica();
+    let a = install(&r, "probe", none_arg()).await;
+    let b = install(&r, "probe", none_arg()).await;
+    let err = r.call(admin(), a, "trap_after_call", Encode!(&b).unwrap()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(query::<Vec<String>>(&r, b, "log", no_args()).await.is_empty(), "the call was delivered");
+}
+
+#[tokio::test]
+async fn trap_in_callback_keeps_state_before_the_await() {
+    let r = replica();
+    let a = install(&r, "probe", none_arg()).await;
+    let b = install(&r, "probe", none_arg()).await;
+    let err = r.call(admin(), a, "call_then_trap_in_callback", Encode!(&b).unwrap()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError, "{err}");
+    assert_eq!(query::<u64>(&r, a, "get", no_args()).await, 100);
+}
+
+#[tokio::test]
+async fn exactly_one_response() {
+    let r = replica();
+    let id = install(&r, "probe", none_arg()).await;
+    let err = r.call(admin(), id, "reply_twice", no_args()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    assert!(err.message.contains("already answered"), "{err}");
+    let err = r.call(admin(), id, "no_reply", no_args()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterDidNotReply), "{err}");
+    assert!(err.message.contains("IC0506"));
+}
+
+#[tokio::test]
+async fn inter_canister_call_and_reply() {
+    let r = replica();
+    let a = install(&r, "probe", none_arg()).await;
+    let b = install(&r, "probe", none_arg()).await;
+    update::<()>(&r, b, "set", Encode!(&99u64).unwrap()).await;
+    assert_eq!(update::<u64>(&r, a, "call_get", Encode!(&b).unwrap()).await, 99);
+    // A missing method on the callee is a CANISTER_ERROR reject for the caller.
+    let out: CallOutcome = update(&r, a, "call_method", Encode!(&b, &"nope", &serde_bytes::ByteBuf::new()).unwrap()).await;
+    match out {
+        CallOutcome::Err(e) => {
+            assert_eq!(e.code, 5, "{e:?}");
+            assert!(e.message.contains("IC0536"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bounded_wait_times_out_and_late_reply_is_dropped() {
+    let r = replica();
+    let a = install(&r, "probe", none_arg()).await;
+    let b = install(&r, "probe", none_arg()).await;
+    let arg = Encode!(&2_000_000_000u64).unwrap();
+    let pending = r.submit_call(
+        admin(),
+        a,
+        "bounded_call",
+        Encode!(&b, &"slow", &serde_bytes::ByteBuf::from(arg), &1u32).unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    r.advance_time(Duration::from_secs(5));
+    let bytes = pending.await.unwrap().unwrap();
+    match Decode!(&bytes, CallOutcome).unwrap() {
+        CallOutcome::Err(e) => assert_eq!(e.code, 6, "{e:?}"),
+        other => panic!("expected SYS_UNKNOWN, got {other:?}"),
+    }
+    // The callee sees the deadline of a bounded-wait call, and 0 otherwise.
+    assert_eq!(update::<u64>(&r, b, "deadline", no_args()).await, 0);
+    let out: CallOutcome = update(&r, a, "bounded_call", Encode!(&b, &"deadline", &serde_bytes::ByteBuf::from(no_args()), &60u32).unwrap()).await;
+    let CallOutcome::Ok(bytes) = out else { panic!("{out:?}") };
+    let deadline = Decode!(&bytes, u64).unwrap();
+    let now = query::<u64>(&r, a, "time_now", no_args()).await;
+    assert!(deadline > now && deadline <= now + 61_000_000_000, "deadline {deadline}, now {now}");
+}
+
+#[tokio::test]
+async fn the_501st_outstanding_call_fails_synchronously() {
+    let r = replica();
+    let a = install(&r, "probe", none_arg()).await;
+    let b = install(&r, "probe", none_arg()).await;
+    #[derive(CandidType, Deserialize, Debug)]
+    struct Flood {
+        queued: u32,
+        first_error: Option<CallError>,
+    }
+    let f: Flood = update(&r, a, "flood", Encode!(&b, &501u32).unwrap()).await;
+    assert_eq!(f.queued, 500, "{f:?}");
+    let e = f.first_error.expect("a synchronous error");
+    assert_eq!(e.code, 2, "{e:?}");
+}
+
+#[tokio::test]
+async fn requests_between_a_pair_execute_in_send_order() {
+    let r = replica();
+    let a = install(&r, "probe", none_arg()).await;
+    let b = install(&r, "probe", none_arg()).await;
+    update::<()>(&r, a, "send_in_order", Encode!(&b, &50u32).unwrap()).await;
+    let log: Vec<String> = query(&r, b, "log", no_args()).await;
+    let expected: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    assert_eq!(log, expected);
+}
+
+#[tokio::test]
+async fn query_state_changes_are_discarded() {
+    let r = replica();
+    let id = install(&r, "probe", none_arg()).await;
+    update::<()>(&r, id, "set", Encode!(&5u64).unwrap()).await;
+    assert_eq!(query::<u64>(&r, id, "query_mutate", no_args()).await, 6);
+    assert_eq!(query::<u64>(&r, id, "query_mutate", no_args()).await, 6);
+    assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 5);
+}
+
+#[tokio::test]
+async fn missing_method_and_wrong_kind() {
+    let r = replica();
+    let id = install(&r, "probe", none_arg()).await;
+    let err = r.call(admin(), id, "does_not_exist", no_args()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterMethodNotFound));
+    let err = r.query(admin(), id, "set", Encode!(&1u64).unwrap()).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterMethodNotFound), "{err}");
+    // Bad Candid is a clean reject, and the canister keeps serving.
+    let err = r.call(admin(), id, "set", b"not candid".to_vec()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    assert!(err.message.contains("decode"), "{err}");
+    update::<()>(&r, id, "set", Encode!(&1u64).unwrap()).await;
+}
+
+#[tokio::test]
+async fn only_controllers_install() {
+    let r = replica();
+    let id = r.create_canister(vec![admin()]);
+    let wasm = std::fs::read(common::guest("counter")).unwrap();
+    let m = ww::replica::install::prepare_module(&r, &id, &wasm).unwrap();
+    let stranger = Principal::anonymous();
+    let err = r.install(stranger, id, InstallMode::Install, m.component, m.hash, none_arg()).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterInvalidController), "{err}");
+    assert!(r.status(&id).unwrap().module_hash.is_none());
+}
+
+#[tokio::test]
+async fn upgrade_keeps_stable_memory_and_a_failed_upgrade_keeps_the_old_version() {
+    let r = replica();
+    let id = install(&r, "counter", none_arg()).await;
+    for _ in 0..5 {
+        update::<u64>(&r, id, "inc", no_args()).await;
+    }
+    let wasm = std::fs::read(common::guest("counter")).unwrap();
+    let m = ww::replica::install::prepare_module(&r, &id, &wasm).unwrap();
+    r.install(admin(), id, InstallMode::Upgrade, m.component, m.hash, none_arg()).await.unwrap();
+    assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 5);
+    assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 6);
+
+    #[derive(CandidType, Deserialize)]
+    struct ProbeInit {
+        trap_in_post_upgrade: Option<bool>,
+    }
+    let p = install(&r, "probe", none_arg()).await;
+    update::<()>(&r, p, "set", Encode!(&31u64).unwrap()).await;
+    update::<()>(&r, p, "stable_set", Encode!(&9u64, &90u64).unwrap()).await;
+    let wasm = std::fs::read(common::guest("probe")).unwrap();
+    let m = ww::replica::install::prepare_module(&r, &p, &wasm).unwrap();
+    let arg = Encode!(&Some(ProbeInit { trap_in_post_upgrade: Some(true) })).unwrap();
+    let err = r.install(admin(), p, InstallMode::Upgrade, m.component, m.hash, arg).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError, "{err}");
+    assert!(err.message.contains("post_upgrade"), "{err}");
+    // The old version runs on, heap and stable memory as they were.
+    assert_eq!(query::<u64>(&r, p, "get", no_args()).await, 31);
+    assert_eq!(query::<Option<u64>>(&r, p, "stable_get", Encode!(&9u64).unwrap()).await, Some(90));
+    assert_eq!(query::<Option<u64>>(&r, p, "stable_get", Encode!(&0u64).unwrap()).await, None, "pre_upgrade's write was undone");
+}
+
+#[tokio::test]
+async fn instruction_payload_and_heap_limits() {
+    let limits = Limits {
+        instructions_per_update: 50_000_000,
+        wasm_memory_limit: 64 << 20,
+        ..Limits::default()
+    };
+    let r = replica_with(limits);
+    let id = install(&r, "probe", none_arg()).await;
+    let err = r.call(admin(), id, "slow", Encode!(&1_000_000_000u64).unwrap()).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterInstructionLimitExceeded), "{err}");
+    let err = r.call(admin(), id, "big_reply", Encode!(&(3u32 << 20)).unwrap()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    assert!(err.message.contains("payload"), "{err}");
+    let err = r.call(admin(), id, "grow_heap", Encode!(&100u32).unwrap()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError, "{err}");
+    let too_big = vec![0u8; (2 << 20) + 1];
+    let err = r.call(admin(), id, "set", too_big).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError, "{err}");
+    // The node is unharmed.
+    update::<()>(&r, id, "set", Encode!(&3u64).unwrap()).await;
+    assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 3);
+}
+
+#[tokio::test]
+async fn stop_start_delete() {
+    let r = replica();
+    let id = install(&r, "probe", none_arg()).await;
+    let err = r.delete(admin(), id).unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterNotStopped));
+    r.stop(admin(), id).await.unwrap();
+    assert_eq!(r.status(&id).unwrap().status, Status::Stopped);
+    let err = r.call(admin(), id, "set", Encode!(&1u64).unwrap()).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterStopped), "{err}");
+    r.start(admin(), id).unwrap();
+    update::<()>(&r, id, "set", Encode!(&1u64).unwrap()).await;
+    assert!(r.stop(Principal::anonymous(), id).await.is_err(), "only controllers stop");
+    r.stop(admin(), id).await.unwrap();
+    r.delete(admin(), id).unwrap();
+    let err = r.call(admin(), id, "get", no_args()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::DestinationInvalid);
+}
+
+#[tokio::test]
+async fn timers_fire_when_time_is_advanced() {
+    let r = replica();
+    let id = install(&r, "probe", none_arg()).await;
+    update::<()>(&r, id, "set_timer_in", Encode!(&60_000_000_000u64).unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(query::<u64>(&r, id, "timer_fired", no_args()).await, 0);
+    let before = query::<u64>(&r, id, "time_now", no_args()).await;
+    r.advance_time(Duration::from_secs(61));
+    let mut fired = 0;
+    for _ in 0..100 {
+        fired = query::<u64>(&r, id, "timer_fired", no_args()).await;
+        if fired > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fired, 1);
+    let after = query::<u64>(&r, id, "time_now", no_args()).await;
+    assert!(after >= before + 60_000_000_000, "time is monotonic and advanced");
+}
+
+#[tokio::test]
+async fn management_canister_with_candid() {
+    use ww::replica::management::{CanisterIdRecord, CreateCanisterArgs, InstallCodeArgs, CanisterInstallMode};
+    let r = replica();
+    let mgmt = Principal::management_canister();
+    let bytes = r.call(admin(), mgmt, "create_canister", Encode!(&CreateCanisterArgs::default()).unwrap()).await.unwrap();
+    let id = Decode!(&bytes, CanisterIdRecord).unwrap().canister_id;
+    assert_eq!(id.to_text(), "bkyz2-fmaaa-aaaaa-qaaaq-cai");
+    let wasm = std::fs::read(common::guest("counter")).unwrap();
+    let args = InstallCodeArgs {
+        mode: CanisterInstallMode::Install,
+        canister_id: id,
+        wasm_module: wasm,
+        arg: none_arg(),
+        sender_canister_version: None,
+    };
+    r.call(admin(), mgmt, "install_code", Encode!(&args).unwrap()).await.unwrap();
+    assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 1);
+    let rand = r.call(admin(), mgmt, "raw_rand", no_args()).await.unwrap();
+    assert_eq!(Decode!(&rand, serde_bytes::ByteBuf).unwrap().len(), 32);
+    let err = r.call(admin(), mgmt, "install_code", b"garbage".to_vec()).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::InvalidManagementPayload), "{err}");
+}
