@@ -31,6 +31,72 @@ struct Session {
 
   executor @2 :Executor;
   # Spawn child processes. A broken capability when not granted.
+
+  replica @3 :Replica;
+  # The node's canisters. A broken capability when not granted.
+}
+
+interface Replica {
+  # The node's replica, as the holder's principal (for pid0 and the control
+  # socket: the node's admin identity, which controls what it creates).
+  # The management canister is `aaaaa-aa`: create and install canisters by
+  # calling it with Candid arguments, as on the IC.
+
+  call @0 (canister :Data, method :Text, arg :Data) -> (result :CallResult);
+  # An update call (ingress). `canister` is the raw principal.
+
+  query @1 (canister :Data, method :Text, arg :Data) -> (result :CallResult);
+  # A query call; state changes are discarded.
+
+  setName @2 (name :Text, canister :Data) -> ();
+  # Names a canister in the node's registry (for `ww call <name>`).
+
+  lookup @3 (name :Text) -> (canister :Data);
+  # The canister with this name (empty if none).
+
+  list @4 () -> (canisters :List(CanisterEntry));
+  # Every canister on the node.
+
+  principal @5 () -> (principal :Data);
+  # The principal this capability calls as.
+}
+
+struct CallResult {
+  union {
+    reply @0 :Data;
+    reject @1 :Reject;
+  }
+}
+
+struct Reject {
+  code @0 :UInt32;
+  # IC reject code: 1 SYS_FATAL, 2 SYS_TRANSIENT, 3 DESTINATION_INVALID,
+  # 4 CANISTER_REJECT, 5 CANISTER_ERROR, 6 SYS_UNKNOWN.
+  errorCode @1 :Text;
+  # `IC0xxx` when the system produced the reject, else empty.
+  message @2 :Text;
+}
+
+struct CanisterEntry {
+  id @0 :Data;
+  name @1 :Text;
+  status @2 :Text;
+  # running, stopping or stopped.
+  moduleHash @3 :Data;
+  memorySize @4 :UInt64;
+  cycles @5 :UInt64;
+}
+
+interface Admin {
+  # Served on the node's control socket (`<state dir>/control.sock`) for the
+  # CLI. Whoever can open the socket acts for the node's operator.
+
+  replica @0 (anonymous :Bool) -> (replica :Replica);
+  # The replica, calling as the node's admin identity, or as the anonymous
+  # principal when asked.
+
+  advanceTime @1 (nanos :UInt64) -> ();
+  # Moves replica time forward (timers and deadlines due by then fire).
 }
 
 interface Host {
@@ -85,6 +151,7 @@ enum StdioMode {
 struct Grant {
   host @0 :Bool = true;
   executor @1 :Bool = true;
+  replica @4 :Bool = true;
   memoryLimit @2 :UInt64;
   # Bytes of linear memory per instance; 0 means the caller's own limit.
   # Clamped to the caller's limit.

@@ -12,11 +12,16 @@
 //! - [`rpc`]: Cap'n Proto servers (`Membrane`, `Host`, `Executor`, ...) and
 //!   epoch guards.
 //! - [`net`]: the node's libp2p identity and network view.
+//! - [`replica`]: canisters with IC message semantics, the management canister.
+//! - [`identity`]: the node's admin identity (a self-authenticating principal).
+//! - [`control`]: the control socket the CLI talks to.
 //! - [`node`]: ties the above together and boots an image.
 //!
 //! `ARCHITECTURE.md` at the repository root has the map and the invariants.
 
+pub mod control;
 pub mod engine;
+pub mod identity;
 pub mod image;
 pub mod net;
 pub mod node;

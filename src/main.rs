@@ -9,6 +9,8 @@ use libp2p::Multiaddr;
 use ww::engine::{EngineConfig, default_cache_dir};
 use ww::node::{Node, NodeConfig, NodeError};
 
+mod client;
+
 /// Exit code for bad input (a missing layer, a broken component, a bad flag),
 /// distinct from any guest's own exit code.
 const EXIT_USAGE: u8 = 2;
@@ -33,6 +35,63 @@ enum Command {
     /// exits with pid0's exit code, or 2 when the input is unusable.
     /// SIGHUP advances the session epoch; SIGINT/SIGTERM stop pid0.
     Run(RunArgs),
+
+    /// Call a canister on a node serving with `ww run --serve`, like
+    /// `dfx canister call`: Candid text in, Candid text out.
+    ///
+    /// The canister is a name from the node's registry or a canister id;
+    /// the management canister is `aaaaa-aa`. A reject prints its code and
+    /// message and exits 1.
+    Call(CallArgs),
+
+    /// Manage the canisters of a node serving with `ww run --serve`.
+    Canister {
+        #[command(subcommand)]
+        command: CanisterCommand,
+        /// State directory of the node.
+        #[arg(long, global = true, default_value = ".ww", value_name = "DIR")]
+        state: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// Canister name or id.
+    canister: String,
+    /// Method name.
+    method: String,
+    /// Arguments in Candid text, e.g. '(42, "text", record { a = 1 })'. Default: ().
+    args: Option<String>,
+    /// Make a query call (state changes are discarded).
+    #[arg(long)]
+    query: bool,
+    /// Call as the anonymous principal instead of the node's admin identity.
+    #[arg(long)]
+    anonymous: bool,
+    /// Print the reply as hex bytes instead of Candid text.
+    #[arg(long)]
+    raw: bool,
+    /// The canister's Candid interface (.did): arguments take the method's
+    /// types and replies show field names. Built in for `aaaaa-aa`.
+    #[arg(long, value_name = "FILE")]
+    candid: Option<PathBuf>,
+    /// State directory of the node.
+    #[arg(long, default_value = ".ww", value_name = "DIR")]
+    state: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum CanisterCommand {
+    /// List the node's canisters.
+    List,
+    /// Show one canister's status.
+    Status { canister: String },
+    /// Start a stopped canister.
+    Start { canister: String },
+    /// Stop a canister (waits until it has no open calls).
+    Stop { canister: String },
+    /// Delete a stopped canister.
+    Delete { canister: String },
 }
 
 #[derive(clap::Args)]
@@ -66,6 +125,15 @@ struct RunArgs {
     /// Worker threads for guests (default: one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+
+    /// Keep the node serving after pid0 exits, until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    serve: bool,
+
+    /// State directory: the admin identity and the control socket
+    /// (`control.sock`) live here. Default `.ww` when serving.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +149,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args).await,
+            Command::Call(args) => client::call(args).await,
+            Command::Canister { command, state } => client::canister(command, state).await,
         }
     });
     // Guests may still be unwinding on worker threads; do not wait for them.
@@ -115,12 +185,24 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(n) = args.workers {
         config.workers = n.max(1);
     }
+    let state_dir = args.state.or_else(|| args.serve.then(|| PathBuf::from(".ww")));
+    config.state_dir = state_dir.clone();
     let image = ww::image::merge_layers(&args.images).map_err(NodeError::from)?;
     let node = Node::start(config).await?;
     spawn_epoch_on_sighup(node.clone())?;
-    let code = node
-        .run_image(&image, args.args, shutdown_signal())
-        .await?;
+    let control = match &state_dir {
+        Some(dir) => Some(ww::control::serve(node.clone(), dir)?),
+        None => None,
+    };
+    let code = node.run_image(&image, args.args, shutdown_signal()).await?;
+    if let Some(control) = &control
+        && args.serve
+    {
+        tracing::info!(socket = %control.path().display(), "pid0 exited with {code}; serving until Ctrl-C or SIGTERM");
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+    }
+    drop(control);
     Ok(code)
 }
 
@@ -151,9 +233,12 @@ async fn shutdown_signal() {
 
 fn is_input_error(e: &anyhow::Error) -> bool {
     use ww::engine::LoadError;
+    if e.downcast_ref::<ww::control::ControlError>().is_some() || e.downcast_ref::<client::UsageError>().is_some() {
+        return true;
+    }
     match e.downcast_ref::<NodeError>() {
-        Some(NodeError::Image(_)) | Some(NodeError::Net(_)) | Some(NodeError::Spawn(_)) => true,
-        Some(NodeError::Load(LoadError::Engine(_))) => false,
+        Some(NodeError::Image(_) | NodeError::Net(_) | NodeError::Spawn(_) | NodeError::Identity(_)) => true,
+        Some(NodeError::Load(LoadError::Engine(_)) | NodeError::Replica(_)) => false,
         Some(NodeError::Load(_)) => true,
         None => false,
     }

@@ -39,6 +39,10 @@ pub struct NodeConfig {
     pub memory_limit: usize,
     /// Addresses to listen on; empty means no sockets at all.
     pub listen: Vec<Multiaddr>,
+    /// Where the admin identity (and later, durable state) lives; `None`
+    /// means an ephemeral identity.
+    pub state_dir: Option<std::path::PathBuf>,
+    pub replica: crate::replica::ReplicaConfig,
 }
 
 impl Default for NodeConfig {
@@ -48,6 +52,8 @@ impl Default for NodeConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_limit: process::DEFAULT_MEMORY_LIMIT,
             listen: Vec::new(),
+            state_dir: None,
+            replica: crate::replica::ReplicaConfig::default(),
         }
     }
 }
@@ -64,6 +70,10 @@ pub enum NodeError {
     Spawn(#[from] SpawnError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error("replica: {0}")]
+    Replica(#[from] crate::replica::exec::InstallError),
 }
 
 /// A running node. Cheap to clone.
@@ -74,6 +84,8 @@ pub struct Node {
 
 struct NodeInner {
     spawner: Spawner,
+    replica: crate::replica::Replica,
+    admin: candid::Principal,
     epoch: watch::Sender<u64>,
     network: Network,
     memory_limit: usize,
@@ -85,11 +97,22 @@ impl Node {
         engine_config.max_memory = config.memory_limit;
         let engine = Engine::new(&engine_config)?;
         let spawner = Spawner::new(engine, config.workers)?;
+        let canister_engine = Engine::new(&EngineConfig {
+            kind: crate::engine::EngineKind::Canister,
+            ..config.engine.clone()
+        })?;
+        let replica = crate::replica::Replica::new(canister_engine, config.replica.clone())?;
+        let admin = match &config.state_dir {
+            Some(dir) => crate::identity::load_or_create(dir)?,
+            None => crate::identity::ephemeral(),
+        };
         let network = Network::start(Keypair::generate_ed25519(), &config.listen).await?;
         let (epoch, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(NodeInner {
                 spawner,
+                replica,
+                admin,
                 epoch,
                 network,
                 memory_limit: config.memory_limit,
@@ -99,6 +122,16 @@ impl Node {
 
     pub fn engine(&self) -> &Engine {
         self.inner.spawner.engine()
+    }
+
+    /// The node's replica (its canisters).
+    pub fn replica(&self) -> &crate::replica::Replica {
+        &self.inner.replica
+    }
+
+    /// The node's admin principal: the caller for pid0 and the CLI.
+    pub fn admin(&self) -> candid::Principal {
+        self.inner.admin
     }
 
     pub fn network(&self) -> &NetworkView {

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::node::Node;
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::process::{ProcessHandle, SessionServer, StdioSpec};
-use crate::ww_capnp::{byte_stream, executor, host, membrane, process};
+use crate::ww_capnp::{byte_stream, executor, host, membrane, process, replica};
 
 /// Largest read a guest can ask a ByteStream for; larger requests are clamped.
 pub const MAX_STREAM_READ: u32 = 64 << 10;
@@ -39,6 +39,8 @@ pub const STALE_EPOCH: &str = "staleEpoch";
 pub struct Grant {
     pub host: bool,
     pub executor: bool,
+    /// The node's replica (canisters), calling as the node's admin identity.
+    pub replica: bool,
     /// The session's root directory (if it has one) for its children.
     pub filesystem: bool,
     pub memory_limit: usize,
@@ -50,6 +52,7 @@ impl Grant {
         Self {
             host: true,
             executor: true,
+            replica: true,
             filesystem: true,
             memory_limit,
         }
@@ -64,6 +67,7 @@ impl Grant {
         Grant {
             host: self.host && requested.host,
             executor: self.executor && requested.executor,
+            replica: self.replica && requested.replica,
             filesystem: self.filesystem && requested.filesystem,
             memory_limit,
         }
@@ -157,6 +161,19 @@ impl membrane::Server for MembraneServer {
             session.set_host(host::Client {
                 client: capnp_rpc::new_broken_cap(capnp::Error::failed(
                     "permission denied: this session holds no Host capability".into(),
+                )),
+            });
+        }
+        if scope.grant.replica {
+            session.set_replica(capnp_rpc::new_client(ReplicaServer {
+                replica: scope.node.replica().clone(),
+                caller: scope.node.admin(),
+                guard: Some(scope.guard.clone()),
+            }));
+        } else {
+            session.set_replica(replica::Client {
+                client: capnp_rpc::new_broken_cap(capnp::Error::failed(
+                    "permission denied: this session holds no Replica capability".into(),
                 )),
             });
         }
@@ -266,6 +283,7 @@ impl executor::Server for ExecutorServer {
                 Grant {
                     host: g.get_host(),
                     executor: g.get_executor(),
+                    replica: g.get_replica(),
                     filesystem: g.get_filesystem(),
                     memory_limit: usize::try_from(g.get_memory_limit()).unwrap_or(usize::MAX),
                 }
@@ -424,6 +442,118 @@ impl byte_stream::Server for ByteStreamServer {
     }
 }
 
+/// The replica as a capability, calling as `caller`.
+pub struct ReplicaServer {
+    pub replica: crate::replica::Replica,
+    pub caller: candid::Principal,
+    /// Epoch scope, for capabilities handed out in sessions.
+    pub guard: Option<EpochGuard>,
+}
+
+impl ReplicaServer {
+    fn check(&self) -> Result<(), capnp::Error> {
+        match &self.guard {
+            Some(g) => g.check(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn principal_arg(bytes: &[u8]) -> Result<candid::Principal, capnp::Error> {
+    candid::Principal::try_from_slice(bytes).map_err(|e| capnp::Error::failed(format!("not a principal: {e}")))
+}
+
+fn fill_result(mut out: crate::ww_capnp::call_result::Builder, result: crate::replica::CallResult) {
+    match result {
+        Ok(bytes) => out.set_reply(&bytes),
+        Err(r) => {
+            let mut rj = out.init_reject();
+            rj.set_code(r.code as u32);
+            rj.set_error_code(r.error_code.map(|c| c.to_string()).unwrap_or_default());
+            rj.set_message(&r.message);
+        }
+    }
+}
+
+impl replica::Server for ReplicaServer {
+    async fn call(self: CapRc<Self>, params: replica::CallParams, mut results: replica::CallResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let p = params.get()?;
+        let canister = principal_arg(p.get_canister()?)?;
+        let method = p.get_method()?.to_str()?.to_string();
+        let arg = p.get_arg()?.to_vec();
+        let r = self.replica.call(self.caller, canister, &method, arg).await;
+        fill_result(results.get().init_result(), r);
+        Ok(())
+    }
+
+    async fn query(self: CapRc<Self>, params: replica::QueryParams, mut results: replica::QueryResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let p = params.get()?;
+        let canister = principal_arg(p.get_canister()?)?;
+        let method = p.get_method()?.to_str()?.to_string();
+        let arg = p.get_arg()?.to_vec();
+        let r = self.replica.query(self.caller, canister, &method, arg).await;
+        fill_result(results.get().init_result(), r);
+        Ok(())
+    }
+
+    async fn set_name(self: CapRc<Self>, params: replica::SetNameParams, _: replica::SetNameResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let p = params.get()?;
+        let name = p.get_name()?.to_str()?.to_string();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(capnp::Error::failed(format!("setName: {name:?} is not a valid name")));
+        }
+        let canister = principal_arg(p.get_canister()?)?;
+        if !self.replica.exists(&canister) {
+            return Err(capnp::Error::failed(format!("setName: canister {canister} does not exist")));
+        }
+        self.replica.set_name(&name, canister);
+        Ok(())
+    }
+
+    async fn lookup(self: CapRc<Self>, params: replica::LookupParams, mut results: replica::LookupResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let name = params.get()?.get_name()?.to_str()?.to_string();
+        if let Some(p) = self.replica.lookup_name(&name) {
+            results.get().set_canister(p.as_slice());
+        }
+        Ok(())
+    }
+
+    async fn list(self: CapRc<Self>, _: replica::ListParams, mut results: replica::ListResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let names: std::collections::HashMap<candid::Principal, String> =
+            self.replica.names().into_iter().map(|(n, p)| (p, n)).collect();
+        let ids = self.replica.canister_ids();
+        let mut list = results.get().init_canisters(len_u32(ids.len())?);
+        for (i, id) in ids.iter().enumerate() {
+            let Some(st) = self.replica.status(id) else { continue };
+            let mut e = list.reborrow().get(i as u32);
+            e.set_id(id.as_slice());
+            e.set_name(names.get(id).map_or("", String::as_str));
+            e.set_status(match st.status {
+                crate::replica::Status::Running => "running",
+                crate::replica::Status::Stopping => "stopping",
+                crate::replica::Status::Stopped => "stopped",
+            });
+            if let Some(h) = st.module_hash {
+                e.set_module_hash(&h);
+            }
+            e.set_memory_size(st.memory_size);
+            e.set_cycles(st.cycles);
+        }
+        Ok(())
+    }
+
+    async fn principal(self: CapRc<Self>, _: replica::PrincipalParams, mut results: replica::PrincipalResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        results.get().set_principal(self.caller.as_slice());
+        Ok(())
+    }
+}
+
 fn text_list(list: capnp::text_list::Reader) -> Result<Vec<String>, capnp::Error> {
     let mut out = Vec::with_capacity(list.len() as usize);
     for t in list.iter() {
@@ -445,6 +575,7 @@ mod tests {
         let parent = Grant {
             host: false,
             executor: true,
+            replica: true,
             filesystem: true,
             memory_limit: 64 << 20,
         };
@@ -454,6 +585,7 @@ mod tests {
             Grant {
                 host: false,
                 executor: true,
+                replica: true,
                 filesystem: true,
                 memory_limit: 64 << 20
             }
@@ -461,6 +593,7 @@ mod tests {
         let asked_small = Grant {
             host: true,
             executor: false,
+            replica: false,
             filesystem: false,
             memory_limit: 0,
         };
@@ -469,6 +602,7 @@ mod tests {
             Grant {
                 host: false,
                 executor: false,
+                replica: false,
                 filesystem: false,
                 memory_limit: 64 << 20
             }

@@ -96,6 +96,12 @@ pub struct CanisterStatusResult {
     pub version: Option<u64>,
 }
 
+/// The management canister's Candid interface (the subset served here).
+pub const CANDID: &str = include_str!("ic.did");
+
+/// Candid for `()`.
+const EMPTY_ARGS: &[u8] = b"DIDL\x00\x00";
+
 fn decode<T: for<'de> Deserialize<'de> + CandidType>(method: &str, arg: &[u8]) -> Result<T, Reject> {
     candid::decode_one(arg).map_err(|e| {
         Reject::system(
@@ -129,7 +135,12 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
     let result: Result<Option<CallResult>, Reject> = (|| {
         Ok(Some(match method {
             "create_canister" | "provisional_create_canister_with_cycles" => {
-                let args: CreateCanisterArgs = if arg.is_empty() { CreateCanisterArgs::default() } else { decode(method, arg)? };
+                // `()` (or nothing) means default settings, as dfx sends it.
+                let args: CreateCanisterArgs = if arg.is_empty() || arg == EMPTY_ARGS {
+                    CreateCanisterArgs::default()
+                } else {
+                    decode(method, arg)?
+                };
                 let controllers = args
                     .settings
                     .as_ref()

@@ -48,7 +48,7 @@ pub mod ww_capnp {
     include!(concat!(env!("OUT_DIR"), "/ww_capnp.rs"));
 }
 
-pub use ww_capnp::{byte_stream, executor, host, membrane, process};
+pub use ww_capnp::{byte_stream, call_result, executor, host, membrane, process, replica};
 
 /// Bytes asked of the host per stdin read.
 const READ_CHUNK: u64 = 64 * 1024;
@@ -323,6 +323,80 @@ pub struct Session {
     pub epoch: u64,
     pub host: host::Client,
     pub executor: executor::Client,
+    pub replica: Replica,
+}
+
+/// The node's canisters, called as the node's admin identity.
+#[derive(Clone)]
+pub struct Replica {
+    pub client: replica::Client,
+}
+
+/// A reject from a canister call.
+#[derive(Clone, Debug)]
+pub struct CallReject {
+    /// IC reject code (1 to 6).
+    pub code: u32,
+    /// `IC0xxx`, when the system produced the reject.
+    pub error_code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for CallReject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reject code {}: {}", self.code, self.message)
+    }
+}
+
+/// A canister call's outcome: reply bytes, or a reject.
+pub type CallResult = Result<Vec<u8>, CallReject>;
+
+fn call_result(r: call_result::Reader) -> Result<CallResult, capnp::Error> {
+    Ok(match r.which()? {
+        call_result::Which::Reply(b) => Ok(b?.to_vec()),
+        call_result::Which::Reject(rj) => {
+            let rj = rj?;
+            Err(CallReject {
+                code: rj.get_code(),
+                error_code: rj.get_error_code()?.to_str()?.to_string(),
+                message: rj.get_message()?.to_str()?.to_string(),
+            })
+        }
+    })
+}
+
+impl Replica {
+    /// An update call; `canister` is a raw principal (the management
+    /// canister, `aaaaa-aa`, is the empty principal).
+    pub async fn call(&self, canister: &[u8], method: &str, arg: &[u8]) -> Result<CallResult, capnp::Error> {
+        let mut req = self.client.call_request();
+        let mut p = req.get();
+        p.set_canister(canister);
+        p.set_method(method);
+        p.set_arg(arg);
+        let resp = req.send().promise.await?;
+        call_result(resp.get()?.get_result()?)
+    }
+
+    /// A query call.
+    pub async fn query(&self, canister: &[u8], method: &str, arg: &[u8]) -> Result<CallResult, capnp::Error> {
+        let mut req = self.client.query_request();
+        let mut p = req.get();
+        p.set_canister(canister);
+        p.set_method(method);
+        p.set_arg(arg);
+        let resp = req.send().promise.await?;
+        call_result(resp.get()?.get_result()?)
+    }
+
+    /// Names a canister in the node's registry.
+    pub async fn set_name(&self, name: &str, canister: &[u8]) -> Result<(), capnp::Error> {
+        let mut req = self.client.set_name_request();
+        req.get().set_name(name);
+        req.get().set_canister(canister);
+        req.send().promise.await?;
+        Ok(())
+    }
 }
 
 impl Membrane {
@@ -334,6 +408,7 @@ impl Membrane {
             epoch: s.get_epoch(),
             host: s.get_host()?,
             executor: s.get_executor()?,
+            replica: Replica { client: s.get_replica()? },
         })
     }
 }

@@ -151,6 +151,17 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
             pipelined(&session, n, window).await?;
             eprintln!("PIPELINED_OK n={n} secs={:.2}", started.elapsed().as_secs_f64());
         }
+        "deploy" => {
+            // deploy <name> <wasm path> [<name> <wasm path>...]: create and
+            // install canisters through the management canister, then name them.
+            for pair in rest.chunks(2) {
+                let [name, path] = pair else {
+                    return Err(fail("deploy takes <name> <wasm path> pairs"));
+                };
+                let id = deploy(&session, name, path).await?;
+                eprintln!("DEPLOYED {name} {id}");
+            }
+        }
         "serve" => {
             // A service: announce, then wait until the host hangs up.
             let name = rest.first().map_or("svc", |s| s.as_str());
@@ -249,6 +260,55 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
         other => return Err(fail(format!("unknown scenario {other:?}"))),
     }
     Ok(())
+}
+
+#[derive(candid::CandidType, serde::Deserialize)]
+struct CanisterIdRecord {
+    canister_id: candid::Principal,
+}
+
+#[derive(candid::CandidType, serde::Deserialize)]
+enum InstallMode {
+    #[serde(rename = "install")]
+    Install,
+}
+
+#[derive(candid::CandidType, serde::Deserialize)]
+struct InstallCodeArgs {
+    mode: InstallMode,
+    canister_id: candid::Principal,
+    #[serde(with = "serde_bytes")]
+    wasm_module: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    arg: Vec<u8>,
+}
+
+/// Creates a canister, installs `path` on it and names it `name`.
+async fn deploy(session: &Session, name: &str, path: &str) -> Result<candid::Principal, Error> {
+    let mgmt = candid::Principal::management_canister();
+    let wasm = std::fs::read(path).map_err(|e| fail(format!("{path}: {e}")))?;
+    let created = session
+        .replica
+        .call(mgmt.as_slice(), "create_canister", &candid::encode_args(()).unwrap_or_default())
+        .await?
+        .map_err(|r| fail(format!("create_canister: {r}")))?;
+    let id = candid::decode_one::<CanisterIdRecord>(&created)
+        .map_err(|e| fail(format!("create_canister reply: {e}")))?
+        .canister_id;
+    let args = InstallCodeArgs {
+        mode: InstallMode::Install,
+        canister_id: id,
+        wasm_module: wasm,
+        arg: candid::encode_one(Option::<u64>::None).map_err(|e| fail(e.to_string()))?,
+    };
+    let arg = candid::encode_one(&args).map_err(|e| fail(e.to_string()))?;
+    session
+        .replica
+        .call(mgmt.as_slice(), "install_code", &arg)
+        .await?
+        .map_err(|r| fail(format!("install_code: {r}")))?;
+    session.replica.set_name(name, id.as_slice()).await?;
+    Ok(id)
 }
 
 fn self_wasm() -> Result<Vec<u8>, Error> {

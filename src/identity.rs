@@ -1,0 +1,79 @@
+//! The node's admin identity: an Ed25519 key kept in the state directory,
+//! whose self-authenticating principal controls what pid0 and the CLI create.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candid::Principal;
+use libp2p::identity::ed25519;
+
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
+const ED25519_DER_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// File name of the key in the state directory.
+pub const KEY_FILE: &str = "identity.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not an Ed25519 secret key (expected 64 hex digits)")]
+    Malformed { path: PathBuf },
+}
+
+/// The principal of an Ed25519 public key, as the IC derives it.
+pub fn principal_of(public: &ed25519::PublicKey) -> Principal {
+    let mut der = ED25519_DER_PREFIX.to_vec();
+    der.extend_from_slice(&public.to_bytes());
+    Principal::self_authenticating(&der)
+}
+
+/// Loads the admin key from `dir`, creating it (mode 0600) if missing.
+pub fn load_or_create(dir: &Path) -> Result<Principal, IdentityError> {
+    let path = dir.join(KEY_FILE);
+    let io = |source| IdentityError::Io { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut bytes = hex::decode(text.trim()).map_err(|_| IdentityError::Malformed { path: path.clone() })?;
+            let secret = ed25519::SecretKey::try_from_bytes(&mut bytes).map_err(|_| IdentityError::Malformed { path: path.clone() })?;
+            Ok(principal_of(&ed25519::Keypair::from(secret).public()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let keypair = ed25519::Keypair::generate();
+            let mut file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?
+            };
+            writeln!(file, "{}", hex::encode(keypair.secret().as_ref())).map_err(io)?;
+            Ok(principal_of(&keypair.public()))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// A fresh identity that is not kept anywhere.
+pub fn ephemeral() -> Principal {
+    principal_of(&ed25519::Keypair::generate().public())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_created_once_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create(dir.path()).unwrap();
+        let b = load_or_create(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_slice().len(), 29, "self-authenticating principals are 29 bytes");
+        assert_eq!(a.as_slice()[28], 0x02);
+        std::fs::write(dir.path().join(KEY_FILE), "zz").unwrap();
+        assert!(matches!(load_or_create(dir.path()), Err(IdentityError::Malformed { .. })));
+    }
+}
