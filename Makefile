@@ -58,6 +58,7 @@ test: images
 ## bench: the benchmarks recorded in BENCHMARKS.md.
 bench: images
 	$(CARGO) bench --bench foundation
+	$(CARGO) bench --bench replica
 
 clean:
 	$(CARGO) clean

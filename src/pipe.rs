@@ -411,13 +411,12 @@ impl OutputStream for SharedWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    use futures::io::AsyncReadExt;
 
     #[tokio::test]
     async fn bytes_flow_and_eof() {
         let (w, mut r) = pipe(8);
         let writer = tokio::spawn(async move {
-            let mut w = w;
             w.write_all(b"hello, pipe world").await.unwrap();
             // dropped: EOF
         });

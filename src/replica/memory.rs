@@ -181,6 +181,22 @@ impl CanisterMemory {
         self.lock().rollback()
     }
 
+    /// Grows the live memory outside of Wasm (benchmarks and tests).
+    #[doc(hidden)]
+    pub fn grow_for_bench(&self, bytes: usize) -> Result<(), MemoryError> {
+        self.lock().grow_to(bytes)
+    }
+
+    /// Writes into the live memory outside of Wasm (benchmarks and tests).
+    #[doc(hidden)]
+    pub fn write_for_bench(&self, at: usize, bytes: &[u8]) {
+        let st = self.lock();
+        if at + bytes.len() <= st.size {
+            // SAFETY: inside the live range, checked above.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), st.base.add(at), bytes.len()) };
+        }
+    }
+
     /// Marks the memory as not used by any instance (its instance is gone).
     pub fn detach(&self) {
         self.lock().attached = false;

@@ -429,3 +429,32 @@ fn self_id() -> Principal {
 }
 
 ww_cdk::export_canister!();
+
+/// Does nothing; the callee of the call benchmarks.
+#[update]
+fn pong() {}
+
+/// Makes `n` calls to `callee.pong` with up to `window` in flight (window 1:
+/// one after the other) and returns how many succeeded. For benchmarks.
+#[update]
+async fn ping_loop(callee: Principal, n: u32, window: u32) -> u32 {
+    let window = window.max(1);
+    let mut ok = 0u32;
+    let mut sent = 0u32;
+    while sent < n {
+        let batch = window.min(n - sent);
+        let mut futures = Vec::with_capacity(batch as usize);
+        for _ in 0..batch {
+            futures.push(Call::unbounded_wait(callee, "pong").issue());
+        }
+        sent += batch;
+        for f in futures {
+            if let Ok(f) = f
+                && f.await.is_ok()
+            {
+                ok += 1;
+            }
+        }
+    }
+    ok
+}
