@@ -43,6 +43,9 @@ images: guests
 	@mkdir -p examples/images/echo/bin examples/images/echo/lib
 	@cp -u $(GUEST_OUT)/pid0.wasm examples/images/echo/bin/main.wasm
 	@cp -u $(GUEST_OUT)/child-echo.wasm examples/images/echo/lib/child-echo.wasm
+	@mkdir -p examples/images/counter/bin examples/images/counter/lib
+	@cp -u $(GUEST_OUT)/testkit.wasm examples/images/counter/bin/main.wasm
+	@cp -u $(GUEST_OUT)/counter.wasm examples/images/counter/lib/counter.wasm
 
 build: deps
 	$(CARGO) build --release

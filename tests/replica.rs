@@ -359,3 +359,22 @@ async fn management_canister_with_candid() {
     let err = r.call(admin(), mgmt, "install_code", b"garbage".to_vec()).await.unwrap_err();
     assert_eq!(err.error_code, Some(ErrorCode::InvalidManagementPayload), "{err}");
 }
+
+#[tokio::test]
+async fn one_execution_per_canister_and_canisters_in_parallel() {
+    let r = replica();
+    let a = install(&r, "probe", none_arg()).await;
+    let b = install(&r, "probe", none_arg()).await;
+    // Several slow calls to each canister at once.
+    let arg = Encode!(&200_000_000u64).unwrap();
+    let pending: Vec<_> = (0..4)
+        .flat_map(|_| [r.submit_call(admin(), a, "slow", arg.clone()), r.submit_call(admin(), b, "slow", arg.clone())])
+        .collect();
+    for p in pending {
+        p.await.unwrap().unwrap();
+    }
+    assert_eq!(r.overlapping_executions(), 0, "two executions overlapped on one canister");
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        assert!(r.max_parallel_executions() >= 2, "canisters never ran in parallel");
+    }
+}

@@ -271,6 +271,12 @@ struct Inner {
     jobs_ready: Condvar,
     /// Wakes the timer thread when time moves or a deadline appears.
     clock_changed: Condvar,
+    /// Executions running right now, and the most seen at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
+    /// Canisters executing right now (checks one-at-a-time per canister).
+    executing: Mutex<std::collections::HashSet<Principal>>,
+    overlaps: std::sync::atomic::AtomicUsize,
 }
 
 /// The replica. Cheap to clone; its threads stop soon after the last clone
@@ -327,6 +333,10 @@ impl Replica {
             jobs: Mutex::new(VecDeque::new()),
             jobs_ready: Condvar::new(),
             clock_changed: Condvar::new(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            max_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            executing: Mutex::new(std::collections::HashSet::new()),
+            overlaps: std::sync::atomic::AtomicUsize::new(0),
         });
         for i in 0..inner.config.threads.max(1) {
             let weak = Arc::downgrade(&inner);
@@ -349,6 +359,17 @@ impl Replica {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.config.limits
+    }
+
+    /// The most executions (across canisters) that ran at the same time.
+    pub fn max_parallel_executions(&self) -> usize {
+        self.inner.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How often an execution started on a canister that was already
+    /// executing (always 0: one execution at a time per canister).
+    pub fn overlapping_executions(&self) -> usize {
+        self.inner.overlaps.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn runtime(&self) -> &CanisterRuntime {
@@ -904,10 +925,18 @@ fn run_job(inner: &Arc<Inner>, job: Job) {
         management::dispatch(&replica, caller, &method, &arg, cycles, reply);
         return;
     }
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = inner.in_flight.fetch_add(1, SeqCst) + 1;
+    inner.max_in_flight.fetch_max(now, SeqCst);
+    if !inner.executing.lock().unwrap_or_else(|e| e.into_inner()).insert(canister) {
+        inner.overlaps.fetch_add(1, SeqCst);
+    }
     let finished = match task {
         Task::Install(install) => run_install(inner, canister, instance, install),
         task => run_message(inner, canister, instance, task),
     };
+    inner.executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&canister);
+    inner.in_flight.fetch_sub(1, SeqCst);
     let mut st = inner.lock();
     (finished.apply)(inner, &mut st);
     if let Some(slot) = st.canisters.get_mut(&canister) {
