@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use candid::{Encode, Principal};
+use candid::{Decode, Encode, Principal};
 use ww::engine::{Engine, EngineConfig, EngineKind};
 use ww::replica::memory::{CanisterMemory, PAGE};
 use ww::replica::{InstallMode, Replica, ReplicaConfig};
@@ -89,7 +89,7 @@ async fn main() {
         let t = Instant::now();
         let bytes = r.call(admin(), a, "ping_loop", Encode!(&b, &n, &window).unwrap()).await.unwrap();
         let secs = t.elapsed().as_secs_f64();
-        let ok = candid::Decode!(&bytes, u32).unwrap();
+        let ok = Decode!(&bytes, u32).unwrap();
         assert_eq!(ok, n);
         rows.push((window, n as f64 / secs));
     }
