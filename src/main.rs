@@ -185,6 +185,9 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(n) = args.workers {
         config.workers = n.max(1);
     }
+    // Install the handlers before anything boots: a signal that arrives while
+    // pid0 is starting must not take the default action (kill without cleanup).
+    let mut shutdown = ShutdownSignals::install()?;
     let state_dir = args.state.or_else(|| args.serve.then(|| PathBuf::from(".ww")));
     config.state_dir = state_dir.clone();
     let image = ww::image::merge_layers(&args.images).map_err(NodeError::from)?;
@@ -194,12 +197,12 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         Some(dir) => Some(ww::control::serve(node.clone(), dir)?),
         None => None,
     };
-    let code = node.run_image(&image, args.args, shutdown_signal()).await?;
+    let code = node.run_image(&image, args.args, shutdown.recv()).await?;
     if let Some(control) = &control
         && args.serve
     {
         tracing::info!(socket = %control.path().display(), "pid0 exited with {code}; serving until Ctrl-C or SIGTERM");
-        shutdown_signal().await;
+        shutdown.recv().await;
         tracing::info!("shutting down");
     }
     drop(control);
@@ -218,16 +221,27 @@ fn spawn_epoch_on_sighup(node: Node) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        tracing::warn!("cannot install SIGINT/SIGTERM handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, installed once at startup.
+struct ShutdownSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
 
