@@ -6,6 +6,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 GUEST_TARGET := wasm32-wasip2
 GUEST_OUT := guests/target/$(GUEST_TARGET)/release
+# The same guests built with debug assertions (cargo profile `did`): their
+# canisters also export `__get_candid_interface_tmp_hack`, which
+# tests/candid.rs checks against the checked-in `.did` files.
+GUEST_DID_OUT := guests/target/$(GUEST_TARGET)/did
 # One stamp and one lock for the guest workspace build: a repeated `make`
 # with nothing changed does no guest build at all, and concurrent `make`
 # runs never build the guests at the same time.
@@ -30,12 +34,15 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq capnproto; \
 	fi
 
-## guests: build every guest component in one cargo invocation.
+## guests: build every guest component, one cargo invocation per profile
+## (release, then did), both under the one lock.
 guests: $(GUEST_STAMP)
 
 $(GUEST_STAMP): $(GUEST_SOURCES) | deps
 	@mkdir -p $(BUILD_DIR)
-	@flock $(GUEST_LOCK) $(CARGO) build --manifest-path guests/Cargo.toml --release --target $(GUEST_TARGET)
+	@flock $(GUEST_LOCK) $(SHELL) -c '\
+		$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --release && \
+		$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --profile did'
 	@touch $@
 
 ## images: assemble examples/images/*/bin/main.wasm from the guests.

@@ -16,6 +16,14 @@
 //!   become `None`. `#[pre_upgrade]` takes none. These may not be `async`.
 //! - `#[on_timer]` (alias `#[timer]`): the global timer fired; may be `async`.
 //!
+//! In builds with `debug_assertions` (the check is in the generated code,
+//! so it follows the canister crate's profile), `#[update]`, `#[query]` and
+//! `#[init]` also record their Candid signature (exported name, query or
+//! not, argument and result types through `candid::CandidType`) for
+//! `ww_cdk::export_candid!`. The result types are the function's declared
+//! return type (none for `()`), also for `manual_reply` methods. Release
+//! builds record nothing.
+//!
 //! The generated code refers to `::ww_cdk`, so a canister depends on
 //! `ww-cdk` under that name.
 
@@ -224,9 +232,16 @@ fn expand_fn(kind: Kind, options: &Options, func: &ItemFn) -> Result<TokenStream
     };
     let variant = kind.variant();
     let name_lit = LitStr::new(&exported_name, Span::call_site());
+    let result_types: Vec<Type> = match &sig.output {
+        ReturnType::Type(_, ty) if !returns_unit => vec![(**ty).clone()],
+        _ => Vec::new(),
+    };
+    let signature = candid_signature(kind, &name_lit, &arg_types, &result_types);
 
     Ok(quote! {
         #func
+
+        #signature
 
         #[doc(hidden)]
         const _: () = {
@@ -242,6 +257,43 @@ fn expand_fn(kind: Kind, options: &Options, func: &ItemFn) -> Result<TokenStream
             }
         };
     })
+}
+
+/// The Candid signature record of a method or `#[init]` (nothing for the
+/// other hooks), compiled only under `cfg(debug_assertions)`.
+fn candid_signature(kind: Kind, name: &LitStr, args: &[Type], rets: &[Type]) -> TokenStream2 {
+    let candid_kind = match kind {
+        Kind::Update => quote!(Update),
+        Kind::Query => quote!(Query),
+        Kind::Init => quote!(Init),
+        Kind::PreUpgrade | Kind::PostUpgrade | Kind::Timer => return quote!(),
+    };
+    quote! {
+        #[cfg(debug_assertions)]
+        #[doc(hidden)]
+        const _: () = {
+            fn __ww_cdk_candid_args(
+                __ww_types: &mut ::ww_cdk::__private::TypeContainer,
+            ) -> ::std::vec::Vec<::ww_cdk::__private::Type> {
+                let _ = &__ww_types;
+                ::std::vec![ #( __ww_types.add::<#args>() ),* ]
+            }
+            fn __ww_cdk_candid_rets(
+                __ww_types: &mut ::ww_cdk::__private::TypeContainer,
+            ) -> ::std::vec::Vec<::ww_cdk::__private::Type> {
+                let _ = &__ww_types;
+                ::std::vec![ #( __ww_types.add::<#rets>() ),* ]
+            }
+            ::ww_cdk::__private::inventory::submit! {
+                ::ww_cdk::__private::CandidSignature {
+                    kind: ::ww_cdk::__private::CandidKind::#candid_kind,
+                    name: #name,
+                    args: __ww_cdk_candid_args,
+                    rets: __ww_cdk_candid_rets,
+                }
+            }
+        };
+    }
 }
 
 /// Declares an update method: `#[update]`, `#[update(name = "x")]`,

@@ -48,9 +48,19 @@
 //!   `ic_stable_structures::Memory`; use [`stable::DefaultMemoryImpl`]
 //!   (never `ic_stable_structures::DefaultMemoryImpl`, which imports the raw
 //!   `ic0` module that a component does not have: the link fails).
+//!
+//! # The Candid interface
+//!
+//! A canister's interface is a build artifact: its checked-in `.did` file.
+//! Under `cfg(debug_assertions)` the attribute macros also record each
+//! method's Candid signature, and [`export_candid!`] exports the query
+//! `__get_candid_interface_tmp_hack : () -> (text)` that returns the service
+//! as Candid text, so a test can check the `.did` file against the code.
+//! Release builds record nothing and export no such method.
 
 pub mod api;
 pub mod call;
+mod candid_export;
 mod entry;
 pub mod futures;
 pub mod stable;
@@ -86,6 +96,31 @@ macro_rules! export_canister {
     };
 }
 
+/// Exports the query `__get_candid_interface_tmp_hack : () -> (text)`,
+/// which replies with the canister's Candid interface (the service, with
+/// the `#[init]` arguments and named types), in builds with
+/// `debug_assertions` only; in release builds it expands to nothing.
+/// Call it once, at the root of the canister crate, next to
+/// [`export_canister!`].
+#[macro_export]
+macro_rules! export_candid {
+    () => {
+        #[cfg(debug_assertions)]
+        const _: () = {
+            fn __ww_cdk_candid_interface() {
+                $crate::__private::reply_service_interface();
+            }
+            $crate::__private::inventory::submit! {
+                $crate::__private::Entry {
+                    kind: $crate::__private::EntryKind::Query,
+                    name: $crate::__private::CANDID_METHOD,
+                    handler: __ww_cdk_candid_interface,
+                }
+            }
+        };
+    };
+}
+
 /// Formats like `std::println!` and sends the line to the canister log
 /// (`ic0.debug-print`).
 #[macro_export]
@@ -107,7 +142,12 @@ macro_rules! eprintln {
 /// Used by the code the macros generate. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::candid_export::{
+        CANDID_METHOD, CandidKind, CandidSignature, reply_service_interface,
+    };
     pub use crate::entry::{Canister, Entry, EntryKind};
+    pub use candid::types::Type;
+    pub use candid::types::internal::TypeContainer;
     pub use inventory;
 
     use candid::utils::ArgumentDecoder;

@@ -103,3 +103,4 @@ fn post_upgrade(start: Option<u64>) {
 }
 
 ww_cdk::export_canister!();
+ww_cdk::export_candid!();

@@ -429,6 +429,7 @@ fn self_id() -> Principal {
 }
 
 ww_cdk::export_canister!();
+ww_cdk::export_candid!();
 
 /// Does nothing; the callee of the call benchmarks.
 #[update]
