@@ -1,7 +1,11 @@
 //! Turning module bytes into an installable component: gzip, size limits,
 //! the module hash (SHA-256, as `canister_status` reports it), structural
 //! checks, and compilation through the canister engine's cache.
+//!
+//! Both `install_code` and `install_chunked_code` come through here; the
+//! latter passes the hash it already verified ([`prepare_module_hashed`]).
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use candid::Principal;
@@ -25,16 +29,21 @@ pub struct PreparedModule {
 
 /// Decompresses (if gzipped), checks and compiles `module` for `canister`.
 pub fn prepare_module(replica: &Replica, canister: &Principal, module: &[u8]) -> Result<PreparedModule, Reject> {
-    let hash: [u8; 32] = Sha256::digest(module).into();
-    let raw = if module.starts_with(&GZIP_MAGIC) {
+    prepare_module_hashed(replica, canister, module, Sha256::digest(module).into())
+}
+
+/// [`prepare_module`] for a module whose SHA-256 the caller already knows
+/// (`install_chunked_code` verified it while assembling the chunks).
+pub fn prepare_module_hashed(replica: &Replica, canister: &Principal, module: &[u8], hash: [u8; 32]) -> Result<PreparedModule, Reject> {
+    let raw: Cow<'_, [u8]> = if module.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(module)
             .take(MAX_WASM_MODULE as u64 + 1)
             .read_to_end(&mut out)
             .map_err(|e| invalid(canister, format!("the gzip-compressed module cannot be decompressed: {e}")))?;
-        out
+        Cow::Owned(out)
     } else {
-        module.to_vec()
+        Cow::Borrowed(module)
     };
     if raw.len() > MAX_WASM_MODULE {
         return Err(invalid(canister, format!("the module is larger than {MAX_WASM_MODULE} bytes")));

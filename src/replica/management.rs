@@ -5,9 +5,18 @@
 //! executor thread, never under the replica's state lock; operations that
 //! must wait for the target canister (install, stop) complete through a
 //! callback.
+//!
+//! Chunked install (`upload_chunk`, `stored_chunks`, `clear_chunk_store`,
+//! `install_chunked_code`) keeps chunks in the target's store (see
+//! [`super::chunks`]); `install_chunked_code` assembles and verifies the
+//! module, then takes the same path as `install_code` ([`install_module`]).
+//! Large blobs (modules, chunks) are decoded by reference into the call's
+//! argument, so a chunk is stored without being copied.
 
+use bytes::Bytes;
 use candid::{CandidType, Deserialize, Principal};
 
+use super::chunks::{self, ChunkHash};
 use super::{CallResult, ErrorCode, InstallMode, Reject, Replica, ReplyTo, Status};
 
 #[derive(CandidType, Deserialize, Default, Clone, Debug)]
@@ -52,6 +61,55 @@ pub struct InstallCodeArgs {
     pub canister_id: Principal,
     #[serde(with = "serde_bytes")]
     pub wasm_module: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub arg: Vec<u8>,
+    pub sender_canister_version: Option<u64>,
+}
+
+/// `install_code`'s argument, decoded by reference into the call's argument.
+#[derive(CandidType, Deserialize)]
+struct InstallCodeArgsRef<'a> {
+    mode: CanisterInstallMode,
+    canister_id: Principal,
+    #[serde(with = "serde_bytes", borrow)]
+    wasm_module: &'a [u8],
+    #[serde(with = "serde_bytes", borrow)]
+    arg: &'a [u8],
+}
+
+/// A chunk's hash (`chunk_hash` in the IC's `ic.did`).
+#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChunkHashRecord {
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+}
+
+/// `upload_chunk`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct UploadChunkArgs {
+    pub canister_id: Principal,
+    #[serde(with = "serde_bytes")]
+    pub chunk: Vec<u8>,
+}
+
+/// [`UploadChunkArgs`] decoded by reference into the call's argument.
+#[derive(CandidType, Deserialize)]
+struct UploadChunkArgsRef<'a> {
+    canister_id: Principal,
+    #[serde(with = "serde_bytes", borrow)]
+    chunk: &'a [u8],
+}
+
+/// `install_chunked_code`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct InstallChunkedCodeArgs {
+    pub mode: CanisterInstallMode,
+    pub target_canister: Principal,
+    /// Where the chunks are; the target when absent.
+    pub store_canister: Option<Principal>,
+    pub chunk_hashes_list: Vec<ChunkHashRecord>,
+    #[serde(with = "serde_bytes")]
+    pub wasm_module_hash: Vec<u8>,
     #[serde(with = "serde_bytes")]
     pub arg: Vec<u8>,
     pub sender_canister_version: Option<u64>,
@@ -102,7 +160,7 @@ pub const CANDID: &str = include_str!("ic.did");
 /// Candid for `()`.
 const EMPTY_ARGS: &[u8] = b"DIDL\x00\x00";
 
-fn decode<T: for<'de> Deserialize<'de> + CandidType>(method: &str, arg: &[u8]) -> Result<T, Reject> {
+fn decode<'a, T: Deserialize<'a> + CandidType>(method: &str, arg: &'a [u8]) -> Result<T, Reject> {
     candid::decode_one(arg).map_err(|e| {
         Reject::system(
             ErrorCode::InvalidManagementPayload,
@@ -119,6 +177,11 @@ fn one_line(s: &str) -> String {
     s.lines().map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
+/// Candid for an empty reply, `()`.
+fn empty_reply() -> Vec<u8> {
+    EMPTY_ARGS.to_vec()
+}
+
 fn send(reply: ReplyTo, replica: &Replica, result: CallResult) {
     match reply {
         ReplyTo::Ingress(tx) => {
@@ -129,7 +192,13 @@ fn send(reply: ReplyTo, replica: &Replica, result: CallResult) {
 }
 
 /// Handles one management canister call; the response goes to `reply`.
-pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: &[u8], cycles: u64, reply: ReplyTo) {
+/// Takes the argument by value: `upload_chunk` keeps its buffer.
+pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: Vec<u8>, cycles: u64, reply: ReplyTo) {
+    if method == "upload_chunk" {
+        let result = upload_chunk(replica, caller, arg);
+        return send(reply, replica, result);
+    }
+    let arg = &arg[..];
     let mut reply_slot = Some(reply);
     let mut take_reply = || reply_slot.take();
     let result: Result<Option<CallResult>, Reject> = (|| {
@@ -156,25 +225,30 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
                 encode(&CanisterIdRecord { canister_id: id })
             }
             "install_code" => {
-                let args: InstallCodeArgs = decode(method, arg)?;
-                let mode = match args.mode {
-                    CanisterInstallMode::Install => InstallMode::Install,
-                    CanisterInstallMode::Reinstall => InstallMode::Reinstall,
-                    CanisterInstallMode::Upgrade(_) => InstallMode::Upgrade,
-                };
-                let module = super::install::prepare_module(replica, &args.canister_id, &args.wasm_module)?;
-                let replica2 = replica.clone();
+                let args: InstallCodeArgsRef = decode(method, arg)?;
                 let Some(reply) = take_reply() else { return Ok(None) };
-                replica.install_with(
-                    caller,
-                    args.canister_id,
-                    mode,
-                    module.component,
-                    module.hash,
-                    args.arg,
-                    Box::new(move |r| send(reply, &replica2, r.map(|()| candid::encode_args(()).unwrap_or_default()))),
-                )?;
+                let hash = chunks::sha256(args.wasm_module);
+                let install = Install { caller, canister: args.canister_id, mode: install_mode(&args.mode), arg: args.arg.to_vec() };
+                install_module(replica, install, args.wasm_module, hash, reply);
                 return Ok(None);
+            }
+            "install_chunked_code" => {
+                let args: InstallChunkedCodeArgs = decode(method, arg)?;
+                let module = chunked_module(replica, caller, &args)?;
+                let Some(reply) = take_reply() else { return Ok(None) };
+                let install = Install { caller, canister: args.target_canister, mode: install_mode(&args.mode), arg: args.arg };
+                install_module(replica, install, &module.bytes, module.hash, reply);
+                return Ok(None);
+            }
+            "stored_chunks" => {
+                let args: CanisterIdRecord = decode(method, arg)?;
+                let hashes = replica.stored_chunks(caller, args.canister_id)?;
+                encode(&hashes.into_iter().map(|h| ChunkHashRecord { hash: h.to_vec() }).collect::<Vec<_>>())
+            }
+            "clear_chunk_store" => {
+                let args: CanisterIdRecord = decode(method, arg)?;
+                replica.clear_chunk_store(caller, args.canister_id)?;
+                Ok(empty_reply())
             }
             "update_settings" => {
                 let args: UpdateSettingsArgs = decode(method, arg)?;
@@ -186,7 +260,7 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
                 } else if !replica.is_controller(&args.canister_id, &caller) {
                     return Err(controller_check(replica, &args.canister_id, &caller));
                 }
-                Ok(candid::encode_args(()).unwrap_or_default())
+                Ok(empty_reply())
             }
             "canister_status" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
@@ -222,28 +296,24 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
             "start_canister" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
                 replica.start(caller, args.canister_id)?;
-                Ok(candid::encode_args(()).unwrap_or_default())
+                Ok(empty_reply())
             }
             "stop_canister" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
                 let replica2 = replica.clone();
                 let Some(reply) = take_reply() else { return Ok(None) };
-                replica.stop_with(
-                    caller,
-                    args.canister_id,
-                    Box::new(move |r| send(reply, &replica2, r.map(|()| candid::encode_args(()).unwrap_or_default()))),
-                );
+                replica.stop_with(caller, args.canister_id, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
                 return Ok(None);
             }
             "delete_canister" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
                 replica.delete(caller, args.canister_id)?;
-                Ok(candid::encode_args(()).unwrap_or_default())
+                Ok(empty_reply())
             }
             "deposit_cycles" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
                 replica.deposit_cycles(args.canister_id, cycles)?;
-                Ok(candid::encode_args(()).unwrap_or_default())
+                Ok(empty_reply())
             }
             "raw_rand" => {
                 let bytes = replica.raw_rand();
@@ -265,4 +335,152 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
 
 fn controller_check(_replica: &Replica, canister: &Principal, caller: &Principal) -> Reject {
     super::not_controller(canister, caller)
+}
+
+fn install_mode(mode: &CanisterInstallMode) -> InstallMode {
+    match mode {
+        CanisterInstallMode::Install => InstallMode::Install,
+        CanisterInstallMode::Reinstall => InstallMode::Reinstall,
+        CanisterInstallMode::Upgrade(_) => InstallMode::Upgrade,
+    }
+}
+
+/// Who installs what where (the part of `install_code` and
+/// `install_chunked_code` besides the module).
+struct Install {
+    caller: Principal,
+    canister: Principal,
+    mode: InstallMode,
+    arg: Vec<u8>,
+}
+
+/// The one install path of `install_code` and `install_chunked_code`:
+/// checks the caller controls the target (before any compiling), prepares
+/// `module` (whose SHA-256 is `hash`) and queues the install; the response
+/// goes to `reply` in every case.
+fn install_module(replica: &Replica, install: Install, module: &[u8], hash: [u8; 32], reply: ReplyTo) {
+    let Install { caller, canister, mode, arg } = install;
+    let prepared = replica
+        .check_controller(&canister, &caller)
+        .and_then(|()| super::install::prepare_module_hashed(replica, &canister, module, hash));
+    match prepared {
+        Err(reject) => send(reply, replica, Err(reject)),
+        Ok(m) => {
+            let replica2 = replica.clone();
+            replica.install_with(caller, canister, mode, m.component, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+        }
+    }
+}
+
+/// A module assembled from a chunk store, its hash verified.
+struct ChunkedModule {
+    bytes: Bytes,
+    hash: ChunkHash,
+}
+
+/// `install_chunked_code` up to the module: the hashes are well formed and
+/// listed, the caller controls the target and controls (or is) the store
+/// canister, every chunk is stored, and the concatenation hashes to
+/// `wasm_module_hash`.
+fn chunked_module(replica: &Replica, caller: Principal, args: &InstallChunkedCodeArgs) -> Result<ChunkedModule, Reject> {
+    let expected = chunks::module_hash(&args.wasm_module_hash)?;
+    if args.chunk_hashes_list.is_empty() {
+        return Err(chunks::ChunkStoreError::EmptyHashList.into());
+    }
+    let hashes = args
+        .chunk_hashes_list
+        .iter()
+        .map(|h| chunks::chunk_hash(&h.hash))
+        .collect::<Result<Vec<_>, _>>()?;
+    replica.check_controller(&args.target_canister, &caller)?;
+    let store = args.store_canister.unwrap_or(args.target_canister);
+    let parts = replica.chunks_for_install(caller, store, &hashes)?;
+    let bytes = chunks::assemble(&hashes, &parts, &expected)?;
+    tracing::debug!(
+        target_canister = %args.target_canister,
+        store_canister = %store,
+        chunks = hashes.len(),
+        bytes = bytes.len(),
+        "installing a module from chunks"
+    );
+    Ok(ChunkedModule { bytes, hash: expected })
+}
+
+/// `upload_chunk`. The chunk keeps the argument's buffer when it is most
+/// of it (a 1 MiB chunk is not copied); otherwise it is copied out, so a
+/// small chunk never pins a large argument.
+fn upload_chunk(replica: &Replica, caller: Principal, mut arg: Vec<u8>) -> CallResult {
+    /// Argument bytes besides the chunk that may stay allocated with it.
+    const SLACK: usize = 4096;
+    if arg.capacity() - arg.len() > SLACK {
+        arg.shrink_to_fit();
+    }
+    let arg = Bytes::from(arg);
+    let args: UploadChunkArgsRef = decode("upload_chunk", &arg)?;
+    chunks::check_chunk_size(args.chunk.len())?;
+    let chunk = if arg.len() - args.chunk.len() <= SLACK {
+        arg.slice_ref(args.chunk)
+    } else {
+        Bytes::copy_from_slice(args.chunk)
+    };
+    let hash = replica.upload_chunk(caller, args.canister_id, chunk)?;
+    encode(&ChunkHashRecord { hash: hash.to_vec() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The method's argument and result types in `ic.did`.
+    fn signature(method: &str) -> (candid::types::TypeEnv, candid::types::Function) {
+        let (env, actor) = candid_parser::utils::CandidSource::Text(CANDID).load().expect("ic.did parses");
+        let actor = actor.expect("ic.did has a service");
+        let f = env.get_method(&actor, method).unwrap_or_else(|_| panic!("ic.did has no {method}")).clone();
+        (env, f)
+    }
+
+    /// `bytes` decodes as the types `ic.did` gives.
+    fn conforms(bytes: &[u8], env: &candid::types::TypeEnv, types: &[candid::types::Type]) {
+        candid::IDLArgs::from_bytes_with_types(bytes, env, types).unwrap_or_else(|e| panic!("does not match ic.did: {e}"));
+    }
+
+    #[test]
+    fn chunk_methods_match_ic_did() {
+        let id = Principal::management_canister();
+        let hash = ChunkHashRecord { hash: vec![1; 32] };
+
+        let (env, f) = signature("upload_chunk");
+        conforms(&candid::encode_one(UploadChunkArgs { canister_id: id, chunk: vec![1, 2] }).unwrap(), &env, &f.args);
+        conforms(&candid::encode_one(&hash).unwrap(), &env, &f.rets);
+
+        let (env, f) = signature("stored_chunks");
+        conforms(&candid::encode_one(CanisterIdRecord { canister_id: id }).unwrap(), &env, &f.args);
+        conforms(&candid::encode_one(vec![hash.clone()]).unwrap(), &env, &f.rets);
+
+        let (env, f) = signature("clear_chunk_store");
+        conforms(&candid::encode_one(CanisterIdRecord { canister_id: id }).unwrap(), &env, &f.args);
+        conforms(&empty_reply(), &env, &f.rets);
+
+        let (env, f) = signature("install_chunked_code");
+        let args = InstallChunkedCodeArgs {
+            mode: CanisterInstallMode::Upgrade(Some(UpgradeFlags { skip_pre_upgrade: Some(true) })),
+            target_canister: id,
+            store_canister: Some(id),
+            chunk_hashes_list: vec![hash],
+            wasm_module_hash: vec![2; 32],
+            arg: vec![],
+            sender_canister_version: Some(1),
+        };
+        conforms(&candid::encode_one(&args).unwrap(), &env, &f.args);
+        conforms(&empty_reply(), &env, &f.rets);
+    }
+
+    #[test]
+    fn borrowed_decoding_points_into_the_argument() {
+        let arg = candid::encode_one(UploadChunkArgs { canister_id: Principal::anonymous(), chunk: vec![9; 1000] }).unwrap();
+        let decoded: UploadChunkArgsRef = decode("upload_chunk", &arg).unwrap();
+        let range = arg.as_ptr_range();
+        assert!(range.contains(&decoded.chunk.as_ptr()), "the chunk was copied");
+        assert_eq!(decoded.chunk, &[9; 1000][..]);
+    }
 }

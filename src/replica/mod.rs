@@ -5,6 +5,8 @@
 //! - [`exec`]: one canister instance and one atomic message execution;
 //! - [`memory`] / [`stable`]: heap and stable memory with commit/rollback;
 //! - [`management`]: the management canister (`aaaaa-aa`);
+//! - [`install`]: module bytes to an installable component;
+//! - [`chunks`]: each canister's Wasm chunk store (chunked install);
 //! - this module: the [`Replica`] — canister table, call contexts,
 //!   callbacks, per-canister input queues, the executor threads, time,
 //!   timers and bounded-wait expiry.
@@ -21,6 +23,7 @@
 //!   (one FIFO input queue per canister).
 //! - Effects of an execution are applied only if it committed.
 
+pub mod chunks;
 pub mod exec;
 pub mod install;
 pub mod management;
@@ -32,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use candid::Principal;
 use tokio::sync::oneshot;
 use wasmtime::component::Component;
@@ -126,6 +130,7 @@ pub struct CanisterStatus {
     pub status: Status,
     pub controllers: Vec<Principal>,
     pub module_hash: Option<[u8; 32]>,
+    /// Heap, stable memory and the Wasm chunk store, in bytes.
     pub memory_size: u64,
     pub cycles: u64,
     pub version: u64,
@@ -192,6 +197,12 @@ enum Task {
         cycles: u64,
         reply: ReplyTo,
     },
+    /// A management canister response on its way to a canister's callback
+    /// (a job of its own: the response may be produced under the state lock).
+    ManagementResponse {
+        callback: u64,
+        result: CallResult,
+    },
 }
 
 /// Where a management canister response goes.
@@ -224,7 +235,10 @@ struct Slot {
     timer: u64,
     /// Open call contexts of this canister (for stopping).
     open_contexts: u32,
+    /// Heap and stable memory after the last execution, bytes.
     memory_size: u64,
+    /// The Wasm chunk store (`upload_chunk`, `install_chunked_code`).
+    chunk_store: chunks::ChunkStore,
 }
 
 impl Slot {
@@ -338,6 +352,7 @@ impl Replica {
             executing: Mutex::new(std::collections::HashSet::new()),
             overlaps: std::sync::atomic::AtomicUsize::new(0),
         });
+        tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
         for i in 0..inner.config.threads.max(1) {
             let weak = Arc::downgrade(&inner);
             let spawned = std::thread::Builder::new()
@@ -416,6 +431,7 @@ impl Replica {
                 timer: 0,
                 open_contexts: 0,
                 memory_size: 0,
+                chunk_store: chunks::ChunkStore::default(),
             },
         );
         tracing::debug!(canister = %id, "created");
@@ -450,7 +466,7 @@ impl Replica {
             status: s.status,
             controllers: s.controllers.clone(),
             module_hash: s.module_hash,
-            memory_size: s.memory_size,
+            memory_size: s.memory_size + s.chunk_store.size(),
             cycles: s.balance,
             version: s.version,
         })
@@ -474,11 +490,13 @@ impl Replica {
         let (tx, rx) = oneshot::channel();
         self.install_with(caller, canister, mode, component, module_hash, arg, Box::new(move |r| {
             let _ = tx.send(r);
-        }))?;
+        }));
         rx.await
             .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
     }
 
+    /// Queues an install; `done` gets the outcome, also when the install
+    /// cannot even be queued (so a canister caller always gets a response).
     fn install_with(
         &self,
         caller: Principal,
@@ -488,13 +506,15 @@ impl Replica {
         module_hash: [u8; 32],
         arg: Vec<u8>,
         done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
-    ) -> Result<(), Reject> {
+    ) {
         let mut st = self.lock();
         let Some(slot) = st.canisters.get_mut(&canister) else {
-            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
+            drop(st);
+            return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
         };
         if !slot.controllers.contains(&caller) {
-            return Err(not_controller(&canister, &caller));
+            drop(st);
+            return done(Err(not_controller(&canister, &caller)));
         }
         slot.queue.push_back(Task::Install(InstallJob {
             mode,
@@ -505,7 +525,74 @@ impl Replica {
             done,
         }));
         self.inner.schedule(&mut st, canister);
+    }
+
+    /// Checks that `canister` exists and `caller` controls it.
+    pub fn check_controller(&self, canister: &Principal, caller: &Principal) -> Result<(), Reject> {
+        let st = self.lock();
+        let Some(slot) = st.canisters.get(canister) else {
+            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
+        };
+        if !slot.controllers.contains(caller) {
+            return Err(not_controller(canister, caller));
+        }
         Ok(())
+    }
+
+    // ---- the Wasm chunk store (see `chunks`) ----
+
+    /// Adds `chunk` to the chunk store of `canister` and returns its SHA-256.
+    /// The caller must be a controller of the canister or the canister
+    /// itself. The hash is computed outside the replica's lock.
+    pub fn upload_chunk(&self, caller: Principal, canister: Principal, chunk: Bytes) -> Result<chunks::ChunkHash, Reject> {
+        chunks::check_chunk_size(chunk.len())?;
+        self.with_chunk_store(caller, canister, |_| Ok(()))?;
+        let hash = chunks::sha256(&chunk);
+        let len = chunk.len();
+        self.with_chunk_store(caller, canister, |store| store.insert(canister, hash, chunk))?;
+        tracing::debug!(canister = %canister, bytes = len, hash = %hex::encode(hash), "chunk stored");
+        Ok(hash)
+    }
+
+    /// The hashes in the chunk store of `canister`, ascending (controllers
+    /// and the canister itself).
+    pub fn stored_chunks(&self, caller: Principal, canister: Principal) -> Result<Vec<chunks::ChunkHash>, Reject> {
+        self.with_chunk_store(caller, canister, |store| Ok(store.hashes()))
+    }
+
+    /// Empties the chunk store of `canister` (controllers and the canister itself).
+    pub fn clear_chunk_store(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
+        self.with_chunk_store(caller, canister, |store| {
+            store.clear();
+            Ok(())
+        })
+    }
+
+    /// The chunks `hashes` (in order) from the store of canister `store`,
+    /// which `caller` controls or is (for `install_chunked_code`).
+    pub fn chunks_for_install(&self, caller: Principal, store: Principal, hashes: &[chunks::ChunkHash]) -> Result<Vec<Bytes>, Reject> {
+        self.with_chunk_store(caller, store, |s| s.select(store, hashes))
+    }
+
+    /// Runs `f` on the chunk store of `canister` under the lock, if
+    /// `caller` is a controller of the canister or the canister itself.
+    fn with_chunk_store<T>(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        f: impl FnOnce(&mut chunks::ChunkStore) -> Result<T, chunks::ChunkStoreError>,
+    ) -> Result<T, Reject> {
+        let mut st = self.lock();
+        let Some(slot) = st.canisters.get_mut(&canister) else {
+            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
+        };
+        if caller != canister && !slot.controllers.contains(&caller) {
+            return Err(Reject::system(
+                ErrorCode::CanisterInvalidController,
+                format!("Only the controllers of the canister {canister} and the canister itself can use its chunk store. {caller} is neither."),
+            ));
+        }
+        Ok(f(&mut slot.chunk_store)?)
     }
 
     /// An update call from outside (ingress), answered asynchronously.
@@ -922,7 +1009,11 @@ fn run_job(inner: &Arc<Inner>, job: Job) {
     let Job { canister, instance, task } = job;
     if let Task::Management { caller, method, arg, cycles, reply } = task {
         let replica = Replica { inner: inner.clone() };
-        management::dispatch(&replica, caller, &method, &arg, cycles, reply);
+        management::dispatch(&replica, caller, &method, arg, cycles, reply);
+        return;
+    }
+    if let Task::ManagementResponse { callback, result } = task {
+        enqueue_management_response(inner, callback, result);
         return;
     }
     use std::sync::atomic::Ordering::SeqCst;
@@ -992,7 +1083,7 @@ fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<Can
                 None => Prep::Skip,
             },
             Task::Timer => Prep::Timer,
-            Task::Install(_) | Task::Management { .. } => Prep::Skip,
+            Task::Install(_) | Task::Management { .. } | Task::ManagementResponse { .. } => Prep::Skip,
         };
         (info, timer, time, prep)
     };
@@ -1228,8 +1319,19 @@ fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, context: u64
     );
 }
 
-/// Delivers a response to a canister's callback (used by the management canister).
+/// Sends a management canister response to a canister's callback. Safe to
+/// call with the state lock held (install and stop complete under it): the
+/// delivery runs as a job of its own.
 fn deliver_response(inner: &Arc<Inner>, callback: u64, result: CallResult) {
+    inner.push_job(Job {
+        canister: Principal::management_canister(),
+        instance: None,
+        task: Task::ManagementResponse { callback, result },
+    });
+}
+
+/// Enqueues a management canister response for the calling canister.
+fn enqueue_management_response(inner: &Arc<Inner>, callback: u64, result: CallResult) {
     let mut st = inner.lock();
     let Some(cb) = st.callbacks.get(&callback) else { return };
     let caller = cb.caller;
