@@ -39,7 +39,6 @@ use ww::replica::{InstallMode, Replica, ReplicaConfig};
 const CANDID_METHOD: &str = "__get_candid_interface_tmp_hack";
 
 /// The install argument of every role canister (`role-common`'s `InitArgs`).
-#[allow(dead_code)] // until the role canisters are listed
 const ROLE_INIT: &str =
     r#"(record { role = "candid-check"; root = principal "aaaaa-aa"; parent = principal "aaaaa-aa"; version = "did" })"#;
 
@@ -73,6 +72,15 @@ macro_rules! canisters {
 canisters! {
     counter => "(null)",
     probe => "(null)",
+    app => super::ROLE_INIT,
+    minimal => super::ROLE_INIT,
+    scale => super::ROLE_INIT,
+    scale_hub => super::ROLE_INIT,
+    shard => super::ROLE_INIT,
+    shard_hub => super::ROLE_INIT,
+    test => super::ROLE_INIT,
+    user_hub => super::ROLE_INIT,
+    user_shard => super::ROLE_INIT,
 }
 
 fn admin() -> Principal {
