@@ -6,10 +6,6 @@ SHELL := /bin/bash
 CARGO ?= cargo
 GUEST_TARGET := wasm32-wasip2
 GUEST_OUT := guests/target/$(GUEST_TARGET)/release
-# The same guests built with debug assertions (cargo profile `did`): their
-# canisters also export `__get_candid_interface_tmp_hack`, which
-# tests/candid.rs checks against the checked-in `.did` files.
-GUEST_DID_OUT := guests/target/$(GUEST_TARGET)/did
 # One stamp and one lock for the guest workspace build: a repeated `make`
 # with nothing changed does no guest build at all, and concurrent `make`
 # runs never build the guests at the same time.
@@ -35,7 +31,10 @@ deps:
 	fi
 
 ## guests: build every guest component, one cargo invocation per profile
-## (release, then did), both under the one lock.
+## (release, then did), both under the one lock. The did profile is release
+## with debug assertions (guests/target/wasm32-wasip2/did/): its canisters
+## also export `__get_candid_interface_tmp_hack`, which tests/candid.rs checks
+## against the checked-in `.did` files.
 guests: $(GUEST_STAMP)
 
 $(GUEST_STAMP): $(GUEST_SOURCES) | deps

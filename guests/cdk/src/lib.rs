@@ -21,6 +21,7 @@
 //! }
 //!
 //! ww_cdk::export_canister!();
+//! ww_cdk::export_candid!(); // debug-assertion builds only
 //! ```
 //!
 //! # How a canister runs
