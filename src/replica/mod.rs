@@ -560,12 +560,12 @@ impl Replica {
         self.with_chunk_store(caller, canister, |store| Ok(store.hashes()))
     }
 
-    /// Empties the chunk store of `canister` (controllers and the canister itself).
+    /// Empties the chunk store of `canister` (controllers and the canister
+    /// itself). The chunks (up to 100 MiB) are freed outside the lock.
     pub fn clear_chunk_store(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        self.with_chunk_store(caller, canister, |store| {
-            store.clear();
-            Ok(())
-        })
+        let old = self.with_chunk_store(caller, canister, |store| Ok(std::mem::take(store)))?;
+        drop(old);
+        Ok(())
     }
 
     /// The chunks `hashes` (in order) from the store of canister `store`,
@@ -731,8 +731,11 @@ impl Replica {
                 format!("Canister {canister} must be stopped before it is deleted."),
             ));
         }
-        st.canisters.remove(&canister);
+        let slot = st.canisters.remove(&canister);
         st.names.retain(|_, p| *p != canister);
+        // Its memory (heap, stable memory, chunk store) is freed outside the lock.
+        drop(st);
+        drop(slot);
         Ok(())
     }
 
