@@ -1,7 +1,8 @@
 //! Canister runtime benchmarks (`make bench`): inter-canister calls per
 //! second, the per-execution heap commit, trap rollback by heap size, install
-//! cold and warm, and one-shot `ww call` latency including the CLI process.
-//! Prints a Markdown table for BENCHMARKS.md.
+//! cold and warm, chunked install (`upload_chunk` throughput,
+//! `install_chunked_code` warm), and one-shot `ww call` latency including the
+//! CLI process. Prints a Markdown table for BENCHMARKS.md.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -9,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use candid::{Decode, Encode, Principal};
 use ww::engine::{Engine, EngineConfig, EngineKind};
+use ww::replica::chunks::{MAX_CHUNKS, MAX_CHUNK_SIZE};
+use ww::replica::management::{
+    CanisterIdRecord, CanisterInstallMode, ChunkHashRecord, InstallChunkedCodeArgs, encode_upload_chunk,
+};
 use ww::replica::memory::{CanisterMemory, PAGE};
 use ww::replica::{InstallMode, Replica, ReplicaConfig};
 
@@ -70,6 +75,124 @@ fn commit_cost(mib: usize, dirty: usize) -> f64 {
     median(samples)
 }
 
+/// `upload_chunk`'s argument with a borrowed chunk, for Candid's `Encode!`.
+#[derive(candid::CandidType, serde::Serialize)]
+struct UploadChunkRef<'a> {
+    canister_id: Principal,
+    #[serde(with = "serde_bytes")]
+    chunk: &'a [u8],
+}
+
+/// How the `upload_chunk` benchmark encodes its arguments.
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    /// Before the clock starts: the replica's side alone.
+    Ahead,
+    /// With `management::encode_upload_chunk` (one exact buffer, one copy).
+    Direct,
+    /// With Candid's `Encode!` (the chunk copied twice into growing buffers).
+    Candid,
+}
+
+/// `upload_chunk` throughput in MB/s: 1 MiB chunks by ingress through the
+/// host API, `in_flight` calls at once; the median of `rounds` rounds of a
+/// full store (100 distinct chunks), cleared after each (not timed).
+async fn upload_throughput(r: &Replica, chunks: &[Vec<u8>], encoding: Encoding, in_flight: usize, rounds: usize) -> f64 {
+    let mgmt = Principal::management_canister();
+    let id = r.create_canister(vec![admin()]);
+    let encode = |c: &[u8]| match encoding {
+        Encoding::Ahead | Encoding::Direct => encode_upload_chunk(id, c),
+        Encoding::Candid => Encode!(&UploadChunkRef { canister_id: id, chunk: c }).unwrap(),
+    };
+    let mut rates = Vec::new();
+    for _ in 0..rounds {
+        let mut ahead: Vec<Vec<u8>> = if encoding == Encoding::Ahead { chunks.iter().map(|c| encode(c)).collect() } else { Vec::new() };
+        ahead.reverse();
+        let t = Instant::now();
+        for batch in chunks.chunks(in_flight) {
+            let pending: Vec<_> = batch
+                .iter()
+                .map(|c| {
+                    let arg = ahead.pop().unwrap_or_else(|| encode(c));
+                    r.submit_call(admin(), mgmt, "upload_chunk", arg)
+                })
+                .collect();
+            for p in pending {
+                let bytes = p.await.unwrap().unwrap();
+                assert_eq!(Decode!(&bytes, ChunkHashRecord).unwrap().hash.len(), 32);
+            }
+        }
+        rates.push((chunks.len() * MAX_CHUNK_SIZE) as f64 / t.elapsed().as_secs_f64() / 1e6);
+        r.call(admin(), mgmt, "clear_chunk_store", Encode!(&CanisterIdRecord { canister_id: id }).unwrap()).await.unwrap();
+    }
+    median(rates)
+}
+
+/// SHA-256 of 1 MiB buffers on one thread, MB/s (the floor under `upload_chunk`).
+fn sha256_throughput(chunks: &[Vec<u8>]) -> f64 {
+    let t = Instant::now();
+    for c in chunks {
+        std::hint::black_box(ww::replica::chunks::sha256(c));
+    }
+    (chunks.len() * MAX_CHUNK_SIZE) as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
+/// Median ms of `install_chunked_code` of `module` in `parts` chunks (from
+/// one store canister) into a fresh canister each time, warm compile cache.
+async fn install_chunked_warm(r: &Replica, module: &[u8], parts: usize) -> f64 {
+    let mgmt = Principal::management_canister();
+    let store = r.create_canister(vec![admin()]);
+    let mut hashes = Vec::new();
+    for c in module.chunks(module.len().div_ceil(parts)) {
+        let bytes = r.call(admin(), mgmt, "upload_chunk", encode_upload_chunk(store, c)).await.unwrap();
+        hashes.push(Decode!(&bytes, ChunkHashRecord).unwrap());
+    }
+    assert_eq!(hashes.len(), parts);
+    let wasm_module_hash = ww::replica::chunks::sha256(module).to_vec();
+    let mut samples = Vec::new();
+    // The first install compiles (and fills the cache); it is not counted.
+    for i in 0..41 {
+        let target = r.create_canister(vec![admin()]);
+        let args = InstallChunkedCodeArgs {
+            mode: CanisterInstallMode::Install,
+            target_canister: target,
+            store_canister: Some(store),
+            chunk_hashes_list: hashes.clone(),
+            wasm_module_hash: wasm_module_hash.clone(),
+            arg: Encode!(&Option::<u64>::None).unwrap(),
+            sender_canister_version: None,
+        };
+        let t = Instant::now();
+        r.call(admin(), mgmt, "install_chunked_code", Encode!(&args).unwrap()).await.unwrap();
+        if i > 0 {
+            samples.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(samples)
+}
+
+/// Median ms of `install_code` of `module` through the management canister, warm.
+async fn install_code_warm(r: &Replica, module: &[u8]) -> f64 {
+    let mgmt = Principal::management_canister();
+    let mut samples = Vec::new();
+    for i in 0..41 {
+        let target = r.create_canister(vec![admin()]);
+        let args = ww::replica::management::InstallCodeArgs {
+            mode: CanisterInstallMode::Install,
+            canister_id: target,
+            wasm_module: module.to_vec(),
+            arg: Encode!(&Option::<u64>::None).unwrap(),
+            sender_canister_version: None,
+        };
+        let t = Instant::now();
+        r.call(admin(), mgmt, "install_code", Encode!(&args).unwrap()).await.unwrap();
+        if i > 0 {
+            samples.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    median(samples)
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -126,6 +249,22 @@ async fn main() {
         rollback.push((mib, median(trap_us) - median(ok_us)));
     }
 
+    // Chunked install: upload throughput and install from chunks.
+    let chunks: Vec<Vec<u8>> = (0..MAX_CHUNKS)
+        .map(|i| (0..MAX_CHUNK_SIZE).map(|j| (i * 31 + j * 7 + (j >> 12)) as u8).collect())
+        .collect();
+    let sha_mbs = sha256_throughput(&chunks);
+    let upload_ahead = upload_throughput(&r, &chunks, Encoding::Ahead, 1, 10).await;
+    let upload_direct = upload_throughput(&r, &chunks, Encoding::Direct, 1, 10).await;
+    let upload_candid = upload_throughput(&r, &chunks, Encoding::Candid, 1, 10).await;
+    let upload_par = upload_throughput(&r, &chunks, Encoding::Direct, 8, 10).await;
+    drop(chunks);
+    let counter = std::fs::read(guest("counter")).unwrap();
+    let counter_kib = counter.len() / 1024;
+    let chunked_1 = install_chunked_warm(&r, &counter, 1).await;
+    let chunked_3 = install_chunked_warm(&r, &counter, 3).await;
+    let plain = install_code_warm(&r, &counter).await;
+
     // One-shot `ww call` including the CLI process, against a serving node.
     let ww_call = ww_call_latency();
 
@@ -144,6 +283,15 @@ async fn main() {
     }
     println!("| install {probe_kib} KiB canister, cold (compile) | {:.0} ms | - |", cold.as_secs_f64() * 1e3);
     println!("| install {probe_kib} KiB canister, warm compile cache | {:.1} ms | - |", warm.as_secs_f64() * 1e3);
+    let sha_ni = if ww::replica::chunks::sha_extensions() { "SHA-NI" } else { "no SHA extensions" };
+    println!("| SHA-256, one thread, 1 MiB buffers ({sha_ni}) | {sha_mbs:.0} MB/s | - |");
+    println!("| `upload_chunk` 1 MiB chunks, host API ingress, one at a time, argument encoded beforehand | {upload_ahead:.0} MB/s | ≥ 1,000 MB/s |");
+    println!("| `upload_chunk` 1 MiB chunks, host API ingress, one at a time, `encode_upload_chunk` each | {upload_direct:.0} MB/s | ≥ 1,000 MB/s |");
+    println!("| `upload_chunk` 1 MiB chunks, host API ingress, one at a time, Candid `Encode!` each | {upload_candid:.0} MB/s | - |");
+    println!("| `upload_chunk` 1 MiB chunks, host API ingress, 8 in flight, `encode_upload_chunk` each | {upload_par:.0} MB/s | ≥ 1,000 MB/s |");
+    println!("| `install_chunked_code` {counter_kib} KiB counter, 1 chunk, warm compile cache | median {chunked_1:.2} ms | - |");
+    println!("| `install_chunked_code` {counter_kib} KiB counter, 3 chunks, warm compile cache | median {chunked_3:.2} ms | - |");
+    println!("| `install_code` {counter_kib} KiB counter via aaaaa-aa, warm compile cache (for comparison) | median {plain:.2} ms | - |");
     println!("| `ww call counter inc` one-shot, including the CLI process | median {ww_call:.1} ms | < 20 ms |");
 }
 
