@@ -1,27 +1,72 @@
-//! The one Wasmtime engine of a node, its compile cache and its time slicing.
+//! The Wasmtime engines of a node, their compile caches and time slicing.
 //!
-//! Every component a node runs is compiled by the same [`Engine`], so a
-//! compiled artifact is valid for every guest. Compiling is the expensive
-//! step (Cranelift does about 2 MB/s on two cores), so compiled components are
-//! cached twice, both keyed by the BLAKE3 hash of the component bytes (BLAKE3
-//! rather than SHA-256 because every cached spawn pays for it: it hashes
-//! several times faster here):
+//! Every component a node runs is compiled by the engine of its kind, so a
+//! compiled artifact is valid for every guest of that kind. Compiled
+//! components are cached twice, both keyed by the BLAKE3 hash of the
+//! component bytes (BLAKE3 rather than SHA-256 because every cached spawn
+//! pays for it: it hashes several times faster here):
 //!
 //! - in memory, for the life of the node (a second spawn of the same bytes
 //!   costs a hash and a map lookup);
-//! - on disk under `<cache dir>/<engine fingerprint>/<blake3>.cwasm`, so a
-//!   second `ww run` of the same image does not compile again. The engine
+//! - on disk under `<cache dir>/<compiler>-<engine fingerprint>/<blake3>.cwasm`,
+//!   so a second `ww run` of the same image does not compile again. The
 //!   fingerprint covers the Wasmtime version and every setting that affects
-//!   code generation; artifacts from another configuration are never loaded.
+//!   code generation (compiler, opt level, fuel, epochs, memory layout); the
+//!   compiler name is in the path too. Artifacts of another configuration are
+//!   never loaded.
 //!
-//! Instances come from Wasmtime's pooling allocator (slots reserved once,
-//! reused without mmap/munmap per spawn); [`MAX_INSTANCES`] bounds how many
-//! guests can be alive at once.
+//! Loads of different components run at the same time (no lock is held while
+//! compiling; each compile also spreads its functions over all cores via
+//! Wasmtime's parallel compilation); concurrent loads of the same new bytes
+//! compile once.
 //!
-//! Time slicing: the engine runs with epoch interruption. A ticker thread
-//! advances the Wasmtime epoch every [`TICK`]; each guest store yields back to
-//! the async executor at every tick, so a guest that spins forever shares its
-//! thread fairly with other guests and can be killed at its next tick.
+//! # Which compiler (measured with `cargo bench --bench compile`, 2 cores)
+//!
+//! A cold compile of a ~600 KiB canister component costs, in CPU time:
+//! Cranelift (`opt_level=speed`, the old setting) ~600–650 ms; Cranelift
+//! `opt_level=none` ~450–680 ms (the optimizer is a small part: register
+//! allocation and lowering dominate); Cranelift with the single-pass register
+//! allocator ~10–40 % less (but Wasmtime marks it not production-ready);
+//! `generate_address_map(false)` no measurable gain; inlining 3–4× more;
+//! Winch (Wasmtime's single-pass baseline compiler) ~65–130 ms. Parallel
+//! compilation (on by default) halves Cranelift's wall time on two cores.
+//! Eleven canisters cost ≥ 7 s of CPU with Cranelift at any setting, so a
+//! cold deploy under 3 s on two cores needs Winch: `ww run` deploying 11
+//! canisters with a cold cache took 4.3 s with Cranelift everywhere, 1.4 s
+//! with the defaults below, 0.8 s with Winch everywhere (warm: ~70 ms).
+//!
+//! Winch code is slower: a CPU loop ~1.4–1.8×, inter-canister calls/s
+//! −13–20 %, capnp echo over stdio −8–16 %. Winch supports fuel and epoch
+//! interruption, and every test passes with either compiler
+//! (`WW_COMPILER=winch|cranelift cargo test`). Its fuel is deterministic, but
+//! it charges differently from Cranelift (41,218 vs 40,255 instructions for
+//! the same `probe.slow(1000)`), so a canister engine must not mix compilers
+//! — which rules out tiering canisters (Winch first, Cranelift recompiled in
+//! the background): a call near its instruction limit could succeed before
+//! the swap and trap after it. (Tiering would also need two Wasmtime engines,
+//! since Winch code needs Winch's calling convention, and callers that pick
+//! the linker and store by `Component::engine`.)
+//!
+//! Hence the defaults ([`Codegen::default_for`]):
+//! - **canisters: Winch.** Deploys are frequent and many, fuel stays
+//!   deterministic, and canister messages are short;
+//! - **processes: Cranelift.** An image has few process components (pid0 and
+//!   services, compiled concurrently, once per image thanks to the disk
+//!   cache) and they run long-lived RPC loops where the faster code pays.
+//!
+//! `WW_COMPILER=cranelift` or `winch` (or [`EngineConfig::codegen`]) selects
+//! one compiler for both kinds, e.g. Cranelift for compute-heavy canisters.
+//!
+//! Process instances come from Wasmtime's pooling allocator (slots reserved
+//! once, reused without mmap/munmap per spawn); [`MAX_INSTANCES`] bounds how
+//! many guests can be alive at once. Canisters use host-owned memory (see
+//! `replica::memory`) and fuel.
+//!
+//! Time slicing: the process engine runs with epoch interruption. A ticker
+//! thread advances the Wasmtime epoch every [`TICK`]; each guest store yields
+//! back to the async executor at every tick, so a guest that spins forever
+//! shares its thread fairly with other guests and can be killed at its next
+//! tick.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -89,6 +134,57 @@ pub enum EngineKind {
     Canister,
 }
 
+/// Which compiler turns Wasm into machine code. Each has its own on-disk
+/// cache directory (and the engine fingerprint differs anyway), so artifacts
+/// of different compilers never mix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Codegen {
+    /// Cranelift, `opt_level=speed`: the fastest code, ~4× slower compiles.
+    Cranelift,
+    /// Winch, Wasmtime's single-pass baseline compiler: ~4× faster compiles,
+    /// code ~1.2–1.8× slower.
+    Winch,
+}
+
+impl Codegen {
+    /// Parses `cranelift` or `winch`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cranelift" | "optimizing" => Some(Self::Cranelift),
+            "winch" | "baseline" => Some(Self::Winch),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cranelift => "cranelift",
+            Self::Winch => "winch",
+        }
+    }
+
+    /// The default for an engine kind (see the module documentation):
+    /// Winch for canisters, Cranelift for processes.
+    pub fn default_for(kind: EngineKind) -> Self {
+        match kind {
+            EngineKind::Canister => Self::Winch,
+            EngineKind::Process => Self::Cranelift,
+        }
+    }
+
+    /// `$WW_COMPILER` (`cranelift` or `winch`, for both kinds) when set and
+    /// valid, else [`Codegen::default_for`] the kind.
+    pub fn from_env(kind: EngineKind) -> Self {
+        match std::env::var("WW_COMPILER") {
+            Ok(s) => Self::parse(&s).unwrap_or_else(|| {
+                tracing::warn!(value = %s, "ignoring unknown WW_COMPILER (expected cranelift or winch)");
+                Self::default_for(kind)
+            }),
+            Err(_) => Self::default_for(kind),
+        }
+    }
+}
+
 /// Engine settings a node is created with.
 #[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
@@ -98,6 +194,63 @@ pub struct EngineConfig {
     /// The most linear memory any one guest memory may grow to (bytes);
     /// `0` means [`crate::process::DEFAULT_MEMORY_LIMIT`].
     pub max_memory: usize,
+    /// The compiler; `None` means [`Codegen::from_env`] (`$WW_COMPILER`,
+    /// else the kind's default).
+    pub codegen: Option<Codegen>,
+}
+
+/// The Wasmtime configuration of an engine of this kind compiling with
+/// `codegen`. `runtime` adds what only matters for running guests (the
+/// pooling allocator of process engines, which reserves address space for
+/// every slot at engine creation); it does not change the generated code,
+/// so compile-only engines (benchmarks) leave it out.
+pub fn wasmtime_config(config: &EngineConfig, codegen: Codegen, runtime: bool) -> wasmtime::Config {
+    let mut cfg = wasmtime::Config::new();
+    // Parallel compilation (rayon's global pool, one thread per core) is
+    // Wasmtime's default; it halves a Cranelift compile on two cores.
+    cfg.wasm_component_model(true).parallel_compilation(true);
+    match codegen {
+        Codegen::Cranelift => {
+            cfg.strategy(wasmtime::Strategy::Cranelift)
+                .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        }
+        Codegen::Winch => {
+            cfg.strategy(wasmtime::Strategy::Winch);
+        }
+    }
+    match config.kind {
+        EngineKind::Process => {
+            cfg.epoch_interruption(true);
+            if runtime {
+                let max_memory = match config.max_memory {
+                    0 => crate::process::DEFAULT_MEMORY_LIMIT,
+                    n => n,
+                };
+                let mut pool = wasmtime::PoolingAllocationConfig::new();
+                pool.total_component_instances(MAX_INSTANCES)
+                    .total_core_instances(MAX_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
+                    .total_memories(MAX_INSTANCES * 2)
+                    .total_tables(MAX_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
+                    .total_stacks(MAX_INSTANCES)
+                    .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+                    .max_memories_per_component(CORE_INSTANCES_PER_COMPONENT)
+                    .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
+                    .max_memory_size(max_memory);
+                cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+            }
+        }
+        EngineKind::Canister => {
+            // Host memory is incompatible with the pooling allocator and
+            // with copy-on-write memory images (a Wasmtime 48 panic).
+            let limits = crate::replica::types::Limits::default();
+            cfg.with_host_memory(Arc::new(crate::replica::memory::CanisterMemoryCreator))
+                .memory_init_cow(false)
+                .memory_reservation(limits.wasm_memory_limit as u64)
+                .memory_guard_size(limits.memory_guard as u64)
+                .consume_fuel(true);
+        }
+    }
+    cfg
 }
 
 /// The node's Wasmtime engine plus its compile caches. Cheap to clone.
@@ -108,55 +261,32 @@ pub struct Engine {
 
 struct EngineInner {
     wasmtime: wasmtime::Engine,
+    codegen: Codegen,
+    /// `<cache dir>/<codegen>-<engine fingerprint>/`.
     disk_dir: Option<PathBuf>,
     memory: Mutex<HashMap<WasmHash, Component>>,
+    /// One compile per hash at a time: concurrent loads of the same new
+    /// bytes wait for the first instead of compiling again. Loads of
+    /// different bytes never wait for each other.
+    inflight: Mutex<HashMap<WasmHash, Arc<Mutex<()>>>>,
 }
 
 impl Engine {
     pub fn new(config: &EngineConfig) -> Result<Self, LoadError> {
-        let max_memory = match config.max_memory {
-            0 => crate::process::DEFAULT_MEMORY_LIMIT,
-            n => n,
-        };
-        let mut pool = wasmtime::PoolingAllocationConfig::new();
-        pool.total_component_instances(MAX_INSTANCES)
-            .total_core_instances(MAX_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(MAX_INSTANCES * 2)
-            .total_tables(MAX_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
-            .total_stacks(MAX_INSTANCES)
-            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-            .max_memories_per_component(CORE_INSTANCES_PER_COMPONENT)
-            .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
-            .max_memory_size(max_memory);
-        let mut cfg = wasmtime::Config::new();
-        cfg.wasm_component_model(true)
-            .parallel_compilation(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        match config.kind {
-            EngineKind::Process => {
-                cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
-                    .epoch_interruption(true);
-            }
-            EngineKind::Canister => {
-                // Host memory is incompatible with the pooling allocator and
-                // with copy-on-write memory images (a Wasmtime 48 panic).
-                cfg.with_host_memory(Arc::new(crate::replica::memory::CanisterMemoryCreator))
-                    .memory_init_cow(false)
-                    .memory_reservation(crate::replica::types::Limits::default().wasm_memory_limit as u64)
-                    .memory_guard_size(crate::replica::types::Limits::default().memory_guard as u64)
-                    .consume_fuel(true);
-            }
-        }
+        let codegen = config.codegen.unwrap_or_else(|| Codegen::from_env(config.kind));
+        let cfg = wasmtime_config(config, codegen, true);
         let wasmtime =
             wasmtime::Engine::new(&cfg).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let disk_dir = config
             .cache_dir
             .as_ref()
-            .map(|dir| dir.join(fingerprint(&wasmtime)));
+            .map(|dir| dir.join(format!("{}-{}", codegen.name(), fingerprint(&wasmtime))));
         let inner = Arc::new(EngineInner {
             wasmtime,
+            codegen,
             disk_dir,
             memory: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
         });
         if config.kind == EngineKind::Process {
             spawn_ticker(Arc::downgrade(&inner));
@@ -166,6 +296,11 @@ impl Engine {
 
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.wasmtime
+    }
+
+    /// The compiler of this engine.
+    pub fn codegen(&self) -> Codegen {
+        self.inner.codegen
     }
 
     /// Reads and loads a component file.
@@ -183,34 +318,61 @@ impl Engine {
     ///
     /// Compiling blocks the calling thread; async callers should run this on
     /// a blocking thread when the bytes may be new (see [`Engine::is_cached`]).
+    /// Loads of different components may run at the same time (each compile
+    /// also spreads over all cores); concurrent loads of the same new bytes
+    /// compile once.
     pub fn load(&self, what: &str, bytes: &[u8]) -> Result<(WasmHash, Component), LoadError> {
         self.load_hashed(what, bytes, WasmHash::of(bytes))
     }
 
     /// [`Engine::load`] for bytes whose hash the caller already computed.
     pub fn load_hashed(&self, what: &str, bytes: &[u8], hash: WasmHash) -> Result<(WasmHash, Component), LoadError> {
-        let what = what.to_string();
-        check_header(&what, bytes)?;
+        check_header(what, bytes)?;
         if let Some(c) = self.cached(&hash) {
             return Ok((hash, c));
         }
-        let component = match self.load_from_disk(&hash) {
+        let flight = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(hash)
+            .or_default()
+            .clone();
+        let result = {
+            let _only_one = flight.lock().unwrap_or_else(|e| e.into_inner());
+            match self.cached(&hash) {
+                Some(c) => Ok(c),
+                None => self.load_uncached(what, bytes, &hash),
+            }
+        };
+        {
+            let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            // The last one out removes the entry (the map holds one reference).
+            if Arc::strong_count(&flight) == 2 {
+                inflight.remove(&hash);
+            }
+        }
+        result.map(|c| (hash, c))
+    }
+
+    fn load_uncached(&self, what: &str, bytes: &[u8], hash: &WasmHash) -> Result<Component, LoadError> {
+        let component = match self.load_from_disk(hash) {
             Some(c) => c,
             None => {
                 let started = Instant::now();
-                let c = Component::new(&self.inner.wasmtime, bytes).map_err(|e| {
-                    LoadError::Invalid {
-                        what: what.clone(),
-                        reason: one_line(&e),
-                    }
+                let c = Component::new(&self.inner.wasmtime, bytes).map_err(|e| LoadError::Invalid {
+                    what: what.to_string(),
+                    reason: one_line(&e),
                 })?;
                 tracing::debug!(
                     component = %what,
                     bytes = bytes.len(),
+                    codegen = self.inner.codegen.name(),
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     "compiled"
                 );
-                self.store_to_disk(&hash, &c);
+                self.store_to_disk(hash, &c);
                 c
             }
         };
@@ -218,8 +380,8 @@ impl Engine {
             .memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, component.clone());
-        Ok((hash, component))
+            .insert(*hash, component.clone());
+        Ok(component)
     }
 
     /// True when the component with this hash would load without compiling
@@ -250,8 +412,9 @@ impl Engine {
             return None;
         }
         // SAFETY: the file was written by `store_to_disk` of an engine with
-        // the same fingerprint (the directory name), from bytes whose hash is
-        // the file name; Wasmtime additionally checks version and settings.
+        // the same compiler and fingerprint (the directory name), from bytes
+        // whose hash is the file name; Wasmtime additionally checks version
+        // and settings.
         match unsafe { Component::deserialize_file(&self.inner.wasmtime, &path) } {
             Ok(c) => Some(c),
             Err(e) => {
@@ -349,40 +512,112 @@ fn spawn_ticker(engine: Weak<EngineInner>) {
 mod tests {
     use super::*;
 
-    fn engine(dir: Option<&Path>) -> Engine {
+    fn engine_with(dir: Option<&Path>, kind: EngineKind, codegen: Codegen) -> Engine {
         Engine::new(&EngineConfig {
+            kind,
             cache_dir: dir.map(Path::to_path_buf),
+            codegen: Some(codegen),
             ..EngineConfig::default()
         })
         .unwrap()
     }
 
+    fn guest(name: &str) -> Vec<u8> {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("guests/target/wasm32-wasip2/release/{name}.wasm"));
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run `make test`: it builds the guests)", p.display()))
+    }
+
+    const EMPTY: &[u8] = b"\0asm\x0d\0\x01\0"; // the smallest valid component
+
     #[test]
     fn rejects_non_wasm_and_core_modules() {
-        let e = engine(None);
-        assert!(matches!(e.load("x", b"hello world"), Err(LoadError::NotWasm { .. })));
-        let core = b"\0asm\x01\0\0\0";
-        assert!(matches!(e.load("x", core), Err(LoadError::CoreModule { .. })));
-        let mut truncated = b"\0asm\x0d\0\x01\0".to_vec();
-        truncated.extend_from_slice(&[1, 2, 3]);
-        let err = e.load("x.wasm", &truncated).unwrap_err();
-        assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
-        assert!(err.to_string().starts_with("x.wasm: invalid component"));
+        for codegen in [Codegen::Cranelift, Codegen::Winch] {
+            let e = engine_with(None, EngineKind::Process, codegen);
+            assert!(matches!(e.load("x", b"hello world"), Err(LoadError::NotWasm { .. })));
+            let core = b"\0asm\x01\0\0\0";
+            assert!(matches!(e.load("x", core), Err(LoadError::CoreModule { .. })));
+            let mut truncated = EMPTY.to_vec();
+            truncated.extend_from_slice(&[1, 2, 3]);
+            let err = e.load("x.wasm", &truncated).unwrap_err();
+            assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
+            assert!(err.to_string().starts_with("x.wasm: invalid component"));
+        }
     }
 
     #[test]
     fn disk_cache_round_trip() {
+        for codegen in [Codegen::Cranelift, Codegen::Winch] {
+            let dir = tempfile::tempdir().unwrap();
+            let e1 = engine_with(Some(dir.path()), EngineKind::Process, codegen);
+            let (h, _) = e1.load("empty", EMPTY).unwrap();
+            let files: Vec<_> = walk(dir.path());
+            assert_eq!(files.len(), 1, "one artifact written: {files:?}");
+            assert!(files[0].ends_with(format!("{}.cwasm", h.to_hex())));
+            let subdir = files[0].parent().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+            assert!(subdir.starts_with(&format!("{}-", codegen.name())), "{subdir}");
+            let e2 = engine_with(Some(dir.path()), EngineKind::Process, codegen);
+            assert!(e2.is_cached(&WasmHash::of(EMPTY)));
+            e2.load("empty", EMPTY).unwrap();
+        }
+    }
+
+    /// Artifacts of one compiler are never offered to the other (nor to the
+    /// other engine kind).
+    #[test]
+    fn compilers_and_kinds_keep_separate_caches() {
         let dir = tempfile::tempdir().unwrap();
-        // The smallest valid component.
-        let bytes = b"\0asm\x0d\0\x01\0";
-        let e1 = engine(Some(dir.path()));
-        let (h, _) = e1.load("empty", bytes).unwrap();
-        let files: Vec<_> = walk(dir.path());
-        assert_eq!(files.len(), 1, "one artifact written: {files:?}");
-        assert!(files[0].ends_with(format!("{}.cwasm", h.to_hex())));
-        let e2 = engine(Some(dir.path()));
-        assert!(e2.is_cached(&WasmHash::of(bytes)));
-        e2.load("empty", bytes).unwrap();
+        let winch = engine_with(Some(dir.path()), EngineKind::Canister, Codegen::Winch);
+        let (h, _) = winch.load("empty", EMPTY).unwrap();
+        for (kind, codegen) in [
+            (EngineKind::Canister, Codegen::Cranelift),
+            (EngineKind::Process, Codegen::Winch),
+            (EngineKind::Process, Codegen::Cranelift),
+        ] {
+            let other = engine_with(Some(dir.path()), kind, codegen);
+            assert!(!other.is_cached(&h), "{kind:?} {codegen:?}");
+            other.load("empty", EMPTY).unwrap();
+        }
+        assert_eq!(walk(dir.path()).len(), 4, "one artifact per kind and compiler");
+    }
+
+    /// Real guests compile with both compilers for the engine kind they run
+    /// on (fuel for canisters, epochs for processes).
+    #[test]
+    fn real_guests_compile_with_both_compilers() {
+        for (kind, name) in [(EngineKind::Canister, "counter"), (EngineKind::Process, "child-echo")] {
+            let bytes = guest(name);
+            for codegen in [Codegen::Cranelift, Codegen::Winch] {
+                let e = engine_with(None, kind, codegen);
+                let (_, c) = e.load(name, &bytes).unwrap();
+                assert!(wasmtime::Engine::same(c.engine(), e.wasmtime()));
+                assert_eq!(e.codegen(), codegen);
+            }
+        }
+    }
+
+    /// Concurrent loads of the same new bytes compile once and all succeed.
+    #[test]
+    fn concurrent_loads_compile_once() {
+        let e = engine_with(None, EngineKind::Canister, Codegen::Winch);
+        let bytes = Arc::new(guest("counter"));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (e, bytes) = (e.clone(), bytes.clone());
+                std::thread::spawn(move || e.load("counter", &bytes).unwrap().0)
+            })
+            .collect();
+        let hashes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+        assert!(e.inner.inflight.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn codegen_defaults_and_names() {
+        assert_eq!(Codegen::default_for(EngineKind::Canister), Codegen::Winch);
+        assert_eq!(Codegen::default_for(EngineKind::Process), Codegen::Cranelift);
+        assert_eq!(Codegen::parse("Winch"), Some(Codegen::Winch));
+        assert_eq!(Codegen::parse("cranelift"), Some(Codegen::Cranelift));
+        assert_eq!(Codegen::parse("llvm"), None);
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {
