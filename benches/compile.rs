@@ -1,10 +1,13 @@
 //! Compile-time benchmarks (`cargo bench --bench compile`): cold compile
-//! time of real guests per code generator setting, a cold 11-canister deploy
-//! through the engine, execution speed of the code each tier produces, and a
-//! check that fuel (canister instructions) counts the same in every tier.
-//! Prints Markdown tables for BENCHMARKS.md.
+//! time (wall and CPU) of real guests per compiler setting, a cold
+//! 11-canister load through the engine, `ww run` deploying 11 canisters with
+//! a cold cache per `WW_COMPILER`, and the execution speed of each
+//! compiler's canister code, with a check that each compiler charges
+//! instructions deterministically. Prints Markdown tables.
 //!
-//! `cargo bench --bench compile -- --bench quick` skips the slow settings.
+//! Arguments after `--bench`: `quick` skips the slow settings;
+//! `only=compile|deploy|ww|exec` runs one section; `setting=<substring>`
+//! filters the compile table; `WW_BENCH_REPS=n` sets its repetitions.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
