@@ -389,6 +389,22 @@ impl Replica {
         call_result(resp.get()?.get_result()?)
     }
 
+    /// The canister registered under `name`, if any.
+    pub async fn lookup(&self, name: &str) -> Result<Option<Vec<u8>>, capnp::Error> {
+        let mut req = self.client.lookup_request();
+        req.get().set_name(name);
+        let resp = req.send().promise.await?;
+        let canister = resp.get()?.get_canister()?;
+        // An unknown name answers an empty principal.
+        Ok((!canister.is_empty()).then(|| canister.to_vec()))
+    }
+
+    /// The principal this capability calls as.
+    pub async fn principal(&self) -> Result<Vec<u8>, capnp::Error> {
+        let resp = self.client.principal_request().send().promise.await?;
+        Ok(resp.get()?.get_principal()?.to_vec())
+    }
+
     /// Names a canister in the node's registry.
     pub async fn set_name(&self, name: &str, canister: &[u8]) -> Result<(), capnp::Error> {
         let mut req = self.client.set_name_request();
