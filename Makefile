@@ -15,6 +15,9 @@ GUEST_LOCK := $(BUILD_DIR)/guests.lock
 GUEST_SOURCES := $(shell find guests -path guests/target -prune -o \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# The release set of examples/images/ic-deploy (root and every role payload).
+RELEASE_ROLES := root wasm_store app minimal scale scale_hub shard shard_hub test user_hub user_shard
+
 .PHONY: all deps guests images build run test bench clean
 
 all: images build
@@ -52,13 +55,16 @@ images: guests
 	@mkdir -p examples/images/counter/bin examples/images/counter/lib
 	@cp -u $(GUEST_OUT)/testkit.wasm examples/images/counter/bin/main.wasm
 	@cp -u $(GUEST_OUT)/counter.wasm examples/images/counter/lib/counter.wasm
+	@mkdir -p examples/images/ic-deploy/bin examples/images/ic-deploy/lib/release
+	@cp -u $(GUEST_OUT)/deployer.wasm examples/images/ic-deploy/bin/main.wasm
+	@for role in $(RELEASE_ROLES); do cp -u $(GUEST_OUT)/$$role.wasm examples/images/ic-deploy/lib/release/$$role.wasm; done
 
 build: deps
 	$(CARGO) build --release
 
-## run: the main job (for now: boot the echo example image).
+## run: the main job: the IC deploy simulation (examples/images/ic-deploy).
 run: images build
-	./target/release/ww run examples/images/echo
+	./target/release/ww run examples/images/ic-deploy
 
 ## test: every test (unit and integration; the guests are built first).
 test: images

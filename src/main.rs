@@ -275,5 +275,8 @@ fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
+        // A closed stderr (`ww run ... 2>&1 | head`) must not turn into a
+        // panic inside whatever thread logged: drop the record instead.
+        .log_internal_errors(false)
         .try_init();
 }

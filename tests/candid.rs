@@ -42,6 +42,9 @@ const CANDID_METHOD: &str = "__get_candid_interface_tmp_hack";
 const ROLE_INIT: &str =
     r#"(record { role = "candid-check"; root = principal "aaaaa-aa"; parent = principal "aaaaa-aa"; version = "did" })"#;
 
+/// The install argument of wasm_store (`WasmStoreInitArgs`).
+const STORE_INIT: &str = r#"(record { root = principal "aaaaa-aa"; policy = record { max_store_bytes = 40_000_000 : nat64; headroom_bytes = opt (4_000_000 : nat64); max_templates = null; max_template_versions_per_template = null } })"#;
+
 /// One module of tests per canister: `<name> => "<install argument>"`, the
 /// argument as Candid text (typed by the `.did` file's init arguments), with
 /// which the did build is installed to ask it for its interface. Adding a
@@ -81,6 +84,8 @@ canisters! {
     test => super::ROLE_INIT,
     user_hub => super::ROLE_INIT,
     user_shard => super::ROLE_INIT,
+    root => "(record { auto_create = vec {}; controllers = vec {}; store_policy = null })",
+    wasm_store => super::STORE_INIT,
 }
 
 fn admin() -> Principal {

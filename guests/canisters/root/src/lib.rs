@@ -1093,3 +1093,4 @@ fn canic_wasm_store_overview() -> Result<WasmStoreOverviewResponse> {
 }
 
 ww_cdk::export_canister!();
+ww_cdk::export_candid!();

@@ -303,3 +303,4 @@ fn canic_wasm_store_root() -> Principal {
 }
 
 ww_cdk::export_canister!();
+ww_cdk::export_candid!();
