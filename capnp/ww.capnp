@@ -97,6 +97,23 @@ interface Admin {
 
   advanceTime @1 (nanos :UInt64) -> ();
   # Moves replica time forward (timers and deadlines due by then fire).
+
+  runImage @2 (layers :List(Text), args :List(Text), log :LineSink) -> (exitCode :Int32, error :Text);
+  # Boots an image on this node, as `ww run` would, but against the node's
+  # running replica: `layers` are directories on the node's host (absolute
+  # paths, lowest first), merged per file. Its services start first; its
+  # pid0 gets a full session (calling the replica as the admin identity).
+  # Every stderr line of the image's processes is sent to `log` as well as
+  # to the node's log. Returns pid0's exit code once its services are
+  # stopped. An unusable image (a missing layer, no bin/main.wasm, a broken
+  # component) returns a one-line `error` instead, naming the path and the
+  # reason; `exitCode` is then meaningless.
+  # `ww deploy` uses this to run a deployment pipeline against a node.
+}
+
+interface LineSink {
+  # Receives log lines, in order.
+  line @0 (text :Text) -> ();
 }
 
 interface Host {

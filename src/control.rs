@@ -13,7 +13,7 @@ use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
 use crate::node::Node;
 use crate::rpc::ReplicaServer;
-use crate::ww_capnp::admin;
+use crate::ww_capnp::{admin, line_sink};
 
 /// File name of the control socket in the state directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -143,6 +143,59 @@ impl admin::Server for AdminServer {
         let nanos = params.get()?.get_nanos();
         self.node.replica().advance_time(std::time::Duration::from_nanos(nanos));
         Ok(())
+    }
+
+    async fn run_image(self: CapRc<Self>, params: admin::RunImageParams, mut results: admin::RunImageResults) -> Result<(), capnp::Error> {
+        let params = params.get()?;
+        let layers = params
+            .get_layers()?
+            .iter()
+            .map(|l| Ok(PathBuf::from(l?.to_str()?)))
+            .collect::<Result<Vec<_>, capnp::Error>>()?;
+        let args = params
+            .get_args()?
+            .iter()
+            .map(|a| Ok(a?.to_string()?))
+            .collect::<Result<Vec<_>, capnp::Error>>()?;
+        let sink = params.get_log()?;
+        let image = match crate::image::merge_layers(&layers) {
+            Ok(image) => image,
+            Err(e) => {
+                results.get().set_error(e.to_string());
+                return Ok(());
+            }
+        };
+        tracing::info!(layers = ?layers, "running an image for the control socket");
+        let (tee, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        let run = self.node.run_image_teed(&image, args, std::future::pending(), Some(tee));
+        tokio::pin!(run);
+        // Stream the lines while the image runs, in order; every line pid0
+        // wrote is in the channel by the time it has exited.
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(line) = lines.recv() => send_line(&sink, line).await,
+                outcome = &mut run => break outcome,
+            }
+        };
+        while let Ok(line) = lines.try_recv() {
+            send_line(&sink, line).await;
+        }
+        match outcome {
+            Ok(code) => results.get().set_exit_code(code),
+            Err(e) => results.get().set_error(e.to_string().replace('\n', " ")),
+        }
+        Ok(())
+    }
+}
+
+/// Sends one log line to a caller's sink; a caller that hung up loses it
+/// (the node log has it).
+async fn send_line(sink: &line_sink::Client, line: String) {
+    let mut req = sink.line_request();
+    req.get().set_text(&line);
+    if let Err(e) = req.send().promise.await {
+        tracing::debug!(error = %e, "log line not delivered");
     }
 }
 

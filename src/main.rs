@@ -44,6 +44,16 @@ enum Command {
     /// message and exits 1.
     Call(CallArgs),
 
+    /// Run a deployment image (a pipeline pid0, e.g. a new release of
+    /// examples/images/ic-deploy) against a node serving with
+    /// `ww run --serve`.
+    ///
+    /// The node merges the layers and boots the image as `ww run` would,
+    /// but on its running replica: pid0 calls canisters as the node's admin
+    /// identity. The image's log lines are printed here; ww exits with
+    /// pid0's exit code, or 2 when the image is unusable.
+    Deploy(DeployArgs),
+
     /// Manage the canisters of a node serving with `ww run --serve`.
     Canister {
         #[command(subcommand)]
@@ -75,6 +85,20 @@ struct CallArgs {
     /// types and replies show field names. Built in for `aaaaa-aa`.
     #[arg(long, value_name = "FILE")]
     candid: Option<PathBuf>,
+    /// State directory of the node.
+    #[arg(long, default_value = ".ww", value_name = "DIR")]
+    state: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    /// Image layer directories, lowest first (on this machine: the node
+    /// reads them from the same filesystem).
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    /// Arguments passed to the image's pid0 (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
     /// State directory of the node.
     #[arg(long, default_value = ".ww", value_name = "DIR")]
     state: PathBuf,
@@ -150,6 +174,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Call(args) => client::call(args).await,
+            Command::Deploy(args) => client::deploy(args).await,
             Command::Canister { command, state } => client::canister(command, state).await,
         }
     });

@@ -20,7 +20,7 @@ use wasmtime::component::Component;
 use crate::engine::{Engine, EngineConfig, LoadError, WasmHash};
 use crate::image::{ImageError, MergedImage};
 use crate::net::{NetError, Network, NetworkView};
-use crate::process::{self, ProcessHandle, ProcessSpec, SpawnError, Spawner, StdioSpec};
+use crate::process::{self, LogTee, ProcessHandle, ProcessSpec, SpawnError, Spawner, StdioSpec};
 use crate::rpc::{Grant, serve_session};
 
 /// How long a service may take to exit after its session is hung up.
@@ -204,17 +204,20 @@ impl Node {
             root: root.map(|r| r.to_path_buf()),
             memory_limit,
             stdio,
+            log_tee: None,
         };
         Ok(self.inner.spawner.spawn(spec).await?)
     }
 
-    /// Starts a process from an image root with a full session.
+    /// Starts a process from an image root with a full session; its stderr
+    /// lines also go to `log_tee`.
     pub async fn spawn_session(
         &self,
         name: &str,
         component: (WasmHash, Component),
         root: &Path,
         args: Vec<String>,
+        log_tee: Option<LogTee>,
     ) -> Result<ProcessHandle, NodeError> {
         let grant = Grant::full(self.inner.memory_limit);
         let spec = ProcessSpec {
@@ -230,6 +233,7 @@ impl Node {
                 Some(Arc::from(root)),
                 name.to_string(),
             )),
+            log_tee,
         };
         Ok(self.inner.spawner.spawn(spec).await?)
     }
@@ -241,6 +245,18 @@ impl Node {
         image: &MergedImage,
         args: Vec<String>,
         interrupt: impl Future<Output = ()>,
+    ) -> Result<i32, NodeError> {
+        self.run_image_teed(image, args, interrupt, None).await
+    }
+
+    /// [`Node::run_image`], with every stderr line of the image's processes
+    /// also sent to `log_tee` (what `Admin.runImage` streams to its caller).
+    pub async fn run_image_teed(
+        &self,
+        image: &MergedImage,
+        args: Vec<String>,
+        interrupt: impl Future<Output = ()>,
+        log_tee: Option<LogTee>,
     ) -> Result<i32, NodeError> {
         let services = image.services()?;
         let peers = image.boot_peers()?;
@@ -255,11 +271,11 @@ impl Node {
 
         let mut running = Vec::new();
         for (svc, component) in services.iter().zip(svc_components) {
-            let handle = self.spawn_session(&svc.name, component, &svc.root, Vec::new()).await?;
+            let handle = self.spawn_session(&svc.name, component, &svc.root, Vec::new(), log_tee.clone()).await?;
             tracing::info!(service = %svc.name, "service started");
             running.push(handle);
         }
-        let pid0 = match self.spawn_session("pid0", main, image.root(), args).await {
+        let pid0 = match self.spawn_session("pid0", main, image.root(), args, log_tee).await {
             Ok(p) => p,
             Err(e) => {
                 stop_services(running).await;

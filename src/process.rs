@@ -68,6 +68,8 @@ pub struct ProcessSpec {
     pub root: Option<PathBuf>,
     pub memory_limit: usize,
     pub stdio: StdioSpec,
+    /// Also send every stderr line here.
+    pub log_tee: Option<LogTee>,
 }
 
 /// Why a process could not be started.
@@ -167,6 +169,7 @@ impl Spawner {
             root,
             memory_limit,
             stdio,
+            log_tee,
         } = spec;
         let pre = self.command_pre(&name, hash, &component)?;
         let pid = self.inner.next_pid.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +197,7 @@ impl Spawner {
         });
         wasi.stdin(GuestStdin::new(in_r))
             .stdout(GuestStdout::new(out_w))
-            .stderr(LogSink::new(&name));
+            .stderr(LogSink::with_tee(&name, log_tee));
         let state = ProcessState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -372,19 +375,29 @@ impl ProcessHandle {
     }
 }
 
+/// Where a process's stderr lines go besides the node log (`Admin.runImage`
+/// streams them to its caller): each line as `<process name>: <line>`.
+pub type LogTee = tokio::sync::mpsc::UnboundedSender<String>;
+
 /// A guest's output stream forwarded to the node log line by line, tagged
-/// with the guest's name.
+/// with the guest's name, and to its [`LogTee`] if it has one.
 #[derive(Clone)]
 pub struct LogSink {
     name: Arc<str>,
     partial: Arc<Mutex<Vec<u8>>>,
+    tee: Option<LogTee>,
 }
 
 impl LogSink {
     pub fn new(name: &str) -> Self {
+        Self::with_tee(name, None)
+    }
+
+    pub fn with_tee(name: &str, tee: Option<LogTee>) -> Self {
         Self {
             name: name.into(),
             partial: Arc::new(Mutex::new(Vec::new())),
+            tee,
         }
     }
 
@@ -392,6 +405,11 @@ impl LogSink {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
         tracing::info!(target: "ww::guest", "{}: {}", self.name, line);
+        if let Some(tee) = &self.tee {
+            // The receiver is gone when the caller hung up: the node log
+            // still has the line.
+            let _ = tee.send(format!("{}: {}", self.name, line));
+        }
     }
 
     fn push(&self, bytes: &[u8]) {
