@@ -58,6 +58,10 @@ images: guests
 	@mkdir -p examples/images/ic-deploy/bin examples/images/ic-deploy/lib/release
 	@cp -u $(GUEST_OUT)/deployer.wasm examples/images/ic-deploy/bin/main.wasm
 	@for role in $(RELEASE_ROLES); do cp -u $(GUEST_OUT)/$$role.wasm examples/images/ic-deploy/lib/release/$$role.wasm; done
+	@# The redeploy overlay: app 0.1.1 is app gzip-compressed (a new module hash).
+	@mkdir -p examples/images/ic-deploy-app-v2/lib/release
+	@out=examples/images/ic-deploy-app-v2/lib/release/app.wasm.gz; \
+		if [ ! -f $$out ] || [ $(GUEST_OUT)/app.wasm -nt $$out ]; then gzip -n -9 -c $(GUEST_OUT)/app.wasm > $$out; fi
 
 build: deps
 	$(CARGO) build --release

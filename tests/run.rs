@@ -18,6 +18,27 @@ fn echo_image_child_makes_two_concurrent_echoes() {
     assert_contains(&stderr, "pid0: pid0: child-echo exited with 0");
 }
 
+/// `ww run ... 2>&1 | head -1`: once the reader is gone, log lines are
+/// dropped; ww neither panics nor hangs, and still exits with pid0's code.
+#[test]
+fn a_closed_stderr_neither_panics_nor_hangs() {
+    let image = repo().join("examples/images/echo");
+    guest("pid0");
+    let mut child = ww()
+        .args(["run", image.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ww");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut first = [0u8; 1];
+    stderr.read_exact(&mut first).expect("a first log byte");
+    drop(stderr);
+    let out = wait_output(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "status {:?}", out.status);
+}
+
 #[test]
 fn echo_round_trip_and_five_concurrent() {
     let img = ImageDir::testkit();
