@@ -17,7 +17,7 @@ use bytes::Bytes;
 use candid::{CandidType, Deserialize, Principal};
 
 use super::chunks::{self, ChunkHash};
-use super::{CallResult, ErrorCode, InstallMode, Reject, Replica, ReplyTo, Status};
+use super::{CallResult, ErrorCode, InstallMode, InstallSource, Reject, Replica, ReplyTo, Status};
 
 #[derive(CandidType, Deserialize, Default, Clone, Debug)]
 pub struct CanisterSettings {
@@ -266,7 +266,13 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
                 let args: InstallCodeArgsRef = decode(method, arg)?;
                 let Some(reply) = take_reply() else { return Ok(None) };
                 let hash = chunks::sha256(args.wasm_module);
-                let install = Install { caller, canister: args.canister_id, mode: install_mode(&args.mode), arg: args.arg.to_vec() };
+                let install = Install {
+                    caller,
+                    canister: args.canister_id,
+                    mode: install_mode(&args.mode),
+                    source: InstallSource::InstallCode,
+                    arg: args.arg.to_vec(),
+                };
                 install_module(replica, install, args.wasm_module, hash, reply);
                 return Ok(None);
             }
@@ -274,7 +280,14 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
                 let args: InstallChunkedCodeArgs = decode(method, arg)?;
                 let module = chunked_module(replica, caller, &args)?;
                 let Some(reply) = take_reply() else { return Ok(None) };
-                let install = Install { caller, canister: args.target_canister, mode: install_mode(&args.mode), arg: args.arg };
+                let store = args.store_canister.unwrap_or(args.target_canister);
+                let install = Install {
+                    caller,
+                    canister: args.target_canister,
+                    mode: install_mode(&args.mode),
+                    source: InstallSource::InstallChunkedCode { store },
+                    arg: args.arg,
+                };
                 install_module(replica, install, &module.bytes, module.hash, reply);
                 return Ok(None);
             }
@@ -389,6 +402,7 @@ struct Install {
     caller: Principal,
     canister: Principal,
     mode: InstallMode,
+    source: InstallSource,
     arg: Vec<u8>,
 }
 
@@ -397,7 +411,7 @@ struct Install {
 /// `module` (whose SHA-256 is `hash`) and queues the install; the response
 /// goes to `reply` in every case.
 fn install_module(replica: &Replica, install: Install, module: &[u8], hash: [u8; 32], reply: ReplyTo) {
-    let Install { caller, canister, mode, arg } = install;
+    let Install { caller, canister, mode, source, arg } = install;
     let prepared = replica
         .check_controller(&canister, &caller)
         .and_then(|()| super::install::prepare_module_hashed(replica, &canister, module, hash));
@@ -405,7 +419,7 @@ fn install_module(replica: &Replica, install: Install, module: &[u8], hash: [u8;
         Err(reject) => send(reply, replica, Err(reject)),
         Ok(m) => {
             let replica2 = replica.clone();
-            replica.install_with(caller, canister, mode, m.component, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+            replica.install_with(caller, canister, mode, source, m.component, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
         }
     }
 }

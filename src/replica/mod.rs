@@ -7,6 +7,7 @@
 //! - [`management`]: the management canister (`aaaaa-aa`);
 //! - [`install`]: module bytes to an installable component;
 //! - [`chunks`]: each canister's Wasm chunk store (chunked install);
+//! - [`history`]: each canister's code-deployment history (`canister_info`);
 //! - this module: the [`Replica`] — canister table, call contexts,
 //!   callbacks, per-canister input queues, the executor threads, time,
 //!   timers and bounded-wait expiry.
@@ -25,6 +26,7 @@
 
 pub mod chunks;
 pub mod exec;
+pub mod history;
 pub mod install;
 pub mod management;
 pub mod memory;
@@ -45,6 +47,7 @@ use exec::{
     Response,
 };
 use stable::StableMemory;
+pub use history::{CodeDeployment, InstallSource};
 pub use types::{ErrorCode, Limits, RejectCode};
 
 /// A reject as a caller sees it.
@@ -217,6 +220,7 @@ struct InstallJob {
     module_hash: [u8; 32],
     arg: Vec<u8>,
     caller: Principal,
+    source: InstallSource,
     done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
 }
 
@@ -239,6 +243,8 @@ struct Slot {
     memory_size: u64,
     /// The Wasm chunk store (`upload_chunk`, `install_chunked_code`).
     chunk_store: chunks::ChunkStore,
+    /// Successful code deployments (see [`history`]).
+    history: history::InstallHistory,
 }
 
 impl Slot {
@@ -432,6 +438,7 @@ impl Replica {
                 open_contexts: 0,
                 memory_size: 0,
                 chunk_store: chunks::ChunkStore::default(),
+                history: history::InstallHistory::default(),
             },
         );
         tracing::debug!(canister = %id, "created");
@@ -472,6 +479,13 @@ impl Replica {
         })
     }
 
+    /// The code deployments of canister `id`, oldest first (at most
+    /// [`history::MAX_ENTRIES`]); `None` if the canister does not exist.
+    /// Host-side state, like the IC's `canister_info` change log.
+    pub fn install_history(&self, id: &Principal) -> Option<Vec<CodeDeployment>> {
+        self.lock().canisters.get(id).map(|s| s.history.entries())
+    }
+
     pub fn is_controller(&self, id: &Principal, who: &Principal) -> bool {
         self.lock().canisters.get(id).is_some_and(|s| s.controllers.contains(who))
     }
@@ -488,7 +502,7 @@ impl Replica {
         arg: Vec<u8>,
     ) -> Result<(), Reject> {
         let (tx, rx) = oneshot::channel();
-        self.install_with(caller, canister, mode, component, module_hash, arg, Box::new(move |r| {
+        self.install_with(caller, canister, mode, InstallSource::Host, component, module_hash, arg, Box::new(move |r| {
             let _ = tx.send(r);
         }));
         rx.await
@@ -497,11 +511,13 @@ impl Replica {
 
     /// Queues an install; `done` gets the outcome, also when the install
     /// cannot even be queued (so a canister caller always gets a response).
+    #[allow(clippy::too_many_arguments)]
     fn install_with(
         &self,
         caller: Principal,
         canister: Principal,
         mode: InstallMode,
+        source: InstallSource,
         component: Component,
         module_hash: [u8; 32],
         arg: Vec<u8>,
@@ -522,6 +538,7 @@ impl Replica {
             module_hash,
             arg,
             caller,
+            source,
             done,
         }));
         self.inner.schedule(&mut st, canister);
@@ -1341,12 +1358,21 @@ fn enqueue_management_response(inner: &Arc<Inner>, callback: u64, result: CallRe
     inner.enqueue(&mut st, caller, Task::Response { callback, result });
 }
 
+/// What the history records of an install besides the module hash.
+#[derive(Clone, Copy)]
+struct Deployment {
+    mode: InstallMode,
+    source: InstallSource,
+    caller: Principal,
+}
+
 /// The state changes of a successful install; the caller learns of it only
 /// once they are applied (so its next call finds the new module).
 fn installed(
     instance: Box<CanisterInstance>,
     canister: Principal,
     module_hash: [u8; 32],
+    deployment: Deployment,
     effects: exec::Effects,
     done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
 ) -> Finished {
@@ -1354,11 +1380,20 @@ fn installed(
     Finished {
         instance: Some(instance),
         apply: Box::new(move |inner, st| {
+            let time = st.now();
             if let Some(slot) = st.canisters.get_mut(&canister) {
                 slot.module_hash = Some(module_hash);
                 slot.methods = methods;
                 slot.version += 1;
                 slot.timer = effects.timer.unwrap_or(0);
+                slot.history.record(CodeDeployment {
+                    mode: deployment.mode,
+                    source: deployment.source,
+                    caller: deployment.caller,
+                    module_hash,
+                    canister_version: slot.version,
+                    time,
+                });
             }
             let context = st.new_context(canister, Origin::System, 0);
             for call in effects.calls {
@@ -1372,7 +1407,8 @@ fn installed(
 
 /// Installs a module: install, reinstall or upgrade (atomic).
 fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<Box<CanisterInstance>>, job: InstallJob) -> Finished {
-    let InstallJob { mode, component, module_hash, arg, caller, done } = job;
+    let InstallJob { mode, component, module_hash, arg, caller, source, done } = job;
+    let deployment = Deployment { mode, source, caller };
     let limits = inner.config.limits.clone();
     let (info, time, had_module) = {
         let mut st = inner.lock();
@@ -1411,7 +1447,7 @@ fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<Box<Canister
                 Outcome::Trapped { code, message, .. } => {
                     fail(old, Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during init: {message}")), done)
                 }
-                Outcome::Committed(effects) => installed(instance, canister, module_hash, effects, done),
+                Outcome::Committed(effects) => installed(instance, canister, module_hash, deployment, effects, done),
             }
         }
         InstallMode::Upgrade => {
@@ -1462,7 +1498,7 @@ fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<Box<Canister
                         done,
                     )
                 }
-                Outcome::Committed(effects) => installed(new_instance, canister, module_hash, effects, done),
+                Outcome::Committed(effects) => installed(new_instance, canister, module_hash, deployment, effects, done),
             }
         }
     }
