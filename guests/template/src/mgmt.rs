@@ -113,6 +113,29 @@ pub async fn clear_chunk_store(canister: Principal) -> Result<(), Error> {
     simple("clear_chunk_store", canister).await
 }
 
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug)]
+struct InstallCodeArgs<'a> {
+    mode: InstallMode,
+    canister_id: Principal,
+    #[serde(with = "serde_bytes")]
+    wasm_module: &'a [u8],
+    #[serde(with = "serde_bytes")]
+    arg: Vec<u8>,
+    sender_canister_version: Option<u64>,
+}
+
+/// Installs (or upgrades) `target` with `module` inline in the call (the
+/// host hashes it). The whole call must fit one inter-canister message
+/// (2 MiB); larger modules need [`install_chunked_code`].
+pub async fn install_code(mode: InstallMode, target: Principal, module: &[u8], arg: Vec<u8>) -> Result<(), Error> {
+    let args = InstallCodeArgs { mode, canister_id: target, wasm_module: module, arg, sender_canister_version: None };
+    Call::unbounded_wait(Principal::management_canister(), "install_code")
+        .with_arg(args)
+        .await
+        .map_err(|e| failed(format!("install_code of {target}"))(e.into()))?;
+    Ok(())
+}
+
 /// Installs (or upgrades) `target` from chunks in `store`'s chunk store; the
 /// host checks that their concatenation hashes to `module_hash`.
 pub async fn install_chunked_code(

@@ -15,8 +15,9 @@
 //! The bootstrap (`canic_wasm_store_bootstrap_resume_root_admin`) refuses to
 //! run until the staged wasm_store release is complete (no fallback); it then
 //! validates every staged release (failing closed before any store write),
-//! creates the first wasm_store and installs it inline from root's own chunk
-//! store (the only inline install), publishes the staged releases into the
+//! creates the first wasm_store and installs it inline (`install_code`, the
+//! module assembled from root's staging buffer; the only inline install),
+//! publishes the staged releases into the
 //! active store and rebinds their manifests to it, then creates every
 //! auto-created role (alphabetically) with `install_chunked_code` from the
 //! store, hash-verified by the host. Run again later, the same endpoint is a
@@ -285,8 +286,8 @@ fn canic_template_prepare_admin(input: TemplateChunkSetPrepareInput) -> Result<T
 }
 
 /// Stages one chunk. Its SHA-256 is computed on the host (the chunk goes into
-/// root's own chunk store, which the wasm_store's inline install uses) and must
-/// be the prepared hash. A chunk of a release already published is accepted
+/// root's own chunk store, emptied again after publication) and must be the
+/// prepared hash. A chunk of a release already published is accepted
 /// and dropped.
 #[update]
 async fn canic_template_publish_chunk_admin(input: TemplateChunkInput) -> Result<()> {
@@ -343,12 +344,12 @@ async fn reconcile() -> Result<BootstrapReport> {
     }
     let mut report_roles = Vec::new();
 
-    // The first store, installed inline from root's own chunk store.
+    // The first store, installed inline from root's staging buffer.
     if state().stores.is_empty() {
         let started = ww_cdk::api::time();
-        let store = create_store(&store_key, &store_manifest, &store_set).await?;
+        let store = create_store(&store_key, &store_manifest).await?;
         transition(Transition::Activate(store.binding.clone()))?;
-        ww_cdk::println!("bootstrap: created wasm_store {} (inline install from root staging)", store.pid);
+        ww_cdk::println!("bootstrap: created wasm_store {} (inline install_code from root staging)", store.pid);
         report_roles.push(role_report(WASM_STORE_ROLE, Some(store.pid), &store_key, &store_manifest, &store_set, RoleAction::Created, started));
     }
 
@@ -397,7 +398,7 @@ async fn reconcile() -> Result<BootstrapReport> {
         let action = if record.module_hash == manifest.payload_hash {
             RoleAction::Unchanged
         } else if record.role == WASM_STORE_ROLE {
-            upgrade_store(record.pid, &key, &manifest, &set).await?;
+            upgrade_store(record.pid, &key, &manifest).await?;
             RoleAction::Upgraded
         } else {
             upgrade_role(&record, &key, &manifest, &set).await?;
@@ -479,28 +480,23 @@ fn controllers_for_children() -> Vec<Principal> {
     controllers
 }
 
-/// Makes sure root's own chunk store holds the staged wasm_store chunks
-/// (re-uploading from the staging buffer what is missing).
-async fn ensure_local_chunks(key: &ReleaseKey, set: &ChunkSetRecord) -> Result<()> {
-    let me = ww_cdk::api::canister_self();
-    let present = mgmt::stored_chunks(me).await?;
-    for (index, hash) in set.chunk_hashes.iter().enumerate() {
-        if present.iter().any(|p| p == hash.as_slice()) {
-            continue;
-        }
-        let bytes = storage::chunk(key, index as u32)
+/// The wasm_store module from root's staging buffer, validated (every chunk
+/// present, the declared size and hash), for its inline install.
+fn store_module(key: &ReleaseKey, manifest: &ManifestRecord) -> Result<Vec<u8>> {
+    let set = storage::validate_release(key, manifest)?;
+    let mut module = Vec::with_capacity(set.payload_size_bytes as usize);
+    for index in 0..set.chunk_count() {
+        let bytes = storage::chunk(key, index)
             .ok_or_else(|| Error::new(ErrorCode::TemplateChunkMissing, format!("chunk {key}#{index} is not staged in root")))?;
-        let got = mgmt::upload_chunk(me, &bytes).await?;
-        if got != hash.as_slice() {
-            return Err(Error::new(ErrorCode::TemplateChunkHashMismatch, format!("staged chunk {key}#{index} no longer matches")));
-        }
+        module.extend_from_slice(&bytes);
     }
-    Ok(())
+    Ok(module)
 }
 
-/// Creates a wasm_store and installs it inline from root's chunk store.
-async fn create_store(key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSetRecord) -> Result<StoreRecord> {
-    ensure_local_chunks(key, set).await?;
+/// Creates a wasm_store and installs it inline (`install_code`) from root's
+/// staging buffer: the only inline install root makes.
+async fn create_store(key: &ReleaseKey, manifest: &ManifestRecord) -> Result<StoreRecord> {
+    let module = store_module(key, manifest)?;
     let pid = mgmt::create_canister(controllers_for_children()).await?;
     let me = ww_cdk::api::canister_self();
     let arg = Encode!(&WasmStoreInitArgs { root: me, policy: store_policy() }).expect("encoding the store init argument");
@@ -512,7 +508,7 @@ async fn create_store(key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSe
         module_hash: manifest.payload_hash.clone(),
         created_at: now,
     });
-    if let Err(e) = mgmt::install_chunked_code(InstallMode::Install, pid, me, &set.chunk_hashes, &manifest.payload_hash, arg).await {
+    if let Err(e) = mgmt::install_code(InstallMode::Install, pid, &module, arg).await {
         unregister(pid);
         discard_canister(pid).await;
         return Err(Error::new(e.code, format!("failed to install wasm_store {pid}: {}", e.message)));
@@ -530,11 +526,12 @@ async fn create_store(key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSe
     Ok(record)
 }
 
-async fn upgrade_store(pid: Principal, key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSetRecord) -> Result<()> {
-    ensure_local_chunks(key, set).await?;
+/// Upgrades a wasm_store inline from root's staging buffer.
+async fn upgrade_store(pid: Principal, key: &ReleaseKey, manifest: &ManifestRecord) -> Result<()> {
+    let module = store_module(key, manifest)?;
     let me = ww_cdk::api::canister_self();
     let arg = Encode!(&WasmStoreInitArgs { root: me, policy: store_policy() }).expect("encoding the store init argument");
-    mgmt::install_chunked_code(InstallMode::Upgrade(None), pid, me, &set.chunk_hashes, &manifest.payload_hash, arg).await?;
+    mgmt::install_code(InstallMode::Upgrade(None), pid, &module, arg).await?;
     set_module_hash(pid, &manifest.payload_hash);
     ww_cdk::println!("upgrade: {pid} ({WASM_STORE_ROLE}) -> {key}");
     Ok(())
@@ -685,8 +682,7 @@ async fn resolve_publication_store(needed: u64) -> Result<StoreRecord> {
     };
     probe?;
     let (key, manifest) = storage::approved_for_role(WASM_STORE_ROLE)?;
-    let set = chunk_set_of(&key)?;
-    let store = create_store(&key, &manifest, &set).await?;
+    let store = create_store(&key, &manifest).await?;
     transition(Transition::Activate(store.binding.clone()))?;
     ww_cdk::println!(
         "ws preferred {} within headroom, created {}",
@@ -724,8 +720,9 @@ async fn publish_current_release_set() -> Result<(Principal, u32, u64)> {
         bytes += manifest.payload_size_bytes;
     }
     if pending.iter().any(|(_, m)| m.store_binding == BOOTSTRAP_BINDING) {
-        // Root keeps no deployable bytes beyond the wasm_store release: its
-        // chunk store is emptied (the store chunks come back on demand).
+        // Root keeps no deployable bytes beyond the wasm_store release (in
+        // its staging buffer): the chunk store that hashed the staged chunks
+        // is emptied.
         mgmt::clear_chunk_store(ww_cdk::api::canister_self()).await?;
     }
     Ok((store.pid, pending.len() as u32, bytes))
