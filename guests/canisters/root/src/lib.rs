@@ -285,10 +285,11 @@ fn canic_template_prepare_admin(input: TemplateChunkSetPrepareInput) -> Result<T
     Ok(TemplateChunkSetInfoResponse { chunk_hashes: set.chunk_hashes })
 }
 
-/// Stages one chunk. Its SHA-256 is computed on the host (the chunk goes into
-/// root's own chunk store, emptied again after publication) and must be the
-/// prepared hash. A chunk of a release already published is accepted
-/// and dropped.
+/// Stages one chunk. Its SHA-256 is computed on the host and must be the
+/// prepared hash: the chunk goes through root's own chunk store, which is
+/// emptied right after (root's chunk store is only a hashing scratchpad and
+/// holds no bytes between calls; the staging buffer keeps the chunk). A chunk
+/// of a release already published is accepted and dropped.
 #[update]
 async fn canic_template_publish_chunk_admin(input: TemplateChunkInput) -> Result<()> {
     require_controller()?;
@@ -300,7 +301,9 @@ async fn canic_template_publish_chunk_admin(input: TemplateChunkInput) -> Result
             return Ok(());
         }
     }
-    let hash = mgmt::upload_chunk(ww_cdk::api::canister_self(), &input.bytes).await?;
+    let me = ww_cdk::api::canister_self();
+    let hash = mgmt::upload_chunk(me, &input.bytes).await?;
+    mgmt::clear_chunk_store(me).await?;
     if hash != expected.as_slice() {
         return Err(Error::new(
             ErrorCode::TemplateChunkHashMismatch,
@@ -718,12 +721,6 @@ async fn publish_current_release_set() -> Result<(Principal, u32, u64)> {
     for (key, manifest) in &pending {
         publish_release(&store, key, manifest).await?;
         bytes += manifest.payload_size_bytes;
-    }
-    if pending.iter().any(|(_, m)| m.store_binding == BOOTSTRAP_BINDING) {
-        // Root keeps no deployable bytes beyond the wasm_store release (in
-        // its staging buffer): the chunk store that hashed the staged chunks
-        // is emptied.
-        mgmt::clear_chunk_store(ww_cdk::api::canister_self()).await?;
     }
     Ok((store.pid, pending.len() as u32, bytes))
 }
