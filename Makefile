@@ -78,6 +78,8 @@ test: images
 bench: images
 	$(CARGO) bench --bench foundation
 	$(CARGO) bench --bench replica
+	$(CARGO) build --release
+	$(CARGO) bench --bench deploy
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,104 @@
+//! The IC deploy simulation (`make bench`): wall time of the whole
+//! `ww run examples/images/ic-deploy` (boot, create root, stage the 10-role
+//! release set, bootstrap the store, install nine roles chunked, print the
+//! overview, exit) with nothing compiled and with the compile cache warm,
+//! and the staging throughput the pipeline reports (`Staged ... (N MB/s)`:
+//! manifests, prepares and chunks from pid0 over its stdio session into
+//! root, each chunk verified by SHA-256 on the host and committed).
+//!
+//! Arguments: `cargo bench --bench deploy -- [cold-runs] [warm-runs]`
+//! (default 3 and 20). Prints a Markdown table for BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One `ww run` of the image with `cache` as its compile cache: (wall ms,
+/// staging MB/s, the pipeline's own total ms).
+fn deploy(ww: &Path, image: &Path, cache: &Path) -> (f64, f64, f64) {
+    let started = Instant::now();
+    let out = Command::new(ww)
+        .arg("run")
+        .arg(image)
+        .env("WW_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ww");
+    let wall = started.elapsed().as_secs_f64() * 1e3;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ww run failed:\n{log}");
+    // "Staged 6.60 MiB in 12.3 ms (560 MB/s)"
+    let mbs = log
+        .lines()
+        .find_map(|l| l.split(" ms (").nth(1)?.split(" MB/s)").next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no staging line in:\n{log}"));
+    let total = log
+        .lines()
+        .find_map(|l| l.split("total_ms=").nth(1)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no DEPLOY_OK line in:\n{log}"));
+    (wall, mbs, total)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let cold_runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let warm_runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+
+    let ww = repo().join("target/release/ww");
+    assert!(ww.is_file(), "{} missing: run `make bench` (it builds the release binary)", ww.display());
+    let image = repo().join("examples/images/ic-deploy");
+    assert!(image.join("bin/main.wasm").is_file(), "examples/images/ic-deploy is not built: run `make bench`");
+    let payload: u64 = std::fs::read_dir(image.join("lib/release"))
+        .expect("lib/release")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+
+    let mut cold = Vec::new();
+    for _ in 0..cold_runs {
+        let cache = tempfile::tempdir().expect("tempdir");
+        cold.push(deploy(&ww, &image, cache.path()).0);
+    }
+    let cache = tempfile::tempdir().expect("tempdir");
+    deploy(&ww, &image, cache.path());
+    let (mut warm, mut mbs, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..warm_runs {
+        let (w, m, t) = deploy(&ww, &image, cache.path());
+        warm.push(w);
+        mbs.push(m);
+        total.push(t);
+    }
+
+    println!("| measure | result | target |");
+    println!("|---|---|---|");
+    println!(
+        "| `ww run examples/images/ic-deploy`, cold (empty compile cache, {} KiB of components), {cold_runs} runs | median {:.0} ms | < 3,000 ms |",
+        payload / 1024,
+        median(cold)
+    );
+    println!(
+        "| `ww run examples/images/ic-deploy`, warm compile cache, {warm_runs} runs | median {:.0} ms, p90 {:.0} ms | < 150 ms |",
+        median(warm.clone()),
+        percentile(warm, 0.9)
+    );
+    println!("| the pipeline's own time (root created → overview printed), warm | median {:.0} ms | - |", median(total));
+    println!("| staging throughput (pid0 → root, 6.6 MiB), warm | median {:.0} MB/s | ≥ 1,000 MB/s |", median(mbs));
+}
