@@ -710,6 +710,7 @@ impl CanisterInstance {
             return self.trapped(ErrorCode::CanisterTrapped, format!("setting the instruction limit: {}", one_line(&e)), 0);
         }
         let entry_api = self.bindings.ww_canister_entry();
+        let started = std::time::Instant::now();
         let result = match &entry {
             E::Init => entry_api.call_init(&mut self.store),
             E::PreUpgrade => entry_api.call_pre_upgrade(&mut self.store),
@@ -747,13 +748,25 @@ impl CanisterInstance {
                         dirty_pages: 0,
                     });
                 }
-                let dirty_pages = match self.memory.commit() {
-                    Ok(stats) => stats.dirty_pages,
+                let ran = started.elapsed();
+                let stats = match self.memory.commit() {
+                    Ok(stats) => stats,
                     Err(e) => {
                         return self.trapped(ErrorCode::CanisterTrapped, format!("committing the heap failed: {e}"), instructions);
                     }
                 };
+                let dirty_pages = stats.dirty_pages;
                 self.store.data_mut().stable.commit();
+                tracing::trace!(
+                    canister = %self.store.data().log_name,
+                    entry = ?entry,
+                    instructions,
+                    run_us = ran.as_micros() as u64,
+                    commit_us = (started.elapsed() - ran).as_micros() as u64,
+                    private_pages = stats.private_pages,
+                    dirty_pages,
+                    "executed"
+                );
                 Outcome::Committed(Effects {
                     response: cx.response,
                     calls: cx.calls,

@@ -18,8 +18,10 @@ pub const SUBNET_REGISTRY: u8 = 9;
 pub const TEMPLATE_MANIFESTS: u8 = 10;
 /// Template chunk sets (release key → chunk hashes and payload facts).
 pub const TEMPLATE_CHUNK_SETS: u8 = 11;
-/// Template chunks (chunk key → bytes).
+/// Template chunks (chunk key → its slot in the chunk slabs).
 pub const TEMPLATE_CHUNKS: u8 = 12;
+/// Template chunk bytes: raw memory, one 1 MiB slot per chunk.
+pub const TEMPLATE_CHUNK_SLABS: u8 = 15;
 /// Counters of the template storage (bytes held).
 pub const TEMPLATE_STATS: u8 = 14;
 /// Root: configuration given at install (auto-create roles, controllers, store policy).
@@ -37,6 +39,7 @@ pub const REGISTRY: &[(u8, &str)] = &[
     (TEMPLATE_MANIFESTS, "template_manifests"),
     (TEMPLATE_CHUNK_SETS, "template_chunk_sets"),
     (TEMPLATE_CHUNKS, "template_chunks"),
+    (TEMPLATE_CHUNK_SLABS, "template_chunk_slabs"),
     (ROOT_CONFIG, "root_config"),
     (TEMPLATE_STATS, "template_stats"),
     (SUBNET_STATE, "subnet_state"),

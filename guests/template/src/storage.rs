@@ -3,7 +3,8 @@
 //! - manifests: release key (`template_id@version`) → [`ManifestRecord`];
 //! - chunk sets: release key → [`ChunkSetRecord`] (payload hash and size, the
 //!   hash of each chunk);
-//! - chunks: chunk key (`template_id@version#index`) → raw bytes.
+//! - chunks: chunk key (`template_id@version#index`) → a slot of raw stable
+//!   memory holding its bytes ([`ChunkSlot`]).
 //!
 //! Root keeps its bootstrap staging buffer here; the wasm_store keeps its
 //! published releases here. The rules are the same for both: a chunk needs a
@@ -181,21 +182,34 @@ macro_rules! candid_storable {
 candid_storable!(ManifestRecord);
 candid_storable!(ChunkSetRecord);
 
-/// Raw chunk bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChunkBytes(pub Vec<u8>);
+/// Where a chunk's bytes live: slot `slot` of the chunk slab memory (each
+/// slot is [`crate::CHUNK_BYTES`] long, at offset `slot * CHUNK_BYTES`), the
+/// first `len` bytes of it.
+///
+/// Chunks are not values of a `StableBTreeMap`: the map splits an unbounded
+/// value into 1 KiB overflow pages, so a 1 MiB chunk took about a thousand
+/// stable-memory reads or writes. In a slot it is one write and one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkSlot {
+    pub slot: u32,
+    pub len: u32,
+}
 
-impl Storable for ChunkBytes {
+impl Storable for ChunkSlot {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.0)
+        let mut out = Vec::with_capacity(8);
+        out.extend_from_slice(&self.slot.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        Cow::Owned(out)
     }
     fn into_bytes(self) -> Vec<u8> {
-        self.0
+        self.to_bytes().into_owned()
     }
     fn from_bytes(bytes: Cow<[u8]>) -> Self {
-        Self(bytes.into_owned())
+        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        Self { slot: word(0), len: word(4) }
     }
-    const BOUND: Bound = Bound::Unbounded;
+    const BOUND: Bound = Bound::Bounded { max_size: 8, is_fixed_size: true };
 }
 
 thread_local! {
@@ -203,8 +217,11 @@ thread_local! {
         RefCell::new(StableBTreeMap::init(memory::get(memory::TEMPLATE_MANIFESTS)));
     static CHUNK_SETS: RefCell<StableBTreeMap<ReleaseKey, ChunkSetRecord, Memory>> =
         RefCell::new(StableBTreeMap::init(memory::get(memory::TEMPLATE_CHUNK_SETS)));
-    static CHUNKS: RefCell<StableBTreeMap<ChunkKey, ChunkBytes, Memory>> =
+    /// Chunk key → its slot in [`CHUNK_SLABS`].
+    static CHUNKS: RefCell<StableBTreeMap<ChunkKey, ChunkSlot, Memory>> =
         RefCell::new(StableBTreeMap::init(memory::get(memory::TEMPLATE_CHUNKS)));
+    /// The chunk bytes, one [`crate::CHUNK_BYTES`] slot per chunk.
+    static CHUNK_SLABS: Memory = memory::get(memory::TEMPLATE_CHUNK_SLABS);
     /// Bytes of chunk keys and values held (kept so status needs no scan).
     static CHUNK_BYTES_HELD: RefCell<StableCell<u64, Memory>> =
         RefCell::new(StableCell::init(memory::get(memory::TEMPLATE_STATS), 0));
@@ -354,17 +371,35 @@ pub fn expected_chunk_hash(key: &ReleaseKey, index: u32) -> Result<ByteBuf, Erro
     })
 }
 
-/// Stores a chunk whose hash the caller has verified (idempotent).
+/// Stores a chunk whose hash the caller has verified (idempotent). Traps if
+/// stable memory cannot grow (the host's stable memory limit), which rolls
+/// the whole message back.
 pub fn put_chunk(key: &ReleaseKey, index: u32, bytes: Vec<u8>) {
+    use ww_cdk::ic_stable_structures::Memory as _;
     let chunk_key = ChunkKey { release: key.clone(), index };
     let key_len = chunk_key.to_bytes().len() as u64;
     let new_len = bytes.len() as u64;
-    let old_len = CHUNKS.with(|m| m.borrow_mut().insert(chunk_key, ChunkBytes(bytes))).map(|old| old.0.len() as u64);
+    let old = CHUNKS.with(|m| m.borrow().get(&chunk_key));
+    // The chunk's old slot, else the lowest free one.
+    let slot = old.map(|o| o.slot).unwrap_or_else(|| {
+        let used: std::collections::BTreeSet<u32> = CHUNKS.with(|m| m.borrow().iter().map(|e| e.value().slot).collect());
+        (0..).find(|s| !used.contains(s)).unwrap_or(0)
+    });
+    let offset = slot as u64 * crate::CHUNK_BYTES as u64;
+    CHUNK_SLABS.with(|slabs| {
+        let needed_pages = (offset + crate::CHUNK_BYTES as u64).div_ceil(ww_cdk::stable::WASM_PAGE_SIZE_IN_BYTES);
+        let size = slabs.size();
+        if needed_pages > size && slabs.grow(needed_pages - size) < 0 {
+            ww_cdk::api::trap(format!("chunk {chunk_key}: stable memory cannot grow to {needed_pages} pages"));
+        }
+        slabs.write(offset, &bytes);
+    });
+    CHUNKS.with(|m| m.borrow_mut().insert(chunk_key, ChunkSlot { slot, len: bytes.len() as u32 }));
     CHUNK_BYTES_HELD.with(|c| {
         let mut c = c.borrow_mut();
         let held = *c.get();
-        let held = match old_len {
-            Some(old) => held - old + new_len,
+        let held = match old {
+            Some(old) => held - old.len as u64 + new_len,
             None => held + key_len + new_len,
         };
         c.set(held);
@@ -372,7 +407,11 @@ pub fn put_chunk(key: &ReleaseKey, index: u32, bytes: Vec<u8>) {
 }
 
 pub fn chunk(key: &ReleaseKey, index: u32) -> Option<Vec<u8>> {
-    CHUNKS.with(|m| m.borrow().get(&ChunkKey { release: key.clone(), index })).map(|b| b.0)
+    use ww_cdk::ic_stable_structures::Memory as _;
+    let slot = CHUNKS.with(|m| m.borrow().get(&ChunkKey { release: key.clone(), index }))?;
+    let mut bytes = vec![0u8; slot.len as usize];
+    CHUNK_SLABS.with(|slabs| slabs.read(slot.slot as u64 * crate::CHUNK_BYTES as u64, &mut bytes));
+    Some(bytes)
 }
 
 pub fn has_chunk(key: &ReleaseKey, index: u32) -> bool {
@@ -394,7 +433,7 @@ pub fn remove_chunks(key: &ReleaseKey) {
         if let Some(old) = CHUNKS.with(|m| m.borrow_mut().remove(&chunk_key)) {
             CHUNK_BYTES_HELD.with(|c| {
                 let mut c = c.borrow_mut();
-                let held = c.get().saturating_sub(key_len + old.0.len() as u64);
+                let held = c.get().saturating_sub(key_len + old.len as u64);
                 c.set(held);
             });
         }

@@ -2,7 +2,7 @@
 //!
 //! Root orchestrates, validates and routes; it never owns deployable Wasm
 //! beyond its bootstrap staging buffer. It owns:
-//! - the staging buffer (template maps, memory ids 10-12): the pipeline stages
+//! - the staging buffer (template maps, memory ids 10-12 and 15): the pipeline stages
 //!   release manifests, chunk sets and chunks here (admin endpoints); after
 //!   publication only the wasm_store release keeps its bytes here (root needs
 //!   them to create stores);

@@ -1,7 +1,7 @@
 //! wasm_store: the data plane of the deployment.
 //!
 //! A passive container of published releases: approved manifests (its
-//! catalog), chunk sets and chunks, in stable memory (memory ids 10-12), and
+//! catalog), chunk sets and chunks, in stable memory (memory ids 10-12 and 15), and
 //! the store-local GC state (id 62). It starts empty, gains data only through
 //! root's publication, has no bootstrap knowledge and no lifecycle authority:
 //! every endpoint answers root only (the principal given at install).
