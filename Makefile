@@ -57,11 +57,15 @@ images: guests
 	@cp -u $(GUEST_OUT)/counter.wasm examples/images/counter/lib/counter.wasm
 	@mkdir -p examples/images/ic-deploy/bin examples/images/ic-deploy/lib/release
 	@cp -u $(GUEST_OUT)/deployer.wasm examples/images/ic-deploy/bin/main.wasm
-	@for role in $(RELEASE_ROLES); do cp -u $(GUEST_OUT)/$$role.wasm examples/images/ic-deploy/lib/release/$$role.wasm; done
+	@# Each payload with its published checksum (`sha256sum` format).
+	@cd examples/images/ic-deploy/lib/release && for role in $(RELEASE_ROLES); do \
+		if [ ! -f $$role.wasm ] || [ ../../../../../$(GUEST_OUT)/$$role.wasm -nt $$role.wasm ] || [ ! -f $$role.wasm.sha256 ]; then \
+			cp ../../../../../$(GUEST_OUT)/$$role.wasm $$role.wasm && sha256sum $$role.wasm > $$role.wasm.sha256; fi; done
 	@# The redeploy overlay: app 0.1.1 is app gzip-compressed (a new module hash).
 	@mkdir -p examples/images/ic-deploy-app-v2/lib/release
 	@out=examples/images/ic-deploy-app-v2/lib/release/app.wasm.gz; \
-		if [ ! -f $$out ] || [ $(GUEST_OUT)/app.wasm -nt $$out ]; then gzip -n -9 -c $(GUEST_OUT)/app.wasm > $$out; fi
+		if [ ! -f $$out ] || [ $(GUEST_OUT)/app.wasm -nt $$out ] || [ ! -f $$out.sha256 ]; then \
+			gzip -n -9 -c $(GUEST_OUT)/app.wasm > $$out && (cd $$(dirname $$out) && sha256sum app.wasm.gz > app.wasm.gz.sha256); fi
 
 build: deps
 	$(CARGO) build --release

@@ -222,3 +222,22 @@ fn ww_deploy_reports_bad_input_and_a_missing_node() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     node.call_ok(&["call", "root", "canic_ready", "--query"]);
 }
+
+/// A release whose published checksum does not match its payload is refused
+/// by root (the host hashes every chunk); a malformed checksum file is named.
+#[test]
+fn a_wrong_published_checksum_fails_the_deploy_cleanly() {
+    let overlay = ImageDir::new();
+    overlay.write("lib/release/app.wasm.sha256", format!("{}  app.wasm\n", "00".repeat(32)));
+    let (code, log) = run(&["run", image("ic-deploy").to_str().unwrap(), overlay.path().to_str().unwrap()]);
+    assert_ne!(code, 0, "{log}");
+    assert_contains(&log, "canic_template_publish_chunk_admin");
+    assert_contains(&log, &format!("prepared as {}", "00".repeat(32)));
+    assert!(!log.contains("DEPLOY_OK"), "{log}");
+
+    let overlay = ImageDir::new();
+    overlay.write("lib/release/app.wasm.sha256", "not a hash\n");
+    let (code, log) = run(&["run", image("ic-deploy").to_str().unwrap(), overlay.path().to_str().unwrap()]);
+    assert_ne!(code, 0, "{log}");
+    assert_contains(&log, "/lib/release/app.wasm.sha256: expected a SHA-256 in hex");
+}

@@ -3,7 +3,9 @@
 //! It owns all deployable input. From the image it reads the release set:
 //! `/etc/release.conf` (roles, versions, which roles root auto-creates, the
 //! store policy) and one payload per role under `/lib/release/` (`<role>.wasm.gz`
-//! or `<role>.wasm`, root's included). Then, through its session's Replica
+//! or `<role>.wasm`, root's included), each optionally with the checksum its
+//! build published (`<payload>.sha256`, `sha256sum` format; without it the
+//! pipeline hashes the payload itself). Then, through its session's Replica
 //! capability (as the node's admin identity):
 //!
 //! 1. creates and installs root (or finds the `root` a previous run created,
@@ -155,21 +157,56 @@ impl Payload {
     fn load(role: &str, version: &str) -> Step<Self> {
         let gz = format!("{RELEASE_DIR}/{role}.wasm.gz");
         let raw = format!("{RELEASE_DIR}/{role}.wasm");
-        let bytes = std::fs::read(&gz)
-            .or_else(|_| std::fs::read(&raw))
-            .map_err(|e| fail(format!("payload of role '{role}' ({gz} or {raw}): {e}")))?;
+        let (path, bytes) = match std::fs::read(&gz) {
+            Ok(bytes) => (gz, bytes),
+            Err(_) => (
+                raw.clone(),
+                std::fs::read(&raw).map_err(|e| fail(format!("payload of role '{role}' ({gz} or {raw}): {e}")))?,
+            ),
+        };
         if bytes.is_empty() {
-            return Err(fail(format!("payload of role '{role}' is empty")));
+            return Err(fail(format!("payload of role '{role}' ({path}) is empty")));
         }
-        let chunk_hashes: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(|c| sha2::Sha256::digest(c).to_vec()).collect();
-        // A one-chunk payload's hash is its chunk's hash.
-        let hash = if chunk_hashes.len() == 1 { chunk_hashes[0].clone() } else { sha2::Sha256::digest(&bytes).to_vec() };
+        let published = published_sha256(&path)?;
+        let chunks = bytes.len().div_ceil(CHUNK_BYTES);
+        let (hash, chunk_hashes) = match published {
+            // A one-chunk payload's hash is its chunk's hash: the release's
+            // published checksum is enough, no hashing in Wasm. (A stale
+            // checksum is caught by root: the host hashes every chunk.)
+            Some(hash) if chunks == 1 => (hash.clone(), vec![hash]),
+            published => {
+                let chunk_hashes: Vec<Vec<u8>> = bytes.chunks(CHUNK_BYTES).map(|c| sha2::Sha256::digest(c).to_vec()).collect();
+                let hash = match published {
+                    Some(hash) => hash,
+                    None if chunks == 1 => chunk_hashes[0].clone(),
+                    None => sha2::Sha256::digest(&bytes).to_vec(),
+                };
+                (hash, chunk_hashes)
+            }
+        };
         Ok(Self { role: role.to_string(), version: version.to_string(), bytes, hash, chunk_hashes })
     }
 
     fn template_id(&self) -> String {
         template_id_for_role(&self.role)
     }
+}
+
+/// The checksum a release publishes next to a payload: `<payload>.sha256`,
+/// in `sha256sum` format (`<64 hex digits>  <name>`). `None` when absent.
+fn published_sha256(payload: &str) -> Step<Option<Vec<u8>>> {
+    let path = format!("{payload}.sha256");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(format!("{path}: {e}"))),
+    };
+    let digits = text.split_whitespace().next().unwrap_or("");
+    let hash = (digits.len() == 64)
+        .then(|| (0..32).map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>())
+        .flatten()
+        .ok_or_else(|| fail(format!("{path}: expected a SHA-256 in hex (sha256sum format), got `{}`", text.trim())))?;
+    Ok(Some(hash))
 }
 
 fn reject(what: &str, r: CallReject) -> Fail {
