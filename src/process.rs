@@ -179,6 +179,12 @@ impl Spawner {
         argv.push(name.clone());
         argv.extend(args);
         wasi.args(&argv).envs(&env);
+        // File reads of the image root run inline on the guest's worker
+        // thread instead of hopping to tokio's blocking pool for each 64 KiB:
+        // the root is a local, read-only directory, and the worker runs only
+        // this guest's tasks. (Reading a 7.8 MiB release set took 28 ms with
+        // the hops.)
+        wasi.allow_blocking_current_thread(true);
         if let Some(root) = &root {
             wasi.preopened_dir(root, "/", FsPerms::ReadOnly)
                 .map_err(|e| SpawnError::Root {

@@ -373,8 +373,16 @@ async fn pipeline(session: Session) -> Step<()> {
     rest.sort();
     rest.dedup();
     order.extend(rest);
+    let loading = Instant::now();
     let payloads = order.iter().map(|r| Payload::load(r, config.version_of(r))).collect::<Step<Vec<_>>>()?;
     let root_payload = Payload::load(ROOT_NAME, config.version_of(ROOT_NAME))?;
+    let loaded: u64 = payloads.iter().chain([&root_payload]).map(|p| p.bytes.len() as u64).sum();
+    eprintln!(
+        "Loaded the release set from {RELEASE_DIR}: {} payloads, {} in {:.1} ms",
+        payloads.len() + 1,
+        format_bytes(loaded),
+        loading.elapsed().as_secs_f64() * 1e3
+    );
 
     let root = ensure_root(replica, me, &config, &root_payload).await?;
 
