@@ -99,6 +99,6 @@ fn main() {
         median(warm.clone()),
         percentile(warm, 0.9)
     );
-    println!("| the pipeline's own time (root created → overview printed), warm | median {:.0} ms | - |", median(total));
+    println!("| the pipeline's own time (pid0 start → overview printed), warm | median {:.0} ms | - |", median(total));
     println!("| staging throughput (pid0 → root, 6.6 MiB), warm | median {:.0} MB/s | ≥ 1,000 MB/s |", median(mbs));
 }

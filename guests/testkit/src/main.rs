@@ -255,7 +255,12 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
         }
         "bench-spawn" => {
             let n: usize = rest.first().and_then(|s| s.parse().ok()).unwrap_or(200);
-            bench_spawn(&session, n).await?;
+            // The component to spawn: a path in the image, else testkit itself.
+            let wasm = match rest.get(1) {
+                Some(path) => std::fs::read(path).map_err(|e| fail(format!("reading {path}: {e}")))?,
+                None => self_wasm()?,
+            };
+            bench_spawn(&session, n, &wasm).await?;
         }
         other => return Err(fail(format!("unknown scenario {other:?}"))),
     }
@@ -365,15 +370,14 @@ async fn pipelined(session: &Session, n: usize, window: usize) -> Result<(), Err
     Ok(())
 }
 
-async fn bench_spawn(session: &Session, n: usize) -> Result<(), Error> {
-    let wasm = self_wasm()?;
+async fn bench_spawn(session: &Session, n: usize, wasm: &[u8]) -> Result<(), Error> {
     // First spawn compiles (or loads from the disk cache); not measured.
-    session.spawn(&wasm).arg("exit").arg("0").start().await?.wait().await?;
+    session.spawn(wasm).arg("exit").arg("0").start().await?.wait().await?;
     let mut spawn_us = Vec::with_capacity(n);
     let mut total_us = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let p = session.spawn(&wasm).name("bench").arg("exit").arg("0").start().await?;
+        let p = session.spawn(wasm).name("bench").arg("exit").arg("0").start().await?;
         spawn_us.push(t.elapsed().as_secs_f64() * 1e6);
         let code = p.wait().await?;
         total_us.push(t.elapsed().as_secs_f64() * 1e6);
