@@ -38,11 +38,15 @@ fn replica(cache: &std::path::Path) -> Replica {
 }
 
 async fn install(r: &Replica, name: &str) -> (Principal, Duration) {
+    install_with(r, name, Encode!(&Option::<u64>::None).unwrap()).await
+}
+
+async fn install_with(r: &Replica, name: &str, arg: Vec<u8>) -> (Principal, Duration) {
     let id = r.create_canister(vec![admin()]);
     let wasm = std::fs::read(guest(name)).unwrap();
     let t = Instant::now();
     let m = ww::replica::install::prepare_module(r, &id, &wasm).unwrap();
-    r.install(admin(), id, InstallMode::Install, m.component, m.hash, Encode!(&Option::<u64>::None).unwrap())
+    r.install(admin(), id, InstallMode::Install, m.component, m.hash, arg)
         .await
         .unwrap();
     (id, t.elapsed())
@@ -204,6 +208,11 @@ async fn main() {
     let (a, warm) = install(&r, "probe").await;
     let (b, _) = install(&r, "probe").await;
     let probe_kib = std::fs::metadata(guest("probe")).unwrap().len() / 1024;
+    // A bigger canister: root of the deploy simulation (over 1 MiB), with its
+    // init record (no auto-created roles, no extra controllers, no policy).
+    let (_, root_cold) = install_with(&r, "root", candid_root_init()).await;
+    let (_, root_warm) = install_with(&r, "root", candid_root_init()).await;
+    let root_kib = std::fs::metadata(guest("root")).unwrap().len() / 1024;
 
     // Inter-canister calls: A calls B.pong n times.
     let mut rows = Vec::new();
@@ -283,6 +292,8 @@ async fn main() {
     }
     println!("| install {probe_kib} KiB canister, cold (compile) | {:.0} ms | - |", cold.as_secs_f64() * 1e3);
     println!("| install {probe_kib} KiB canister, warm compile cache | {:.1} ms | - |", warm.as_secs_f64() * 1e3);
+    println!("| install {root_kib} KiB canister (root), cold (compile) | {:.0} ms | - |", root_cold.as_secs_f64() * 1e3);
+    println!("| install {root_kib} KiB canister (root), warm compile cache | {:.1} ms | - |", root_warm.as_secs_f64() * 1e3);
     let sha_ni = if ww::replica::chunks::sha_extensions() { "SHA-NI" } else { "no SHA extensions" };
     println!("| SHA-256, one thread, 1 MiB buffers ({sha_ni}) | {sha_mbs:.0} MB/s | - |");
     println!("| `upload_chunk` 1 MiB chunks, host API ingress, one at a time, argument encoded beforehand | {upload_ahead:.0} MB/s | ≥ 1,000 MB/s |");
@@ -338,4 +349,15 @@ fn ww_call_latency() -> f64 {
     let _ = Command::new("kill").args(["-TERM", &node.id().to_string()]).status();
     let _ = node.wait();
     median(samples)
+}
+
+/// root's init argument: `record { auto_create = vec {}; controllers = vec {}; store_policy = null }`.
+fn candid_root_init() -> Vec<u8> {
+    #[derive(candid::CandidType)]
+    struct RootInitArgs {
+        auto_create: Vec<String>,
+        controllers: Vec<Principal>,
+        store_policy: Option<()>,
+    }
+    Encode!(&RootInitArgs { auto_create: vec![], controllers: vec![], store_policy: None }).unwrap()
 }
