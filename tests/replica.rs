@@ -378,3 +378,96 @@ async fn one_execution_per_canister_and_canisters_in_parallel() {
         assert!(r.max_parallel_executions() >= 2, "canisters never ran in parallel");
     }
 }
+
+fn stranger() -> Principal {
+    Principal::self_authenticating(b"ww-test-stranger")
+}
+
+async fn mgmt_status(r: &Replica, caller: Principal, id: Principal) -> Result<ww::replica::management::CanisterStatusResult, ww::replica::Reject> {
+    use ww::replica::management::{CanisterIdRecord, CanisterStatusResult};
+    let bytes = r
+        .call(caller, Principal::management_canister(), "canister_status", Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+        .await?;
+    Ok(Decode!(&bytes, CanisterStatusResult).unwrap())
+}
+
+fn settings_args(id: Principal, controllers: Option<Vec<Principal>>) -> Vec<u8> {
+    use ww::replica::management::{CanisterSettings, UpdateSettingsArgs};
+    Encode!(&UpdateSettingsArgs {
+        canister_id: id,
+        settings: CanisterSettings { controllers, ..CanisterSettings::default() },
+        sender_canister_version: None,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn update_settings_replaces_controllers_and_only_controllers_may() {
+    let r = replica();
+    let mgmt = Principal::management_canister();
+    let id = install(&r, "counter", none_arg()).await;
+
+    // A non-controller can neither change the settings nor read the status.
+    let err = r.call(stranger(), mgmt, "update_settings", settings_args(id, Some(vec![stranger()]))).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterInvalidController), "{err}");
+    let err = mgmt_status(&r, stranger(), id).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterInvalidController), "{err}");
+
+    // More than 10 controllers is refused; nothing changes.
+    let many: Vec<Principal> = (0..11u8).map(|i| Principal::self_authenticating([i])).collect();
+    let err = r.call(admin(), mgmt, "update_settings", settings_args(id, Some(many))).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::InvalidManagementPayload), "{err}");
+    assert_eq!(mgmt_status(&r, admin(), id).await.unwrap().settings.controllers, vec![admin()]);
+
+    // Settings without controllers change nothing (and need a controller).
+    r.call(admin(), mgmt, "update_settings", settings_args(id, None)).await.unwrap();
+    assert_eq!(mgmt_status(&r, admin(), id).await.unwrap().settings.controllers, vec![admin()]);
+
+    // Handing the canister over: the new controller may stop it, the old one no longer.
+    r.call(admin(), mgmt, "update_settings", settings_args(id, Some(vec![stranger()]))).await.unwrap();
+    assert_eq!(mgmt_status(&r, stranger(), id).await.unwrap().settings.controllers, vec![stranger()]);
+    assert!(mgmt_status(&r, admin(), id).await.is_err(), "the old controller lost access");
+    assert!(r.stop(admin(), id).await.is_err());
+    r.stop(stranger(), id).await.expect("the new controller stops it");
+}
+
+#[tokio::test]
+async fn deposit_cycles_moves_the_attached_cycles() {
+    use ww::replica::management::CanisterIdRecord;
+    let r = replica();
+    let mgmt = Principal::management_canister();
+    let payer = install(&r, "probe", none_arg()).await;
+    let payee = install(&r, "counter", none_arg()).await;
+    let start_payer = query::<u64>(&r, payer, "balance", no_args()).await;
+    let start_payee = mgmt_status(&r, admin(), payee).await.unwrap().cycles;
+
+    // The host can top a canister up (what a faucet would do).
+    r.deposit_cycles(payer, 1_000_000).unwrap();
+    assert_eq!(query::<u64>(&r, payer, "balance", no_args()).await, start_payer + 1_000_000);
+
+    // The payer attaches 400k cycles to deposit_cycles(payee): they move.
+    let arg = Encode!(&CanisterIdRecord { canister_id: payee }).unwrap();
+    let call = Encode!(&mgmt, &"deposit_cycles", &serde_bytes::ByteBuf::from(arg), &400_000u64).unwrap();
+    let outcome: CallOutcome = update(&r, payer, "call_with_cycles", call).await;
+    assert!(matches!(outcome, CallOutcome::Ok(_)), "{outcome:?}");
+    assert_eq!(query::<u64>(&r, payer, "balance", no_args()).await, start_payer + 600_000);
+    assert_eq!(mgmt_status(&r, admin(), payee).await.unwrap().cycles, start_payee + candid::Nat::from(400_000u64));
+
+    // To a canister that does not exist: rejected, and the cycles come back.
+    let missing = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0x77, 0x77, 1, 1]);
+    let arg = Encode!(&CanisterIdRecord { canister_id: missing }).unwrap();
+    let call = Encode!(&mgmt, &"deposit_cycles", &serde_bytes::ByteBuf::from(arg), &100_000u64).unwrap();
+    let outcome: CallOutcome = update(&r, payer, "call_with_cycles", call).await;
+    let CallOutcome::Err(e) = outcome else { panic!("deposit to a missing canister succeeded") };
+    assert!(e.message.contains("not found"), "{e:?}");
+    assert_eq!(query::<u64>(&r, payer, "balance", no_args()).await, start_payer + 600_000, "refunded");
+
+    // A canister that does not accept them: all come back with the reply.
+    let other = install(&r, "probe", none_arg()).await;
+    let start_other = query::<u64>(&r, other, "balance", no_args()).await;
+    let call = Encode!(&other, &"pong", &serde_bytes::ByteBuf::from(no_args()), &250_000u64).unwrap();
+    let outcome: CallOutcome = update(&r, payer, "call_with_cycles", call).await;
+    assert!(matches!(outcome, CallOutcome::Ok(_)), "{outcome:?}");
+    assert_eq!(query::<u64>(&r, payer, "balance", no_args()).await, start_payer + 600_000, "unaccepted cycles are refunded");
+    assert_eq!(query::<u64>(&r, other, "balance", no_args()).await, start_other);
+}

@@ -164,6 +164,9 @@ struct CallContext {
     /// Calls made from this context whose callbacks have not run yet.
     outstanding: u32,
     deadline: u64,
+    /// Cycles attached to the call this context answers and not accepted
+    /// yet: refunded to the caller with the response.
+    cycles: u64,
 }
 
 struct Callback {
@@ -174,6 +177,12 @@ struct Callback {
     deadline: Option<u64>,
     /// The callee's context answering this call.
     callee_context: Option<u64>,
+    /// Cycles attached to the call (taken from the caller's balance).
+    cycles: u64,
+    /// The callee keeps the attached cycles when it replies (the management
+    /// canister's `deposit_cycles`); otherwise a management response
+    /// refunds them all.
+    management_accepts: bool,
 }
 
 enum Task {
@@ -188,6 +197,10 @@ enum Task {
     Response {
         callback: u64,
         result: CallResult,
+        /// Cycles returned to the caller with this response (already
+        /// credited to its balance; the callback reads them through
+        /// `msg_cycles_refunded`).
+        refund: u64,
     },
     Timer,
     Install(InstallJob),
@@ -811,12 +824,20 @@ impl State {
                 origin,
                 outstanding: 0,
                 deadline,
+                cycles: 0,
             },
         );
         if let Some(s) = self.canisters.get_mut(&canister) {
             s.open_contexts += 1;
         }
         id
+    }
+
+    /// Adds cycles to a canister's balance (a refund; gone canisters lose it).
+    fn credit(&mut self, canister: &Principal, cycles: u64) {
+        if let Some(slot) = self.canisters.get_mut(canister) {
+            slot.balance = slot.balance.saturating_add(cycles);
+        }
     }
 
     /// Checks that `method` can be called on `canister` now.
@@ -869,7 +890,13 @@ impl State {
             Origin::Canister { callback } => {
                 // A bounded-wait callback that already expired has been
                 // answered with SYS_UNKNOWN: the late response is dropped.
-                self.callbacks.get(&callback).map(|cb| (cb.caller, Task::Response { callback, result }))
+                // Unaccepted cycles go back to the caller with the response.
+                let refund = std::mem::take(&mut ctx.cycles);
+                let caller = self.callbacks.get(&callback).map(|cb| cb.caller);
+                if let Some(caller) = caller {
+                    self.credit(&caller, refund);
+                }
+                caller.map(|caller| (caller, Task::Response { callback, result, refund }))
             }
             Origin::System => None,
         };
@@ -969,7 +996,8 @@ impl Inner {
                 error_code: Some(ErrorCode::DeadlineExpired),
                 message: "IC0601: the call's deadline expired before a response arrived; the call may or may not have been executed".into(),
             };
-            self.enqueue(&mut st, caller, Task::Response { callback: cb_id, result: Err(reject) });
+            // The response (and any refund in it) is dropped when it comes.
+            self.enqueue(&mut st, caller, Task::Response { callback: cb_id, result: Err(reject), refund: 0 });
         }
     }
 
@@ -1137,7 +1165,7 @@ fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<Can
             let outcome = instance.execute(input, info, timer, outstanding);
             finish(instance, canister, context, outcome)
         }
-        (Task::Response { callback, result }, Prep::Response { context, env, callee, deadline, needs_response }) => {
+        (Task::Response { callback, result, refund }, Prep::Response { context, env, callee, deadline, needs_response }) => {
             let (entry, arg, reject) = match result {
                 Ok(bytes) => (EntryPoint::Reply(env), bytes, None),
                 Err(r) => (EntryPoint::Reject(env), Vec::new(), Some((r.code, r.message))),
@@ -1147,6 +1175,7 @@ fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<Can
             input.reject = reject;
             input.deadline = deadline;
             input.needs_response = needs_response;
+            input.cycles_refunded = refund;
             let outcome = instance.execute(input, info.clone(), timer, outstanding.clone());
             let outcome = match outcome {
                 Outcome::Trapped { code, message, instructions } => {
@@ -1224,6 +1253,10 @@ fn finish(instance: Box<CanisterInstance>, canister: Principal, context: u64, ou
                     let attached: u64 = effects.calls.iter().map(|c| c.cycles).sum();
                     slot.balance = slot.balance.saturating_sub(attached);
                 }
+                // What the execution accepted is no longer refundable.
+                if let Some(ctx) = st.contexts.get_mut(&context) {
+                    ctx.cycles = ctx.cycles.saturating_sub(effects.cycles_accepted);
+                }
                 for call in effects.calls {
                     send_call(inner, st, canister, context, call);
                 }
@@ -1288,6 +1321,8 @@ fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, context: u64
             callee: call.callee,
             deadline,
             callee_context: None,
+            cycles: call.cycles,
+            management_accepts: call.callee == Principal::management_canister() && call.method == "deposit_cycles",
         },
     );
     *st.outstanding.entry((caller, call.callee)).or_default() += 1;
@@ -1318,10 +1353,14 @@ fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, context: u64
         } else {
             reject
         };
-        inner.enqueue(st, caller, Task::Response { callback, result: Err(reject) });
+        st.credit(&caller, call.cycles);
+        inner.enqueue(st, caller, Task::Response { callback, result: Err(reject), refund: call.cycles });
         return;
     }
     let callee_context = st.new_context(call.callee, Origin::Canister { callback }, deadline.unwrap_or(0));
+    if let Some(c) = st.contexts.get_mut(&callee_context) {
+        c.cycles = call.cycles;
+    }
     if let Some(cb) = st.callbacks.get_mut(&callback) {
         cb.callee_context = Some(callee_context);
     }
@@ -1355,7 +1394,9 @@ fn enqueue_management_response(inner: &Arc<Inner>, callback: u64, result: CallRe
     let mut st = inner.lock();
     let Some(cb) = st.callbacks.get(&callback) else { return };
     let caller = cb.caller;
-    inner.enqueue(&mut st, caller, Task::Response { callback, result });
+    let refund = if result.is_ok() && cb.management_accepts { 0 } else { cb.cycles };
+    st.credit(&caller, refund);
+    inner.enqueue(&mut st, caller, Task::Response { callback, result, refund });
 }
 
 /// What the history records of an install besides the module hash.

@@ -294,6 +294,23 @@ async fn call_method(
     raw_call(Call::unbounded_wait(callee, &method).with_raw_args(&arg)).await
 }
 
+/// An unbounded-wait call with raw argument bytes and `cycles` attached.
+#[update]
+async fn call_with_cycles(
+    callee: Principal,
+    method: String,
+    arg: ByteBuf,
+    cycles: u64,
+) -> Result<ByteBuf, CallError> {
+    raw_call(Call::unbounded_wait(callee, &method).with_raw_args(&arg).with_cycles(u128::from(cycles))).await
+}
+
+/// The canister's cycle balance.
+#[query]
+fn balance() -> u64 {
+    u64::try_from(api::canister_cycle_balance()).unwrap_or(u64::MAX)
+}
+
 /// A bounded-wait call with argument `()`.
 #[update]
 async fn bounded_call(
