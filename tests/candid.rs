@@ -29,7 +29,6 @@ use std::path::{Path, PathBuf};
 use candid::types::{FuncMode, TypeInner};
 use candid::{Decode, Encode, Principal};
 use candid_parser::utils::{CandidSource, service_equal};
-use ww::engine::{Engine, EngineConfig, EngineKind};
 use ww::replica::exec::{CanisterInstance, MethodKind};
 use ww::replica::install::prepare_module;
 use ww::replica::stable::StableMemory;
@@ -93,13 +92,7 @@ fn admin() -> Principal {
 }
 
 fn replica() -> Replica {
-    let engine = Engine::new(&EngineConfig {
-        kind: EngineKind::Canister,
-        cache_dir: Some(common::cache_dir()),
-        ..EngineConfig::default()
-    })
-    .expect("canister engine");
-    Replica::new(engine, ReplicaConfig::default()).expect("replica")
+    common::canister_replica(ReplicaConfig::default())
 }
 
 /// `guests/canisters/<name>/<name>.did`, relative to the repository.

@@ -10,7 +10,6 @@ use std::io::Write;
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
-use ww::engine::{Engine, EngineConfig, EngineKind};
 use ww::replica::management::{
     CanisterIdRecord, CanisterInstallMode, CanisterStatusResult, ChunkHashRecord, InstallChunkedCodeArgs, UpgradeFlags,
     UploadChunkArgs,
@@ -32,13 +31,7 @@ fn mgmt() -> Principal {
 }
 
 fn replica() -> Replica {
-    let engine = Engine::new(&EngineConfig {
-        kind: EngineKind::Canister,
-        cache_dir: Some(common::cache_dir()),
-        ..EngineConfig::default()
-    })
-    .expect("canister engine");
-    Replica::new(engine, ReplicaConfig::default()).expect("replica")
+    common::canister_replica(ReplicaConfig::default())
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

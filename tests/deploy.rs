@@ -19,7 +19,6 @@ use candid::{CandidType, Decode, Deserialize, Encode, Principal};
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
-use ww::engine::{Engine, EngineConfig, EngineKind};
 use ww::replica::install::prepare_module;
 use ww::replica::management::{CanisterIdRecord, CanisterStatusResult, ChunkHashRecord};
 use ww::replica::{CodeDeployment, InstallMode, InstallSource, Replica, ReplicaConfig};
@@ -44,13 +43,7 @@ fn mgmt() -> Principal {
 }
 
 fn replica() -> Replica {
-    let engine = Engine::new(&EngineConfig {
-        kind: EngineKind::Canister,
-        cache_dir: Some(common::cache_dir()),
-        ..EngineConfig::default()
-    })
-    .expect("canister engine");
-    Replica::new(engine, ReplicaConfig::default()).expect("replica")
+    common::canister_replica(ReplicaConfig::default())
 }
 
 /// The release build of a guest canister (read once per test binary).

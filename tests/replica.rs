@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
-use ww::engine::{Engine, EngineConfig, EngineKind};
 use ww::replica::{ErrorCode, InstallMode, Limits, RejectCode, Replica, ReplicaConfig, Status};
 
 fn admin() -> Principal {
@@ -14,13 +13,7 @@ fn admin() -> Principal {
 }
 
 fn replica_with(limits: Limits) -> Replica {
-    let engine = Engine::new(&EngineConfig {
-        kind: EngineKind::Canister,
-        cache_dir: Some(common::cache_dir()),
-        ..EngineConfig::default()
-    })
-    .expect("canister engine");
-    Replica::new(engine, ReplicaConfig { limits, ..ReplicaConfig::default() }).expect("replica")
+    common::canister_replica(ReplicaConfig { limits, ..ReplicaConfig::default() })
 }
 
 fn replica() -> Replica {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
 use serde_bytes::ByteBuf;
-use ww::engine::{Engine, EngineConfig, EngineKind};
 use ww::replica::install::prepare_module;
 use ww::replica::{InstallMode, RejectCode, Replica, ReplicaConfig};
 
@@ -48,13 +47,7 @@ struct CanicEnv {
 }
 
 fn replica() -> Replica {
-    let engine = Engine::new(&EngineConfig {
-        kind: EngineKind::Canister,
-        cache_dir: Some(common::cache_dir()),
-        ..EngineConfig::default()
-    })
-    .expect("canister engine");
-    Replica::new(engine, ReplicaConfig::default()).expect("replica")
+    common::canister_replica(ReplicaConfig::default())
 }
 
 fn no_args() -> Vec<u8> {

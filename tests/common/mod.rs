@@ -133,3 +133,15 @@ pub fn read_until(stderr: &mut impl Read, marker: &str, timeout: Duration) -> St
 pub fn assert_contains(haystack: &str, needle: &str) {
     assert!(haystack.contains(needle), "expected {needle:?} in:\n{haystack}");
 }
+
+/// A replica on its own canister engine (sharing the tests' compile cache),
+/// with `config`: canister semantics without booting a node.
+pub fn canister_replica(config: ww::replica::ReplicaConfig) -> ww::replica::Replica {
+    let engine = ww::engine::Engine::new(&ww::engine::EngineConfig {
+        kind: ww::engine::EngineKind::Canister,
+        cache_dir: Some(cache_dir()),
+        ..ww::engine::EngineConfig::default()
+    })
+    .expect("canister engine");
+    ww::replica::Replica::new(engine, config).expect("replica")
+}

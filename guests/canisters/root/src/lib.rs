@@ -725,10 +725,10 @@ async fn publish_current_release_set() -> Result<(Principal, u32, u64)> {
     Ok((store.pid, pending.len() as u32, bytes))
 }
 
-/// Publishes one release into `store` (chunks, then the manifest into the
-/// store's catalog) and rebinds root's manifest to it.
-async fn publish_release(store: &StoreRecord, key: &ReleaseKey, manifest: &ManifestRecord) -> Result<()> {
-    let set = chunk_set_of(key)?;
+/// Prepares `key` in `store` and sends it every chunk, read from root's
+/// staging buffer (a release still bound to `bootstrap`) or from the store
+/// it is bound to. Returns whether the chunks came from the staging buffer.
+async fn transfer_chunks(store: &StoreRecord, key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSetRecord) -> Result<bool> {
     let source = if manifest.store_binding == BOOTSTRAP_BINDING { None } else { Some(store_for_manifest(key, manifest)?) };
     let _: TemplateChunkSetInfoResponse = call_store(
         store.pid,
@@ -760,6 +760,14 @@ async fn publish_release(store: &StoreRecord, key: &ReleaseKey, manifest: &Manif
         )
         .await?;
     }
+    Ok(source.is_none())
+}
+
+/// Publishes one release into `store` (chunks, then the manifest into the
+/// store's catalog) and rebinds root's manifest to it.
+async fn publish_release(store: &StoreRecord, key: &ReleaseKey, manifest: &ManifestRecord) -> Result<()> {
+    let set = chunk_set_of(key)?;
+    let from_staging = transfer_chunks(store, key, manifest, &set).await?;
     let now = now_secs();
     let mut rebound = storage::manifest(key).unwrap_or_else(|| manifest.clone());
     rebound.store_binding = store.binding.clone();
@@ -767,7 +775,7 @@ async fn publish_release(store: &StoreRecord, key: &ReleaseKey, manifest: &Manif
     rebound.approved_at = Some(now);
     let () = call_store(store.pid, "canic_wasm_store_stage_manifest", rebound.to_input(key)).await?;
     storage::put_manifest(key.clone(), rebound);
-    if source.is_none() {
+    if from_staging {
         storage::remove_chunks(key);
     }
     ww_cdk::println!(
@@ -927,32 +935,7 @@ async fn canic_wasm_store_admin(command: WasmStoreAdminCommand) -> Result<WasmSt
 
 /// Copies a release into `store` without rebinding root's manifest.
 async fn copy_release(store: &StoreRecord, key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSetRecord) -> Result<()> {
-    let source = if manifest.store_binding == BOOTSTRAP_BINDING { None } else { Some(store_for_manifest(key, manifest)?) };
-    let _: TemplateChunkSetInfoResponse = call_store(
-        store.pid,
-        "canic_wasm_store_prepare",
-        TemplateChunkSetPrepareInput {
-            template_id: key.template_id.clone(),
-            version: key.version.clone(),
-            payload_hash: set.payload_hash.clone(),
-            payload_size_bytes: set.payload_size_bytes,
-            chunk_hashes: set.chunk_hashes.clone(),
-        },
-    )
-    .await?;
-    for index in 0..set.chunk_count() {
-        let bytes = match &source {
-            None => storage::chunk(key, index)
-                .ok_or_else(|| Error::new(ErrorCode::TemplateChunkMissing, format!("chunk {key}#{index} is not staged in root")))?,
-            Some(source) => store_chunk(source.pid, key, index).await?,
-        };
-        let () = call_store(
-            store.pid,
-            "canic_wasm_store_publish_chunk",
-            TemplateChunkInput { template_id: key.template_id.clone(), version: key.version.clone(), chunk_index: index, bytes: ByteBuf::from(bytes) },
-        )
-        .await?;
-    }
+    transfer_chunks(store, key, manifest, set).await?;
     let mut copy = manifest.clone();
     copy.store_binding = store.binding.clone();
     let () = call_store(store.pid, "canic_wasm_store_stage_manifest", copy.to_input(key)).await?;
