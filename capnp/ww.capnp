@@ -59,6 +59,10 @@ interface Replica {
 
   principal @5 () -> (principal :Data);
   # The principal this capability calls as.
+
+  candid @6 (canister :Data) -> (interface :Text);
+  # The Candid interface (`.did` text) the canister's module carries in its
+  # `icp:public candid:service` custom section; empty when it has none.
 }
 
 struct CallResult {

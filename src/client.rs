@@ -112,29 +112,35 @@ pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
     let text = args.args.as_deref().unwrap_or("()");
     let idl = candid_parser::parse_idl_args(text).map_err(|e| UsageError(format!("bad Candid arguments {text:?}: {}", one_line(&e.to_string()))))?;
     // With an interface, arguments take the method's types (so `(5)` is a
-    // nat64 where the method wants one) and replies show field names.
-    let interface = match &args.candid {
+    // nat64 where the method wants one) and replies show field names: the
+    // one given, else the one the canister's module carries.
+    let given = match &args.candid {
         Some(path) => Some(
             std::fs::read_to_string(path).map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
         ),
         None if args.canister == "aaaaa-aa" => Some(ww::replica::management::CANDID.to_string()),
         None => None,
     };
-    let types = match &interface {
-        Some(did) => Some(method_types(did, &args.method)?),
-        None => None,
-    };
-    let idl = match &types {
-        Some((env, f)) => idl
-            .annotate_types(true, env, &f.args)
-            .map_err(|e| UsageError(format!("the arguments do not match {}: {}", args.method, one_line(&e.to_string()))))?,
-        None => idl,
-    };
-    let bytes = idl.to_bytes().map_err(|e| UsageError(format!("cannot encode the Candid arguments: {}", one_line(&e.to_string()))))?;
     let CallArgs { canister, method, query, anonymous, raw, state, .. } = args;
-    let outcome = with_replica(&state, anonymous, |replica| async move {
+    let (outcome, types) = with_replica(&state, anonymous, |replica| async move {
         let id = resolve(&replica, &canister).await?;
-        invoke(&replica, id, &method, bytes, query).await
+        // A given interface must have the method; a carried one may not (the
+        // call then goes untyped and the canister answers for itself).
+        let types = match given {
+            Some(did) => Some(method_types(&did, &method)?),
+            None => match carried_interface(&replica, id).await? {
+                Some(did) => method_types(&did, &method).ok(),
+                None => None,
+            },
+        };
+        let idl = match &types {
+            Some((env, f)) => idl
+                .annotate_types(true, env, &f.args)
+                .map_err(|e| UsageError(format!("the arguments do not match {method}: {}", one_line(&e.to_string()))))?,
+            None => idl,
+        };
+        let bytes = idl.to_bytes().map_err(|e| UsageError(format!("cannot encode the Candid arguments: {}", one_line(&e.to_string()))))?;
+        Ok((invoke(&replica, id, &method, bytes, query).await?, types))
     })
     .await?;
     match outcome {
@@ -152,6 +158,15 @@ pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
         }
         Outcome::Reject { code, message, .. } => Ok(report_reject(code, &message)),
     }
+}
+
+/// The Candid interface the canister's module carries, if any.
+async fn carried_interface(replica: &replica::Client, id: Principal) -> anyhow::Result<Option<String>> {
+    let mut req = replica.candid_request();
+    req.get().set_canister(id.as_slice());
+    let resp = req.send().promise.await.context("asking for the canister's Candid interface")?;
+    let did = resp.get()?.get_interface()?.to_str()?;
+    Ok((!did.is_empty()).then(|| did.to_string()))
 }
 
 /// The type environment and signature of `method` in a `.did` interface.

@@ -82,7 +82,9 @@ struct CallArgs {
     #[arg(long)]
     raw: bool,
     /// The canister's Candid interface (.did): arguments take the method's
-    /// types and replies show field names. Built in for `aaaaa-aa`.
+    /// types and replies show field names. Default: the interface the
+    /// canister's module carries (`icp:public candid:service`); built in for
+    /// `aaaaa-aa`.
     #[arg(long, value_name = "FILE")]
     candid: Option<PathBuf>,
     /// State directory of the node.

@@ -552,6 +552,16 @@ impl replica::Server for ReplicaServer {
         results.get().set_principal(self.caller.as_slice());
         Ok(())
     }
+
+    async fn candid(self: CapRc<Self>, params: replica::CandidParams, mut results: replica::CandidResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let id = candid::Principal::try_from_slice(params.get()?.get_canister()?)
+            .map_err(|e| capnp::Error::failed(format!("not a principal: {e}")))?;
+        if let Some(did) = self.replica.candid_interface(&id) {
+            results.get().set_interface(&*did);
+        }
+        Ok(())
+    }
 }
 
 fn text_list(list: capnp::text_list::Reader) -> Result<Vec<String>, capnp::Error> {

@@ -155,9 +155,9 @@ fn overview_over_ww_call_then_redeploy_upgrades_only_the_changed_role() {
     let node = ServingDeploy::start();
     assert_contains(&node.log, "DEPLOY_OK roles=10 created=10");
 
-    // The same overview through the control socket, typed by root.did.
-    let did = repo().join("guests/canisters/root/root.did");
-    let overview = node.call_ok(&["call", "root", "canic_wasm_store_overview", "--query", "--candid", did.to_str().unwrap()]);
+    // The same overview through the control socket, typed by the Candid
+    // interface root's module carries (`icp:public candid:service`).
+    let overview = node.call_ok(&["call", "root", "canic_wasm_store_overview", "--query"]);
     let printed = pipeline_overview(&node.log);
     assert_eq!(normalize(&overview), normalize(&printed), "ww call:\n{overview}\npipeline:\n{printed}");
 
@@ -183,7 +183,8 @@ fn overview_over_ww_call_then_redeploy_upgrades_only_the_changed_role() {
 
     let app_did = repo().join("guests/canisters/app/app.did");
     let app_did = app_did.to_str().unwrap();
-    let env = node.call_ok(&["call", &app, "canic_env", "--query", "--candid", app_did]);
+    // Typed by the interface the (upgraded) module carries.
+    let env = node.call_ok(&["call", &app, "canic_env", "--query"]);
     assert!(env.contains("version = \"0.1.1\""), "{env}");
     assert!(env.contains("upgrades = 1 : nat32"), "{env}");
     let setting = node.call_ok(&["call", &app, "get_setting", r#"("theme")"#, "--query", "--candid", app_did]);

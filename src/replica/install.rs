@@ -2,6 +2,9 @@
 //! the module hash (SHA-256, as `canister_status` reports it), structural
 //! checks, and compilation through the canister engine's cache.
 //!
+//! A module's Candid interface (its `icp:public candid:service` section) is
+//! remembered by module hash, for `ww call`.
+//!
 //! Both `install_code` and `install_chunked_code` come through here; the
 //! latter passes the hash it already verified ([`prepare_module_hashed`]).
 
@@ -19,6 +22,25 @@ use super::{ErrorCode, Reject, Replica};
 pub const MAX_WASM_MODULE: usize = 100 << 20;
 
 const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// The public custom section holding a module's Candid interface (the name
+/// dfx uses on the IC).
+pub const CANDID_SECTION: &str = "icp:public candid:service";
+
+/// The Candid interface a module carries, if any (the first
+/// [`CANDID_SECTION`] in the component or its core modules, if UTF-8).
+pub fn candid_section(module: &[u8]) -> Option<String> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload {
+            Ok(wasmparser::Payload::CustomSection(c)) if c.name() == CANDID_SECTION => {
+                return std::str::from_utf8(c.data()).ok().map(str::to_string);
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
 
 /// A module ready to install.
 pub struct PreparedModule {
@@ -49,6 +71,9 @@ pub fn prepare_module_hashed(replica: &Replica, canister: &Principal, module: &[
         return Err(invalid(canister, format!("the module is larger than {MAX_WASM_MODULE} bytes")));
     }
     check_component_globals(&raw).map_err(|e| invalid(canister, e.to_string()))?;
+    if let Some(did) = candid_section(&raw) {
+        replica.remember_interface(hash, did);
+    }
     let (_, component) = replica
         .runtime()
         .engine()
@@ -59,4 +84,34 @@ pub fn prepare_module_hashed(replica: &Replica, canister: &Principal, module: &[
 
 fn invalid(canister: &Principal, reason: String) -> Reject {
     Reject::system(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {canister}: invalid module: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core module with one custom section.
+    fn module_with_section(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut body = vec![name.len() as u8];
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(data);
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        m.push(0);
+        m.push(body.len() as u8);
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn finds_the_candid_section() {
+        let did = b"service : { get : () -> (nat64) query }";
+        assert_eq!(candid_section(&module_with_section(CANDID_SECTION, did)).as_deref(), Some(std::str::from_utf8(did).unwrap()));
+    }
+
+    #[test]
+    fn other_sections_and_garbage_carry_no_interface() {
+        assert_eq!(candid_section(&module_with_section("name", b"x")), None);
+        assert_eq!(candid_section(b"not wasm"), None);
+        assert_eq!(candid_section(&module_with_section(CANDID_SECTION, &[0xff, 0xfe])), None, "not UTF-8");
+    }
 }

@@ -298,6 +298,8 @@ struct Job {
 
 struct Inner {
     runtime: CanisterRuntime,
+    /// Candid interfaces carried by modules, by module hash.
+    interfaces: Mutex<std::collections::HashMap<[u8; 32], Arc<str>>>,
     config: ReplicaConfig,
     state: Mutex<State>,
     jobs: Mutex<VecDeque<Job>>,
@@ -348,6 +350,7 @@ impl Replica {
             .map_err(|e| exec::InstallError::Invalid(format!("setting up the canister linker: {}", crate::engine::one_line(&e))))?;
         let inner = Arc::new(Inner {
             runtime,
+            interfaces: Mutex::new(std::collections::HashMap::new()),
             state: Mutex::new(State {
                 canisters: BTreeMap::new(),
                 next_canister: FIRST_CANISTER_INDEX,
@@ -780,6 +783,18 @@ impl Replica {
         slot.controllers = controllers;
         slot.version += 1;
         Ok(())
+    }
+
+    /// Remembers the Candid interface a module carries (see
+    /// [`install::candid_section`]).
+    pub(crate) fn remember_interface(&self, module_hash: [u8; 32], did: String) {
+        self.inner.interfaces.lock().unwrap_or_else(|e| e.into_inner()).insert(module_hash, did.into());
+    }
+
+    /// The Candid interface of the module `canister` runs, if it carries one.
+    pub fn candid_interface(&self, canister: &Principal) -> Option<Arc<str>> {
+        let hash = self.status(canister)?.module_hash?;
+        self.inner.interfaces.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).cloned()
     }
 
     pub fn deposit_cycles(&self, canister: Principal, amount: u64) -> Result<(), Reject> {

@@ -447,6 +447,7 @@ fn self_id() -> Principal {
 
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
+ww_cdk::candid_metadata!("../probe.did");
 
 /// Does nothing; the callee of the call benchmarks.
 #[update]
