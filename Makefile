@@ -12,7 +12,7 @@ GUEST_OUT := guests/target/$(GUEST_TARGET)/release
 BUILD_DIR := .build
 GUEST_STAMP := $(BUILD_DIR)/guests.stamp
 GUEST_LOCK := $(BUILD_DIR)/guests.lock
-GUEST_SOURCES := $(shell find guests -path guests/target -prune -o \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
+GUEST_SOURCES := $(shell find guests -path guests/target -prune -o \( -name '*.rs' -o -name '*.did' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The release set of examples/images/ic-deploy (root and every role payload).
