@@ -15,15 +15,22 @@ pub enum StableError {
     OutOfBounds { offset: u64, len: u64, size: u64 },
 }
 
+/// Stable memory, page by page: a page is allocated on its first write, so
+/// growing costs nothing until the pages are used (an
+/// `ic_stable_structures::MemoryManager` grows in 8 MiB buckets), and growth
+/// never copies what is already there.
 #[derive(Debug, Default)]
 pub struct StableMemory {
-    data: Vec<u8>,
+    /// One entry per page; `None` is a page of zeros never written.
+    pages: Vec<Option<Box<[u8]>>>,
     max_pages: u64,
     /// (offset, overwritten bytes), in write order.
     journal: Vec<(u64, Vec<u8>)>,
-    /// Size in bytes at the last commit, if the execution grew it.
+    /// Size in pages at the last commit, if the execution grew it.
     size_before: Option<usize>,
 }
+
+const PAGE: usize = STABLE_PAGE as usize;
 
 impl StableMemory {
     pub fn new(max_pages: u64) -> Self {
@@ -39,11 +46,11 @@ impl StableMemory {
 
     /// Size in pages.
     pub fn size(&self) -> u64 {
-        self.data.len() as u64 / STABLE_PAGE
+        self.pages.len() as u64
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.data.len() as u64
+        self.size() * STABLE_PAGE
     }
 
     /// Grows by `pages`; returns the previous size in pages, or -1.
@@ -52,40 +59,71 @@ impl StableMemory {
         let Some(new) = old.checked_add(pages).filter(|n| *n <= self.max_pages) else {
             return -1;
         };
-        let Ok(new_len) = usize::try_from(new * STABLE_PAGE) else {
+        let Ok(new_len) = usize::try_from(new) else {
             return -1;
         };
         if self.size_before.is_none() {
-            self.size_before = Some(self.data.len());
+            self.size_before = Some(self.pages.len());
         }
-        self.data.resize(new_len, 0);
+        self.pages.resize_with(new_len, || None);
         old as i64
     }
 
     fn check(&self, offset: u64, len: u64) -> Result<std::ops::Range<usize>, StableError> {
-        let size = self.data.len() as u64;
+        let size = self.size_bytes();
         match offset.checked_add(len) {
             Some(end) if end <= size => Ok(offset as usize..end as usize),
             _ => Err(StableError::OutOfBounds { offset, len, size }),
         }
     }
 
+    /// Copies `range` (in bounds) into `out`.
+    fn copy_out(&self, range: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        let mut at = range.start;
+        while at < range.end {
+            let (page, within) = (at / PAGE, at % PAGE);
+            let n = (PAGE - within).min(range.end - at);
+            match &self.pages[page] {
+                Some(bytes) => out.extend_from_slice(&bytes[within..within + n]),
+                None => out.resize(out.len() + n, 0),
+            }
+            at += n;
+        }
+    }
+
+    /// Copies `bytes` into the memory at `start` (in bounds).
+    fn copy_in(&mut self, start: usize, bytes: &[u8]) {
+        let mut done = 0;
+        while done < bytes.len() {
+            let at = start + done;
+            let (page, within) = (at / PAGE, at % PAGE);
+            let n = (PAGE - within).min(bytes.len() - done);
+            let page = self.pages[page].get_or_insert_with(|| vec![0u8; PAGE].into_boxed_slice());
+            page[within..within + n].copy_from_slice(&bytes[done..done + n]);
+            done += n;
+        }
+    }
+
     pub fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, StableError> {
         let r = self.check(offset, len)?;
-        Ok(self.data[r].to_vec())
+        let mut out = Vec::with_capacity(r.len());
+        self.copy_out(r, &mut out);
+        Ok(out)
     }
 
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StableError> {
         let r = self.check(offset, bytes.len() as u64)?;
         // Growth is undone by truncation, so bytes past the old size need no journal.
         let journaled_end = match self.size_before {
-            Some(before) => r.end.min(before),
+            Some(before) => r.end.min(before * PAGE),
             None => r.end,
         };
         if r.start < journaled_end {
-            self.journal.push((offset, self.data[r.start..journaled_end].to_vec()));
+            let mut old = Vec::with_capacity(journaled_end - r.start);
+            self.copy_out(r.start..journaled_end, &mut old);
+            self.journal.push((offset, old));
         }
-        self.data[r].copy_from_slice(bytes);
+        self.copy_in(r.start, bytes);
         Ok(())
     }
 
@@ -98,12 +136,10 @@ impl StableMemory {
     /// Undoes everything since the last commit.
     pub fn rollback(&mut self) {
         while let Some((offset, old)) = self.journal.pop() {
-            let start = offset as usize;
-            self.data[start..start + old.len()].copy_from_slice(&old);
+            self.copy_in(offset as usize, &old);
         }
         if let Some(before) = self.size_before.take() {
-            self.data.truncate(before);
-            self.data.shrink_to(before.max(STABLE_PAGE as usize));
+            self.pages.truncate(before);
         }
     }
 
@@ -132,6 +168,24 @@ mod tests {
         assert_eq!(m.read(10, 4).unwrap(), b"kept");
         assert_eq!(m.grow(1), 1);
         assert_eq!(m.read(STABLE_PAGE, 4).unwrap(), vec![0; 4], "regrown pages are zero");
+    }
+
+    #[test]
+    fn writes_and_reads_across_pages_and_unwritten_pages_read_zero() {
+        let mut m = StableMemory::new(10);
+        assert_eq!(m.grow(4), 0);
+        let data: Vec<u8> = (0..(STABLE_PAGE as usize + 100)).map(|i| (i % 251) as u8).collect();
+        let at = STABLE_PAGE - 50;
+        m.write(at, &data).unwrap();
+        assert_eq!(m.read(at, data.len() as u64).unwrap(), data);
+        assert_eq!(m.read(STABLE_PAGE * 3, 16).unwrap(), vec![0; 16], "a page never written");
+        assert_eq!(m.read(at - 10, 10).unwrap(), vec![0; 10]);
+        m.commit();
+        // A rolled-back overwrite across the page boundary restores every byte.
+        m.write(at + 10, &vec![0xAA; STABLE_PAGE as usize]).unwrap();
+        m.rollback();
+        assert_eq!(m.read(at, data.len() as u64).unwrap(), data);
+        assert_eq!(m.size_bytes(), 4 * STABLE_PAGE);
     }
 
     #[test]
