@@ -1043,3 +1043,28 @@ fn no_embedded_payloads_in_root_or_wasm_store() {
     with_module.extend_from_slice(&payload("minimal")[..64]);
     assert!(with_module.windows(4).any(|w| w == b"\0asm"));
 }
+
+// ---------------------------------------------------------------------------
+// Root's storage survives an upgrade (its heap mirror reloads from stable memory)
+
+#[tokio::test]
+async fn root_upgrade_keeps_the_staged_set_and_the_bootstrap_goes_on() {
+    let d = Deploy::new(Deploy::init(&["app"], None)).await;
+    d.stage_release_set(&["app"]).await;
+    let before = d.debug().await;
+    assert_eq!(before.staged.len(), 2, "{before:?}");
+
+    let m = prepare_module(&d.r, &d.root, payload("root")).expect("preparing root");
+    d.r.install(admin(), d.root, InstallMode::Upgrade, m.component, m.hash, Encode!(&Option::<RootInitArgs>::None).unwrap())
+        .await
+        .expect("upgrading root");
+
+    let after = d.debug().await;
+    assert_eq!(format!("{:?}", after.staged), format!("{:?}", before.staged), "the staged manifests survive the upgrade");
+    assert!(after.ready_for_bootstrap);
+    let report = d.resume().await.expect("resume after the upgrade");
+    assert_eq!(role_of(&report, "app").action, RoleAction::Created);
+    let overview = d.overview().await;
+    assert_eq!(overview.stores.len(), 1);
+    assert_eq!(overview.stores[0].template_count, 1, "{overview:?}");
+}

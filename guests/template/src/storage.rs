@@ -212,11 +212,71 @@ impl Storable for ChunkSlot {
     const BOUND: Bound = Bound::Bounded { max_size: 8, is_fixed_size: true };
 }
 
+/// A `StableBTreeMap` of small records with a write-through mirror on the
+/// heap: reads never decode from stable memory (Candid decoding every
+/// manifest on each `occupancy` or role lookup made publication quadratic).
+/// The mirror is loaded on first use after a start or an upgrade; every write
+/// goes to both, and a trap rolls both back together (heap and stable memory
+/// commit atomically per execution), so they cannot diverge.
+struct MirroredMap<K: Storable + Ord + Clone, V: Storable + Clone> {
+    stable: StableBTreeMap<K, V, Memory>,
+    /// Each value with the bytes its key and value take in stable memory.
+    heap: Option<BTreeMap<K, (V, u64)>>,
+}
+
+fn stored_size<K: Storable, V: Storable>(k: &K, v: &V) -> u64 {
+    (k.to_bytes().len() + v.to_bytes().len()) as u64
+}
+
+impl<K: Storable + Ord + Clone, V: Storable + Clone> MirroredMap<K, V> {
+    fn init(memory: Memory) -> Self {
+        Self { stable: StableBTreeMap::init(memory), heap: None }
+    }
+
+    fn heap(&mut self) -> &mut BTreeMap<K, (V, u64)> {
+        let stable = &self.stable;
+        self.heap.get_or_insert_with(|| {
+            stable
+                .iter()
+                .map(|e| {
+                    let (k, v) = e.into_pair();
+                    let n = stored_size(&k, &v);
+                    (k, (v, n))
+                })
+                .collect()
+        })
+    }
+
+    fn get(&mut self, k: &K) -> Option<V> {
+        self.heap().get(k).map(|(v, _)| v.clone())
+    }
+
+    fn insert(&mut self, k: K, v: V) {
+        let n = stored_size(&k, &v);
+        self.stable.insert(k.clone(), v.clone());
+        self.heap().insert(k, (v, n));
+    }
+
+    fn remove(&mut self, k: &K) {
+        self.stable.remove(k);
+        self.heap().remove(k);
+    }
+
+    fn pairs(&mut self) -> Vec<(K, V)> {
+        self.heap().iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()
+    }
+
+    fn clear(&mut self) {
+        self.stable.clear_new();
+        self.heap = Some(BTreeMap::new());
+    }
+}
+
 thread_local! {
-    static MANIFESTS: RefCell<StableBTreeMap<ReleaseKey, ManifestRecord, Memory>> =
-        RefCell::new(StableBTreeMap::init(memory::get(memory::TEMPLATE_MANIFESTS)));
-    static CHUNK_SETS: RefCell<StableBTreeMap<ReleaseKey, ChunkSetRecord, Memory>> =
-        RefCell::new(StableBTreeMap::init(memory::get(memory::TEMPLATE_CHUNK_SETS)));
+    static MANIFESTS: RefCell<MirroredMap<ReleaseKey, ManifestRecord>> =
+        RefCell::new(MirroredMap::init(memory::get(memory::TEMPLATE_MANIFESTS)));
+    static CHUNK_SETS: RefCell<MirroredMap<ReleaseKey, ChunkSetRecord>> =
+        RefCell::new(MirroredMap::init(memory::get(memory::TEMPLATE_CHUNK_SETS)));
     /// Chunk key → its slot in [`CHUNK_SLABS`].
     static CHUNKS: RefCell<StableBTreeMap<ChunkKey, ChunkSlot, Memory>> =
         RefCell::new(StableBTreeMap::init(memory::get(memory::TEMPLATE_CHUNKS)));
@@ -271,8 +331,8 @@ pub fn stage_manifest(input: TemplateManifestInput) -> Result<(), Error> {
         let mut m = m.borrow_mut();
         if record.manifest_state == ManifestState::Approved {
             let others: Vec<(ReleaseKey, ManifestRecord)> = m
-                .iter()
-                .map(|e| e.into_pair())
+                .pairs()
+                .into_iter()
                 .filter(|(k, r)| *k != key && r.role == record.role && r.manifest_state == ManifestState::Approved)
                 .collect();
             for (k, mut r) in others {
@@ -291,12 +351,12 @@ pub fn put_manifest(key: ReleaseKey, record: ManifestRecord) {
 }
 
 pub fn manifest(key: &ReleaseKey) -> Option<ManifestRecord> {
-    MANIFESTS.with(|m| m.borrow().get(key))
+    MANIFESTS.with(|m| m.borrow_mut().get(key))
 }
 
 /// Every manifest, in key order.
 pub fn manifests() -> Vec<(ReleaseKey, ManifestRecord)> {
-    MANIFESTS.with(|m| m.borrow().iter().map(|e| e.into_pair()).collect())
+    MANIFESTS.with(|m| m.borrow_mut().pairs())
 }
 
 /// The one approved manifest of `role`.
@@ -356,7 +416,7 @@ pub fn prepare(input: &TemplateChunkSetPrepareInput, now: u64) -> Result<ChunkSe
 }
 
 pub fn chunk_set(key: &ReleaseKey) -> Option<ChunkSetRecord> {
-    CHUNK_SETS.with(|m| m.borrow().get(key))
+    CHUNK_SETS.with(|m| m.borrow_mut().get(key))
 }
 
 /// Checks that a chunk may be published; returns the hash it must have.
@@ -514,17 +574,15 @@ pub fn occupancy() -> Occupancy {
     let mut releases: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     let mut metadata = 0u64;
     MANIFESTS.with(|m| {
-        for e in m.borrow().iter() {
-            let (k, v) = e.into_pair();
-            metadata += (k.to_bytes().len() + v.to_bytes().len()) as u64;
-            releases.entry(k.template_id).or_default().insert(k.version);
+        for (k, (_, n)) in m.borrow_mut().heap().iter() {
+            metadata += n;
+            releases.entry(k.template_id.clone()).or_default().insert(k.version.clone());
         }
     });
     CHUNK_SETS.with(|m| {
-        for e in m.borrow().iter() {
-            let (k, v) = e.into_pair();
-            metadata += (k.to_bytes().len() + v.to_bytes().len()) as u64;
-            releases.entry(k.template_id).or_default().insert(k.version);
+        for (k, (_, n)) in m.borrow_mut().heap().iter() {
+            metadata += n;
+            releases.entry(k.template_id.clone()).or_default().insert(k.version.clone());
         }
     });
     let chunk_count = CHUNKS.with(|m| m.borrow().len()) as u32;
@@ -543,8 +601,8 @@ pub fn occupancy() -> Occupancy {
 
 /// Empties all three maps.
 pub fn clear() {
-    MANIFESTS.with(|m| m.borrow_mut().clear_new());
-    CHUNK_SETS.with(|m| m.borrow_mut().clear_new());
+    MANIFESTS.with(|m| m.borrow_mut().clear());
+    CHUNK_SETS.with(|m| m.borrow_mut().clear());
     CHUNKS.with(|m| m.borrow_mut().clear_new());
     CHUNK_BYTES_HELD.with(|c| c.borrow_mut().set(0));
 }
