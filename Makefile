@@ -12,7 +12,7 @@ GUEST_OUT := guests/target/$(GUEST_TARGET)/release
 BUILD_DIR := .build
 GUEST_STAMP := $(BUILD_DIR)/guests.stamp
 GUEST_LOCK := $(BUILD_DIR)/guests.lock
-GUEST_SOURCES := $(shell find guests -path guests/target -prune -o \( -name '*.rs' -o -name '*.did' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
+GUEST_SOURCES := $(shell find guests -path guests/target -prune -o \( -name '*.rs' -o -name '*.did' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) guests/embed_candid.py $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The release set of examples/images/ic-deploy (root and every role payload).
@@ -27,6 +27,10 @@ deps:
 	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(GUEST_TARGET)'; then \
 		echo "make: installing the $(GUEST_TARGET) Rust target"; \
 		rustup target add $(GUEST_TARGET); \
+	fi
+	@if ! command -v python3 >/dev/null 2>&1; then \
+		echo "make: installing Debian's python3 (embeds each canister's .did in its component)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3; \
 	fi
 	@if ! command -v capnp >/dev/null 2>&1; then \
 		echo "make: installing Debian's capnproto (the Cap'n Proto schema compiler)"; \
@@ -44,7 +48,8 @@ $(GUEST_STAMP): $(GUEST_SOURCES) | deps
 	@mkdir -p $(BUILD_DIR)
 	@flock $(GUEST_LOCK) $(SHELL) -c '\
 		$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --release && \
-		$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --profile did'
+		$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --profile did && \
+		python3 guests/embed_candid.py --all guests/canisters guests/target/$(GUEST_TARGET)'
 	@touch $@
 
 ## images: assemble examples/images/*/bin/main.wasm from the guests.

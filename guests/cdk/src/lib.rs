@@ -122,27 +122,6 @@ macro_rules! export_candid {
     };
 }
 
-/// Embeds the canister's Candid interface (its checked-in `.did` file, path
-/// relative to the calling source file) as the public Wasm custom section
-/// `icp:public candid:service`, as dfx does for the IC. It is metadata, not a
-/// method: the replica reads it at install and tools (`ww call`) use it to
-/// type arguments and name reply fields. Release builds carry it too.
-///
-/// ```ignore
-/// ww_cdk::candid_metadata!("../counter.did");
-/// ```
-#[macro_export]
-macro_rules! candid_metadata {
-    ($path:literal) => {
-        const _: () = {
-            const __WW_CDK_DID: &[u8] = include_bytes!($path);
-            #[unsafe(link_section = "icp:public candid:service")]
-            #[used]
-            static __WW_CDK_CANDID_SERVICE: [u8; __WW_CDK_DID.len()] = *include_bytes!($path);
-        };
-    };
-}
-
 /// Formats like `std::println!` and sends the line to the canister log
 /// (`ic0.debug-print`).
 #[macro_export]

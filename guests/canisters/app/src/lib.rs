@@ -132,4 +132,3 @@ fn revision() -> u64 {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../app.did");

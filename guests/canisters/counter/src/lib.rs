@@ -104,4 +104,3 @@ fn post_upgrade(start: Option<u64>) {
 
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../counter.did");

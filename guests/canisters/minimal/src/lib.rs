@@ -63,4 +63,3 @@ fn pings() -> Pings {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../minimal.did");

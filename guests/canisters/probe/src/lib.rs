@@ -447,7 +447,6 @@ fn self_id() -> Principal {
 
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../probe.did");
 
 /// Does nothing; the callee of the call benchmarks.
 #[update]

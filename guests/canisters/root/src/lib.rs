@@ -1071,4 +1071,3 @@ fn canic_wasm_store_overview() -> Result<WasmStoreOverviewResponse> {
 
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../root.did");

@@ -182,4 +182,3 @@ fn stats() -> WorkerStats {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../scale.did");

@@ -182,4 +182,3 @@ async fn dispatch(job: JobRequest) -> Result<Dispatched, String> {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../scale_hub.did");

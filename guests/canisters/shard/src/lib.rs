@@ -135,4 +135,3 @@ fn shard_stats() -> ShardStats {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../shard.did");

@@ -137,4 +137,3 @@ fn assignment_count() -> u64 {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../shard_hub.did");

@@ -115,4 +115,3 @@ fn now() -> u64 {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../test.did");

@@ -156,4 +156,3 @@ fn user_count() -> u64 {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../user_hub.did");

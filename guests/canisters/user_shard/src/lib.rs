@@ -211,4 +211,3 @@ fn totals() -> ShardTotals {
 role_common::canic_endpoints!();
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../user_shard.did");

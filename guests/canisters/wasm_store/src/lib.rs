@@ -304,4 +304,3 @@ fn canic_wasm_store_root() -> Principal {
 
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
-ww_cdk::candid_metadata!("../wasm_store.did");
