@@ -431,6 +431,18 @@ pub fn expected_chunk_hash(key: &ReleaseKey, index: u32) -> Result<ByteBuf, Erro
     })
 }
 
+/// Checks the hash the host computed for chunk `index` of `key` against the
+/// prepared one.
+pub fn check_chunk_hash(key: &ReleaseKey, index: u32, hash: &[u8], expected: &[u8]) -> Result<(), Error> {
+    if hash == expected {
+        return Ok(());
+    }
+    Err(err(
+        ErrorCode::TemplateChunkHashMismatch,
+        format!("chunk {key}#{index} hashes to {}, prepared as {}", crate::hex(hash), crate::hex(expected)),
+    ))
+}
+
 /// Stores a chunk whose hash the caller has verified (idempotent). Traps if
 /// stable memory cannot grow (the host's stable memory limit), which rolls
 /// the whole message back.

@@ -304,17 +304,7 @@ async fn canic_template_publish_chunk_admin(input: TemplateChunkInput) -> Result
     let me = ww_cdk::api::canister_self();
     let hash = mgmt::upload_chunk(me, &input.bytes).await?;
     mgmt::clear_chunk_store(me).await?;
-    if hash != expected.as_slice() {
-        return Err(Error::new(
-            ErrorCode::TemplateChunkHashMismatch,
-            format!(
-                "chunk {key}#{} hashes to {}, prepared as {}",
-                input.chunk_index,
-                ww_template::hex(&hash),
-                ww_template::hex(&expected)
-            ),
-        ));
-    }
+    storage::check_chunk_hash(&key, input.chunk_index, &hash, &expected)?;
     let published = storage::manifest(&key).is_some_and(|m| m.store_binding != BOOTSTRAP_BINDING);
     if !published {
         storage::put_chunk(&key, input.chunk_index, input.bytes.into_vec());

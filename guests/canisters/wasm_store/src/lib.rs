@@ -153,17 +153,7 @@ async fn canic_wasm_store_publish_chunk(input: TemplateChunkInput) -> Result<()>
         ensure_capacity(&key, input.bytes.len() as u64 + 32)?;
     }
     let hash = mgmt::upload_chunk(ww_cdk::api::canister_self(), &input.bytes).await?;
-    if hash != expected.as_slice() {
-        return Err(Error::new(
-            ErrorCode::TemplateChunkHashMismatch,
-            format!(
-                "chunk {key}#{} hashes to {}, prepared as {}",
-                input.chunk_index,
-                ww_template::hex(&hash),
-                ww_template::hex(&expected)
-            ),
-        ));
-    }
+    storage::check_chunk_hash(&key, input.chunk_index, &hash, &expected)?;
     require_accepting()?;
     storage::put_chunk(&key, input.chunk_index, input.bytes.into_vec());
     Ok(())
