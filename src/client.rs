@@ -14,6 +14,29 @@ use super::{CallArgs, CanisterCommand, DeployArgs};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Standard output could not be written (a closed pipe, a full disk).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to standard output: {0}")]
+pub struct OutputError(#[from] std::io::Error);
+
+/// Writes one line to standard output; an error instead of a panic when it
+/// cannot be written.
+fn write_line(line: std::fmt::Arguments<'_>) -> Result<(), OutputError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(line)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `println!` that returns an [`OutputError`] from the enclosing function.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_line(format_args!($($arg)*))?
+    };
+}
+
 /// A call's outcome as the CLI reports it.
 enum Outcome {
     Reply(Vec<u8>),
@@ -103,13 +126,22 @@ fn outcome(r: call_result::Reader) -> anyhow::Result<Outcome> {
 }
 
 fn report_reject(code: u32, message: &str) -> i32 {
-    eprintln!("ww: the call was rejected: reject code {code} ({}): {message}", reject_name(code));
+    use std::io::Write;
+    // A closed stderr loses the message, not the exit code.
+    let _ = writeln!(std::io::stderr().lock(), "ww: the call was rejected: reject code {code} ({}): {message}", reject_name(code));
     1
 }
 
 /// `ww call`.
 pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
-    let text = args.args.as_deref().unwrap_or("()");
+    let from_file = match &args.argument_file {
+        Some(path) => Some(read_argument_file(path)?),
+        None => None,
+    };
+    if from_file.is_some() && args.args.is_some() {
+        return Err(UsageError("give the arguments either inline or with --argument-file, not both".into()).into());
+    }
+    let text = from_file.as_deref().or(args.args.as_deref()).unwrap_or("()");
     let idl = candid_parser::parse_idl_args(text).map_err(|e| UsageError(format!("bad Candid arguments {text:?}: {}", one_line(&e.to_string()))))?;
     // With an interface, arguments take the method's types (so `(5)` is a
     // nat64 where the method wants one) and replies show field names: the
@@ -121,7 +153,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
         None if args.canister == "aaaaa-aa" => Some(ww::replica::management::CANDID.to_string()),
         None => None,
     };
-    let CallArgs { canister, method, query, anonymous, raw, state, .. } = args;
+    let CallArgs { canister, method, query, update, anonymous, raw, state, .. } = args;
     let (outcome, types) = with_replica(&state, anonymous, |replica| async move {
         let id = resolve(&replica, &canister).await?;
         // A given interface must have the method; a carried one may not (the
@@ -133,31 +165,61 @@ pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
                 None => None,
             },
         };
-        let idl = match &types {
-            Some((env, f)) => idl
-                .annotate_types(true, env, &f.args)
-                .map_err(|e| UsageError(format!("the arguments do not match {method}: {}", one_line(&e.to_string()))))?,
-            None => idl,
-        };
-        let bytes = idl.to_bytes().map_err(|e| UsageError(format!("cannot encode the Candid arguments: {}", one_line(&e.to_string()))))?;
+        let bytes = encode_args(idl, types.as_ref(), &method)?;
+        // As `dfx canister call`: a method the interface marks as a query
+        // is called as one unless --update says otherwise.
+        let declared_query = types.as_ref().map(|(_, f)| f.is_query());
+        if query && declared_query == Some(false) {
+            return Err(UsageError(format!("{method} is an update method (its interface says so); it cannot be called with --query")).into());
+        }
+        let query = query || (!update && declared_query == Some(true));
         Ok((invoke(&replica, id, &method, bytes, query).await?, types))
     })
     .await?;
     match outcome {
         Outcome::Reply(bytes) => {
             if raw {
-                println!("{}", hex::encode(&bytes));
+                outln!("{}", hex::encode(&bytes));
             } else {
                 let typed = types.as_ref().and_then(|(env, f)| candid::IDLArgs::from_bytes_with_types(&bytes, env, &f.rets).ok());
                 match typed.map_or_else(|| candid::IDLArgs::from_bytes(&bytes), Ok) {
-                    Ok(v) => println!("{v}"),
-                    Err(_) => println!("{}", hex::encode(&bytes)),
+                    Ok(v) => outln!("{v}"),
+                    Err(_) => outln!("{}", hex::encode(&bytes)),
                 }
             }
             Ok(0)
         }
         Outcome::Reject { code, message, .. } => Ok(report_reject(code, &message)),
     }
+}
+
+/// Encodes Candid arguments. Typed, they are encoded against the method's
+/// full argument types (as `dfx canister call` does): a variant's case
+/// index and the type table come from the declared type, not from the one
+/// value given, and `5` is whatever number type the method wants.
+fn encode_args(idl: candid::IDLArgs, types: Option<&(candid::types::TypeEnv, candid::types::Function)>, method: &str) -> Result<Vec<u8>, UsageError> {
+    match types {
+        Some((env, f)) => idl
+            .annotate_types(true, env, &f.args)
+            .and_then(|typed| typed.to_bytes_with_types(env, &f.args))
+            .map_err(|e| UsageError(format!("the arguments do not match {method}: {}", one_line(&e.to_string())))),
+        None => idl
+            .to_bytes()
+            .map_err(|e| UsageError(format!("cannot encode the Candid arguments: {}", one_line(&e.to_string())))),
+    }
+}
+
+/// Candid text from `--argument-file` (`-` is standard input).
+fn read_argument_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)).map(|_| ())
+    };
+    read.map_err(|e| UsageError(format!("{}: cannot read the argument file: {e}", path.display())))?;
+    Ok(text)
 }
 
 /// The Candid interface the canister's module carries, if any.
@@ -194,13 +256,13 @@ pub async fn canister(command: CanisterCommand, state: PathBuf) -> anyhow::Resul
             CanisterCommand::List => {
                 let resp = replica.list_request().send().promise.await?;
                 let list = resp.get()?.get_canisters()?;
-                println!("{:<16} {:<29} {:<9} {:<18} {:>12} {:>20}", "NAME", "CANISTER ID", "STATUS", "MODULE HASH", "MEMORY", "CYCLES");
+                outln!("{:<16} {:<29} {:<9} {:<18} {:>12} {:>20}", "NAME", "CANISTER ID", "STATUS", "MODULE HASH", "MEMORY", "CYCLES");
                 for e in list.iter() {
                     let id = Principal::try_from_slice(e.get_id()?)?;
                     let hash = e.get_module_hash()?;
                     let hash = if hash.is_empty() { "-".to_string() } else { format!("0x{}", &hex::encode(hash)[..16]) };
                     let name = e.get_name()?.to_str()?;
-                    println!(
+                    outln!(
                         "{:<16} {:<29} {:<9} {:<18} {:>12} {:>20}",
                         if name.is_empty() { "-" } else { name },
                         id.to_text(),
@@ -217,8 +279,8 @@ pub async fn canister(command: CanisterCommand, state: PathBuf) -> anyhow::Resul
                 match invoke(&replica, mgmt, "canister_status", Encode!(&CanisterIdRecord { canister_id: id })?, false).await? {
                     Outcome::Reply(bytes) => {
                         let s = Decode!(&bytes, CanisterStatusResult)?;
-                        println!("canister:    {}", id.to_text());
-                        println!(
+                        outln!("canister:    {}", id.to_text());
+                        outln!(
                             "status:      {}",
                             match s.status {
                                 CanisterStatusType::Running => "running",
@@ -227,16 +289,14 @@ pub async fn canister(command: CanisterCommand, state: PathBuf) -> anyhow::Resul
                             }
                         );
                         let controllers: Vec<String> = s.settings.controllers.iter().map(Principal::to_text).collect();
-                        println!("controllers: {}", controllers.join(", "));
-                        println!(
+                        outln!("controllers: {}", controllers.join(", "));
+                        outln!(
                             "module hash: {}",
                             s.module_hash.map_or("none".to_string(), |h| format!("0x{}", hex::encode(h)))
                         );
-                        println!("memory:      {} bytes", s.memory_size);
-                        println!("cycles:      {}", s.cycles);
-                        if let Some(v) = s.version {
-                            println!("version:     {v}");
-                        }
+                        outln!("memory:      {} bytes", s.memory_size);
+                        outln!("cycles:      {}", s.cycles);
+                        outln!("version:     {}", s.version);
                         Ok(0)
                     }
                     Outcome::Reject { code, message, .. } => Ok(report_reject(code, &message)),
@@ -245,18 +305,19 @@ pub async fn canister(command: CanisterCommand, state: PathBuf) -> anyhow::Resul
             CanisterCommand::Start { canister } => lifecycle(&replica, "start_canister", &canister).await,
             CanisterCommand::Stop { canister } => lifecycle(&replica, "stop_canister", &canister).await,
             CanisterCommand::Delete { canister } => lifecycle(&replica, "delete_canister", &canister).await,
+            CanisterCommand::Uninstall { canister } => lifecycle(&replica, "uninstall_code", &canister).await,
         }
     })
     .await
 }
 
-/// start/stop/delete through the management canister.
+/// start/stop/delete/uninstall through the management canister.
 async fn lifecycle(replica: &replica::Client, method: &str, canister: &str) -> anyhow::Result<i32> {
     let id = resolve(replica, canister).await?;
     let arg = Encode!(&CanisterIdRecord { canister_id: id })?;
     match invoke(replica, Principal::management_canister(), method, arg, false).await? {
         Outcome::Reply(_) => {
-            println!("{method}: {} done", id.to_text());
+            outln!("{method}: {} done", id.to_text());
             Ok(0)
         }
         Outcome::Reject { code, message, .. } => Ok(report_reject(code, &message)),
@@ -327,4 +388,120 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
             out
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candid::Decode;
+    use ww::replica::management::{
+        CanisterInstallMode, InstallChunkedCodeArgs, InstallCodeArgs, ProvisionalCreateCanisterArgs, UpdateSettingsArgs, WasmMemoryPersistence,
+    };
+
+    fn encode(did: &str, method: &str, text: &str) -> Vec<u8> {
+        let types = method_types(did, method).unwrap();
+        let idl = candid_parser::parse_idl_args(text).unwrap();
+        encode_args(idl, Some(&types), method).unwrap_or_else(|e| panic!("{method} {text}: {e}"))
+    }
+
+    fn mgmt(method: &str, text: &str) -> Vec<u8> {
+        encode(ww::replica::management::CANDID, method, text)
+    }
+
+    const ID: &str = "bkyz2-fmaaa-aaaaa-qaaaq-cai";
+
+    /// Every case of `canister_install_mode`, for both install methods,
+    /// decodes as the management canister's own types.
+    #[test]
+    fn every_install_mode_case_decodes() {
+        let cases = [
+            ("variant { install }", "install"),
+            ("variant { reinstall }", "reinstall"),
+            ("variant { upgrade }", "upgrade null"),
+            ("variant { upgrade = null }", "upgrade null"),
+            ("variant { upgrade = opt record { skip_pre_upgrade = opt true } }", "upgrade skip"),
+            (
+                "variant { upgrade = opt record { wasm_memory_persistence = opt variant { replace } } }",
+                "upgrade replace",
+            ),
+            ("variant { upgrade = opt record { wasm_memory_persistence = opt variant { keep } } }", "upgrade keep"),
+        ];
+        for (mode, expected) in cases {
+            let text = format!(
+                r#"(record {{ mode = {mode}; canister_id = principal "{ID}"; wasm_module = blob "\00asm"; arg = blob ""; sender_canister_version = opt 3 }})"#
+            );
+            let args = Decode!(&mgmt("install_code", &text), InstallCodeArgs).unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert_eq!(describe(&args.mode), expected, "{mode}");
+            assert_eq!(args.sender_canister_version, Some(3));
+            let text = format!(
+                r#"(record {{ mode = {mode}; target_canister = principal "{ID}"; store_canister = null; chunk_hashes_list = vec {{ record {{ hash = blob "\01\02" }} }}; wasm_module_hash = blob "\03"; arg = blob ""; sender_canister_version = null }})"#
+            );
+            let args = Decode!(&mgmt("install_chunked_code", &text), InstallChunkedCodeArgs).unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert_eq!(describe(&args.mode), expected, "{mode}");
+        }
+    }
+
+    fn describe(mode: &CanisterInstallMode) -> &'static str {
+        match mode {
+            CanisterInstallMode::Install => "install",
+            CanisterInstallMode::Reinstall => "reinstall",
+            CanisterInstallMode::Upgrade(None) => "upgrade null",
+            CanisterInstallMode::Upgrade(Some(f)) => match (f.skip_pre_upgrade, f.wasm_memory_persistence) {
+                (Some(true), _) => "upgrade skip",
+                (_, Some(WasmMemoryPersistence::Replace)) => "upgrade replace",
+                (_, Some(WasmMemoryPersistence::Keep)) => "upgrade keep",
+                _ => "upgrade flags",
+            },
+        }
+    }
+
+    /// Every case of `log_visibility`, nested in an option inside a record,
+    /// with settings given partly (the rest of the record's opt fields absent).
+    #[test]
+    fn variants_nested_in_options_and_records_decode() {
+        use ww::replica::management::LogVisibility;
+        for (text, expected) in [
+            ("variant { controllers }", LogVisibility::Controllers),
+            ("variant { public }", LogVisibility::Public),
+            (
+                r#"variant { allowed_viewers = vec { principal "aaaaa-aa" } }"#,
+                LogVisibility::AllowedViewers(vec![Principal::management_canister()]),
+            ),
+        ] {
+            let arg = format!(
+                r#"(record {{ canister_id = principal "{ID}"; settings = record {{ log_visibility = opt {text}; freezing_threshold = opt 5 }}; sender_canister_version = null }})"#
+            );
+            let args = Decode!(&mgmt("update_settings", &arg), UpdateSettingsArgs).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(args.settings.log_visibility, Some(expected));
+            assert_eq!(args.settings.freezing_threshold, Some(candid::Nat::from(5u64)));
+            let arg = format!(r#"(record {{ settings = opt record {{ log_visibility = opt {text} }}; amount = opt 7 }})"#);
+            let args = Decode!(&mgmt("provisional_create_canister_with_cycles", &arg), ProvisionalCreateCanisterArgs).unwrap();
+            assert_eq!(args.amount, Some(candid::Nat::from(7u64)));
+        }
+    }
+
+    /// A canister's own interface: variants in vectors and options, each case.
+    #[test]
+    fn variants_in_vectors_and_options_use_the_declared_type() {
+        #[derive(candid::CandidType, candid::Deserialize, Debug, PartialEq)]
+        enum Op {
+            Add(u64),
+            Clear,
+            Rename(String),
+        }
+        #[derive(candid::CandidType, candid::Deserialize, Debug, PartialEq)]
+        struct Batch {
+            ops: Vec<Op>,
+            last: Option<Op>,
+        }
+        let did = "type Op = variant { Add : nat64; Clear; Rename : text };\n\
+                   service : { apply : (record { ops : vec Op; last : opt Op }) -> () }";
+        let bytes = encode(did, "apply", r#"(record { ops = vec { variant { Rename = "x" }; variant { Clear }; variant { Add = 5 } }; last = opt variant { Clear } })"#);
+        let batch = Decode!(&bytes, Batch).unwrap();
+        assert_eq!(batch, Batch { ops: vec![Op::Rename("x".into()), Op::Clear, Op::Add(5)], last: Some(Op::Clear) });
+        // A value that is not a case of the type is the user's error.
+        let types = method_types(did, "apply").unwrap();
+        let idl = candid_parser::parse_idl_args(r#"(record { ops = vec { variant { Nope } }; last = null })"#).unwrap();
+        assert!(encode_args(idl, Some(&types), "apply").is_err());
+    }
 }

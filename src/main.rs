@@ -72,9 +72,18 @@ struct CallArgs {
     method: String,
     /// Arguments in Candid text, e.g. '(42, "text", record { a = 1 })'. Default: ().
     args: Option<String>,
-    /// Make a query call (state changes are discarded).
-    #[arg(long)]
+    /// Read the Candid text arguments from FILE (`-`: standard input), for
+    /// arguments too large for a command line.
+    #[arg(long, value_name = "FILE", conflicts_with = "args")]
+    argument_file: Option<PathBuf>,
+    /// Make a query call (state changes are discarded). Default: a query
+    /// call when the interface marks the method as a query, else an update.
+    #[arg(long, conflicts_with = "update")]
     query: bool,
+    /// Make an update call, also to a query method (it then runs replicated;
+    /// its state changes are still discarded).
+    #[arg(long)]
+    update: bool,
     /// Call as the anonymous principal instead of the node's admin identity.
     #[arg(long)]
     anonymous: bool,
@@ -118,6 +127,9 @@ enum CanisterCommand {
     Stop { canister: String },
     /// Delete a stopped canister.
     Delete { canister: String },
+    /// Remove a canister's code and state (`uninstall_code`): its module,
+    /// heap, stable memory and timer; calls it has not answered are rejected.
+    Uninstall { canister: String },
 }
 
 #[derive(clap::Args)]
@@ -168,7 +180,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ww: error: cannot start the async runtime: {e}");
+            report(format_args!("ww: error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -185,7 +197,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
         Err(e) => {
-            eprintln!("ww: error: {}", one_line(&e));
+            report(format_args!("ww: error: {}", one_line(&e)));
             if is_input_error(&e) {
                 ExitCode::from(EXIT_USAGE)
             } else {
@@ -283,6 +295,14 @@ fn is_input_error(e: &anyhow::Error) -> bool {
         Some(NodeError::Load(_)) => true,
         None => false,
     }
+}
+
+/// Writes an error line to stderr; a closed stderr loses the line, never
+/// the exit code (`eprintln!` would panic).
+fn report(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
 }
 
 fn one_line(e: &anyhow::Error) -> String {

@@ -74,6 +74,7 @@ macro_rules! canisters {
 canisters! {
     counter => "(null)",
     probe => "(null)",
+    keeper => "()",
     app => super::ROLE_INIT,
     minimal => super::ROLE_INIT,
     scale => super::ROLE_INIT,

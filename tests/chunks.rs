@@ -511,7 +511,7 @@ async fn an_upgrade_from_chunks_keeps_stable_memory() {
         inc(&r, id).await;
     }
     let hashes = upload_in_parts(&r, id, &module, 3).await;
-    let mode = CanisterInstallMode::Upgrade(Some(UpgradeFlags { skip_pre_upgrade: None }));
+    let mode = CanisterInstallMode::Upgrade(Some(UpgradeFlags { skip_pre_upgrade: None, wasm_memory_persistence: None }));
     let args = chunked_args(mode, id, None, &hashes, sha256(&module));
     install_chunked(&r, admin(), &args).await.unwrap();
     assert_eq!(counter_value(&r, id, "get_stable").await, 5);

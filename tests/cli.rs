@@ -82,9 +82,10 @@ fn candid_round_trip_through_ww_call() {
     assert_eq!(code, 0);
     assert_eq!(out.trim(), "(2 : nat64)");
     // The management canister, with Candid arguments.
-    let (code, out, err) = node.cli(&["call", "aaaaa-aa", "raw_rand"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("blob"), "{out}");
+    // Methods only canisters may call are refused, as on the IC.
+    let (code, _, err) = node.cli(&["call", "aaaaa-aa", "raw_rand"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("IC0406") && err.contains("Only canisters"), "{err}");
     let status_arg = format!("(record {{ canister_id = principal \"{}\" }})", node.id);
     let (code, out, err) = node.cli(&["call", "aaaaa-aa", "canister_status", &status_arg]);
     assert_eq!(code, 0, "{err}");
@@ -147,4 +148,87 @@ fn no_node_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no node is serving") && err.lines().count() == 1, "{err}");
+}
+
+/// `ww call` with a variant argument that is not its type's first case
+/// (`install_code` with `variant { upgrade }`): typed against the method's
+/// full type, it decodes at the management canister. The module goes in an
+/// `--argument-file` (too large for a command line).
+#[test]
+fn variant_arguments_and_argument_files() {
+    let node = ServingNode::start();
+    assert_eq!(node.cli(&["call", "counter", "inc"]).0, 0);
+    let wasm = std::fs::read(guest("counter")).unwrap();
+    let blob: String = wasm.iter().map(|b| format!("\\{b:02x}")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let install = |mode: &str| {
+        let path = dir.path().join("args.did");
+        let text = format!(
+            "(record {{ mode = {mode}; canister_id = principal \"{}\"; wasm_module = blob \"{blob}\"; arg = blob \"\"; sender_canister_version = null }})",
+            node.id
+        );
+        std::fs::write(&path, text).unwrap();
+        node.cli(&["call", "aaaaa-aa", "install_code", "--argument-file", path.to_str().unwrap()])
+    };
+    // An upgrade keeps the counter (the counter saves it in pre_upgrade).
+    let (code, _, err) = install("variant { upgrade }");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(node.cli(&["call", "counter", "get"]).1.trim(), "(1 : nat64)");
+    let (code, _, err) = install("variant { upgrade = opt record { skip_pre_upgrade = opt false } }");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(node.cli(&["call", "counter", "get"]).1.trim(), "(1 : nat64)");
+    // A reinstall starts over.
+    let (code, _, err) = install("variant { reinstall }");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(node.cli(&["call", "counter", "get"]).1.trim(), "(0 : nat64)");
+    // Install on a canister that has a module: the management canister's
+    // own reject, not a decoding error.
+    let (code, _, err) = install("variant { install }");
+    assert_eq!(code, 1);
+    assert!(err.contains("IC0538"), "{err}");
+    // Arguments inline and from a file at once, or a missing file: usage errors.
+    let (code, _, err) = node.cli(&["call", "counter", "inc", "()", "--argument-file", "/nonexistent.did"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = node.cli(&["call", "counter", "inc", "--argument-file", "/nonexistent.did"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent.did") && err.lines().count() == 1, "{err}");
+}
+
+/// Query or update from the interface, as `dfx canister call` decides.
+#[test]
+fn query_methods_are_called_as_queries_unless_told() {
+    let node = ServingNode::start();
+    let (code, out, err) = node.cli(&["call", "counter", "get"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "(0 : nat64)");
+    let (code, out, err) = node.cli(&["call", "counter", "get", "--update"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "(0 : nat64)");
+    let (code, _, err) = node.cli(&["call", "counter", "inc", "--query"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("update method") && err.lines().count() == 1, "{err}");
+}
+
+/// Output that cannot be written is a one-line error and a non-zero exit,
+/// never a panic: a full disk (/dev/full) and a closed pipe.
+#[test]
+fn unwritable_stdout_is_a_clean_error() {
+    let node = ServingNode::start();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    for (what, stdout) in [("/dev/full", Stdio::from(full)), ("a closed pipe", Stdio::from(writer))] {
+        let out = ww()
+            .args(["call", "counter", "get", "--state"])
+            .arg(node.state.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(err.contains("cannot write to standard output") && err.lines().count() == 1, "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
 }

@@ -331,10 +331,11 @@ async fn timers_fire_when_time_is_advanced() {
 
 #[tokio::test]
 async fn management_canister_with_candid() {
-    use ww::replica::management::{CanisterIdRecord, CreateCanisterArgs, InstallCodeArgs, CanisterInstallMode};
+    use ww::replica::management::{CanisterIdRecord, CanisterInstallMode, InstallCodeArgs, ProvisionalCreateCanisterArgs};
     let r = replica();
     let mgmt = Principal::management_canister();
-    let bytes = r.call(admin(), mgmt, "create_canister", Encode!(&CreateCanisterArgs::default()).unwrap()).await.unwrap();
+    let create = Encode!(&ProvisionalCreateCanisterArgs::default()).unwrap();
+    let bytes = r.call(admin(), mgmt, "provisional_create_canister_with_cycles", create).await.unwrap();
     let id = Decode!(&bytes, CanisterIdRecord).unwrap().canister_id;
     assert_eq!(id.to_text(), "bkyz2-fmaaa-aaaaa-qaaaq-cai");
     let wasm = std::fs::read(common::guest("counter")).unwrap();
@@ -347,8 +348,6 @@ async fn management_canister_with_candid() {
     };
     r.call(admin(), mgmt, "install_code", Encode!(&args).unwrap()).await.unwrap();
     assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 1);
-    let rand = r.call(admin(), mgmt, "raw_rand", no_args()).await.unwrap();
-    assert_eq!(Decode!(&rand, serde_bytes::ByteBuf).unwrap().len(), 32);
     let err = r.call(admin(), mgmt, "install_code", b"garbage".to_vec()).await.unwrap_err();
     assert_eq!(err.error_code, Some(ErrorCode::InvalidManagementPayload), "{err}");
 }

@@ -77,8 +77,12 @@ impl EntryPoint {
             EntryPoint::Timer => "canister_global_timer",
         }
     }
-    fn is_query(&self) -> bool {
+    pub fn is_query(&self) -> bool {
         matches!(self, EntryPoint::Query { .. })
+    }
+    /// Runs in replicated mode (everything but a query call).
+    pub fn is_replicated(&self) -> bool {
+        !matches!(self, EntryPoint::Query { replicated: false, .. })
     }
 }
 
@@ -97,6 +101,9 @@ pub struct MessageInput {
     pub needs_response: bool,
     pub time: u64,
     pub instruction_limit: u64,
+    /// Instructions the call context's earlier executions took
+    /// (`performance_counter(1)`).
+    pub context_instructions: u64,
     /// Leave heap and stable changes staged instead of committing them (the
     /// caller commits or discards; used by upgrades).
     pub stage_only: bool,
@@ -115,6 +122,7 @@ impl MessageInput {
             needs_response: false,
             time,
             instruction_limit,
+            context_instructions: 0,
             stage_only: false,
         }
     }
@@ -136,6 +144,8 @@ pub struct OutgoingCall {
     pub cycles: u64,
     pub timeout_seconds: Option<u32>,
     pub env: u64,
+    /// The caller's canister version in the execution that made the call.
+    pub caller_version: u64,
 }
 
 /// The effects of a committed execution.
@@ -267,6 +277,10 @@ fn can_call(e: &EntryPoint) -> bool {
 fn is_callback(e: &EntryPoint) -> bool {
     matches!(e, E::Reply(_) | E::Reject(_))
 }
+/// Where the cycles attached to the call can be seen and accepted.
+fn can_take_cycles(e: &EntryPoint) -> bool {
+    matches!(e, E::Update(_) | E::Query { replicated: true, .. } | E::Reply(_) | E::Reject(_))
+}
 
 impl ic0::Host for ExecState {
     fn msg_arg_data(&mut self) -> wasmtime::Result<Vec<u8>> {
@@ -295,12 +309,11 @@ impl ic0::Host for ExecState {
     }
 
     fn msg_method_name(&mut self) -> wasmtime::Result<String> {
-        let cx = self.cx("msg_method_name_copy")?;
-        Ok(match &cx.input.entry {
-            E::Update(m) => m.clone(),
-            E::Query { method, .. } => method.clone(),
-            _ => String::new(),
-        })
+        // The IC allows it only in `canister_inspect_message`, which ww does
+        // not run: everywhere else it traps, so code relying on it fails
+        // here as it would on the IC.
+        self.allowed("msg_method_name_copy", |_| false)?;
+        Ok(String::new())
     }
 
     fn msg_reply_data_append(&mut self, data: Vec<u8>) -> wasmtime::Result<()> {
@@ -338,13 +351,13 @@ impl ic0::Host for ExecState {
     }
 
     fn msg_cycles_available(&mut self) -> wasmtime::Result<u64> {
-        let cx = self.cx("msg_cycles_available")?;
-        Ok(cx.input.cycles_available - cx.cycles_accepted)
+        let cx = self.allowed("msg_cycles_available", can_take_cycles)?;
+        Ok(cx.cycles_left())
     }
 
     fn msg_cycles_accept(&mut self, max_amount: u64) -> wasmtime::Result<u64> {
-        let cx = self.allowed("msg_cycles_accept", |e| matches!(e, E::Update(_) | E::Reply(_) | E::Reject(_)))?;
-        let n = max_amount.min(cx.input.cycles_available - cx.cycles_accepted);
+        let cx = self.allowed("msg_cycles_accept", can_take_cycles)?;
+        let n = max_amount.min(cx.cycles_left());
         cx.cycles_accepted += n;
         Ok(n)
     }
@@ -412,10 +425,11 @@ impl ic0::Host for ExecState {
         let balance = self.canister_cycle_balance()?;
         let cx = self.cx("call_perform")?;
         if args.cycles > balance {
-            return Ok(Err(ic0::Reject {
-                code: RejectCode::SysTransient as u32,
-                message: format!("IC0207: Canister {} is out of cycles: attaching {} of {balance}", cx.info.id, args.cycles),
-            }));
+            // As `ic0.call_cycles_add128` on the IC: a trap, not a reject.
+            return trap(
+                ErrorCode::CanisterOutOfCycles,
+                format!("Canister {} attempted to send {} cycles when only {balance} were available in its balance", cx.info.id, args.cycles),
+            );
         }
         cx.calls.push(OutgoingCall {
             callee,
@@ -424,6 +438,7 @@ impl ic0::Host for ExecState {
             cycles: args.cycles,
             timeout_seconds: args.timeout_seconds.map(|t| t.min(cx.limits.max_call_timeout_seconds)),
             env: args.env,
+            caller_version: cx.info.version,
         });
         Ok(Ok(()))
     }
@@ -483,6 +498,15 @@ impl ic0::Host for ExecState {
 }
 
 impl ExecContext {
+    /// Cycles of the call not accepted yet; none once it is answered (they
+    /// went back with the response).
+    fn cycles_left(&self) -> u64 {
+        if self.response.is_some() || !self.input.needs_response {
+            return 0;
+        }
+        self.input.cycles_available.saturating_sub(self.cycles_accepted)
+    }
+
     fn max_reply_bytes(&self) -> usize {
         match self.input.entry {
             E::Query { replicated: false, .. } => self.limits.max_query_reply,
@@ -507,10 +531,20 @@ impl CanisterRuntime {
         linker.allow_shadowing(true);
         linker.instance("ww:canister/ic0@0.1.0")?.func_wrap(
             "performance-counter",
-            |store: wasmtime::StoreContextMut<'_, ExecState>, (_kind,): (u32,)| {
-                let limit = store.data().ctx.as_ref().map_or(0, |c| c.input.instruction_limit);
-                let left = store.get_fuel().unwrap_or(0);
-                Ok((limit.saturating_sub(left),))
+            |store: wasmtime::StoreContextMut<'_, ExecState>, (kind,): (u32,)| {
+                let (limit, before) = store
+                    .data()
+                    .ctx
+                    .as_ref()
+                    .map_or((0, 0), |c| (c.input.instruction_limit, c.input.context_instructions));
+                let this_execution = limit.saturating_sub(store.get_fuel().unwrap_or(0));
+                match kind {
+                    // Instructions of this execution.
+                    0 => Ok((this_execution,)),
+                    // Instructions of the whole call context so far.
+                    1 => Ok((before.saturating_add(this_execution),)),
+                    _ => trap(ErrorCode::CanisterContractViolation, format!("ic0.performance_counter: unknown counter type {kind}")),
+                }
             },
         )?;
         Ok(Self {
@@ -599,9 +633,11 @@ impl HostMonotonicClock for ReplicaClock {
 }
 
 impl CanisterInstance {
-    /// Instantiates `component` on a fresh heap and the given stable memory.
-    /// Runs no canister code except `methods` (on a copy of the state that is
-    /// thrown away).
+    /// Instantiates `component` on a fresh heap and the given stable memory,
+    /// which is taken as it is: changes it has staged (an upgrade's
+    /// pre_upgrade writes) stay staged, to be committed or rolled back by
+    /// the next execution. Runs no canister code except `methods` (on a copy
+    /// of the heap that is thrown away, without the stable memory).
     pub fn new(
         runtime: &CanisterRuntime,
         component: &Component,
@@ -617,7 +653,9 @@ impl CanisterInstance {
         let memory = CanisterMemory::new(runtime.limits.wasm_memory_limit, runtime.limits.memory_guard)?;
         let clock = Arc::new(AtomicU64::new(0));
         let name: Arc<str> = name.into();
-        let mut store = new_store(runtime, stable, clock, name);
+        // The stable memory joins after listing: resetting the heap after
+        // `methods` must not roll back what the stable memory has staged.
+        let mut store = new_store(runtime, StableMemory::default(), clock, name);
         let bindings = with_memory_slot(&memory, || pre.instantiate(&mut store))
             .map_err(|e| InstallError::Invalid(format!("instantiation failed: {}", one_line(&e))))?;
         // The baseline: data segments as instantiation wrote them.
@@ -641,6 +679,7 @@ impl CanisterInstance {
         instance
             .restore_after_discard(false)
             .map_err(|e| InstallError::Invalid(format!("resetting after listing methods: {e}")))?;
+        instance.put_stable(stable);
         for m in listed {
             let kind = match m.kind {
                 WitMethodKind::Update => MethodKind::Update,
@@ -732,8 +771,11 @@ impl CanisterInstance {
                     if let Err(e) = self.restore_after_discard(false) {
                         tracing::error!(error = %e, "query rollback failed");
                     }
+                    // Only the reply is kept (and, in replicated mode, the
+                    // cycles accepted).
                     return Outcome::Committed(Effects {
                         response: cx.response,
+                        cycles_accepted: if entry.is_replicated() { cx.cycles_accepted } else { 0 },
                         instructions,
                         ..Effects::default()
                     });

@@ -17,22 +17,32 @@ use bytes::Bytes;
 use candid::{CandidType, Deserialize, Principal};
 
 use super::chunks::{self, ChunkHash};
-use super::{CallResult, ErrorCode, InstallMode, InstallSource, Reject, Replica, ReplyTo, Status};
+use super::{CallResult, ErrorCode, InstallMode, InstallRequest, InstallSource, Reject, Replica, ReplyTo, Status};
 
-#[derive(CandidType, Deserialize, Default, Clone, Debug)]
-pub struct CanisterSettings {
-    pub controllers: Option<Vec<Principal>>,
-    pub compute_allocation: Option<candid::Nat>,
-    pub memory_allocation: Option<candid::Nat>,
-    pub freezing_threshold: Option<candid::Nat>,
-    pub reserved_cycles_limit: Option<candid::Nat>,
-    pub wasm_memory_limit: Option<candid::Nat>,
-}
+pub use super::settings::{CanisterSettings, DefiniteCanisterSettings, EnvironmentVariable, LogVisibility};
 
 #[derive(CandidType, Deserialize, Default, Debug)]
 pub struct CreateCanisterArgs {
     pub settings: Option<CanisterSettings>,
     pub sender_canister_version: Option<u64>,
+}
+
+/// `provisional_create_canister_with_cycles`'s argument.
+#[derive(CandidType, Deserialize, Default, Debug)]
+pub struct ProvisionalCreateCanisterArgs {
+    /// The new canister's balance (default: the replica's initial cycles).
+    pub amount: Option<candid::Nat>,
+    pub settings: Option<CanisterSettings>,
+    /// A canister id to create (must be free).
+    pub specified_id: Option<Principal>,
+    pub sender_canister_version: Option<u64>,
+}
+
+/// `provisional_top_up_canister`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct ProvisionalTopUpArgs {
+    pub canister_id: Principal,
+    pub amount: candid::Nat,
 }
 
 #[derive(CandidType, Deserialize, Debug)]
@@ -43,6 +53,17 @@ pub struct CanisterIdRecord {
 #[derive(CandidType, Deserialize, Debug)]
 pub struct UpgradeFlags {
     pub skip_pre_upgrade: Option<bool>,
+    pub wasm_memory_persistence: Option<WasmMemoryPersistence>,
+}
+
+/// Whether an upgrade keeps the Wasm heap (`keep`, for Motoko's enhanced
+/// orthogonal persistence) or replaces it (the default).
+#[derive(CandidType, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmMemoryPersistence {
+    #[serde(rename = "keep")]
+    Keep,
+    #[serde(rename = "replace")]
+    Replace,
 }
 
 #[derive(CandidType, Deserialize, Debug)]
@@ -75,6 +96,7 @@ struct InstallCodeArgsRef<'a> {
     wasm_module: &'a [u8],
     #[serde(with = "serde_bytes", borrow)]
     arg: &'a [u8],
+    sender_canister_version: Option<u64>,
 }
 
 /// A chunk's hash (`chunk_hash` in the IC's `ic.did`).
@@ -153,6 +175,13 @@ pub struct InstallChunkedCodeArgs {
     pub sender_canister_version: Option<u64>,
 }
 
+/// `uninstall_code`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct UninstallCodeArgs {
+    pub canister_id: Principal,
+    pub sender_canister_version: Option<u64>,
+}
+
 #[derive(CandidType, Deserialize, Debug)]
 pub struct UpdateSettingsArgs {
     pub canister_id: Principal,
@@ -170,26 +199,43 @@ pub enum CanisterStatusType {
     Stopped,
 }
 
-#[derive(CandidType, Deserialize, Debug)]
-pub struct DefiniteCanisterSettings {
-    pub controllers: Vec<Principal>,
-    pub compute_allocation: candid::Nat,
-    pub memory_allocation: candid::Nat,
-    pub freezing_threshold: candid::Nat,
-    pub reserved_cycles_limit: candid::Nat,
-    pub wasm_memory_limit: candid::Nat,
+/// `canister_status`'s memory breakdown.
+#[derive(CandidType, Deserialize, Debug, Default)]
+pub struct MemoryMetrics {
+    pub wasm_memory_size: candid::Nat,
+    pub stable_memory_size: candid::Nat,
+    pub global_memory_size: candid::Nat,
+    pub wasm_binary_size: candid::Nat,
+    pub custom_sections_size: candid::Nat,
+    pub canister_history_size: candid::Nat,
+    pub wasm_chunk_store_size: candid::Nat,
+    pub snapshots_size: candid::Nat,
 }
 
+/// `canister_status`'s query statistics (ww does not count them: zeros).
+#[derive(CandidType, Deserialize, Debug, Default)]
+pub struct QueryStats {
+    pub num_calls_total: candid::Nat,
+    pub num_instructions_total: candid::Nat,
+    pub request_payload_bytes_total: candid::Nat,
+    pub response_payload_bytes_total: candid::Nat,
+}
+
+/// `canister_status_result`, every field the IC's current `ic.did` has (a
+/// client decoding with the IC's types finds all it requires).
 #[derive(CandidType, Deserialize, Debug)]
 pub struct CanisterStatusResult {
     pub status: CanisterStatusType,
+    pub ready_for_migration: bool,
+    pub version: u64,
     pub settings: DefiniteCanisterSettings,
     pub module_hash: Option<serde_bytes::ByteBuf>,
     pub memory_size: candid::Nat,
+    pub memory_metrics: MemoryMetrics,
     pub cycles: candid::Nat,
     pub reserved_cycles: candid::Nat,
     pub idle_cycles_burned_per_day: candid::Nat,
-    pub version: Option<u64>,
+    pub query_stats: QueryStats,
 }
 
 /// The management canister's Candid interface (the subset served here).
@@ -225,13 +271,67 @@ fn send(reply: ReplyTo, replica: &Replica, result: CallResult) {
         ReplyTo::Ingress(tx) => {
             let _ = tx.send(result);
         }
-        ReplyTo::Callback(cb) => super::deliver_response(&replica.inner, cb, result),
+        ReplyTo::Callback(cb) => super::scheduler::deliver_response(&replica.inner, cb, result),
     }
+}
+
+/// Who calls the management canister.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller {
+    pub id: Principal,
+    /// A calling canister's version in the execution that made the call;
+    /// `None` for ingress.
+    pub version: Option<u64>,
+}
+
+impl Caller {
+    /// A `sender_canister_version`, when given by a canister, must be the
+    /// version that canister had when it made the call.
+    fn check_sender_version(&self, method: &str, claimed: Option<u64>) -> Result<(), Reject> {
+        match (claimed, self.version) {
+            (Some(claimed), Some(actual)) if claimed != actual => Err(Reject::system(
+                ErrorCode::CanisterContractViolation,
+                format!(
+                    "{method}: sender_canister_version {claimed} is not the canister version of the caller {} ({actual})",
+                    self.id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Management methods only canisters may call (ingress is refused).
+pub const CANISTER_ONLY: &[&str] = &["create_canister", "raw_rand", "deposit_cycles"];
+
+/// Whether a call of `method` with the attached cycles keeps them when it
+/// succeeds (the rest refund everything attached).
+pub(crate) fn accepts_cycles(method: &str) -> bool {
+    matches!(method, "deposit_cycles" | "create_canister")
+}
+
+/// The controllers a new canister gets: the settings' list, else the caller.
+fn controllers_or(caller: Principal, settings: Option<&CanisterSettings>) -> Result<Vec<Principal>, Reject> {
+    let controllers = settings.and_then(|s| s.controllers.clone()).unwrap_or_else(|| vec![caller]);
+    super::settings::check_controllers(&controllers)?;
+    Ok(controllers)
+}
+
+/// A cycles amount; ww keeps balances in 64 bits.
+fn nat_to_u64(method: &str, field: &str, n: &candid::Nat) -> Result<u64, Reject> {
+    u64::try_from(&n.0).map_err(|_| {
+        Reject::system(ErrorCode::InvalidManagementPayload, format!("{method}: {field} {n} is larger than ww's 64-bit cycle balances"))
+    })
 }
 
 /// Handles one management canister call; the response goes to `reply`.
 /// Takes the argument by value: `upload_chunk` keeps its buffer.
-pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: Vec<u8>, cycles: u64, reply: ReplyTo) {
+pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u8>, cycles: u64, reply: ReplyTo) {
+    let caller = from.id;
+    if from.version.is_none() && CANISTER_ONLY.contains(&method) {
+        let reject = Reject::system(ErrorCode::CanisterRejectedMessage, format!("Only canisters can call ic00 method {method}"));
+        return send(reply, replica, Err(reject));
+    }
     if method == "upload_chunk" {
         let result = upload_chunk(replica, caller, arg);
         return send(reply, replica, result);
@@ -241,54 +341,59 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
     let mut take_reply = || reply_slot.take();
     let result: Result<Option<CallResult>, Reject> = (|| {
         Ok(Some(match method {
-            "create_canister" | "provisional_create_canister_with_cycles" => {
-                // `()` (or nothing) means default settings, as dfx sends it.
+            "create_canister" => {
+                // `()` (or nothing) means default settings.
                 let args: CreateCanisterArgs = if arg.is_empty() || arg == EMPTY_ARGS {
                     CreateCanisterArgs::default()
                 } else {
                     decode(method, arg)?
                 };
-                let controllers = args
-                    .settings
-                    .as_ref()
-                    .and_then(|s| s.controllers.clone())
-                    .unwrap_or_else(|| vec![caller]);
-                if controllers.len() > 10 {
-                    return Err(Reject::system(ErrorCode::InvalidManagementPayload, "a canister can have at most 10 controllers"));
-                }
-                let id = replica.create_canister(controllers);
-                if cycles > 0 {
-                    replica.deposit_cycles(id, cycles)?;
-                }
+                from.check_sender_version(method, args.sender_canister_version)?;
+                let controllers = controllers_or(caller, args.settings.as_ref())?;
+                // The cycles attached to the call are the new balance.
+                let id = replica.create_canister_with(controllers, cycles, None, args.settings.as_ref())?;
                 encode(&CanisterIdRecord { canister_id: id })
+            }
+            "provisional_create_canister_with_cycles" => {
+                // `()` (or nothing) means default settings, as dfx sends it.
+                let args: ProvisionalCreateCanisterArgs = if arg.is_empty() || arg == EMPTY_ARGS {
+                    ProvisionalCreateCanisterArgs::default()
+                } else {
+                    decode(method, arg)?
+                };
+                from.check_sender_version(method, args.sender_canister_version)?;
+                let controllers = controllers_or(caller, args.settings.as_ref())?;
+                let balance = match &args.amount {
+                    Some(n) => nat_to_u64(method, "amount", n)?,
+                    None => replica.initial_cycles(),
+                };
+                let id = replica.create_canister_with(controllers, balance, args.specified_id, args.settings.as_ref())?;
+                encode(&CanisterIdRecord { canister_id: id })
+            }
+            "provisional_top_up_canister" => {
+                let args: ProvisionalTopUpArgs = decode(method, arg)?;
+                let amount = nat_to_u64(method, "amount", &args.amount)?;
+                replica.deposit_cycles(args.canister_id, amount)?;
+                Ok(empty_reply())
             }
             "install_code" => {
                 let args: InstallCodeArgsRef = decode(method, arg)?;
+                from.check_sender_version(method, args.sender_canister_version)?;
+                let install = install_request(caller, args.canister_id, &args.mode, InstallSource::InstallCode)?;
+                // Every check that can fail with `?` comes before this.
                 let Some(reply) = take_reply() else { return Ok(None) };
                 let hash = chunks::sha256(args.wasm_module);
-                let install = Install {
-                    caller,
-                    canister: args.canister_id,
-                    mode: install_mode(&args.mode),
-                    source: InstallSource::InstallCode,
-                    arg: args.arg.to_vec(),
-                };
-                install_module(replica, install, args.wasm_module, hash, reply);
+                install_module(replica, install, args.arg.to_vec(), args.wasm_module, hash, reply);
                 return Ok(None);
             }
             "install_chunked_code" => {
                 let args: InstallChunkedCodeArgs = decode(method, arg)?;
+                from.check_sender_version(method, args.sender_canister_version)?;
+                let store = args.store_canister.unwrap_or(args.target_canister);
+                let install = install_request(caller, args.target_canister, &args.mode, InstallSource::InstallChunkedCode { store })?;
                 let module = chunked_module(replica, caller, &args)?;
                 let Some(reply) = take_reply() else { return Ok(None) };
-                let store = args.store_canister.unwrap_or(args.target_canister);
-                let install = Install {
-                    caller,
-                    canister: args.target_canister,
-                    mode: install_mode(&args.mode),
-                    source: InstallSource::InstallChunkedCode { store },
-                    arg: args.arg,
-                };
-                install_module(replica, install, &module.bytes, module.hash, reply);
+                install_module(replica, install, args.arg, &module.bytes, module.hash, reply);
                 return Ok(None);
             }
             "stored_chunks" => {
@@ -303,15 +408,17 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
             }
             "update_settings" => {
                 let args: UpdateSettingsArgs = decode(method, arg)?;
-                if let Some(c) = args.settings.controllers {
-                    if c.len() > 10 {
-                        return Err(Reject::system(ErrorCode::InvalidManagementPayload, "a canister can have at most 10 controllers"));
-                    }
-                    replica.update_controllers(caller, args.canister_id, c)?;
-                } else if !replica.is_controller(&args.canister_id, &caller) {
-                    return Err(controller_check(replica, &args.canister_id, &caller));
-                }
+                from.check_sender_version(method, args.sender_canister_version)?;
+                replica.update_settings(caller, args.canister_id, &args.settings)?;
                 Ok(empty_reply())
+            }
+            "uninstall_code" => {
+                let args: UninstallCodeArgs = decode(method, arg)?;
+                from.check_sender_version(method, args.sender_canister_version)?;
+                let replica2 = replica.clone();
+                let Some(reply) = take_reply() else { return Ok(None) };
+                replica.uninstall_with(caller, args.canister_id, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+                return Ok(None);
             }
             "canister_status" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
@@ -328,20 +435,21 @@ pub(crate) fn dispatch(replica: &Replica, caller: Principal, method: &str, arg: 
                         Status::Stopping => CanisterStatusType::Stopping,
                         Status::Stopped => CanisterStatusType::Stopped,
                     },
-                    settings: DefiniteCanisterSettings {
-                        controllers: s.controllers,
-                        compute_allocation: 0u64.into(),
-                        memory_allocation: 0u64.into(),
-                        freezing_threshold: 2_592_000u64.into(),
-                        reserved_cycles_limit: 5_000_000_000_000u64.into(),
-                        wasm_memory_limit: (replica.limits().wasm_memory_limit as u64).into(),
-                    },
+                    ready_for_migration: false,
+                    version: s.version,
+                    settings: s.settings.definite(s.controllers),
                     module_hash: s.module_hash.map(|h| serde_bytes::ByteBuf::from(h.to_vec())),
                     memory_size: s.memory_size.into(),
+                    memory_metrics: MemoryMetrics {
+                        wasm_memory_size: s.memory.heap.into(),
+                        stable_memory_size: s.memory.stable.into(),
+                        wasm_chunk_store_size: s.memory.chunk_store.into(),
+                        ..MemoryMetrics::default()
+                    },
                     cycles: s.cycles.into(),
                     reserved_cycles: 0u64.into(),
                     idle_cycles_burned_per_day: 0u64.into(),
-                    version: Some(s.version),
+                    query_stats: QueryStats::default(),
                 })
             }
             "start_canister" => {
@@ -388,30 +496,32 @@ fn controller_check(_replica: &Replica, canister: &Principal, caller: &Principal
     super::not_controller(canister, caller)
 }
 
-fn install_mode(mode: &CanisterInstallMode) -> InstallMode {
-    match mode {
-        CanisterInstallMode::Install => InstallMode::Install,
-        CanisterInstallMode::Reinstall => InstallMode::Reinstall,
-        CanisterInstallMode::Upgrade(_) => InstallMode::Upgrade,
-    }
-}
-
-/// Who installs what where (the part of `install_code` and
-/// `install_chunked_code` besides the module).
-struct Install {
-    caller: Principal,
-    canister: Principal,
-    mode: InstallMode,
-    source: InstallSource,
-    arg: Vec<u8>,
+/// The install request for `mode` (and its upgrade flags).
+fn install_request(caller: Principal, canister: Principal, mode: &CanisterInstallMode, source: InstallSource) -> Result<InstallRequest, Reject> {
+    let (mode, skip_pre_upgrade) = match mode {
+        CanisterInstallMode::Install => (InstallMode::Install, false),
+        CanisterInstallMode::Reinstall => (InstallMode::Reinstall, false),
+        CanisterInstallMode::Upgrade(flags) => {
+            if flags.as_ref().and_then(|f| f.wasm_memory_persistence) == Some(WasmMemoryPersistence::Keep) {
+                // Keeping the heap needs a module built for it (Motoko's
+                // enhanced orthogonal persistence); ww's components are not.
+                return Err(Reject::system(
+                    ErrorCode::CanisterContractViolation,
+                    format!("Invalid upgrade option: `wasm_memory_persistence = opt variant {{ keep }}` requires a module with enhanced orthogonal persistence; canister {canister}'s new module does not declare it."),
+                ));
+            }
+            (InstallMode::Upgrade, flags.as_ref().and_then(|f| f.skip_pre_upgrade).unwrap_or(false))
+        }
+    };
+    Ok(InstallRequest { caller, canister, mode, source, skip_pre_upgrade })
 }
 
 /// The one install path of `install_code` and `install_chunked_code`:
 /// checks the caller controls the target (before any compiling), prepares
 /// `module` (whose SHA-256 is `hash`) and queues the install; the response
 /// goes to `reply` in every case.
-fn install_module(replica: &Replica, install: Install, module: &[u8], hash: [u8; 32], reply: ReplyTo) {
-    let Install { caller, canister, mode, source, arg } = install;
+fn install_module(replica: &Replica, install: InstallRequest, arg: Vec<u8>, module: &[u8], hash: [u8; 32], reply: ReplyTo) {
+    let (caller, canister) = (install.caller, install.canister);
     let prepared = replica
         .check_controller(&canister, &caller)
         .and_then(|()| super::install::prepare_module_hashed(replica, &canister, module, hash));
@@ -419,7 +529,7 @@ fn install_module(replica: &Replica, install: Install, module: &[u8], hash: [u8;
         Err(reject) => send(reply, replica, Err(reject)),
         Ok(m) => {
             let replica2 = replica.clone();
-            replica.install_with(caller, canister, mode, source, m.component, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+            replica.install_with(install, m.component, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
         }
     }
 }
@@ -515,7 +625,7 @@ mod tests {
 
         let (env, f) = signature("install_chunked_code");
         let args = InstallChunkedCodeArgs {
-            mode: CanisterInstallMode::Upgrade(Some(UpgradeFlags { skip_pre_upgrade: Some(true) })),
+            mode: CanisterInstallMode::Upgrade(Some(UpgradeFlags { skip_pre_upgrade: Some(true), wasm_memory_persistence: None })),
             target_canister: id,
             store_canister: Some(id),
             chunk_hashes_list: vec![hash],

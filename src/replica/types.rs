@@ -44,11 +44,13 @@ impl fmt::Display for RejectCode {
     }
 }
 
-/// `IC0xxx` error codes; the first digit is the reject code.
+/// `IC0xxx` error codes, numbered as the IC numbers them (its
+/// `error_types` crate); the first digit is the reject code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     SubnetOversubscribed = 101,
     CanisterQueueFull = 201,
+    CanisterIdAlreadyExists = 205,
     StopCanisterRequestTimeout = 206,
     CanisterOutOfCycles = 207,
     CanisterNotFound = 301,
@@ -63,15 +65,16 @@ pub enum ErrorCode {
     CanisterNotStopped = 510,
     CanisterStoppingCancelled = 511,
     CanisterInvalidController = 512,
-    CanisterNotHostedBySubnet = 513,
-    CanisterRejectedMessage = 514,
+    CanisterNotHostedBySubnet = 405,
+    /// The IC refuses the message before any execution (e.g. an ingress
+    /// message to a management method only canisters may call).
+    CanisterRejectedMessage = 406,
+    InvalidManagementPayload = 408,
+    InsufficientCyclesInCall = 520,
     CanisterInstructionLimitExceeded = 522,
     CanisterMethodNotFound = 536,
     CanisterWasmModuleNotFound = 537,
     CanisterAlreadyInstalled = 538,
-    InvalidManagementPayload = 540,
-    InsufficientCyclesInCall = 541,
-    CanisterRejected = 406,
     DeadlineExpired = 601,
 }
 

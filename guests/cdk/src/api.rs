@@ -46,7 +46,9 @@ pub fn msg_deadline() -> u64 {
     ic0::msg_deadline()
 }
 
-/// The name of the method being executed.
+/// The name of the method a message is for. As on the IC this is only
+/// allowed in `canister_inspect_message` (which ww does not run yet):
+/// anywhere else it traps.
 pub fn msg_method_name() -> String {
     ic0::msg_method_name()
 }

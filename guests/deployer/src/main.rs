@@ -295,7 +295,7 @@ async fn ensure_root(replica: &Replica, me: Principal, config: &ReleaseConfig, r
         return Ok(id);
     }
     let created: CanisterIdRecord =
-        update(replica, mgmt, "create_canister", &CreateCanisterArgs { settings: Some(CanisterSettings { controllers: Some(vec![me]) }) })
+        update(replica, mgmt, "provisional_create_canister_with_cycles", &CreateCanisterArgs { settings: Some(CanisterSettings { controllers: Some(vec![me]) }) })
             .await?;
     let id = created.canister_id;
     let args = InstallCodeArgs {

@@ -74,11 +74,17 @@ fn failed(what: String) -> impl FnOnce(ww_cdk::call::Error) -> Error {
     move |e| Error::new(ErrorCode::CallFailed, format!("{what}: {e}"))
 }
 
-/// Creates a canister controlled by `controllers`.
+/// Cycles a new canister is created with (taken from the creator's balance,
+/// as on the IC, where they become the new canister's balance).
+pub const NEW_CANISTER_CYCLES: u128 = 2_000_000_000_000;
+
+/// Creates a canister controlled by `controllers`, with
+/// [`NEW_CANISTER_CYCLES`].
 pub async fn create_canister(controllers: Vec<Principal>) -> Result<Principal, Error> {
     let args = CreateCanisterArgs { settings: Some(CanisterSettings { controllers: Some(controllers) }), sender_canister_version: None };
     let reply = Call::unbounded_wait(Principal::management_canister(), "create_canister")
         .with_arg(args)
+        .with_cycles(NEW_CANISTER_CYCLES)
         .await
         .map_err(|e| failed("create_canister".into())(e.into()))?;
     let record: CanisterIdRecord = reply.candid().map_err(|e| failed("create_canister".into())(e.into()))?;

@@ -294,7 +294,7 @@ async fn deploy(session: &Session, name: &str, path: &str) -> Result<candid::Pri
     let wasm = std::fs::read(path).map_err(|e| fail(format!("{path}: {e}")))?;
     let created = session
         .replica
-        .call(mgmt.as_slice(), "create_canister", &candid::encode_args(()).unwrap_or_default())
+        .call(mgmt.as_slice(), "provisional_create_canister_with_cycles", &candid::encode_args(()).unwrap_or_default())
         .await?
         .map_err(|r| fail(format!("create_canister: {r}")))?;
     let id = candid::decode_one::<CanisterIdRecord>(&created)

@@ -66,6 +66,8 @@ thread_local! {
     /// Heap kept on purpose (`grow_heap`, `trap_after_mutate`).
     static BALLAST: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static TIMER_FIRED: Cell<u64> = const { Cell::new(0) };
+    /// Set by `open_gate`; `wait_gate` returns once it is.
+    static GATE_OPEN: Cell<bool> = const { Cell::new(false) };
 
     static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
         RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
@@ -375,6 +377,52 @@ async fn send_in_order(callee: Principal, n: u32) {
             api::debug_print(format!("send_in_order: call {i} failed: {e}"));
         }
     }
+}
+
+/// Logs "waiting", then returns once `open_gate` has been called: until
+/// then it keeps a call context open by calling its own `pong`, one call
+/// after the other (each response is a new execution that checks the gate).
+#[update]
+async fn wait_gate() {
+    LOG.with(|l| l.borrow_mut().push("waiting".to_owned()));
+    while !GATE_OPEN.with(Cell::get) {
+        if let Err(e) = Call::unbounded_wait(api::canister_self(), "pong").await {
+            api::trap(format!("wait_gate: {e}"));
+        }
+    }
+}
+
+/// Lets every `wait_gate` return.
+#[update]
+fn open_gate() {
+    GATE_OPEN.with(|g| g.set(true));
+}
+
+/// Awaits `gate.wait_gate`, then logs "after gate" and replies: the reply
+/// comes as late as the test opens the gate.
+#[update]
+async fn record_after_gate(gate: Principal) {
+    if let Err(e) = Call::unbounded_wait(gate, "wait_gate").await {
+        api::trap(format!("record_after_gate: {e}"));
+    }
+    LOG.with(|l| l.borrow_mut().push("after gate".to_owned()));
+}
+
+/// `msg_caller` before and after awaiting `callee.pong`: the same caller
+/// (the call context's), as on the IC.
+#[update]
+async fn caller_after_await(callee: Principal) -> (Principal, Principal) {
+    let before = api::msg_caller();
+    if let Err(e) = Call::unbounded_wait(callee, "pong").await {
+        api::trap(format!("caller_after_await: {e}"));
+    }
+    (before, api::msg_caller())
+}
+
+/// `ic0.canister_version`.
+#[query]
+fn version() -> u64 {
+    api::canister_version()
 }
 
 // -- limits

@@ -1,0 +1,216 @@
+//! Code installation as executions: install, reinstall and upgrade (atomic:
+//! pre_upgrade, a new instance on the same stable memory, post_upgrade; any
+//! trap leaves the old version running as it was), and what a successful
+//! one changes in the canister's slot.
+
+use std::sync::Arc;
+
+use candid::Principal;
+
+use super::exec::{self, CanisterInstance, EntryPoint, MessageInput, Outcome};
+use super::scheduler::{Finished, Inner, outstanding_counter, send_call};
+use super::stable::StableMemory;
+use super::state::{InstallJob, Origin};
+use super::{CodeDeployment, ErrorCode, InstallMode, InstallSource, Reject, RejectCode};
+
+/// What the history records of an install besides the module hash.
+#[derive(Clone, Copy)]
+pub(super) struct Deployment {
+    pub(super) mode: InstallMode,
+    pub(super) source: InstallSource,
+    pub(super) caller: Principal,
+}
+
+/// The state changes of a successful install; the caller learns of it only
+/// once they are applied (so its next call finds the new module).
+pub(super) fn installed(
+    instance: Box<CanisterInstance>,
+    canister: Principal,
+    module_hash: [u8; 32],
+    deployment: Deployment,
+    effects: exec::Effects,
+    done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+) -> Finished {
+    let methods = instance.methods().clone();
+    Finished {
+        instance: Some(instance),
+        apply: Box::new(move |inner, st| {
+            let time = st.now();
+            if let Some(slot) = st.canisters.get_mut(&canister) {
+                slot.module_hash = Some(module_hash);
+                slot.methods = methods;
+                slot.version += 1;
+                slot.timer = effects.timer.unwrap_or(0);
+                slot.history.record(CodeDeployment {
+                    mode: deployment.mode,
+                    source: deployment.source,
+                    caller: deployment.caller,
+                    module_hash,
+                    canister_version: slot.version,
+                    time,
+                });
+            }
+            let context = st.new_context(canister, Principal::management_canister(), Origin::System, 0);
+            for call in effects.calls {
+                send_call(inner, st, canister, context, call);
+            }
+            st.maybe_close(context);
+            done(Ok(()));
+        }),
+    }
+}
+
+/// Installs a module: install, reinstall or upgrade (atomic).
+pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<Box<CanisterInstance>>, job: InstallJob) -> Finished {
+    let InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, done } = job;
+    let deployment = Deployment { mode, source, caller };
+    let limits = inner.config.limits.clone();
+    let (mut info, time, had_module) = {
+        let mut st = inner.lock();
+        let time = st.now();
+        match st.canisters.get(&canister) {
+            Some(slot) => (slot.info(canister), time, slot.module_hash.is_some()),
+            None => {
+                done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
+                return Finished { instance: old, apply: Box::new(|_, _| {}) };
+            }
+        }
+    };
+    let fail = |old: Option<Box<CanisterInstance>>, reject: Reject, done: Box<dyn FnOnce(Result<(), Reject>) + Send>| {
+        done(Err(reject));
+        Finished { instance: old, apply: Box::new(|_, _| {}) }
+    };
+    let outstanding = outstanding_counter(inner, canister);
+    let name = canister.to_text();
+    let stable_pages = limits.stable_memory_pages;
+    // pre_upgrade sees the version before the install; init and
+    // post_upgrade the version after it.
+    let old_info = info.clone();
+    info.version += 1;
+    match mode {
+        InstallMode::Install | InstallMode::Reinstall => {
+            if mode == InstallMode::Install && had_module {
+                let r = Reject::system(
+                    ErrorCode::CanisterAlreadyInstalled,
+                    format!("Canister {canister} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."),
+                );
+                return fail(old, r, done);
+            }
+            let mut instance = match CanisterInstance::new(&inner.runtime, &component, StableMemory::new(stable_pages), &name) {
+                Ok(i) => Box::new(i),
+                Err(e) => return fail(old, Reject::system(ErrorCode::CanisterInvalidWasm, format!("Canister {canister}: {e}")), done),
+            };
+            let mut input = MessageInput::new(EntryPoint::Init, caller, time, limits.instructions_per_install);
+            input.arg = arg;
+            match instance.execute(input, info, 0, outstanding) {
+                Outcome::Trapped { code, message, .. } => {
+                    fail(old, Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during init: {message}")), done)
+                }
+                Outcome::Committed(effects) => installed(instance, canister, module_hash, deployment, effects, done),
+            }
+        }
+        InstallMode::Upgrade => {
+            let Some(mut old_instance) = old else {
+                return fail(
+                    None,
+                    Reject::system(
+                        ErrorCode::CanisterWasmModuleNotFound,
+                        format!("Error from Canister {canister}: Attempted to upgrade the canister, but it contains no Wasm module."),
+                    ),
+                    done,
+                );
+            };
+            // The new module is instantiated first (with no stable memory
+            // yet): a module that cannot run is refused before pre_upgrade.
+            let mut new_instance = match CanisterInstance::new(&inner.runtime, &component, StableMemory::default(), &name) {
+                Ok(i) => Box::new(i),
+                Err(e) => {
+                    return fail(
+                        Some(old_instance),
+                        Reject::system(ErrorCode::CanisterInvalidWasm, format!("Canister {canister}: {e}")),
+                        done,
+                    );
+                }
+            };
+            if !skip_pre_upgrade {
+                let mut pre = MessageInput::new(EntryPoint::PreUpgrade, caller, time, limits.instructions_per_install);
+                pre.stage_only = true;
+                if let Outcome::Trapped { code, message, .. } = old_instance.execute(pre, old_info, 0, outstanding.clone()) {
+                    return fail(
+                        Some(old_instance),
+                        Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during pre_upgrade: {message}")),
+                        done,
+                    );
+                }
+            }
+            // pre_upgrade's stable memory writes stay staged: post_upgrade's
+            // commit keeps them, its trap undoes them.
+            new_instance.put_stable(old_instance.take_stable());
+            let mut post = MessageInput::new(EntryPoint::PostUpgrade, caller, time, limits.instructions_per_install);
+            post.arg = arg;
+            match new_instance.execute(post, info, 0, outstanding) {
+                Outcome::Trapped { code, message, .. } => {
+                    // Back to the old version: stable memory (with pre_upgrade's
+                    // writes undone) and the old heap.
+                    let mut stable = new_instance.take_stable();
+                    stable.rollback();
+                    old_instance.put_stable(stable);
+                    old_instance.discard_staged();
+                    fail(
+                        Some(old_instance),
+                        Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during post_upgrade: {message}")),
+                        done,
+                    )
+                }
+                Outcome::Committed(effects) => installed(new_instance, canister, module_hash, deployment, effects, done),
+            }
+        }
+    }
+}
+
+/// `uninstall_code`: the module, heap, stable memory and timer go; every
+/// call the canister has not answered is rejected and its call contexts are
+/// deleted, so responses to its outstanding calls run no callback (they
+/// only refund cycles). Cycles, controllers, history and status stay.
+pub(super) fn run_uninstall(canister: Principal, old: Option<Box<CanisterInstance>>, done: Box<dyn FnOnce(Result<(), Reject>) + Send>) -> Finished {
+    // Heap and stable memory are freed here, outside the state lock.
+    drop(old);
+    Finished {
+        instance: None,
+        apply: Box::new(move |inner, st| {
+            let Some(slot) = st.canisters.get_mut(&canister) else {
+                return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
+            };
+            slot.module_hash = None;
+            slot.methods.clear();
+            slot.timer = 0;
+            slot.heap_size = 0;
+            slot.stable_size = 0;
+            slot.version += 1;
+            let contexts: Vec<u64> = st.contexts.iter().filter(|(_, c)| c.canister == canister).map(|(id, _)| *id).collect();
+            let mut deliveries = Vec::new();
+            for id in &contexts {
+                let reject = Reject {
+                    code: RejectCode::CanisterReject,
+                    error_code: None,
+                    message: format!("Canister {canister} has been uninstalled."),
+                };
+                deliveries.extend(st.respond(*id, Err(reject)));
+            }
+            for cb in st.callbacks.values_mut() {
+                if cb.caller == canister {
+                    cb.orphaned = true;
+                }
+            }
+            for id in contexts {
+                st.delete_context(id);
+            }
+            for (to, task) in deliveries {
+                inner.enqueue(st, to, task);
+            }
+            st.maybe_stopped(canister);
+            done(Ok(()));
+        }),
+    }
+}
+

@@ -1,0 +1,586 @@
+//! The scheduler: executor threads take one task of one idle canister at a
+//! time, run it on the canister's instance outside the state lock, then
+//! apply its effects under the lock (the response to the call context,
+//! outgoing calls with their callbacks, the timer, starvation rejects); the
+//! clock thread fires due timers and expires bounded-wait calls.
+//!
+//! Invariants kept here:
+//! - a canister's instance is out of its slot while it executes (`busy`),
+//!   so one execution per canister at a time; canisters run in parallel;
+//! - effects of an execution are applied only if it committed;
+//! - calls leave only when the execution that made them commits, and a
+//!   canister's requests to one callee join its FIFO queue in send order.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use candid::Principal;
+
+use super::exec::{self, CanisterInstance, CanisterRuntime, EntryPoint, MessageInput, MethodKind, Outcome, OutgoingCall, Response};
+use super::state::{Callback, Origin, ReplyTo, State, Task};
+use super::{CallResult, ErrorCode, Reject, RejectCode, Replica, ReplicaConfig, Status, lifecycle, management, wall_clock_ns};
+pub(super) struct Job {
+    pub(super) canister: Principal,
+    pub(super) instance: Option<Box<CanisterInstance>>,
+    pub(super) task: Task,
+}
+
+
+pub(super) struct Inner {
+    pub(super) runtime: CanisterRuntime,
+    /// Candid interfaces carried by modules, by module hash.
+    pub(super) interfaces: Mutex<std::collections::HashMap<[u8; 32], Arc<str>>>,
+    pub(super) config: ReplicaConfig,
+    pub(super) state: Mutex<State>,
+    pub(super) jobs: Mutex<VecDeque<Job>>,
+    pub(super) jobs_ready: Condvar,
+    /// Wakes the timer thread when time moves or a deadline appears.
+    pub(super) clock_changed: Condvar,
+    /// Executions running right now, and the most seen at once.
+    pub(super) in_flight: std::sync::atomic::AtomicUsize,
+    pub(super) max_in_flight: std::sync::atomic::AtomicUsize,
+    /// Canisters executing right now (checks one-at-a-time per canister).
+    pub(super) executing: Mutex<std::collections::HashSet<Principal>>,
+    pub(super) overlaps: std::sync::atomic::AtomicUsize,
+}
+
+/// The replica. Cheap to clone; its threads stop soon after the last clone
+/// is dropped (they hold it only weakly between jobs).
+
+impl Inner {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the next task of `canister` if it is idle.
+    pub(super) fn schedule(&self, st: &mut State, canister: Principal) {
+        let Some(slot) = st.canisters.get_mut(&canister) else { return };
+        if slot.busy || slot.queue.is_empty() {
+            return;
+        }
+        let Some(task) = slot.queue.pop_front() else { return };
+        slot.busy = true;
+        let instance = slot.instance.take();
+        self.push_job(Job { canister, instance, task });
+    }
+
+    pub(super) fn push_job(&self, job: Job) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.push_back(job);
+        drop(jobs);
+        self.jobs_ready.notify_one();
+    }
+
+    pub(super) fn enqueue(&self, st: &mut State, canister: Principal, task: Task) {
+        if let Some(slot) = st.canisters.get_mut(&canister) {
+            slot.queue.push_back(task);
+            self.schedule(st, canister);
+        }
+    }
+
+    /// Fires due timers and expires bounded-wait calls.
+    pub(super) fn tick(&self) {
+        let mut st = self.lock();
+        let now = st.now();
+        let due: Vec<Principal> = st
+            .canisters
+            .iter()
+            .filter(|(_, s)| s.timer != 0 && s.timer <= now && s.status == Status::Running && s.module_hash.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(s) = st.canisters.get_mut(&id) {
+                s.timer = 0;
+            }
+            self.enqueue(&mut st, id, Task::Timer);
+        }
+        let expired: Vec<(u64, u64)> = st.deadlines.range(..=(now, u64::MAX)).copied().collect();
+        for key in expired {
+            st.deadlines.remove(&key);
+            let cb_id = key.1;
+            let Some(cb) = st.callbacks.get(&cb_id) else { continue };
+            let caller = cb.caller;
+            // The callee still owes a response (its reply succeeds and its
+            // execution commits), but the response no longer reaches us.
+            if let Some(cctx) = cb.callee_context
+                && let Some(c) = st.contexts.get_mut(&cctx)
+                && matches!(c.origin, Origin::Canister { .. })
+            {
+                c.origin = Origin::Expired;
+            }
+            let reject = Reject {
+                code: RejectCode::SysUnknown,
+                error_code: Some(ErrorCode::DeadlineExpired),
+                message: "IC0601: the call's deadline expired before a response arrived; the call may or may not have been executed".into(),
+            };
+            // The response (and any refund in it) is dropped when it comes.
+            self.enqueue(&mut st, caller, Task::Response { callback: cb_id, result: Err(reject), refund: 0 });
+        }
+    }
+
+    pub(super) fn next_wakeup(&self) -> Option<u64> {
+        let st = self.lock();
+        let timers = st.canisters.values().filter(|s| s.timer != 0).map(|s| s.timer).min();
+        let deadline = st.deadlines.iter().next().map(|(d, _)| *d);
+        match (timers, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|t| t.saturating_sub(st.time_offset))
+    }
+}
+
+pub(super) fn clock_thread(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        inner.tick();
+        let wait = match inner.next_wakeup() {
+            Some(at) => Duration::from_nanos(at.saturating_sub(wall_clock_ns())).min(Duration::from_millis(100)),
+            None => Duration::from_millis(100),
+        };
+        let guard = inner.lock();
+        let _ = inner.clock_changed.wait_timeout(guard, wait.max(Duration::from_micros(200)));
+    }
+}
+
+pub(super) fn executor_thread(weak: Weak<Inner>) {
+    loop {
+        // Hold the replica strongly only while looking for or running a job.
+        let Some(inner) = weak.upgrade() else { return };
+        let job = {
+            let mut jobs = inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            if jobs.is_empty() {
+                jobs = inner
+                    .jobs_ready
+                    .wait_timeout(jobs, Duration::from_millis(200))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            jobs.pop_front()
+        };
+        if let Some(job) = job {
+            run_job(&inner, job);
+        }
+    }
+}
+
+/// What an executed task hands back to the scheduler.
+pub(super) struct Finished {
+    pub(super) instance: Option<Box<CanisterInstance>>,
+    pub(super) apply: Box<dyn FnOnce(&Arc<Inner>, &mut State) + Send>,
+}
+
+impl Finished {
+    /// Nothing ran: the instance goes back as it was.
+    pub(super) fn unchanged(instance: Option<Box<CanisterInstance>>) -> Self {
+        Self { instance, apply: Box::new(|_, _| {}) }
+    }
+}
+
+pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
+    let Job { canister, instance, task } = job;
+    if let Task::Management { caller, caller_version, method, arg, cycles, reply } = task {
+        let replica = Replica { inner: inner.clone() };
+        let caller = management::Caller { id: caller, version: caller_version };
+        management::dispatch(&replica, caller, &method, arg, cycles, reply);
+        return;
+    }
+    if let Task::ManagementResponse { callback, result } = task {
+        enqueue_management_response(inner, callback, result);
+        return;
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = inner.in_flight.fetch_add(1, SeqCst) + 1;
+    inner.max_in_flight.fetch_max(now, SeqCst);
+    if !inner.executing.lock().unwrap_or_else(|e| e.into_inner()).insert(canister) {
+        inner.overlaps.fetch_add(1, SeqCst);
+    }
+    let finished = match task {
+        Task::Install(install) => lifecycle::run_install(inner, canister, instance, install),
+        Task::Uninstall { done } => lifecycle::run_uninstall(canister, instance, done),
+        task => run_message(inner, canister, instance, task),
+    };
+    inner.executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&canister);
+    inner.in_flight.fetch_sub(1, SeqCst);
+    let mut st = inner.lock();
+    (finished.apply)(inner, &mut st);
+    if let Some(slot) = st.canisters.get_mut(&canister) {
+        if let Some(i) = finished.instance {
+            slot.heap_size = i.memory_size() as u64;
+            slot.stable_size = i.stable_size_bytes();
+            slot.instance = Some(i);
+        }
+        slot.busy = false;
+    }
+    inner.schedule(&mut st, canister);
+}
+
+pub(super) fn outstanding_counter(inner: &Arc<Inner>, canister: Principal) -> exec::OutstandingCalls {
+    let weak = Arc::downgrade(inner);
+    Arc::new(move |callee: &Principal| {
+        weak.upgrade()
+            .map_or(0, |i| i.lock().outstanding.get(&(canister, *callee)).copied().unwrap_or(0))
+    })
+}
+
+/// Runs a call, response or timer on the canister.
+/// Runs a call, response or timer on the canister.
+pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterInstance>>, task: Task) -> Finished {
+    let limits = &inner.config.limits;
+    // Gather what the execution needs under the lock.
+    let (info, timer, time, prep) = {
+        let mut st = inner.lock();
+        let time = st.now();
+        let Some(slot) = st.canisters.get(&canister) else {
+            return Finished::unchanged(instance);
+        };
+        let info = slot.info(canister);
+        let timer = slot.timer;
+        let prep = match &task {
+            Task::Call { context, .. } => {
+                let ctx = st.contexts.get(context);
+                Prep::Call {
+                    context: *context,
+                    deadline: ctx.map_or(0, |c| c.deadline),
+                    needs_response: ctx.is_some_and(|c| c.needs_response),
+                }
+            }
+            Task::Response { callback, .. } => match st.callbacks.get(callback) {
+                // The caller's context was deleted (uninstall_code), or the
+                // canister has no module to run the callback in: the
+                // response is dropped (its refund was already credited).
+                Some(cb) if cb.orphaned || instance.is_none() => Prep::DropResponse { callback: *callback, callee: cb.callee, context: cb.context },
+                Some(cb) => {
+                    // A callback runs in its call context: the original
+                    // caller, the context's deadline and unaccepted cycles.
+                    let ctx = st.contexts.get(&cb.context);
+                    Prep::Response {
+                        context: cb.context,
+                        env: cb.env,
+                        callee: cb.callee,
+                        caller: ctx.map_or(Principal::management_canister(), |c| c.caller),
+                        deadline: ctx.map_or(0, |c| c.deadline),
+                        cycles_available: ctx.filter(|c| c.needs_response).map_or(0, |c| c.cycles),
+                        context_instructions: ctx.map_or(0, |c| c.instructions),
+                        needs_response: ctx.is_some_and(|c| c.needs_response),
+                    }
+                }
+                None => Prep::Skip,
+            },
+            Task::Timer => Prep::Timer,
+            Task::Install(_) | Task::Uninstall { .. } | Task::Management { .. } | Task::ManagementResponse { .. } => Prep::Skip,
+        };
+        (info, timer, time, prep)
+    };
+    if let Prep::DropResponse { callback, callee, context } = prep {
+        tracing::debug!(canister = %canister, callback, "dropping a response: its call context was deleted");
+        return Finished {
+            instance,
+            apply: Box::new(move |_, st| {
+                st.callback_done(callback, canister, callee, context);
+                st.maybe_close(context);
+            }),
+        };
+    }
+    let Some(mut instance) = instance else {
+        // No module (uninstalled since the task was queued): answer and drop.
+        return Finished {
+            instance: None,
+            apply: Box::new(move |inner, st| {
+                if let Prep::Call { context, .. } = prep {
+                    let r = Reject::system(
+                        ErrorCode::CanisterWasmModuleNotFound,
+                        format!("Error from Canister {canister}: Attempted to execute a message, but the canister contains no Wasm module."),
+                    );
+                    if let Some((to, t)) = st.respond(context, Err(r)) {
+                        inner.enqueue(st, to, t);
+                    }
+                }
+            }),
+        };
+    };
+    let outstanding = outstanding_counter(inner, canister);
+    match (task, prep) {
+        (Task::Call { method, arg, caller, query, cycles, .. }, Prep::Call { context, deadline, needs_response }) => {
+            // A query method runs as a query however it is called (its state
+            // changes are discarded); called as an update, it is replicated.
+            let entry = match (query, instance.methods().get(&method)) {
+                (Some(replicated), _) => EntryPoint::Query { method, replicated },
+                (None, Some(MethodKind::Query)) => EntryPoint::Query { method, replicated: true },
+                (None, _) => EntryPoint::Update(method),
+            };
+            let limit = if entry.is_query() { limits.instructions_per_query } else { limits.instructions_per_update };
+            let bumps_version = entry.is_replicated();
+            // Queries see no deadline, however they are called.
+            let deadline = if entry.is_query() { 0 } else { deadline };
+            let mut input = MessageInput::new(entry, caller, time, limit);
+            input.arg = arg;
+            input.deadline = deadline;
+            input.needs_response = needs_response;
+            input.cycles_available = cycles;
+            let outcome = instance.execute(input, info, timer, outstanding);
+            finish(instance, canister, context, outcome, bumps_version)
+        }
+        (
+            Task::Response { callback, result, refund },
+            Prep::Response { context, env, callee, caller, deadline, cycles_available, context_instructions, needs_response },
+        ) => {
+            let (entry, arg, reject) = match result {
+                Ok(bytes) => (EntryPoint::Reply(env), bytes, None),
+                Err(r) => (EntryPoint::Reject(env), Vec::new(), Some((r.code, r.message))),
+            };
+            let mut input = MessageInput::new(entry, caller, time, limits.instructions_per_update);
+            input.arg = arg;
+            input.reject = reject;
+            input.deadline = deadline;
+            input.needs_response = needs_response;
+            input.cycles_available = cycles_available;
+            input.context_instructions = context_instructions;
+            input.cycles_refunded = refund;
+            let outcome = instance.execute(input, info.clone(), timer, outstanding.clone());
+            // What a committed cleanup callback left in the global timer.
+            let mut cleanup_timer = None;
+            let outcome = match outcome {
+                Outcome::Trapped { code, message, instructions } => {
+                    // The callback trapped: its cleanup runs, as a separate
+                    // execution whose own trap is ignored.
+                    let mut cleanup = MessageInput::new(EntryPoint::Cleanup(env), caller, time, limits.instructions_per_update);
+                    cleanup.deadline = deadline;
+                    match instance.execute(cleanup, info, timer, outstanding) {
+                        Outcome::Trapped { message: m, .. } => tracing::debug!(canister = %canister, "cleanup callback trapped: {m}"),
+                        Outcome::Committed(effects) => cleanup_timer = effects.timer,
+                    }
+                    Outcome::Trapped { code, message, instructions }
+                }
+                other => other,
+            };
+            let mut finished = finish(instance, canister, context, outcome, true);
+            let apply = finished.apply;
+            finished.apply = Box::new(move |inner, st| {
+                // The call this callback belongs to is no longer outstanding.
+                st.callback_done(callback, canister, callee, context);
+                if let Some(t) = cleanup_timer
+                    && let Some(slot) = st.canisters.get_mut(&canister)
+                {
+                    slot.timer = t;
+                    inner.clock_changed.notify_all();
+                }
+                apply(inner, st);
+            });
+            finished
+        }
+        (Task::Timer, Prep::Timer) => {
+            let input = MessageInput::new(EntryPoint::Timer, Principal::management_canister(), time, limits.instructions_per_update);
+            let outcome = instance.execute(input, info, timer, outstanding);
+            let context = {
+                let mut st = inner.lock();
+                st.new_context(canister, Principal::management_canister(), Origin::System, 0)
+            };
+            finish(instance, canister, context, outcome, true)
+        }
+        (Task::Response { callback, .. }, _) => {
+            // The callback is gone (its caller's context was deleted): drop.
+            tracing::debug!(canister = %canister, callback, "dropping a response without a callback");
+            Finished::unchanged(Some(instance))
+        }
+        _ => Finished::unchanged(Some(instance)),
+    }
+}
+
+enum Prep {
+    Call { context: u64, deadline: u64, needs_response: bool },
+    Response {
+        context: u64,
+        env: u64,
+        callee: Principal,
+        caller: Principal,
+        deadline: u64,
+        cycles_available: u64,
+        context_instructions: u64,
+        needs_response: bool,
+    },
+    DropResponse { callback: u64, callee: Principal, context: u64 },
+    Timer,
+    Skip,
+}
+
+/// `bumps_version`: a committed execution of this kind increments the
+/// canister version (updates, replicated queries, callbacks, timers).
+pub(super) fn finish(instance: Box<CanisterInstance>, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool) -> Finished {
+    Finished {
+        instance: Some(instance),
+        apply: Box::new(move |inner, st| {
+            let instructions = match &outcome {
+                Outcome::Committed(effects) => effects.instructions,
+                Outcome::Trapped { instructions, .. } => *instructions,
+            };
+            if let Some(ctx) = st.contexts.get_mut(&context) {
+                ctx.instructions = ctx.instructions.saturating_add(instructions);
+            }
+            apply_outcome(inner, st, canister, context, outcome, bumps_version)
+        }),
+    }
+}
+
+/// Applies a finished execution's outcome under the state lock.
+fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool) {
+    match outcome {
+            Outcome::Committed(effects) => {
+                if let Some(slot) = st.canisters.get_mut(&canister) {
+                    if bumps_version {
+                        slot.version += 1;
+                    }
+                    if let Some(t) = effects.timer {
+                        slot.timer = t;
+                        inner.clock_changed.notify_all();
+                    }
+                    slot.balance = slot.balance.saturating_add(effects.cycles_accepted);
+                    let attached: u64 = effects.calls.iter().map(|c| c.cycles).sum();
+                    slot.balance = slot.balance.saturating_sub(attached);
+                }
+                // What the execution accepted is no longer refundable.
+                if let Some(ctx) = st.contexts.get_mut(&context) {
+                    ctx.cycles = ctx.cycles.saturating_sub(effects.cycles_accepted);
+                }
+                for call in effects.calls {
+                    send_call(inner, st, canister, context, call);
+                }
+                let mut deliveries = Vec::new();
+                if let Some(response) = effects.response {
+                    let result = match response {
+                        Response::Reply(bytes) => Ok(bytes),
+                        Response::Reject(message) => Err(Reject::canister(message)),
+                    };
+                    deliveries.extend(st.respond(context, result));
+                }
+                deliveries.extend(starve(st, context, || {
+                    Reject::system(
+                        ErrorCode::CanisterDidNotReply,
+                        format!("Error from Canister {canister}: Canister did not reply to the call"),
+                    )
+                }));
+                for (to, task) in deliveries {
+                    inner.enqueue(st, to, task);
+                }
+            }
+            Outcome::Trapped { code, message, .. } => {
+                tracing::debug!(canister = %canister, "execution trapped: {code}: {message}");
+                let delivery = starve(st, context, || {
+                    let what = match code {
+                        ErrorCode::CanisterCalledTrap => format!("Canister called `ic0.trap` with message: '{message}'"),
+                        ErrorCode::CanisterInstructionLimitExceeded | ErrorCode::CanisterContractViolation => message.clone(),
+                        _ => format!("Canister trapped: {message}"),
+                    };
+                    Reject::system(code, format!("Error from Canister {canister}: {what}"))
+                });
+                if let Some((to, task)) = delivery {
+                    inner.enqueue(st, to, task);
+                }
+            }
+    }
+}
+
+/// If nothing can answer context `id` anymore, answers it with `reject()`.
+pub(super) fn starve(st: &mut State, id: u64, reject: impl FnOnce() -> Reject) -> Option<(Principal, Task)> {
+    let ctx = st.contexts.get(&id)?;
+    if ctx.needs_response && ctx.outstanding == 0 {
+        return st.respond(id, Err(reject()));
+    }
+    st.maybe_close(id);
+    None
+}
+
+/// Delivers a committed outgoing call.
+pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, context: u64, call: OutgoingCall) {
+    let now = st.now();
+    let deadline = call.timeout_seconds.map(|t| now.saturating_add(u64::from(t) * 1_000_000_000));
+    let callback = st.next_callback;
+    st.next_callback += 1;
+    st.callbacks.insert(
+        callback,
+        Callback {
+            caller,
+            context,
+            env: call.env,
+            callee: call.callee,
+            callee_context: None,
+            cycles: call.cycles,
+            management_accepts: call.callee == Principal::management_canister() && management::accepts_cycles(&call.method),
+            orphaned: false,
+        },
+    );
+    *st.outstanding.entry((caller, call.callee)).or_default() += 1;
+    if let Some(c) = st.contexts.get_mut(&context) {
+        c.outstanding += 1;
+    }
+    if let Some(d) = deadline {
+        st.deadlines.insert((d, callback));
+        inner.clock_changed.notify_all();
+    }
+    if call.callee == Principal::management_canister() {
+        inner.push_job(Job {
+            canister: call.callee,
+            instance: None,
+            task: Task::Management {
+                caller,
+                caller_version: Some(call.caller_version),
+                method: call.method,
+                arg: call.arg,
+                cycles: call.cycles,
+                reply: ReplyTo::Callback(callback),
+            },
+        });
+        return;
+    }
+    if let Err(reject) = st.check_callable(&call.callee, &call.method, false) {
+        let reject = if reject.error_code == Some(ErrorCode::CanisterNotFound) {
+            Reject { code: RejectCode::DestinationInvalid, ..reject }
+        } else {
+            reject
+        };
+        st.credit(&caller, call.cycles);
+        inner.enqueue(st, caller, Task::Response { callback, result: Err(reject), refund: call.cycles });
+        return;
+    }
+    let callee_context = st.new_context(call.callee, caller, Origin::Canister { callback }, deadline.unwrap_or(0));
+    if let Some(c) = st.contexts.get_mut(&callee_context) {
+        c.cycles = call.cycles;
+    }
+    if let Some(cb) = st.callbacks.get_mut(&callback) {
+        cb.callee_context = Some(callee_context);
+    }
+    inner.enqueue(
+        st,
+        call.callee,
+        Task::Call {
+            context: callee_context,
+            method: call.method,
+            arg: call.arg,
+            caller,
+            query: None,
+            cycles: call.cycles,
+        },
+    );
+}
+
+/// Sends a management canister response to a canister's callback. Safe to
+/// call with the state lock held (install and stop complete under it): the
+/// delivery runs as a job of its own.
+pub(super) fn deliver_response(inner: &Arc<Inner>, callback: u64, result: CallResult) {
+    inner.push_job(Job {
+        canister: Principal::management_canister(),
+        instance: None,
+        task: Task::ManagementResponse { callback, result },
+    });
+}
+
+/// Enqueues a management canister response for the calling canister.
+pub(super) fn enqueue_management_response(inner: &Arc<Inner>, callback: u64, result: CallResult) {
+    let mut st = inner.lock();
+    let Some(cb) = st.callbacks.get(&callback) else { return };
+    let caller = cb.caller;
+    let refund = if result.is_ok() && cb.management_accepts { 0 } else { cb.cycles };
+    st.credit(&caller, refund);
+    inner.enqueue(&mut st, caller, Task::Response { callback, result, refund });
+}

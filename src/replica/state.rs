@@ -1,0 +1,356 @@
+//! The replica's shared state, under its one lock: the canister slots
+//! (controllers, status, module, input queue, instance), call contexts and
+//! the callbacks of outgoing calls, the tasks a canister's queue holds, the
+//! name registry and the clock.
+//!
+//! Invariants kept here:
+//! - a call context is answered at most once ([`State::respond`]), and is
+//!   removed once it needs no response and nothing is outstanding
+//!   ([`State::maybe_close`]);
+//! - a stopping canister becomes stopped exactly when its last open call
+//!   context closes ([`State::maybe_stopped`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use candid::Principal;
+use tokio::sync::oneshot;
+use wasmtime::component::Component;
+
+use super::exec::{CanisterInfo, CanisterInstance, MethodKind};
+use super::{CallResult, ErrorCode, InstallMode, InstallSource, Reject, Status, chunks, history, wall_clock_ns};
+
+/// Where a call context's response goes.
+pub(super) enum Origin {
+    Ingress(oneshot::Sender<CallResult>),
+    Canister { callback: u64 },
+    /// A bounded-wait call whose deadline passed: the caller got SYS_UNKNOWN.
+    /// The callee still owes a response (it may reply, and its execution
+    /// commits as usual); the response is dropped on its way back.
+    Expired,
+    /// Timers and system tasks: no response expected.
+    System,
+}
+
+pub(super) struct CallContext {
+    pub(super) canister: Principal,
+    /// Who made the call: `msg_caller` in every execution of the context
+    /// (the method and its callbacks).
+    pub(super) caller: Principal,
+    pub(super) origin: Origin,
+    pub(super) needs_response: bool,
+    /// Calls made from this context whose callbacks have not run yet.
+    pub(super) outstanding: u32,
+    /// The bounded-wait deadline of the call (0: unbounded, ingress, system).
+    pub(super) deadline: u64,
+    /// Instructions its executions have taken so far.
+    pub(super) instructions: u64,
+    /// Cycles attached to the call this context answers and not accepted
+    /// yet: refunded to the caller with the response.
+    pub(super) cycles: u64,
+}
+
+pub(super) struct Callback {
+    pub(super) caller: Principal,
+    pub(super) context: u64,
+    pub(super) env: u64,
+    pub(super) callee: Principal,
+    /// The callee's context answering this call.
+    pub(super) callee_context: Option<u64>,
+    /// Cycles attached to the call (taken from the caller's balance).
+    pub(super) cycles: u64,
+    /// The callee keeps the attached cycles when it replies (the management
+    /// canister's `deposit_cycles`); otherwise a management response
+    /// refunds them all.
+    pub(super) management_accepts: bool,
+    /// The caller's call context was deleted (`uninstall_code`): the
+    /// response runs no callback; it only refunds cycles.
+    pub(super) orphaned: bool,
+}
+
+pub(super) enum Task {
+    Call {
+        context: u64,
+        method: String,
+        arg: Vec<u8>,
+        caller: Principal,
+        query: Option<bool>,
+        cycles: u64,
+    },
+    Response {
+        callback: u64,
+        result: CallResult,
+        /// Cycles returned to the caller with this response (already
+        /// credited to its balance; the callback reads them through
+        /// `msg_cycles_refunded`).
+        refund: u64,
+    },
+    Timer,
+    Install(InstallJob),
+    /// `uninstall_code` (queued like an install, so it never interrupts an
+    /// execution).
+    Uninstall {
+        done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+    },
+    /// A call to the management canister (runs on an executor thread,
+    /// outside the state lock).
+    Management {
+        caller: Principal,
+        /// The calling canister's version when it made the call (checked
+        /// against `sender_canister_version`); `None` for ingress.
+        caller_version: Option<u64>,
+        method: String,
+        arg: Vec<u8>,
+        cycles: u64,
+        reply: ReplyTo,
+    },
+    /// A management canister response on its way to a canister's callback
+    /// (a job of its own: the response may be produced under the state lock).
+    ManagementResponse {
+        callback: u64,
+        result: CallResult,
+    },
+}
+
+/// Where a management canister response goes.
+pub(crate) enum ReplyTo {
+    Ingress(oneshot::Sender<CallResult>),
+    Callback(u64),
+}
+
+pub(super) struct InstallJob {
+    pub(super) mode: InstallMode,
+    pub(super) component: Component,
+    pub(super) module_hash: [u8; 32],
+    pub(super) arg: Vec<u8>,
+    pub(super) caller: Principal,
+    pub(super) source: InstallSource,
+    /// An upgrade without running the old module's pre_upgrade.
+    pub(super) skip_pre_upgrade: bool,
+    pub(super) done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+}
+
+pub(super) struct Slot {
+    pub(super) controllers: Vec<Principal>,
+    pub(super) status: Status,
+    pub(super) stop_waiters: Vec<Box<dyn FnOnce(Result<(), Reject>) + Send>>,
+    pub(super) version: u64,
+    pub(super) balance: u64,
+    pub(super) module_hash: Option<[u8; 32]>,
+    pub(super) methods: HashMap<String, MethodKind>,
+    /// `None` while executing, or when empty (no module).
+    pub(super) instance: Option<Box<CanisterInstance>>,
+    pub(super) busy: bool,
+    pub(super) queue: VecDeque<Task>,
+    pub(super) timer: u64,
+    /// Open call contexts of this canister (for stopping).
+    pub(super) open_contexts: u32,
+    /// Heap and stable memory after the last execution, bytes.
+    pub(super) heap_size: u64,
+    pub(super) stable_size: u64,
+    /// The Wasm chunk store (`upload_chunk`, `install_chunked_code`).
+    pub(super) chunk_store: chunks::ChunkStore,
+    /// Successful code deployments (see [`history`]).
+    pub(super) history: history::InstallHistory,
+    /// Settings besides the controllers.
+    pub(super) settings: super::settings::Settings,
+}
+
+impl Slot {
+    pub(super) fn info(&self, id: Principal) -> CanisterInfo {
+        CanisterInfo {
+            id,
+            controllers: self.controllers.clone(),
+            status: self.status.code(),
+            version: self.version,
+            balance: self.balance,
+        }
+    }
+}
+
+pub(super) struct State {
+    pub(super) canisters: BTreeMap<Principal, Slot>,
+    pub(super) next_canister: u64,
+    pub(super) contexts: HashMap<u64, CallContext>,
+    pub(super) next_context: u64,
+    pub(super) callbacks: HashMap<u64, Callback>,
+    pub(super) next_callback: u64,
+    /// Outstanding requests per (caller, callee).
+    pub(super) outstanding: HashMap<(Principal, Principal), u32>,
+    /// Bounded-wait deadlines: (deadline, callback).
+    pub(super) deadlines: BTreeSet<(u64, u64)>,
+    pub(super) names: BTreeMap<String, Principal>,
+    /// Ids of deleted canisters (never reused).
+    pub(super) deleted: BTreeSet<Principal>,
+    /// Time offset added to the wall clock (tests advance it).
+    pub(super) time_offset: u64,
+    pub(super) last_time: u64,
+    pub(super) rng: rand::rngs::StdRng,
+}
+
+
+impl State {
+    /// The next free canister id (ids taken by `specified_id` and deleted
+    /// canisters' ids are skipped).
+    pub(super) fn allocate_id(&mut self) -> Principal {
+        loop {
+            let id = super::canister_id(self.next_canister);
+            self.next_canister += 1;
+            if !self.canisters.contains_key(&id) && !self.deleted.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub(super) fn now(&mut self) -> u64 {
+        let t = wall_clock_ns().saturating_add(self.time_offset).max(self.last_time + 1);
+        self.last_time = t;
+        t
+    }
+
+    /// Opens a call context on `canister` for a call from `caller` (the
+    /// management canister for system tasks).
+    pub(super) fn new_context(&mut self, canister: Principal, caller: Principal, origin: Origin, deadline: u64) -> u64 {
+        let id = self.next_context;
+        self.next_context += 1;
+        self.contexts.insert(
+            id,
+            CallContext {
+                canister,
+                caller,
+                needs_response: !matches!(origin, Origin::System),
+                origin,
+                outstanding: 0,
+                deadline,
+                instructions: 0,
+                cycles: 0,
+            },
+        );
+        if let Some(s) = self.canisters.get_mut(&canister) {
+            s.open_contexts += 1;
+        }
+        id
+    }
+
+    /// Adds cycles to a canister's balance (a refund; gone canisters lose it).
+    pub(super) fn credit(&mut self, canister: &Principal, cycles: u64) {
+        if let Some(slot) = self.canisters.get_mut(canister) {
+            slot.balance = slot.balance.saturating_add(cycles);
+        }
+    }
+
+    /// Checks that `method` can be called on `canister` now.
+    pub(super) fn check_callable(&self, canister: &Principal, method: &str, query: bool) -> Result<(), Reject> {
+        let Some(slot) = self.canisters.get(canister) else {
+            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
+        };
+        match slot.status {
+            Status::Running => {}
+            Status::Stopping => {
+                return Err(Reject::system(ErrorCode::CanisterStopping, format!("Canister {canister} is stopping")));
+            }
+            Status::Stopped => {
+                return Err(Reject::system(ErrorCode::CanisterStopped, format!("Canister {canister} is stopped")));
+            }
+        }
+        if slot.module_hash.is_none() {
+            return Err(Reject::system(
+                ErrorCode::CanisterWasmModuleNotFound,
+                format!("Error from Canister {canister}: Attempted to execute a message, but the canister contains no Wasm module."),
+            ));
+        }
+        match slot.methods.get(method) {
+            None => Err(Reject::system(
+                ErrorCode::CanisterMethodNotFound,
+                format!("Error from Canister {canister}: Canister has no {} method '{method}'.", if query { "query" } else { "update" }),
+            )),
+            Some(MethodKind::Update) if query => Err(Reject::system(
+                ErrorCode::CanisterMethodNotFound,
+                format!("Error from Canister {canister}: Canister has no query method '{method}'."),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Sends `result` to whoever waits on context `id`, if it still needs one.
+    /// Returns the (caller canister, response task) to enqueue, if any.
+    pub(super) fn respond(&mut self, id: u64, result: CallResult) -> Option<(Principal, Task)> {
+        let ctx = self.contexts.get_mut(&id)?;
+        if !ctx.needs_response {
+            return None;
+        }
+        ctx.needs_response = false;
+        let origin = std::mem::replace(&mut ctx.origin, Origin::System);
+        let out = match origin {
+            Origin::Ingress(tx) => {
+                let _ = tx.send(result);
+                None
+            }
+            Origin::Canister { callback } => {
+                // Unaccepted cycles go back to the caller with the response.
+                let refund = std::mem::take(&mut ctx.cycles);
+                let caller = self.callbacks.get(&callback).map(|cb| cb.caller);
+                if let Some(caller) = caller {
+                    self.credit(&caller, refund);
+                }
+                caller.map(|caller| (caller, Task::Response { callback, result, refund }))
+            }
+            Origin::Expired => {
+                // The caller was answered with SYS_UNKNOWN; the response and
+                // the cycles it would refund are dropped (as on the IC).
+                ctx.cycles = 0;
+                None
+            }
+            Origin::System => None,
+        };
+        self.maybe_close(id);
+        out
+    }
+
+    /// The response to `callback` (a call `canister` made from `context` to
+    /// `callee`) has been handled: the call is no longer outstanding.
+    pub(super) fn callback_done(&mut self, callback: u64, canister: Principal, callee: Principal, context: u64) {
+        if self.callbacks.remove(&callback).is_none() {
+            return;
+        }
+        if let Some(n) = self.outstanding.get_mut(&(canister, callee)) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(c) = self.contexts.get_mut(&context) {
+            c.outstanding = c.outstanding.saturating_sub(1);
+        }
+    }
+
+    /// Deletes context `id` whatever it still waits for (`uninstall_code`).
+    pub(super) fn delete_context(&mut self, id: u64) {
+        let Some(ctx) = self.contexts.remove(&id) else { return };
+        if let Some(s) = self.canisters.get_mut(&ctx.canister) {
+            s.open_contexts = s.open_contexts.saturating_sub(1);
+        }
+    }
+
+    /// Deletes a context that needs no response and has nothing outstanding.
+    pub(super) fn maybe_close(&mut self, id: u64) {
+        let Some(ctx) = self.contexts.get(&id) else { return };
+        if ctx.needs_response || ctx.outstanding > 0 {
+            return;
+        }
+        let canister = ctx.canister;
+        self.contexts.remove(&id);
+        if let Some(s) = self.canisters.get_mut(&canister) {
+            s.open_contexts = s.open_contexts.saturating_sub(1);
+        }
+        self.maybe_stopped(canister);
+    }
+
+    pub(super) fn maybe_stopped(&mut self, canister: Principal) {
+        let Some(slot) = self.canisters.get_mut(&canister) else { return };
+        if slot.status == Status::Stopping && slot.open_contexts == 0 {
+            slot.status = Status::Stopped;
+            slot.version += 1;
+            for w in std::mem::take(&mut slot.stop_waiters) {
+                w(Ok(()));
+            }
+        }
+    }
+}
+
