@@ -16,48 +16,17 @@ use ww::replica::management::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusResult, InstallCodeArgs,
     ProvisionalCreateCanisterArgs, UninstallCodeArgs, UpdateSettingsArgs, UpgradeFlags, WasmMemoryPersistence,
 };
-use ww::replica::{ErrorCode, InstallMode, RejectCode, Replica, ReplicaConfig};
+use ww::replica::{ErrorCode, InstallMode, RejectCode, Replica};
 
-fn admin() -> Principal {
-    Principal::self_authenticating(b"ww-test-admin")
-}
-
-fn replica() -> Replica {
-    common::canister_replica(ReplicaConfig::default())
-}
-
-fn wasm(name: &str) -> Vec<u8> {
-    std::fs::read(common::guest(name)).unwrap()
-}
-
-async fn install(r: &Replica, name: &str, arg: Vec<u8>) -> Principal {
-    let id = r.create_canister(vec![admin()]);
-    let m = ww::replica::install::prepare_module(r, &id, &wasm(name)).expect("prepare");
-    r.install(admin(), id, InstallMode::Install, m.component, m.hash, arg).await.expect("install");
-    id
-}
+use common::canisters::*;
 
 async fn upgrade(r: &Replica, id: Principal, name: &str, arg: Vec<u8>) {
     let m = ww::replica::install::prepare_module(r, &id, &wasm(name)).expect("prepare");
     r.install(admin(), id, InstallMode::Upgrade, m.component, m.hash, arg).await.expect("upgrade");
 }
 
-async fn update<T: CandidType + for<'de> Deserialize<'de>>(r: &Replica, id: Principal, method: &str, arg: Vec<u8>) -> T {
-    let bytes = r.call(admin(), id, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
-    Decode!(&bytes, T).unwrap()
-}
-
-async fn query<T: CandidType + for<'de> Deserialize<'de>>(r: &Replica, id: Principal, method: &str, arg: Vec<u8>) -> T {
-    let bytes = r.query(admin(), id, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
-    Decode!(&bytes, T).unwrap()
-}
-
-fn no_args() -> Vec<u8> {
-    Encode!().unwrap()
-}
-
 fn probe_init() -> Vec<u8> {
-    Encode!(&Option::<u64>::None).unwrap()
+    none_arg()
 }
 
 async fn mgmt(r: &Replica, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, ww::replica::Reject> {
@@ -67,18 +36,6 @@ async fn mgmt(r: &Replica, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, ww::re
 async fn status(r: &Replica, id: Principal) -> CanisterStatusResult {
     let bytes = mgmt(r, "canister_status", Encode!(&CanisterIdRecord { canister_id: id }).unwrap()).await.expect("canister_status");
     Decode!(&bytes, CanisterStatusResult).unwrap()
-}
-
-#[derive(CandidType, Deserialize, Debug)]
-struct CallError {
-    code: u32,
-    message: String,
-}
-
-#[derive(CandidType, Deserialize, Debug)]
-enum CallOutcome {
-    Ok(ByteBuf),
-    Err(CallError),
 }
 
 #[derive(CandidType, Deserialize, Debug, PartialEq, Eq)]

@@ -8,54 +8,10 @@ use std::time::Duration;
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
 use ww::replica::{ErrorCode, InstallMode, Limits, RejectCode, Replica, ReplicaConfig, Status};
 
-fn admin() -> Principal {
-    Principal::self_authenticating(b"ww-test-admin")
-}
+use common::canisters::*;
 
 fn replica_with(limits: Limits) -> Replica {
     common::canister_replica(ReplicaConfig { limits, ..ReplicaConfig::default() })
-}
-
-fn replica() -> Replica {
-    replica_with(Limits::default())
-}
-
-async fn install(r: &Replica, name: &str, arg: Vec<u8>) -> Principal {
-    let id = r.create_canister(vec![admin()]);
-    let wasm = std::fs::read(common::guest(name)).unwrap();
-    let m = ww::replica::install::prepare_module(r, &id, &wasm).expect("prepare");
-    r.install(admin(), id, InstallMode::Install, m.component, m.hash, arg).await.expect("install");
-    id
-}
-
-fn none_arg() -> Vec<u8> {
-    Encode!(&Option::<u64>::None).unwrap()
-}
-
-async fn update<T: CandidType + for<'de> Deserialize<'de>>(r: &Replica, id: Principal, method: &str, arg: Vec<u8>) -> T {
-    let bytes = r.call(admin(), id, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
-    Decode!(&bytes, T).unwrap()
-}
-
-async fn query<T: CandidType + for<'de> Deserialize<'de>>(r: &Replica, id: Principal, method: &str, arg: Vec<u8>) -> T {
-    let bytes = r.query(admin(), id, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
-    Decode!(&bytes, T).unwrap()
-}
-
-fn no_args() -> Vec<u8> {
-    Encode!().unwrap()
-}
-
-#[derive(CandidType, Deserialize, Debug)]
-struct CallError {
-    code: u32,
-    message: String,
-}
-
-#[derive(CandidType, Deserialize, Debug)]
-enum CallOutcome {
-    Ok(serde_bytes::ByteBuf),
-    Err(CallError),
 }
 
 #[tokio::test]
@@ -282,7 +238,9 @@ async fn instruction_payload_and_heap_limits() {
     assert_eq!(err.code, RejectCode::CanisterError, "{err}");
     let too_big = vec![0u8; (2 << 20) + 1];
     let err = r.call(admin(), id, "set", too_big).await.unwrap_err();
-    assert_eq!(err.code, RejectCode::CanisterError, "{err}");
+    // Refused before any execution (IC0406, CANISTER_REJECT).
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterRejectedMessage), "{err}");
+    assert_eq!(err.code, RejectCode::CanisterReject, "{err}");
     // The node is unharmed.
     update::<()>(&r, id, "set", Encode!(&3u64).unwrap()).await;
     assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 3);

@@ -415,13 +415,8 @@ impl Replica {
         module_hash: [u8; 32],
         arg: Vec<u8>,
     ) -> Result<(), Reject> {
-        let (tx, rx) = oneshot::channel();
         let request = InstallRequest { caller, canister, mode, source: InstallSource::Host, skip_pre_upgrade: false };
-        self.install_with(request, component, module_hash, arg, Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
-        rx.await
-            .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
+        completion(|done| self.install_with(request, component, module_hash, arg, done)).await
     }
 
     /// Queues an install; `done` gets the outcome, also when the install
@@ -432,9 +427,17 @@ impl Replica {
         component: Component,
         module_hash: [u8; 32],
         arg: Vec<u8>,
-        done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+        done: Done,
     ) {
         let InstallRequest { caller, canister, mode, source, skip_pre_upgrade } = request;
+        self.queue_for_controller(caller, canister, done, |done| {
+            Task::Install(InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, done })
+        });
+    }
+
+    /// Queues the task `make(done)` on `canister` if `caller` controls it;
+    /// otherwise `done` gets the reject at once.
+    fn queue_for_controller(&self, caller: Principal, canister: Principal, done: Done, make: impl FnOnce(Done) -> Task) {
         let mut st = self.lock();
         let Some(slot) = st.canisters.get_mut(&canister) else {
             drop(st);
@@ -444,42 +447,18 @@ impl Replica {
             drop(st);
             return done(Err(not_controller(&canister, &caller)));
         }
-        slot.queue.push_back(Task::Install(InstallJob {
-            mode,
-            component,
-            module_hash,
-            arg,
-            caller,
-            source,
-            skip_pre_upgrade,
-            done,
-        }));
+        slot.queue.push_back(make(done));
         self.inner.schedule(&mut st, canister);
     }
 
     /// `uninstall_code`: empties the canister (see [`lifecycle`]); queued
     /// behind what the canister is executing. Controllers only.
     pub async fn uninstall(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        let (tx, rx) = oneshot::channel();
-        self.uninstall_with(caller, canister, Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
-        rx.await
-            .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
+        completion(|done| self.uninstall_with(caller, canister, done)).await
     }
 
-    fn uninstall_with(&self, caller: Principal, canister: Principal, done: Box<dyn FnOnce(Result<(), Reject>) + Send>) {
-        let mut st = self.lock();
-        let Some(slot) = st.canisters.get_mut(&canister) else {
-            drop(st);
-            return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
-        };
-        if !slot.controllers.contains(&caller) {
-            drop(st);
-            return done(Err(not_controller(&canister, &caller)));
-        }
-        slot.queue.push_back(Task::Uninstall { done });
-        self.inner.schedule(&mut st, canister);
+    fn uninstall_with(&self, caller: Principal, canister: Principal, done: Done) {
+        self.queue_for_controller(caller, canister, done, |done| Task::Uninstall { done });
     }
 
     /// Checks that `canister` exists and `caller` controls it.
@@ -626,12 +605,7 @@ impl Replica {
     /// Stops a canister: new calls are rejected, responses still processed;
     /// resolves once no call context is open.
     pub async fn stop(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        let (tx, rx) = oneshot::channel();
-        self.stop_with(caller, canister, Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
-        rx.await
-            .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
+        completion(|done| self.stop_with(caller, canister, done)).await
     }
 
     fn stop_with(&self, caller: Principal, canister: Principal, done: Box<dyn FnOnce(Result<(), Reject>) + Send>) {
@@ -742,6 +716,19 @@ impl Replica {
         self.lock().rng.fill_bytes(&mut out);
         out
     }
+}
+
+/// Called once with the outcome of a queued lifecycle operation.
+type Done = Box<dyn FnOnce(Result<(), Reject>) + Send>;
+
+/// Starts an operation that reports through a [`Done`] and waits for it.
+async fn completion(start: impl FnOnce(Done)) -> Result<(), Reject> {
+    let (tx, rx) = oneshot::channel();
+    start(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    rx.await
+        .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
 }
 
 fn not_controller(canister: &Principal, caller: &Principal) -> Reject {
