@@ -186,6 +186,14 @@ fn variant_arguments_and_argument_files() {
     let (code, _, err) = install("variant { install }");
     assert_eq!(code, 1);
     assert!(err.contains("IC0538"), "{err}");
+    // An argument over the 2 MiB message limit reaches the replica (no shell
+    // limit in the way) and gets its size reject.
+    let path = dir.path().join("big.did");
+    let big: String = std::iter::repeat_n("\\00", 2 << 20).collect();
+    std::fs::write(&path, format!("(record {{ canister_id = principal \"{}\"; chunk = blob \"{big}\" }})", node.id)).unwrap();
+    let (code, _, err) = node.cli(&["call", "aaaaa-aa", "upload_chunk", "--argument-file", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("IC0406") && err.contains("2097152"), "{err}");
     // Arguments inline and from a file at once, or a missing file: usage errors.
     let (code, _, err) = node.cli(&["call", "counter", "inc", "()", "--argument-file", "/nonexistent.did"]);
     assert_eq!(code, 2, "{err}");

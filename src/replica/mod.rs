@@ -555,6 +555,18 @@ impl Replica {
 
     fn submit(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>, query: bool) -> oneshot::Receiver<CallResult> {
         let (tx, rx) = oneshot::channel();
+        // Every ingress message, to the management canister too.
+        if arg.len() > self.inner.config.limits.max_inter_canister_payload {
+            let _ = tx.send(Err(Reject::system(
+                ErrorCode::CanisterRejectedMessage,
+                format!(
+                    "the ingress payload ({} bytes) is larger than {} bytes",
+                    arg.len(),
+                    self.inner.config.limits.max_inter_canister_payload
+                ),
+            )));
+            return rx;
+        }
         if canister == Principal::management_canister() {
             self.inner.push_job(Job {
                 canister,
@@ -568,17 +580,6 @@ impl Replica {
                     reply: ReplyTo::Ingress(tx),
                 },
             });
-            return rx;
-        }
-        if arg.len() > self.inner.config.limits.max_inter_canister_payload {
-            let _ = tx.send(Err(Reject::system(
-                ErrorCode::CanisterRejectedMessage,
-                format!(
-                    "the ingress payload ({} bytes) is larger than {} bytes",
-                    arg.len(),
-                    self.inner.config.limits.max_inter_canister_payload
-                ),
-            )));
             return rx;
         }
         let mut st = self.lock();
