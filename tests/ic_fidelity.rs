@@ -379,3 +379,142 @@ async fn update_settings_stores_validates_and_reports_every_setting() {
     assert_eq!(err.code, RejectCode::CanisterReject, "{err}");
     assert_eq!(status(&r, id).await.settings.freezing_threshold, defaults.freezing_threshold);
 }
+
+#[tokio::test]
+async fn pre_upgrade_sees_the_timer_as_it_was() {
+    let r = replica();
+    let id = install(&r, "keeper", no_args()).await;
+    let at = r.time() + 3_600_000_000_000;
+    update::<()>(&r, id, "set_timer", Encode!(&at).unwrap()).await;
+    upgrade(&r, id, "keeper", no_args()).await;
+    assert_eq!(query::<u64>(&r, id, "timer_before_upgrade", no_args()).await, at);
+}
+
+#[tokio::test]
+async fn performance_counter_1_counts_the_whole_call_context() {
+    let r = replica();
+    let a = install(&r, "probe", probe_init()).await;
+    let b = install(&r, "probe", probe_init()).await;
+    let (before, this_execution, context): (u64, u64, u64) = update(&r, a, "instructions_around_await", Encode!(&b).unwrap()).await;
+    assert!(before > 0 && this_execution > 0, "{before} {this_execution}");
+    assert!(context >= before + this_execution, "the context's count ({context}) includes the execution before the await ({before})");
+}
+
+#[tokio::test]
+async fn a_callback_can_accept_the_calls_cycles() {
+    let r = replica();
+    let payer = install(&r, "probe", probe_init()).await;
+    let payee = install(&r, "probe", probe_init()).await;
+    let other = install(&r, "probe", probe_init()).await;
+    let start = query::<u64>(&r, payee, "balance", no_args()).await;
+    let call = Encode!(&payee, &"accept_after_await", &ByteBuf::from(Encode!(&other).unwrap()), &7_000u64).unwrap();
+    let out: CallOutcome = update(&r, payer, "call_with_cycles", call).await;
+    let CallOutcome::Ok(bytes) = out else { panic!("{out:?}") };
+    assert_eq!(Decode!(&bytes, u64).unwrap(), 7_000, "the callback saw and accepted the call's cycles");
+    assert_eq!(query::<u64>(&r, payee, "balance", no_args()).await, start + 7_000);
+}
+
+#[tokio::test]
+async fn msg_method_name_traps_outside_inspect_message() {
+    let r = replica();
+    let id = install(&r, "probe", probe_init()).await;
+    let err = r.call(admin(), id, "method_name", no_args()).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterContractViolation), "{err}");
+    assert!(err.message.contains("msg_method_name"), "{err}");
+}
+
+#[tokio::test]
+async fn stop_canister_times_out_and_the_canister_stays_stopping() {
+    let r = replica();
+    let a = install(&r, "probe", probe_init()).await;
+    let b = install(&r, "probe", probe_init()).await;
+    let gate = install(&r, "probe", probe_init()).await;
+    let _pending = r.submit_call(admin(), a, "call_method", Encode!(&b, &"record_after_gate", &ByteBuf::from(Encode!(&gate).unwrap())).unwrap());
+    wait_for_log(&r, gate, "waiting").await;
+    let stop = {
+        let r = r.clone();
+        tokio::spawn(async move { r.stop(admin(), b).await })
+    };
+    // b has an open call context: the stop waits, then times out.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!stop.is_finished());
+    r.advance_time(Duration::from_secs(301));
+    let err = stop.await.unwrap().unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::StopCanisterRequestTimeout), "{err}");
+    assert_eq!(err.code, RejectCode::SysTransient);
+    assert_eq!(r.status(&b).unwrap().status, ww::replica::Status::Stopping);
+    // Once the context closes, b is stopped.
+    update::<()>(&r, gate, "open_gate", no_args()).await;
+    let started = Instant::now();
+    while r.status(&b).unwrap().status != ww::replica::Status::Stopped {
+        assert!(started.elapsed() < Duration::from_secs(30), "b never stopped");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn growing_the_heap_past_wasm_memory_limit_traps() {
+    let r = replica();
+    let id = install(&r, "probe", probe_init()).await;
+    let heap = status(&r, id).await.memory_metrics.wasm_memory_size;
+    let limit = candid::Nat::from(u64::try_from(&heap.0).unwrap() + (1 << 20));
+    let settings = CanisterSettings { wasm_memory_limit: Some(limit), ..CanisterSettings::default() };
+    mgmt(&r, "update_settings", Encode!(&UpdateSettingsArgs { canister_id: id, settings, sender_canister_version: None }).unwrap()).await.unwrap();
+    let err = r.call(admin(), id, "grow_heap", Encode!(&8u32).unwrap()).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterWasmMemoryLimitExceeded), "{err}");
+    // Rolled back: nothing was kept; within the limit it works.
+    assert_eq!(update::<u64>(&r, id, "grow_heap", Encode!(&0u32).unwrap()).await, 0);
+    let settings = CanisterSettings { wasm_memory_limit: Some(candid::Nat::from(0u64)), ..CanisterSettings::default() };
+    mgmt(&r, "update_settings", Encode!(&UpdateSettingsArgs { canister_id: id, settings, sender_canister_version: None }).unwrap()).await.unwrap();
+    assert_eq!(update::<u64>(&r, id, "grow_heap", Encode!(&8u32).unwrap()).await, 8 << 20);
+}
+
+#[tokio::test]
+async fn canister_info_reports_the_change_history() {
+    use ww::replica::management::{CandidChangeDetails as D, CandidChangeOrigin as O, CandidInstallMode, CanisterInfoArgs, CanisterInfoResult};
+    let r = replica();
+    let probe = install(&r, "probe", probe_init()).await;
+    let args = ProvisionalCreateCanisterArgs::default();
+    let target = Decode!(&mgmt(&r, "provisional_create_canister_with_cycles", Encode!(&args).unwrap()).await.unwrap(), CanisterIdRecord)
+        .unwrap()
+        .canister_id;
+    let install = InstallCodeArgs { mode: CanisterInstallMode::Install, canister_id: target, wasm_module: wasm("keeper"), arg: no_args(), sender_canister_version: None };
+    mgmt(&r, "install_code", Encode!(&install).unwrap()).await.unwrap();
+    let both = CanisterSettings { controllers: Some(vec![admin(), probe]), ..CanisterSettings::default() };
+    mgmt(&r, "update_settings", Encode!(&UpdateSettingsArgs { canister_id: target, settings: both, sender_canister_version: None }).unwrap()).await.unwrap();
+    // A change a canister makes names it, at the version it gave.
+    let v = query::<u64>(&r, probe, "version", no_args()).await;
+    let only_probe = UpdateSettingsArgs { canister_id: target, settings: CanisterSettings { controllers: Some(vec![probe, admin()]), ..CanisterSettings::default() }, sender_canister_version: Some(v) };
+    let out: CallOutcome = update(&r, probe, "call_method", Encode!(&Principal::management_canister(), &"update_settings", &ByteBuf::from(Encode!(&only_probe).unwrap())).unwrap()).await;
+    assert!(matches!(out, CallOutcome::Ok(_)), "{out:?}");
+    mgmt(&r, "uninstall_code", Encode!(&UninstallCodeArgs { canister_id: target, sender_canister_version: None }).unwrap()).await.unwrap();
+
+    let info = |n: u64| {
+        let arg = Encode!(&CanisterInfoArgs { canister_id: target, num_requested_changes: Some(n) }).unwrap();
+        Encode!(&Principal::management_canister(), &"canister_info", &ByteBuf::from(arg)).unwrap()
+    };
+    let out: CallOutcome = update(&r, probe, "call_method", info(20)).await;
+    let CallOutcome::Ok(bytes) = out else { panic!("{out:?}") };
+    let info_all = Decode!(&bytes, CanisterInfoResult).unwrap();
+    assert_eq!(info_all.total_num_changes, 5);
+    assert!(info_all.module_hash.is_none(), "uninstalled");
+    assert_eq!(info_all.controllers, vec![probe, admin()]);
+    let details: Vec<&D> = info_all.recent_changes.iter().map(|c| &c.details).collect();
+    assert_eq!(details[0], &D::Creation { controllers: vec![admin()] });
+    assert!(matches!(details[1], D::CodeDeployment { mode: CandidInstallMode::Install, module_hash } if module_hash.len() == 32));
+    assert_eq!(details[2], &D::ControllersChange { controllers: vec![admin(), probe] });
+    assert_eq!(details[3], &D::ControllersChange { controllers: vec![probe, admin()] });
+    assert_eq!(details[4], &D::CodeUninstall);
+    assert_eq!(info_all.recent_changes[1].origin, O::FromUser { user_id: admin() });
+    assert_eq!(info_all.recent_changes[3].origin, O::FromCanister { canister_id: probe, canister_version: Some(v) });
+    let versions: Vec<u64> = info_all.recent_changes.iter().map(|c| c.canister_version).collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "versions increase: {versions:?}");
+    // Only the most recent, as many as asked for.
+    let out: CallOutcome = update(&r, probe, "call_method", info(2)).await;
+    let CallOutcome::Ok(bytes) = out else { panic!("{out:?}") };
+    let recent = Decode!(&bytes, CanisterInfoResult).unwrap().recent_changes;
+    assert_eq!(recent, info_all.recent_changes[3..].to_vec());
+    // Not for ingress.
+    let arg = Encode!(&CanisterInfoArgs { canister_id: target, num_requested_changes: None }).unwrap();
+    assert_eq!(mgmt(&r, "canister_info", arg).await.unwrap_err().error_code, Some(ErrorCode::CanisterRejectedMessage));
+}

@@ -104,6 +104,9 @@ pub struct MessageInput {
     /// Instructions the call context's earlier executions took
     /// (`performance_counter(1)`).
     pub context_instructions: u64,
+    /// The canister's `wasm_memory_limit` where it applies (updates, init,
+    /// post_upgrade); `None`: no limit but the host's.
+    pub wasm_memory_limit: Option<u64>,
     /// Leave heap and stable changes staged instead of committing them (the
     /// caller commits or discards; used by upgrades).
     pub stage_only: bool,
@@ -123,6 +126,7 @@ impl MessageInput {
             time,
             instruction_limit,
             context_instructions: 0,
+            wasm_memory_limit: None,
             stage_only: false,
         }
     }
@@ -457,6 +461,8 @@ impl CanisterInstance {
     pub fn execute(&mut self, input: MessageInput, info: CanisterInfo, current_timer: u64, outstanding: OutstandingCalls) -> Outcome {
         let limit = input.instruction_limit;
         let stage_only = input.stage_only;
+        let heap_limit = input.wasm_memory_limit;
+        let heap_before = self.memory.size() as u64;
         let entry = input.entry.clone();
         self.store.data().clock.store(input.time, Ordering::Relaxed);
         self.store.data_mut().ctx = Some(ExecContext {
@@ -516,6 +522,19 @@ impl CanisterInstance {
                         instructions,
                         dirty_pages: 0,
                     });
+                }
+                // The canister's `wasm_memory_limit` (update, init and
+                // post_upgrade): growing past it traps.
+                let heap = self.memory.size() as u64;
+                if let Some(max) = heap_limit
+                    && heap > max
+                    && heap > heap_before
+                {
+                    return self.trapped(
+                        ErrorCode::CanisterWasmMemoryLimitExceeded,
+                        format!("Canister exceeded its current Wasm memory limit of {max} bytes. The peak Wasm memory usage was {heap} bytes. If the canister reaches 4GiB, then it may stop functioning and may become unrecoverable. Please reach out to the canister owner to investigate the reason for the increased memory usage. It might be necessary to move data from the Wasm memory to the stable memory. If such high Wasm memory usage is expected and safe, then the developer can increase the Wasm memory limit in the canister settings."),
+                        instructions,
+                    );
                 }
                 let ran = started.elapsed();
                 let stats = match self.memory.commit() {

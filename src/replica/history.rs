@@ -1,26 +1,25 @@
-//! Each canister's code-deployment history, modelled on the IC's
-//! `canister_info` change log (`recent_changes`, `code_deployment` entries).
+//! Each canister's change history, as the IC keeps it for `canister_info`:
+//! creation, code deployments (install, reinstall, upgrade), code
+//! uninstalls and controller changes, each with the replica time, the
+//! canister version after it and who made it (a user, or a canister at a
+//! given version).
 //!
-//! Every successful install, reinstall or upgrade appends one
-//! [`CodeDeployment`]: the mode, how the module arrived ([`InstallSource`]:
+//! Code deployments also record how the module arrived ([`InstallSource`]:
 //! `install_code`, `install_chunked_code` with the store canister the chunks
-//! came from, or the host's own [`super::Replica::install`]), who installed
-//! it, the module's SHA-256, and the canister version and time after it. A
-//! failed install records nothing (it changed nothing). As on the IC only the
-//! most recent [`MAX_ENTRIES`] are kept; the total count is kept too.
-//!
-//! The history is host-side state: a canister cannot write it, so a test can
-//! check how code really got installed without trusting the canisters' own
-//! reports. [`super::Replica::install_history`] reads it; deleting the
-//! canister drops it.
+//! came from, or the host's own [`super::Replica::install`]), which the IC
+//! does not report but lets a test check how code really got installed
+//! without trusting the canisters' own reports ([`CodeDeployment`],
+//! [`super::Replica::install_history`]). A failed change records nothing.
+//! As on the IC only the most recent [`MAX_ENTRIES`] are kept; the total
+//! count is kept too. Deleting the canister drops its history.
 
 use std::collections::VecDeque;
 
-use candid::Principal;
+use candid::{CandidType, Deserialize, Principal};
 
 use super::InstallMode;
 
-/// Most entries kept per canister (the IC keeps 20 recent changes).
+/// Most entries kept per canister (the IC keeps at least 20 recent changes).
 pub const MAX_ENTRIES: usize = 20;
 
 /// How a module reached the replica.
@@ -35,7 +34,45 @@ pub enum InstallSource {
     Host,
 }
 
-/// One successful code deployment.
+/// Who made a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeOrigin {
+    /// An ingress sender (or the host).
+    User(Principal),
+    /// A canister, at the version it gave as `sender_canister_version`.
+    Canister { id: Principal, version: Option<u64> },
+}
+
+impl ChangeOrigin {
+    pub fn principal(&self) -> Principal {
+        match self {
+            ChangeOrigin::User(p) => *p,
+            ChangeOrigin::Canister { id, .. } => *id,
+        }
+    }
+}
+
+/// What changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeDetails {
+    Creation { controllers: Vec<Principal> },
+    CodeUninstall,
+    CodeDeployment { mode: InstallMode, module_hash: [u8; 32], source: InstallSource },
+    ControllersChange { controllers: Vec<Principal> },
+}
+
+/// One change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Replica time of the change, nanoseconds.
+    pub time: u64,
+    /// The canister's version after the change.
+    pub canister_version: u64,
+    pub origin: ChangeOrigin,
+    pub details: ChangeDetails,
+}
+
+/// One successful code deployment (a view of a [`Change`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodeDeployment {
     pub mode: InstallMode,
@@ -50,36 +87,131 @@ pub struct CodeDeployment {
     pub time: u64,
 }
 
-/// A bounded, oldest-first log of deployments.
+/// A bounded, oldest-first log of changes.
 #[derive(Clone, Debug, Default)]
-pub struct InstallHistory {
-    entries: VecDeque<CodeDeployment>,
+pub struct CanisterHistory {
+    entries: VecDeque<Change>,
     total: u64,
 }
 
-impl InstallHistory {
-    /// Appends `deployment`, dropping the oldest beyond [`MAX_ENTRIES`].
-    pub fn record(&mut self, deployment: CodeDeployment) {
+impl CanisterHistory {
+    /// Appends `change`, dropping the oldest beyond [`MAX_ENTRIES`].
+    pub fn record(&mut self, change: Change) {
         if self.entries.len() == MAX_ENTRIES {
             self.entries.pop_front();
         }
-        self.entries.push_back(deployment);
+        self.entries.push_back(change);
         self.total += 1;
     }
 
-    /// The kept entries, oldest first.
-    pub fn entries(&self) -> Vec<CodeDeployment> {
-        self.entries.iter().cloned().collect()
+    /// The kept changes, oldest first.
+    pub fn changes(&self) -> impl Iterator<Item = &Change> {
+        self.entries.iter()
     }
 
-    /// The most recent deployment.
-    pub fn last(&self) -> Option<&CodeDeployment> {
-        self.entries.back()
+    /// The kept code deployments, oldest first.
+    pub fn deployments(&self) -> Vec<CodeDeployment> {
+        self.entries
+            .iter()
+            .filter_map(|c| match &c.details {
+                ChangeDetails::CodeDeployment { mode, module_hash, source } => Some(CodeDeployment {
+                    mode: *mode,
+                    source: *source,
+                    caller: c.origin.principal(),
+                    module_hash: *module_hash,
+                    canister_version: c.canister_version,
+                    time: c.time,
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
-    /// Deployments ever recorded, including those no longer kept.
+    /// Changes ever recorded, including those no longer kept.
     pub fn total(&self) -> u64 {
         self.total
+    }
+}
+
+// ---- `canister_info`, in the IC's Candid ----------------------------------
+
+/// `canister_info`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct CanisterInfoArgs {
+    pub canister_id: Principal,
+    pub num_requested_changes: Option<u64>,
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum CandidChangeOrigin {
+    #[serde(rename = "from_user")]
+    FromUser { user_id: Principal },
+    #[serde(rename = "from_canister")]
+    FromCanister { canister_id: Principal, canister_version: Option<u64> },
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidInstallMode {
+    #[serde(rename = "install")]
+    Install,
+    #[serde(rename = "reinstall")]
+    Reinstall,
+    #[serde(rename = "upgrade")]
+    Upgrade,
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum CandidChangeDetails {
+    #[serde(rename = "creation")]
+    Creation { controllers: Vec<Principal> },
+    #[serde(rename = "code_uninstall")]
+    CodeUninstall,
+    #[serde(rename = "code_deployment")]
+    CodeDeployment { mode: CandidInstallMode, module_hash: serde_bytes::ByteBuf },
+    #[serde(rename = "controllers_change")]
+    ControllersChange { controllers: Vec<Principal> },
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CandidChange {
+    pub timestamp_nanos: u64,
+    pub canister_version: u64,
+    pub origin: CandidChangeOrigin,
+    pub details: CandidChangeDetails,
+}
+
+/// `canister_info`'s result.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct CanisterInfoResult {
+    pub total_num_changes: u64,
+    pub recent_changes: Vec<CandidChange>,
+    pub module_hash: Option<serde_bytes::ByteBuf>,
+    pub controllers: Vec<Principal>,
+}
+
+impl From<&Change> for CandidChange {
+    fn from(c: &Change) -> Self {
+        Self {
+            timestamp_nanos: c.time,
+            canister_version: c.canister_version,
+            origin: match c.origin {
+                ChangeOrigin::User(user_id) => CandidChangeOrigin::FromUser { user_id },
+                ChangeOrigin::Canister { id, version } => CandidChangeOrigin::FromCanister { canister_id: id, canister_version: version },
+            },
+            details: match &c.details {
+                ChangeDetails::Creation { controllers } => CandidChangeDetails::Creation { controllers: controllers.clone() },
+                ChangeDetails::CodeUninstall => CandidChangeDetails::CodeUninstall,
+                ChangeDetails::CodeDeployment { mode, module_hash, .. } => CandidChangeDetails::CodeDeployment {
+                    mode: match mode {
+                        InstallMode::Install => CandidInstallMode::Install,
+                        InstallMode::Reinstall => CandidInstallMode::Reinstall,
+                        InstallMode::Upgrade => CandidInstallMode::Upgrade,
+                    },
+                    module_hash: serde_bytes::ByteBuf::from(module_hash.to_vec()),
+                },
+                ChangeDetails::ControllersChange { controllers } => CandidChangeDetails::ControllersChange { controllers: controllers.clone() },
+            },
+        }
     }
 }
 
@@ -87,42 +219,47 @@ impl InstallHistory {
 mod tests {
     use super::*;
 
-    fn deployment(version: u64, source: InstallSource) -> CodeDeployment {
-        CodeDeployment {
-            mode: if version == 1 { InstallMode::Install } else { InstallMode::Upgrade },
-            source,
-            caller: Principal::anonymous(),
-            module_hash: [version as u8; 32],
-            canister_version: version,
+    fn deployment(version: u64, source: InstallSource) -> Change {
+        Change {
             time: version * 10,
+            canister_version: version,
+            origin: ChangeOrigin::User(Principal::anonymous()),
+            details: ChangeDetails::CodeDeployment {
+                mode: if version == 1 { InstallMode::Install } else { InstallMode::Upgrade },
+                module_hash: [version as u8; 32],
+                source,
+            },
         }
     }
 
     #[test]
     fn records_in_order_with_source() {
         let store = Principal::from_slice(&[1, 2, 3]);
-        let mut h = InstallHistory::default();
-        assert!(h.last().is_none());
+        let mut h = CanisterHistory::default();
+        h.record(Change {
+            time: 0,
+            canister_version: 0,
+            origin: ChangeOrigin::User(Principal::anonymous()),
+            details: ChangeDetails::Creation { controllers: vec![] },
+        });
         h.record(deployment(1, InstallSource::InstallCode));
         h.record(deployment(2, InstallSource::InstallChunkedCode { store }));
-        let e = h.entries();
-        assert_eq!(e.len(), 2);
+        let e = h.deployments();
+        assert_eq!(e.len(), 2, "only code deployments");
         assert_eq!((e[0].mode, e[0].source), (InstallMode::Install, InstallSource::InstallCode));
         assert_eq!((e[1].mode, e[1].source), (InstallMode::Upgrade, InstallSource::InstallChunkedCode { store }));
-        assert_eq!(h.last(), Some(&e[1]));
-        assert_eq!(h.total(), 2);
+        assert_eq!(h.total(), 3);
     }
 
     #[test]
     fn keeps_only_the_most_recent() {
-        let mut h = InstallHistory::default();
+        let mut h = CanisterHistory::default();
         for v in 1..=(MAX_ENTRIES as u64 + 5) {
             h.record(deployment(v, InstallSource::Host));
         }
-        let e = h.entries();
+        let e = h.deployments();
         assert_eq!(e.len(), MAX_ENTRIES);
         assert_eq!(e[0].canister_version, 6, "the oldest five were dropped");
-        assert_eq!(h.last().map(|d| d.canister_version), Some(MAX_ENTRIES as u64 + 5));
         assert_eq!(h.total(), MAX_ENTRIES as u64 + 5);
     }
 }

@@ -11,14 +11,15 @@ use super::exec::{self, CanisterInstance, EntryPoint, MessageInput, Outcome};
 use super::scheduler::{Finished, Inner, outstanding_counter, send_call};
 use super::stable::StableMemory;
 use super::state::{InstallJob, Origin};
-use super::{CodeDeployment, ErrorCode, InstallMode, InstallSource, Reject, RejectCode};
+use super::history::{Change, ChangeDetails, ChangeOrigin};
+use super::{ErrorCode, InstallMode, InstallSource, Reject, RejectCode};
 
 /// What the history records of an install besides the module hash.
 #[derive(Clone, Copy)]
 pub(super) struct Deployment {
     pub(super) mode: InstallMode,
     pub(super) source: InstallSource,
-    pub(super) caller: Principal,
+    pub(super) origin: ChangeOrigin,
 }
 
 /// The state changes of a successful install; the caller learns of it only
@@ -41,13 +42,11 @@ pub(super) fn installed(
                 slot.methods = methods;
                 slot.version += 1;
                 slot.timer = effects.timer.unwrap_or(0);
-                slot.history.record(CodeDeployment {
-                    mode: deployment.mode,
-                    source: deployment.source,
-                    caller: deployment.caller,
-                    module_hash,
-                    canister_version: slot.version,
+                slot.history.record(Change {
                     time,
+                    canister_version: slot.version,
+                    origin: deployment.origin,
+                    details: ChangeDetails::CodeDeployment { mode: deployment.mode, module_hash, source: deployment.source },
                 });
             }
             let context = st.new_context(canister, Principal::management_canister(), Origin::System, 0);
@@ -62,14 +61,14 @@ pub(super) fn installed(
 
 /// Installs a module: install, reinstall or upgrade (atomic).
 pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<Box<CanisterInstance>>, job: InstallJob) -> Finished {
-    let InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, done } = job;
-    let deployment = Deployment { mode, source, caller };
+    let InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, origin, done } = job;
+    let deployment = Deployment { mode, source, origin };
     let limits = inner.config.limits.clone();
-    let (mut info, time, had_module) = {
+    let (mut info, time, had_module, timer, heap_limit) = {
         let mut st = inner.lock();
         let time = st.now();
         match st.canisters.get(&canister) {
-            Some(slot) => (slot.info(canister), time, slot.module_hash.is_some()),
+            Some(slot) => (slot.info(canister), time, slot.module_hash.is_some(), slot.timer, slot.settings.heap_limit()),
             None => {
                 done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
                 return Finished { instance: old, apply: Box::new(|_, _| {}) };
@@ -102,6 +101,7 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
             };
             let mut input = MessageInput::new(EntryPoint::Init, caller, time, limits.instructions_per_install);
             input.arg = arg;
+            input.wasm_memory_limit = heap_limit;
             match instance.execute(input, info, 0, outstanding) {
                 Outcome::Trapped { code, message, .. } => {
                     fail(old, Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during init: {message}")), done)
@@ -135,7 +135,9 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
             if !skip_pre_upgrade {
                 let mut pre = MessageInput::new(EntryPoint::PreUpgrade, caller, time, limits.instructions_per_install);
                 pre.stage_only = true;
-                if let Outcome::Trapped { code, message, .. } = old_instance.execute(pre, old_info, 0, outstanding.clone()) {
+                // pre_upgrade sees the timer as it is (the install then
+                // deactivates it).
+                if let Outcome::Trapped { code, message, .. } = old_instance.execute(pre, old_info, timer, outstanding.clone()) {
                     return fail(
                         Some(old_instance),
                         Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during pre_upgrade: {message}")),
@@ -148,6 +150,7 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
             new_instance.put_stable(old_instance.take_stable());
             let mut post = MessageInput::new(EntryPoint::PostUpgrade, caller, time, limits.instructions_per_install);
             post.arg = arg;
+            post.wasm_memory_limit = heap_limit;
             match new_instance.execute(post, info, 0, outstanding) {
                 Outcome::Trapped { code, message, .. } => {
                     // Back to the old version: stable memory (with pre_upgrade's
@@ -172,12 +175,18 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
 /// call the canister has not answered is rejected and its call contexts are
 /// deleted, so responses to its outstanding calls run no callback (they
 /// only refund cycles). Cycles, controllers, history and status stay.
-pub(super) fn run_uninstall(canister: Principal, old: Option<Box<CanisterInstance>>, done: Box<dyn FnOnce(Result<(), Reject>) + Send>) -> Finished {
+pub(super) fn run_uninstall(
+    canister: Principal,
+    old: Option<Box<CanisterInstance>>,
+    origin: ChangeOrigin,
+    done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+) -> Finished {
     // Heap and stable memory are freed here, outside the state lock.
     drop(old);
     Finished {
         instance: None,
         apply: Box::new(move |inner, st| {
+            let time = st.now();
             let Some(slot) = st.canisters.get_mut(&canister) else {
                 return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
             };
@@ -187,6 +196,7 @@ pub(super) fn run_uninstall(canister: Principal, old: Option<Box<CanisterInstanc
             slot.heap_size = 0;
             slot.stable_size = 0;
             slot.version += 1;
+            slot.history.record(Change { time, canister_version: slot.version, origin, details: ChangeDetails::CodeUninstall });
             let contexts: Vec<u64> = st.contexts.iter().filter(|(_, c)| c.canister == canister).map(|(id, _)| *id).collect();
             let mut deliveries = Vec::new();
             for id in &contexts {

@@ -17,7 +17,8 @@ use bytes::Bytes;
 use candid::{CandidType, Deserialize, Principal};
 
 use super::chunks::{self, ChunkHash};
-use super::{CallResult, ErrorCode, InstallMode, InstallRequest, InstallSource, Reject, Replica, ReplyTo, Status};
+pub use super::history::{CandidChange, CandidChangeDetails, CandidChangeOrigin, CandidInstallMode, CanisterInfoArgs, CanisterInfoResult};
+use super::{CallResult, ChangeOrigin, ErrorCode, InstallMode, InstallRequest, InstallSource, Reject, Replica, ReplyTo, Status};
 
 pub use super::settings::{CanisterSettings, DefiniteCanisterSettings, EnvironmentVariable, LogVisibility};
 
@@ -285,6 +286,15 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// The origin a change made by this call is recorded with (a canister
+    /// at the version it claimed).
+    fn origin(&self, sender_canister_version: Option<u64>) -> ChangeOrigin {
+        match self.version {
+            Some(_) => ChangeOrigin::Canister { id: self.id, version: sender_canister_version },
+            None => ChangeOrigin::User(self.id),
+        }
+    }
+
     /// A `sender_canister_version`, when given by a canister, must be the
     /// version that canister had when it made the call.
     fn check_sender_version(&self, method: &str, claimed: Option<u64>) -> Result<(), Reject> {
@@ -302,7 +312,7 @@ impl Caller {
 }
 
 /// Management methods only canisters may call (ingress is refused).
-pub const CANISTER_ONLY: &[&str] = &["create_canister", "raw_rand", "deposit_cycles"];
+pub const CANISTER_ONLY: &[&str] = &["create_canister", "raw_rand", "deposit_cycles", "canister_info"];
 
 /// Whether a call of `method` with the attached cycles keeps them when it
 /// succeeds (the rest refund everything attached).
@@ -351,7 +361,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let controllers = controllers_or(caller, args.settings.as_ref())?;
                 // The cycles attached to the call are the new balance.
-                let id = replica.create_canister_with(controllers, cycles, None, args.settings.as_ref())?;
+                let id = replica.create_canister_with(from.origin(args.sender_canister_version), controllers, cycles, None, args.settings.as_ref())?;
                 encode(&CanisterIdRecord { canister_id: id })
             }
             "provisional_create_canister_with_cycles" => {
@@ -367,7 +377,8 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                     Some(n) => nat_to_u64(method, "amount", n)?,
                     None => replica.initial_cycles(),
                 };
-                let id = replica.create_canister_with(controllers, balance, args.specified_id, args.settings.as_ref())?;
+                let origin = from.origin(args.sender_canister_version);
+                let id = replica.create_canister_with(origin, controllers, balance, args.specified_id, args.settings.as_ref())?;
                 encode(&CanisterIdRecord { canister_id: id })
             }
             "provisional_top_up_canister" => {
@@ -379,7 +390,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             "install_code" => {
                 let args: InstallCodeArgsRef = decode(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
-                let install = install_request(caller, args.canister_id, &args.mode, InstallSource::InstallCode)?;
+                let install = install_request(from.origin(args.sender_canister_version), args.canister_id, &args.mode, InstallSource::InstallCode)?;
                 // Every check that can fail with `?` comes before this.
                 let Some(reply) = take_reply() else { return Ok(None) };
                 let hash = chunks::sha256(args.wasm_module);
@@ -390,7 +401,8 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 let args: InstallChunkedCodeArgs = decode(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let store = args.store_canister.unwrap_or(args.target_canister);
-                let install = install_request(caller, args.target_canister, &args.mode, InstallSource::InstallChunkedCode { store })?;
+                let origin = from.origin(args.sender_canister_version);
+                let install = install_request(origin, args.target_canister, &args.mode, InstallSource::InstallChunkedCode { store })?;
                 let module = chunked_module(replica, caller, &args)?;
                 let Some(reply) = take_reply() else { return Ok(None) };
                 install_module(replica, install, args.arg, &module.bytes, module.hash, reply);
@@ -409,7 +421,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             "update_settings" => {
                 let args: UpdateSettingsArgs = decode(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
-                replica.update_settings(caller, args.canister_id, &args.settings)?;
+                replica.update_settings(from.origin(args.sender_canister_version), args.canister_id, &args.settings)?;
                 Ok(empty_reply())
             }
             "uninstall_code" => {
@@ -417,8 +429,16 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let replica2 = replica.clone();
                 let Some(reply) = take_reply() else { return Ok(None) };
-                replica.uninstall_with(caller, args.canister_id, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+                let origin = from.origin(args.sender_canister_version);
+                replica.uninstall_with(origin, args.canister_id, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
                 return Ok(None);
+            }
+            "canister_info" => {
+                let args: CanisterInfoArgs = decode(method, arg)?;
+                let Some(info) = replica.canister_info(&args.canister_id, args.num_requested_changes.unwrap_or(0)) else {
+                    return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {} not found", args.canister_id)));
+                };
+                encode(&info)
             }
             "canister_status" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
@@ -497,7 +517,7 @@ fn controller_check(_replica: &Replica, canister: &Principal, caller: &Principal
 }
 
 /// The install request for `mode` (and its upgrade flags).
-fn install_request(caller: Principal, canister: Principal, mode: &CanisterInstallMode, source: InstallSource) -> Result<InstallRequest, Reject> {
+fn install_request(origin: ChangeOrigin, canister: Principal, mode: &CanisterInstallMode, source: InstallSource) -> Result<InstallRequest, Reject> {
     let (mode, skip_pre_upgrade) = match mode {
         CanisterInstallMode::Install => (InstallMode::Install, false),
         CanisterInstallMode::Reinstall => (InstallMode::Reinstall, false),
@@ -513,7 +533,7 @@ fn install_request(caller: Principal, canister: Principal, mode: &CanisterInstal
             (InstallMode::Upgrade, flags.as_ref().and_then(|f| f.skip_pre_upgrade).unwrap_or(false))
         }
     };
-    Ok(InstallRequest { caller, canister, mode, source, skip_pre_upgrade })
+    Ok(InstallRequest { origin, canister, mode, source, skip_pre_upgrade })
 }
 
 /// The one install path of `install_code` and `install_chunked_code`:
@@ -521,7 +541,7 @@ fn install_request(caller: Principal, canister: Principal, mode: &CanisterInstal
 /// `module` (whose SHA-256 is `hash`) and queues the install; the response
 /// goes to `reply` in every case.
 fn install_module(replica: &Replica, install: InstallRequest, arg: Vec<u8>, module: &[u8], hash: [u8; 32], reply: ReplyTo) {
-    let (caller, canister) = (install.caller, install.canister);
+    let (caller, canister) = (install.origin.principal(), install.canister);
     let prepared = replica
         .check_controller(&canister, &caller)
         .and_then(|()| super::install::prepare_module_hashed(replica, &canister, module, hash));

@@ -52,7 +52,7 @@ use exec::CanisterRuntime;
 use scheduler::{Inner, Job, clock_thread, executor_thread};
 pub(crate) use state::ReplyTo;
 use state::{InstallJob, Origin, Slot, State, Task};
-pub use history::{CodeDeployment, InstallSource};
+pub use history::{ChangeOrigin, CodeDeployment, InstallSource};
 pub use types::{ErrorCode, Limits, RejectCode};
 
 /// A reject as a caller sees it.
@@ -157,7 +157,8 @@ pub struct MemoryUsage {
 
 /// Who installs what how (everything of an install but the module).
 pub(crate) struct InstallRequest {
-    pub caller: Principal,
+    /// Who installs (the caller), for the history.
+    pub origin: ChangeOrigin,
     pub canister: Principal,
     pub mode: InstallMode,
     pub source: InstallSource,
@@ -291,10 +292,12 @@ impl Replica {
     }
 
     /// Creates an empty canister controlled by `controllers`.
+    /// (The host creates it: its history names the first controller.)
     pub fn create_canister(&self, controllers: Vec<Principal>) -> Principal {
+        let origin = ChangeOrigin::User(controllers.first().copied().unwrap_or(Principal::anonymous()));
         let mut st = self.lock();
         let id = st.allocate_id();
-        self.insert_canister(&mut st, id, controllers, self.inner.config.initial_cycles);
+        self.insert_canister(&mut st, id, controllers, self.inner.config.initial_cycles, origin);
         id
     }
 
@@ -302,6 +305,7 @@ impl Replica {
     /// if given (which must be free).
     pub fn create_canister_with(
         &self,
+        origin: ChangeOrigin,
         controllers: Vec<Principal>,
         balance: u64,
         specified_id: Option<Principal>,
@@ -319,7 +323,7 @@ impl Replica {
             Some(id) => id,
             None => st.allocate_id(),
         };
-        self.insert_canister(&mut st, id, controllers, balance);
+        self.insert_canister(&mut st, id, controllers, balance, origin);
         if let Some(slot) = st.canisters.get_mut(&id) {
             slot.settings = initial;
         }
@@ -331,7 +335,14 @@ impl Replica {
         self.inner.config.initial_cycles
     }
 
-    fn insert_canister(&self, st: &mut State, id: Principal, controllers: Vec<Principal>, balance: u64) {
+    fn insert_canister(&self, st: &mut State, id: Principal, controllers: Vec<Principal>, balance: u64, origin: ChangeOrigin) {
+        let mut history = history::CanisterHistory::default();
+        history.record(history::Change {
+            time: st.now(),
+            canister_version: 0,
+            origin,
+            details: history::ChangeDetails::Creation { controllers: controllers.clone() },
+        });
         st.canisters.insert(
             id,
             Slot {
@@ -350,7 +361,7 @@ impl Replica {
                 heap_size: 0,
                 stable_size: 0,
                 chunk_store: chunks::ChunkStore::default(),
-                history: history::InstallHistory::default(),
+                history,
                 settings: settings::Settings::default(),
             },
         );
@@ -397,7 +408,22 @@ impl Replica {
     /// [`history::MAX_ENTRIES`]); `None` if the canister does not exist.
     /// Host-side state, like the IC's `canister_info` change log.
     pub fn install_history(&self, id: &Principal) -> Option<Vec<CodeDeployment>> {
-        self.lock().canisters.get(id).map(|s| s.history.entries())
+        self.lock().canisters.get(id).map(|s| s.history.deployments())
+    }
+
+    /// `canister_info`: the last `changes` changes (at most
+    /// [`history::MAX_ENTRIES`]), the module hash and the controllers.
+    pub fn canister_info(&self, id: &Principal, changes: u64) -> Option<history::CanisterInfoResult> {
+        let st = self.lock();
+        let slot = st.canisters.get(id)?;
+        let kept: Vec<&history::Change> = slot.history.changes().collect();
+        let n = usize::try_from(changes).unwrap_or(usize::MAX).min(kept.len());
+        Some(history::CanisterInfoResult {
+            total_num_changes: slot.history.total(),
+            recent_changes: kept[kept.len() - n..].iter().map(|c| history::CandidChange::from(*c)).collect(),
+            module_hash: slot.module_hash.map(|h| serde_bytes::ByteBuf::from(h.to_vec())),
+            controllers: slot.controllers.clone(),
+        })
     }
 
     pub fn is_controller(&self, id: &Principal, who: &Principal) -> bool {
@@ -415,7 +441,7 @@ impl Replica {
         module_hash: [u8; 32],
         arg: Vec<u8>,
     ) -> Result<(), Reject> {
-        let request = InstallRequest { caller, canister, mode, source: InstallSource::Host, skip_pre_upgrade: false };
+        let request = InstallRequest { origin: ChangeOrigin::User(caller), canister, mode, source: InstallSource::Host, skip_pre_upgrade: false };
         completion(|done| self.install_with(request, component, module_hash, arg, done)).await
     }
 
@@ -429,9 +455,10 @@ impl Replica {
         arg: Vec<u8>,
         done: Done,
     ) {
-        let InstallRequest { caller, canister, mode, source, skip_pre_upgrade } = request;
+        let InstallRequest { origin, canister, mode, source, skip_pre_upgrade } = request;
+        let caller = origin.principal();
         self.queue_for_controller(caller, canister, done, |done| {
-            Task::Install(InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, done })
+            Task::Install(InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, origin, done })
         });
     }
 
@@ -454,11 +481,11 @@ impl Replica {
     /// `uninstall_code`: empties the canister (see [`lifecycle`]); queued
     /// behind what the canister is executing. Controllers only.
     pub async fn uninstall(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        completion(|done| self.uninstall_with(caller, canister, done)).await
+        completion(|done| self.uninstall_with(ChangeOrigin::User(caller), canister, done)).await
     }
 
-    fn uninstall_with(&self, caller: Principal, canister: Principal, done: Done) {
-        self.queue_for_controller(caller, canister, done, |done| Task::Uninstall { done });
+    fn uninstall_with(&self, origin: ChangeOrigin, canister: Principal, done: Done) {
+        self.queue_for_controller(origin.principal(), canister, done, |done| Task::Uninstall { origin, done });
     }
 
     /// Checks that `canister` exists and `caller` controls it.
@@ -624,8 +651,13 @@ impl Replica {
                     slot.version += 1;
                 }
                 slot.status = Status::Stopping;
-                slot.stop_waiters.push(done);
+                let timeout = self.inner.config.limits.stop_canister_timeout_seconds.saturating_mul(1_000_000_000);
+                let until = st.now().saturating_add(timeout);
+                if let Some(slot) = st.canisters.get_mut(&canister) {
+                    slot.stop_waiters.push((until, done));
+                }
                 st.maybe_stopped(canister);
+                self.inner.clock_changed.notify_all();
             }
         }
     }
@@ -638,7 +670,7 @@ impl Replica {
         if !slot.controllers.contains(&caller) {
             return Err(not_controller(&canister, &caller));
         }
-        let waiters = std::mem::take(&mut slot.stop_waiters);
+        let waiters: Vec<_> = std::mem::take(&mut slot.stop_waiters).into_iter().map(|(_, w)| w).collect();
         slot.status = Status::Running;
         slot.version += 1;
         drop(st);
@@ -674,7 +706,9 @@ impl Replica {
 
     /// `update_settings`: replaces the controllers if given; every
     /// successful call increments the canister version. Controllers only.
-    pub fn update_settings(&self, caller: Principal, canister: Principal, update: &settings::CanisterSettings) -> Result<(), Reject> {
+    pub fn update_settings(&self, origin: ChangeOrigin, canister: Principal, update: &settings::CanisterSettings) -> Result<(), Reject> {
+        let caller = origin.principal();
+        let time = self.time();
         let mut st = self.lock();
         let Some(slot) = st.canisters.get_mut(&canister) else {
             return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
@@ -683,10 +717,16 @@ impl Replica {
             return Err(not_controller(&canister, &caller));
         }
         slot.settings.apply(update)?;
+        slot.version += 1;
         if let Some(controllers) = &update.controllers {
             slot.controllers = controllers.clone();
+            slot.history.record(history::Change {
+                time,
+                canister_version: slot.version,
+                origin,
+                details: history::ChangeDetails::ControllersChange { controllers: controllers.clone() },
+            });
         }
-        slot.version += 1;
         Ok(())
     }
 

@@ -95,6 +95,22 @@ impl Inner {
             }
             self.enqueue(&mut st, id, Task::Timer);
         }
+        // stop_canister calls that waited too long fail; the canister stays
+        // stopping (IC0206, as on the IC).
+        let mut timed_out = Vec::new();
+        for (id, slot) in st.canisters.iter_mut() {
+            if slot.stop_waiters.iter().any(|(until, _)| *until <= now) {
+                let (late, waiting) = std::mem::take(&mut slot.stop_waiters).into_iter().partition(|(until, _)| *until <= now);
+                slot.stop_waiters = waiting;
+                timed_out.extend(late.into_iter().map(|(_, w): (u64, _)| (*id, w)));
+            }
+        }
+        for (id, waiter) in timed_out {
+            waiter(Err(Reject::system(
+                ErrorCode::StopCanisterRequestTimeout,
+                format!("Stop canister request for {id} timed out; the canister is still stopping."),
+            )));
+        }
         let expired: Vec<(u64, u64)> = st.deadlines.range(..=(now, u64::MAX)).copied().collect();
         for key in expired {
             st.deadlines.remove(&key);
@@ -121,7 +137,11 @@ impl Inner {
 
     pub(super) fn next_wakeup(&self) -> Option<u64> {
         let st = self.lock();
-        let timers = st.canisters.values().filter(|s| s.timer != 0).map(|s| s.timer).min();
+        let timers = st
+            .canisters
+            .values()
+            .flat_map(|s| (s.timer != 0).then_some(s.timer).into_iter().chain(s.stop_waiters.iter().map(|(until, _)| *until)))
+            .min();
         let deadline = st.deadlines.iter().next().map(|(d, _)| *d);
         match (timers, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -198,7 +218,7 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
     }
     let finished = match task {
         Task::Install(install) => lifecycle::run_install(inner, canister, instance, install),
-        Task::Uninstall { done } => lifecycle::run_uninstall(canister, instance, done),
+        Task::Uninstall { origin, done } => lifecycle::run_uninstall(canister, instance, origin, done),
         task => run_message(inner, canister, instance, task),
     };
     inner.executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&canister);
@@ -229,7 +249,7 @@ pub(super) fn outstanding_counter(inner: &Arc<Inner>, canister: Principal) -> ex
 pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterInstance>>, task: Task) -> Finished {
     let limits = &inner.config.limits;
     // Gather what the execution needs under the lock.
-    let (info, timer, time, prep) = {
+    let (info, timer, time, heap_limit, prep) = {
         let mut st = inner.lock();
         let time = st.now();
         let Some(slot) = st.canisters.get(&canister) else {
@@ -237,6 +257,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
         };
         let info = slot.info(canister);
         let timer = slot.timer;
+        let heap_limit = slot.settings.heap_limit();
         let prep = match &task {
             Task::Call { context, .. } => {
                 let ctx = st.contexts.get(context);
@@ -271,7 +292,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             Task::Timer => Prep::Timer,
             Task::Install(_) | Task::Uninstall { .. } | Task::Management { .. } | Task::ManagementResponse { .. } => Prep::Skip,
         };
-        (info, timer, time, prep)
+        (info, timer, time, heap_limit, prep)
     };
     if let Prep::DropResponse { callback, callee, context } = prep {
         tracing::debug!(canister = %canister, callback, "dropping a response: its call context was deleted");
@@ -319,6 +340,9 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             input.deadline = deadline;
             input.needs_response = needs_response;
             input.cycles_available = cycles;
+            if matches!(input.entry, EntryPoint::Update(_)) {
+                input.wasm_memory_limit = heap_limit;
+            }
             let outcome = instance.execute(input, info, timer, outstanding);
             finish(instance, canister, context, outcome, bumps_version)
         }

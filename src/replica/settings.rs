@@ -184,6 +184,12 @@ impl Settings {
         Ok(())
     }
 
+    /// The heap limit executions that enforce it (updates, init,
+    /// post_upgrade) apply; 0 means none.
+    pub fn heap_limit(&self) -> Option<u64> {
+        (self.wasm_memory_limit != 0).then_some(self.wasm_memory_limit)
+    }
+
     /// The definite settings with `controllers`.
     pub fn definite(&self, controllers: Vec<Principal>) -> DefiniteCanisterSettings {
         DefiniteCanisterSettings {

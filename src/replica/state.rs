@@ -89,6 +89,7 @@ pub(super) enum Task {
     /// `uninstall_code` (queued like an install, so it never interrupts an
     /// execution).
     Uninstall {
+        origin: history::ChangeOrigin,
         done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
     },
     /// A call to the management canister (runs on an executor thread,
@@ -126,13 +127,16 @@ pub(super) struct InstallJob {
     pub(super) source: InstallSource,
     /// An upgrade without running the old module's pre_upgrade.
     pub(super) skip_pre_upgrade: bool,
+    /// Who asked, for the canister's history.
+    pub(super) origin: history::ChangeOrigin,
     pub(super) done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
 }
 
 pub(super) struct Slot {
     pub(super) controllers: Vec<Principal>,
     pub(super) status: Status,
-    pub(super) stop_waiters: Vec<Box<dyn FnOnce(Result<(), Reject>) + Send>>,
+    /// Pending `stop_canister` calls: (replica time they time out, reply).
+    pub(super) stop_waiters: Vec<(u64, Box<dyn FnOnce(Result<(), Reject>) + Send>)>,
     pub(super) version: u64,
     pub(super) balance: u64,
     pub(super) module_hash: Option<[u8; 32]>,
@@ -150,7 +154,7 @@ pub(super) struct Slot {
     /// The Wasm chunk store (`upload_chunk`, `install_chunked_code`).
     pub(super) chunk_store: chunks::ChunkStore,
     /// Successful code deployments (see [`history`]).
-    pub(super) history: history::InstallHistory,
+    pub(super) history: history::CanisterHistory,
     /// Settings besides the controllers.
     pub(super) settings: super::settings::Settings,
 }
@@ -347,7 +351,7 @@ impl State {
         if slot.status == Status::Stopping && slot.open_contexts == 0 {
             slot.status = Status::Stopped;
             slot.version += 1;
-            for w in std::mem::take(&mut slot.stop_waiters) {
+            for (_, w) in std::mem::take(&mut slot.stop_waiters) {
                 w(Ok(()));
             }
         }

@@ -75,6 +75,7 @@ pub enum ErrorCode {
     CanisterMethodNotFound = 536,
     CanisterWasmModuleNotFound = 537,
     CanisterAlreadyInstalled = 538,
+    CanisterWasmMemoryLimitExceeded = 539,
     DeadlineExpired = 601,
 }
 
@@ -109,6 +110,9 @@ pub struct Limits {
     /// Outstanding requests from one canister to another.
     pub max_outstanding_calls: u32,
     pub max_call_timeout_seconds: u32,
+    /// How long `stop_canister` waits for open call contexts before it
+    /// fails with IC0206 (the canister stays stopping).
+    pub stop_canister_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -124,6 +128,7 @@ impl Default for Limits {
             stable_memory_pages: (500u64 << 30) / (64 << 10),
             max_outstanding_calls: 500,
             max_call_timeout_seconds: 300,
+            stop_canister_timeout_seconds: 300,
         }
     }
 }

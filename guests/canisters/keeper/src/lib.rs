@@ -10,7 +10,8 @@
 //! - 0: the counter, as pre_upgrade saw it;
 //! - 8: upgrades so far (pre_upgrade adds one);
 //! - 16: the canister version pre_upgrade saw;
-//! - 24: the word `bump_in_query` increments.
+//! - 24: the word `bump_in_query` increments;
+//! - 32: the global timer pre_upgrade found.
 
 use candid::{CandidType, Deserialize};
 use std::cell::Cell;
@@ -21,6 +22,7 @@ const COUNTER_AT: u64 = 0;
 const UPGRADES_AT: u64 = 8;
 const PRE_VERSION_AT: u64 = 16;
 const QUERY_WORD_AT: u64 = 24;
+const TIMER_AT: u64 = 32;
 
 thread_local! {
     static COUNTER: Cell<u64> = const { Cell::new(0) };
@@ -61,6 +63,8 @@ fn pre_upgrade() {
     write_word(COUNTER_AT, COUNTER.with(Cell::get));
     write_word(UPGRADES_AT, UPGRADES.with(Cell::get) + 1);
     write_word(PRE_VERSION_AT, api::canister_version());
+    // Setting the timer returns the one before; the upgrade deactivates it anyway.
+    write_word(TIMER_AT, api::global_timer_set(0));
 }
 
 #[post_upgrade]
@@ -119,6 +123,16 @@ fn bump_in_query() -> u64 {
 #[query]
 fn stable_word() -> u64 {
     read_word(QUERY_WORD_AT)
+}
+
+#[update]
+fn set_timer(at: u64) {
+    api::global_timer_set(at);
+}
+
+#[query]
+fn timer_before_upgrade() -> u64 {
+    read_word(TIMER_AT)
 }
 
 ww_cdk::export_canister!();

@@ -425,6 +425,37 @@ fn version() -> u64 {
     api::canister_version()
 }
 
+/// `performance_counter(1)` (the call context's instructions) before an
+/// await of `callee.pong`, then `performance_counter(0)` (this execution's)
+/// and `performance_counter(1)` after it.
+#[update]
+async fn instructions_around_await(callee: Principal) -> (u64, u64, u64) {
+    // Some work before the await, so the first execution counts.
+    let _ = slow(10_000);
+    let before = api::performance_counter(1);
+    if let Err(e) = Call::unbounded_wait(callee, "pong").await {
+        api::trap(format!("instructions_around_await: {e}"));
+    }
+    (before, api::performance_counter(0), api::performance_counter(1))
+}
+
+/// Awaits `callee.pong`, then accepts every cycle still attached to this
+/// call (a callback runs in the call's context) and returns how many.
+#[update]
+async fn accept_after_await(callee: Principal) -> u64 {
+    if let Err(e) = Call::unbounded_wait(callee, "pong").await {
+        api::trap(format!("accept_after_await: {e}"));
+    }
+    u64::try_from(api::msg_cycles_accept(api::msg_cycles_available())).unwrap_or(u64::MAX)
+}
+
+/// Calls `ic0.msg_method_name`, which the IC allows only in
+/// `canister_inspect_message`: this traps.
+#[update]
+fn method_name() -> String {
+    api::msg_method_name()
+}
+
 // -- limits
 
 /// Burns CPU for `iterations` rounds; returns a checksum.
