@@ -518,3 +518,15 @@ async fn canister_info_reports_the_change_history() {
     let arg = Encode!(&CanisterInfoArgs { canister_id: target, num_requested_changes: None }).unwrap();
     assert_eq!(mgmt(&r, "canister_info", arg).await.unwrap_err().error_code, Some(ErrorCode::CanisterRejectedMessage));
 }
+
+#[tokio::test]
+async fn attaching_more_cycles_than_the_balance_traps() {
+    let r = replica();
+    let probe = install(&r, "probe", probe_init()).await;
+    let other = install(&r, "probe", probe_init()).await;
+    let balance = query::<u64>(&r, probe, "balance", no_args()).await;
+    let call = Encode!(&other, &"pong", &ByteBuf::from(no_args()), &(balance + 1)).unwrap();
+    let err = r.call(admin(), probe, "call_with_cycles", call).await.unwrap_err();
+    assert_eq!(err.error_code, Some(ErrorCode::CanisterOutOfCycles), "{err}");
+    assert_eq!(query::<u64>(&r, probe, "balance", no_args()).await, balance, "nothing was taken");
+}
