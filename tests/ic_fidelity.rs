@@ -530,3 +530,17 @@ async fn attaching_more_cycles_than_the_balance_traps() {
     assert_eq!(err.error_code, Some(ErrorCode::CanisterOutOfCycles), "{err}");
     assert_eq!(query::<u64>(&r, probe, "balance", no_args()).await, balance, "nothing was taken");
 }
+
+#[tokio::test]
+async fn answered_calls_leave_no_call_context_or_callback_behind() {
+    let r = replica();
+    let a = install(&r, "probe", probe_init()).await;
+    let b = install(&r, "probe", probe_init()).await;
+    for window in [1u32, 10] {
+        assert_eq!(update::<u32>(&r, a, "ping_loop", Encode!(&b, &200u32, &window).unwrap()).await, 200);
+    }
+    update::<()>(&r, a, "set", Encode!(&1u64).unwrap()).await;
+    let _ = r.call(admin(), a, "trap_after_mutate", Encode!(&2u64).unwrap()).await;
+    let _: CallOutcome = update(&r, a, "bounded_call", Encode!(&b, &"pong", &ByteBuf::from(no_args()), &5u32).unwrap()).await;
+    assert_eq!(r.open_calls(), (0, 0));
+}

@@ -403,10 +403,7 @@ impl CanisterInstance {
             memory,
             methods: HashMap::new(),
         };
-        let listed = match listed {
-            Ok(l) => l,
-            Err(e) => return Err(e),
-        };
+        let listed = listed?;
         instance
             .restore_after_discard(false)
             .map_err(|e| InstallError::Invalid(format!("resetting after listing methods: {e}")))?;

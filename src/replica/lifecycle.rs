@@ -10,7 +10,7 @@ use candid::Principal;
 use super::exec::{self, CanisterInstance, EntryPoint, MessageInput, Outcome};
 use super::scheduler::{Finished, Inner, outstanding_counter, send_call};
 use super::stable::StableMemory;
-use super::state::{InstallJob, Origin};
+use super::state::{Done, InstallJob, Origin};
 use super::history::{Change, ChangeDetails, ChangeOrigin};
 use super::{ErrorCode, InstallMode, InstallSource, Reject, RejectCode};
 
@@ -30,7 +30,7 @@ pub(super) fn installed(
     module_hash: [u8; 32],
     deployment: Deployment,
     effects: exec::Effects,
-    done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+    done: Done,
 ) -> Finished {
     let methods = instance.methods().clone();
     Finished {
@@ -75,7 +75,7 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
             }
         }
     };
-    let fail = |old: Option<Box<CanisterInstance>>, reject: Reject, done: Box<dyn FnOnce(Result<(), Reject>) + Send>| {
+    let fail = |old: Option<Box<CanisterInstance>>, reject: Reject, done: Done| {
         done(Err(reject));
         Finished { instance: old, apply: Box::new(|_, _| {}) }
     };
@@ -179,7 +179,7 @@ pub(super) fn run_uninstall(
     canister: Principal,
     old: Option<Box<CanisterInstance>>,
     origin: ChangeOrigin,
-    done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+    done: Done,
 ) -> Finished {
     // Heap and stable memory are freed here, outside the state lock.
     drop(old);

@@ -51,7 +51,7 @@ use wasmtime::component::Component;
 use exec::CanisterRuntime;
 use scheduler::{Inner, Job, clock_thread, executor_thread};
 pub(crate) use state::ReplyTo;
-use state::{InstallJob, Origin, Slot, State, Task};
+use state::{Done, InstallJob, Origin, Slot, State, Task};
 pub use history::{ChangeOrigin, CodeDeployment, InstallSource};
 pub use types::{ErrorCode, Limits, RejectCode};
 
@@ -174,6 +174,8 @@ pub enum InstallMode {
     Upgrade,
 }
 
+/// The replica. Cheap to clone; its threads stop soon after the last clone
+/// is dropped (they hold it only weakly between jobs).
 #[derive(Clone)]
 pub struct Replica {
     inner: Arc<Inner>,
@@ -266,6 +268,13 @@ impl Replica {
     /// executing (always 0: one execution at a time per canister).
     pub fn overlapping_executions(&self) -> usize {
         self.inner.overlaps.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Call contexts and callbacks the replica holds right now (both 0 once
+    /// every call has been answered: nothing leaks).
+    pub fn open_calls(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.contexts.len(), st.callbacks.len())
     }
 
     pub fn runtime(&self) -> &CanisterRuntime {
@@ -636,7 +645,7 @@ impl Replica {
         completion(|done| self.stop_with(caller, canister, done)).await
     }
 
-    fn stop_with(&self, caller: Principal, canister: Principal, done: Box<dyn FnOnce(Result<(), Reject>) + Send>) {
+    fn stop_with(&self, caller: Principal, canister: Principal, done: Done) {
         let mut st = self.lock();
         let Some(slot) = st.canisters.get_mut(&canister) else {
             return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
@@ -758,9 +767,6 @@ impl Replica {
         out
     }
 }
-
-/// Called once with the outcome of a queued lifecycle operation.
-type Done = Box<dyn FnOnce(Result<(), Reject>) + Send>;
 
 /// Starts an operation that reports through a [`Done`] and waits for it.
 async fn completion(start: impl FnOnce(Done)) -> Result<(), Reject> {

@@ -45,9 +45,6 @@ pub(super) struct Inner {
     pub(super) overlaps: std::sync::atomic::AtomicUsize,
 }
 
-/// The replica. Cheap to clone; its threads stop soon after the last clone
-/// is dropped (they hold it only weakly between jobs).
-
 impl Inner {
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -188,8 +185,11 @@ pub(super) fn executor_thread(weak: Weak<Inner>) {
 /// What an executed task hands back to the scheduler.
 pub(super) struct Finished {
     pub(super) instance: Option<Box<CanisterInstance>>,
-    pub(super) apply: Box<dyn FnOnce(&Arc<Inner>, &mut State) + Send>,
+    pub(super) apply: Apply,
 }
+
+/// State changes an execution's outcome makes, applied under the lock.
+pub(super) type Apply = Box<dyn FnOnce(&Arc<Inner>, &mut State) + Send>;
 
 impl Finished {
     /// Nothing ran: the instance goes back as it was.

@@ -19,6 +19,10 @@ use wasmtime::component::Component;
 use super::exec::{CanisterInfo, CanisterInstance, MethodKind};
 use super::{CallResult, ErrorCode, InstallMode, InstallSource, Reject, Status, chunks, history, wall_clock_ns};
 
+/// Called once with the outcome of a queued lifecycle operation (install,
+/// uninstall, stop).
+pub(super) type Done = Box<dyn FnOnce(Result<(), Reject>) + Send>;
+
 /// Where a call context's response goes.
 pub(super) enum Origin {
     Ingress(oneshot::Sender<CallResult>),
@@ -90,7 +94,7 @@ pub(super) enum Task {
     /// execution).
     Uninstall {
         origin: history::ChangeOrigin,
-        done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+        done: Done,
     },
     /// A call to the management canister (runs on an executor thread,
     /// outside the state lock).
@@ -129,14 +133,14 @@ pub(super) struct InstallJob {
     pub(super) skip_pre_upgrade: bool,
     /// Who asked, for the canister's history.
     pub(super) origin: history::ChangeOrigin,
-    pub(super) done: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+    pub(super) done: Done,
 }
 
 pub(super) struct Slot {
     pub(super) controllers: Vec<Principal>,
     pub(super) status: Status,
     /// Pending `stop_canister` calls: (replica time they time out, reply).
-    pub(super) stop_waiters: Vec<(u64, Box<dyn FnOnce(Result<(), Reject>) + Send>)>,
+    pub(super) stop_waiters: Vec<(u64, Done)>,
     pub(super) version: u64,
     pub(super) balance: u64,
     pub(super) module_hash: Option<[u8; 32]>,
