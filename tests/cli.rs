@@ -131,6 +131,14 @@ fn canister_lifecycle_commands() {
     assert!(err.contains("IC0508"), "{err}");
     assert_eq!(node.cli(&["canister", "start", "counter"]).0, 0);
     assert_eq!(node.cli(&["call", "counter", "inc"]).0, 0);
+    // Uninstalled, the canister is empty: calls get IC0537, status shows no module.
+    let (code, _, err) = node.cli(&["canister", "uninstall", "counter"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = node.cli(&["call", "counter", "inc"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("IC0537"), "{err}");
+    let (_, out, _) = node.cli(&["canister", "status", "counter"]);
+    assert!(out.contains("module hash: none"), "{out}");
     assert_eq!(node.cli(&["canister", "stop", "counter"]).0, 0);
     assert_eq!(node.cli(&["canister", "delete", "counter"]).0, 0);
     let (_, out, _) = node.cli(&["canister", "list"]);
