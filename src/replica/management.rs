@@ -254,6 +254,15 @@ fn decode<'a, T: Deserialize<'a> + CandidType>(method: &str, arg: &'a [u8]) -> R
     })
 }
 
+/// Like [`decode`], but `()` (or no bytes at all) is the default value, as
+/// dfx sends the create methods' argument when no settings are given.
+fn decode_or_default<'a, T: Deserialize<'a> + CandidType + Default>(method: &str, arg: &'a [u8]) -> Result<T, Reject> {
+    if arg.is_empty() || arg == EMPTY_ARGS {
+        return Ok(T::default());
+    }
+    decode(method, arg)
+}
+
 fn encode<T: CandidType>(v: &T) -> CallResult {
     candid::encode_one(v).map_err(|e| Reject::system(ErrorCode::InvalidManagementPayload, format!("encoding the reply: {e}")))
 }
@@ -352,12 +361,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
     let result: Result<Option<CallResult>, Reject> = (|| {
         Ok(Some(match method {
             "create_canister" => {
-                // `()` (or nothing) means default settings.
-                let args: CreateCanisterArgs = if arg.is_empty() || arg == EMPTY_ARGS {
-                    CreateCanisterArgs::default()
-                } else {
-                    decode(method, arg)?
-                };
+                let args: CreateCanisterArgs = decode_or_default(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let controllers = controllers_or(caller, args.settings.as_ref())?;
                 // The cycles attached to the call are the new balance.
@@ -365,12 +369,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 encode(&CanisterIdRecord { canister_id: id })
             }
             "provisional_create_canister_with_cycles" => {
-                // `()` (or nothing) means default settings, as dfx sends it.
-                let args: ProvisionalCreateCanisterArgs = if arg.is_empty() || arg == EMPTY_ARGS {
-                    ProvisionalCreateCanisterArgs::default()
-                } else {
-                    decode(method, arg)?
-                };
+                let args: ProvisionalCreateCanisterArgs = decode_or_default(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let controllers = controllers_or(caller, args.settings.as_ref())?;
                 let balance = match &args.amount {
