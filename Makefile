@@ -12,21 +12,41 @@ GUEST_OUT := guests/target/$(GUEST_TARGET)/release
 BUILD_DIR := .build
 GUEST_STAMP := $(BUILD_DIR)/guests.stamp
 GUEST_LOCK := $(BUILD_DIR)/guests.lock
-GUEST_SOURCES := $(shell find guests -path guests/target -prune -o \( -name '*.rs' -o -name '*.did' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) guests/embed_candid.py $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
+GUEST_SOURCES := $(shell find guests -path guests/target -prune -o -path guests/ic-cdk -prune -o \( -name '*.rs' -o -name '*.did' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) guests/embed_candid.py $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
+# The canisters written against the unmodified ic-cdk from crates.io
+# (guests/ic-cdk, a workspace of its own), built for wasm32-unknown-unknown
+# into the same target dir (host proc-macro builds are shared) under the same
+# lock, with a stamp of their own.
+IC_GUEST_TARGET := wasm32-unknown-unknown
+IC_GUEST_OUT := guests/target/$(IC_GUEST_TARGET)/release
+IC_GUEST_STAMP := $(BUILD_DIR)/ic-guests.stamp
+IC_GUEST_SOURCES := $(shell find guests/ic-cdk -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock)
+# The Motoko canisters (guests/motoko/src/*.mo), compiled by guests/motoko/build.js
+# with the `motoko` npm package (pinned in guests/motoko/package-lock.json) to
+# guests/target/motoko/<name>.wasm (+ .did, .most), with a stamp of their own.
+MOTOKO_DIR := guests/motoko
+MOTOKO_STAMP := $(BUILD_DIR)/motoko.stamp
+MOTOKO_LOCK := $(BUILD_DIR)/motoko.lock
+MOTOKO_SOURCES := $(wildcard $(MOTOKO_DIR)/src/*.mo) $(MOTOKO_DIR)/build.js $(MOTOKO_DIR)/package.json $(MOTOKO_DIR)/package-lock.json
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The release set of examples/images/ic-deploy (root and every role payload).
 RELEASE_ROLES := root wasm_store app minimal scale scale_hub shard shard_hub test user_hub user_shard
 
-.PHONY: all deps guests images build run test bench clean
+.PHONY: all deps guests ic-guests motoko images build run test bench clean
 
 all: images build
 
-## deps: install the wasm32-wasip2 target and the capnp compiler if missing.
+## deps: install the wasm32-wasip2 and wasm32-unknown-unknown targets and
+## the capnp compiler if missing.
 deps:
 	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(GUEST_TARGET)'; then \
 		echo "make: installing the $(GUEST_TARGET) Rust target"; \
 		rustup target add $(GUEST_TARGET); \
+	fi
+	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(IC_GUEST_TARGET)'; then \
+		echo "make: installing the $(IC_GUEST_TARGET) Rust target"; \
+		rustup target add $(IC_GUEST_TARGET); \
 	fi
 	@if ! command -v python3 >/dev/null 2>&1; then \
 		echo "make: installing Debian's python3 (embeds each canister's .did in its component)"; \
@@ -35,6 +55,10 @@ deps:
 	@if ! command -v capnp >/dev/null 2>&1; then \
 		echo "make: installing Debian's capnproto (the Cap'n Proto schema compiler)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq capnproto; \
+	fi
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		echo "make: installing Debian's nodejs and npm (compile the Motoko canisters, guests/motoko)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; \
 	fi
 
 ## guests: build every guest component, one cargo invocation per profile
@@ -50,6 +74,33 @@ $(GUEST_STAMP): $(GUEST_SOURCES) | deps
 		$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --release && \
 		$(CARGO) build --manifest-path guests/Cargo.toml --target $(GUEST_TARGET) --profile did && \
 		python3 guests/embed_candid.py --all guests/canisters guests/target/$(GUEST_TARGET)'
+	@touch $@
+
+## ic-guests: build the ic-cdk canisters (guests/ic-cdk) for
+## wasm32-unknown-unknown: raw modules in
+## guests/target/wasm32-unknown-unknown/release/<canister>.wasm.
+ic-guests: $(IC_GUEST_STAMP)
+
+$(IC_GUEST_STAMP): $(IC_GUEST_SOURCES) | deps
+	@mkdir -p $(BUILD_DIR)
+	@flock $(GUEST_LOCK) $(CARGO) build --manifest-path guests/ic-cdk/Cargo.toml \
+		--target $(IC_GUEST_TARGET) --release --target-dir guests/target
+	@touch $@
+
+## motoko: compile the Motoko canisters (guests/motoko/src/*.mo) to
+## guests/target/motoko/<name>.wasm, each with its Candid interface in the
+## custom section `icp:public candid:service`, and <name>.did beside it. The
+## `motoko` npm package is installed (npm ci) first when node_modules is
+## missing or older than package-lock.json.
+motoko: $(MOTOKO_STAMP)
+
+$(MOTOKO_STAMP): $(MOTOKO_SOURCES) | deps
+	@mkdir -p $(BUILD_DIR)
+	@flock $(MOTOKO_LOCK) $(SHELL) -c '\
+		if [ ! -d $(MOTOKO_DIR)/node_modules ] || [ $(MOTOKO_DIR)/package-lock.json -nt $(MOTOKO_DIR)/node_modules ]; then \
+			npm ci --prefix $(MOTOKO_DIR) --no-audit --no-fund && touch $(MOTOKO_DIR)/node_modules || exit 1; \
+		fi && \
+		node $(MOTOKO_DIR)/build.js'
 	@touch $@
 
 ## images: assemble examples/images/*/bin/main.wasm from the guests.
@@ -80,11 +131,11 @@ run: images build
 	./target/release/ww run examples/images/ic-deploy
 
 ## test: every test (unit and integration; the guests are built first).
-test: images
+test: images ic-guests motoko
 	$(CARGO) test
 
 ## bench: the benchmarks recorded in BENCHMARKS.md.
-bench: images
+bench: images ic-guests
 	$(CARGO) bench --bench foundation
 	$(CARGO) bench --bench replica
 	$(CARGO) build --release

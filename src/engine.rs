@@ -74,6 +74,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use wasmtime::Module;
 use wasmtime::component::Component;
 
 /// How often the engine's epoch advances: the time slice of a guest.
@@ -103,8 +104,8 @@ pub enum LoadError {
     CoreModule { what: String },
     #[error("{what}: too large ({size} bytes, the limit is {MAX_COMPONENT_SIZE})")]
     TooLarge { what: String, size: usize },
-    #[error("{what}: invalid component: {reason}")]
-    Invalid { what: String, reason: String },
+    #[error("{what}: invalid {kind}: {reason}")]
+    Invalid { what: String, kind: &'static str, reason: String },
     #[error("wasm engine: {0}")]
     Engine(String),
 }
@@ -247,6 +248,9 @@ pub fn wasmtime_config(config: &EngineConfig, codegen: Codegen, runtime: bool) -
                 .memory_init_cow(false)
                 .memory_reservation(limits.wasm_memory_limit as u64)
                 .memory_guard_size(limits.memory_guard as u64)
+                // IC canisters may have a 64-bit memory (Motoko's enhanced
+                // orthogonal persistence).
+                .wasm_memory64(true)
                 .consume_fuel(true);
         }
     }
@@ -264,7 +268,7 @@ struct EngineInner {
     codegen: Codegen,
     /// `<cache dir>/<codegen>-<engine fingerprint>/`.
     disk_dir: Option<PathBuf>,
-    memory: Mutex<HashMap<WasmHash, Component>>,
+    memory: Mutex<HashMap<WasmHash, Artifact>>,
     /// One compile per hash at a time: concurrent loads of the same new
     /// bytes wait for the first instead of compiling again. Loads of
     /// different bytes never wait for each other.
@@ -327,9 +331,20 @@ impl Engine {
 
     /// [`Engine::load`] for bytes whose hash the caller already computed.
     pub fn load_hashed(&self, what: &str, bytes: &[u8], hash: WasmHash) -> Result<(WasmHash, Component), LoadError> {
-        check_header(what, bytes)?;
+        check_header(what, bytes, Kind::Component)?;
+        self.load_artifact(what, bytes, hash).map(|c| (hash, c))
+    }
+
+    /// Loads a core WebAssembly module (an IC canister module, already
+    /// checked and instrumented by the replica) through the same caches.
+    pub fn load_module(&self, what: &str, bytes: &[u8]) -> Result<Module, LoadError> {
+        check_header(what, bytes, Kind::Module)?;
+        self.load_artifact(what, bytes, WasmHash::of(bytes))
+    }
+
+    fn load_artifact<A: Compiled>(&self, what: &str, bytes: &[u8], hash: WasmHash) -> Result<A, LoadError> {
         if let Some(c) = self.cached(&hash) {
-            return Ok((hash, c));
+            return Ok(c);
         }
         let flight = self
             .inner
@@ -353,20 +368,21 @@ impl Engine {
                 inflight.remove(&hash);
             }
         }
-        result.map(|c| (hash, c))
+        result
     }
 
-    fn load_uncached(&self, what: &str, bytes: &[u8], hash: &WasmHash) -> Result<Component, LoadError> {
-        let component = match self.load_from_disk(hash) {
+    fn load_uncached<A: Compiled>(&self, what: &str, bytes: &[u8], hash: &WasmHash) -> Result<A, LoadError> {
+        let artifact = match self.load_from_disk::<A>(hash) {
             Some(c) => c,
             None => {
                 let started = Instant::now();
-                let c = Component::new(&self.inner.wasmtime, bytes).map_err(|e| LoadError::Invalid {
+                let c = A::compile(&self.inner.wasmtime, bytes).map_err(|e| LoadError::Invalid {
                     what: what.to_string(),
+                    kind: A::KIND.noun(),
                     reason: one_line(&e),
                 })?;
                 tracing::debug!(
-                    component = %what,
+                    artifact = %what,
                     bytes = bytes.len(),
                     codegen = self.inner.codegen.name(),
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -380,23 +396,24 @@ impl Engine {
             .memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(*hash, component.clone());
-        Ok(component)
+            .insert(*hash, artifact.clone().into_artifact());
+        Ok(artifact)
     }
 
     /// True when the component with this hash would load without compiling
     /// (memory or disk hit).
     pub fn is_cached(&self, hash: &WasmHash) -> bool {
-        self.cached(hash).is_some() || self.disk_path(hash).is_some_and(|p| p.exists())
+        self.inner.memory.lock().unwrap_or_else(|e| e.into_inner()).contains_key(hash)
+            || self.disk_path(hash).is_some_and(|p| p.exists())
     }
 
-    fn cached(&self, hash: &WasmHash) -> Option<Component> {
+    fn cached<A: Compiled>(&self, hash: &WasmHash) -> Option<A> {
         self.inner
             .memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(hash)
-            .cloned()
+            .and_then(A::from_artifact)
     }
 
     fn disk_path(&self, hash: &WasmHash) -> Option<PathBuf> {
@@ -406,7 +423,7 @@ impl Engine {
             .map(|d| d.join(format!("{}.cwasm", hash.to_hex())))
     }
 
-    fn load_from_disk(&self, hash: &WasmHash) -> Option<Component> {
+    fn load_from_disk<A: Compiled>(&self, hash: &WasmHash) -> Option<A> {
         let path = self.disk_path(hash)?;
         if !path.exists() {
             return None;
@@ -415,7 +432,7 @@ impl Engine {
         // the same compiler and fingerprint (the directory name), from bytes
         // whose hash is the file name; Wasmtime additionally checks version
         // and settings.
-        match unsafe { Component::deserialize_file(&self.inner.wasmtime, &path) } {
+        match unsafe { A::deserialize_file(&self.inner.wasmtime, &path) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %one_line(&e), "ignoring unusable compile cache entry");
@@ -425,7 +442,7 @@ impl Engine {
         }
     }
 
-    fn store_to_disk(&self, hash: &WasmHash, component: &Component) {
+    fn store_to_disk<A: Compiled>(&self, hash: &WasmHash, component: &A) {
         let Some(path) = self.disk_path(hash) else {
             return;
         };
@@ -466,7 +483,89 @@ fn fingerprint(engine: &wasmtime::Engine) -> String {
 const WASM_MAGIC: [u8; 4] = *b"\0asm";
 const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
-fn check_header(what: &str, bytes: &[u8]) -> Result<(), LoadError> {
+/// What the caches hold: components (processes, component canisters) and
+/// core modules (IC canister modules).
+#[derive(Clone)]
+enum Artifact {
+    Component(Component),
+    Module(Module),
+}
+
+/// Which of the two an input must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Component,
+    Module,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Component => "component",
+            Kind::Module => "module",
+        }
+    }
+}
+
+/// A compiled artifact the caches can hold, compile and (de)serialize.
+trait Compiled: Clone + Sized {
+    const KIND: Kind;
+    fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+    /// # Safety
+    /// `path` must hold bytes `serialize` wrote with a compatible engine.
+    unsafe fn deserialize_file(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Self>;
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+    fn into_artifact(self) -> Artifact;
+    fn from_artifact(a: &Artifact) -> Option<Self>;
+}
+
+impl Compiled for Component {
+    const KIND: Kind = Kind::Component;
+    fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        Component::new(engine, bytes)
+    }
+    unsafe fn deserialize_file(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: as the trait requires of the caller.
+        unsafe { Component::deserialize_file(engine, path) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+    fn into_artifact(self) -> Artifact {
+        Artifact::Component(self)
+    }
+    fn from_artifact(a: &Artifact) -> Option<Self> {
+        match a {
+            Artifact::Component(c) => Some(c.clone()),
+            Artifact::Module(_) => None,
+        }
+    }
+}
+
+impl Compiled for Module {
+    const KIND: Kind = Kind::Module;
+    fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        Module::new(engine, bytes)
+    }
+    unsafe fn deserialize_file(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: as the trait requires of the caller.
+        unsafe { Module::deserialize_file(engine, path) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+    fn into_artifact(self) -> Artifact {
+        Artifact::Module(self)
+    }
+    fn from_artifact(a: &Artifact) -> Option<Self> {
+        match a {
+            Artifact::Module(m) => Some(m.clone()),
+            Artifact::Component(_) => None,
+        }
+    }
+}
+
+fn check_header(what: &str, bytes: &[u8], kind: Kind) -> Result<(), LoadError> {
     if bytes.len() > MAX_COMPONENT_SIZE {
         return Err(LoadError::TooLarge {
             what: what.to_string(),
@@ -478,9 +577,16 @@ fn check_header(what: &str, bytes: &[u8]) -> Result<(), LoadError> {
             what: what.to_string(),
         });
     }
-    if bytes[4..8] == CORE_VERSION {
+    if kind == Kind::Component && bytes[4..8] == CORE_VERSION {
         return Err(LoadError::CoreModule {
             what: what.to_string(),
+        });
+    }
+    if kind == Kind::Module && bytes[4..8] != CORE_VERSION {
+        return Err(LoadError::Invalid {
+            what: what.to_string(),
+            kind: "module",
+            reason: "a component, not a core module".into(),
         });
     }
     Ok(())

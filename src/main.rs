@@ -117,10 +117,39 @@ struct DeployArgs {
 
 #[derive(Subcommand)]
 enum CanisterCommand {
+    /// Create an empty canister and name it, like `dfx canister create`.
+    ///
+    /// Calls `provisional_create_canister_with_cycles` (the node's admin
+    /// identity is its controller) and names the new canister NAME in the
+    /// node's registry; prints its id. A name already taken is an error
+    /// (exit 2), and nothing is created.
+    Create {
+        /// The name (for `ww call NAME ...`): no whitespace, not a principal.
+        name: String,
+    },
+    /// Install a module on a canister, like `dfx canister install`.
+    ///
+    /// The module is a ww-cdk component or an IC core module (`.wasm` or
+    /// `.wasm.gz`). It goes as one `install_code` call, or, when the message
+    /// would exceed the IC's 2 MiB ingress limit, in 1 MiB chunks
+    /// (`upload_chunk`, `install_chunked_code`, `clear_chunk_store`). A
+    /// reject (an invalid module, already installed) exits 1.
+    Install(InstallArgs),
     /// List the node's canisters.
     List,
     /// Show one canister's status.
     Status { canister: String },
+    /// Show a canister's status, memory and settings (`canister_status`).
+    ///
+    /// Everything `canister_status` tells a controller: status,
+    /// controllers, module hash, memory (heap, stable, chunk store), cycles,
+    /// version and settings.
+    Info { canister: String },
+    /// Print a canister's log (`fetch_canister_logs`).
+    ///
+    /// Its `debug_print` lines and trap messages, one per line as dfx
+    /// prints them: `[<index>. <RFC 3339 UTC time>]: <content>`.
+    Logs { canister: String },
     /// Start a stopped canister.
     Start { canister: String },
     /// Stop a canister (waits until it has no open calls).
@@ -130,6 +159,43 @@ enum CanisterCommand {
     /// Remove a canister's code and state (`uninstall_code`): its module,
     /// heap, stable memory and timer; calls it has not answered are rejected.
     Uninstall { canister: String },
+}
+
+#[derive(clap::Args)]
+struct InstallArgs {
+    /// Canister name or id.
+    canister: String,
+    /// The module: a `.wasm` or `.wasm.gz` file.
+    module: PathBuf,
+    /// The init (or post_upgrade) argument in Candid text, e.g.
+    /// '(opt record { greeting = "hey" })'. Default: (). Typed by the
+    /// interface the module carries, if it carries one.
+    #[arg(long, value_name = "CANDID", conflicts_with = "argument_file")]
+    argument: Option<String>,
+    /// Read the Candid text argument from FILE (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    argument_file: Option<PathBuf>,
+    /// install (an empty canister), reinstall (start over) or upgrade
+    /// (pre_upgrade, then post_upgrade; stable memory kept).
+    #[arg(long, value_enum, default_value = "install")]
+    mode: InstallModeArg,
+    /// With --mode upgrade: keep the Wasm heap (Motoko's enhanced
+    /// orthogonal persistence) or replace it (the default).
+    #[arg(long, value_enum)]
+    wasm_memory_persistence: Option<PersistenceArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InstallModeArg {
+    Install,
+    Reinstall,
+    Upgrade,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PersistenceArg {
+    Keep,
+    Replace,
 }
 
 #[derive(clap::Args)]

@@ -157,7 +157,7 @@ fn exported_methods(r: &Replica, wasm: &Path, name: &str) -> BTreeMap<String, bo
     let bytes = std::fs::read(wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()));
     let id = r.create_canister(vec![admin()]);
     let module = prepare_module(r, &id, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let instance = CanisterInstance::new(r.runtime(), &module.component, StableMemory::new(1), name)
+    let instance = CanisterInstance::new(r.runtime(), &module.code, StableMemory::new(1), name)
         .unwrap_or_else(|e| panic!("{name}: instantiating {}: {e}", wasm.display()));
     instance.methods().iter().map(|(m, kind)| (m.clone(), *kind == MethodKind::Query)).collect()
 }
@@ -194,7 +194,7 @@ async fn did_file_matches_the_code(name: &str, init: &str) {
     let id = r.create_canister(vec![admin()]);
     let wasm = std::fs::read(did_build(name)).expect("read the did build");
     let module = prepare_module(&r, &id, &wasm).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.install(admin(), id, InstallMode::Install, module.component, module.hash, arg)
+    r.install(admin(), id, InstallMode::Install, module.code, module.hash, arg)
         .await
         .unwrap_or_else(|e| panic!("installing the did build of {name}: {e}"));
     let reply = r

@@ -1,4 +1,12 @@
-//! One canister instance and the execution of one message on it.
+//! One canister instance and the execution of one message on it: the
+//! execution core both kinds of canister share.
+//!
+//! A canister's code is a [`Code`]: a component of `wit/canister.wit`
+//! (built with `ww-cdk`; front end in [`component`]) or a core module
+//! importing the IC's `ic0` (ic-cdk, Motoko; front end in [`core_module`],
+//! its system API over linear memory in [`ic0_raw`]). Both front ends are
+//! thin: the system API's logic ([`system_api`]), the staged effects, fuel,
+//! commit and rollback are this module's, whatever the kind.
 //!
 //! [`CanisterInstance`] owns a canister's Wasmtime store, its heap
 //! ([`CanisterMemory`]) and its stable memory. [`CanisterInstance::execute`]
@@ -11,10 +19,14 @@
 //! - on return, heap and stable memory are committed and the staged effects
 //!   (reply, outgoing calls, timer) are handed to the replica;
 //! - on any error (a trap, `ic0.trap`, out of fuel, a host-side failure) the
-//!   store is unusable (Wasmtime poisons it), so the instance is rebuilt from
-//!   its `InstancePre` on the same memory, which is rolled back to the last
-//!   commit; stable memory is rolled back from its journal; no effect escapes.
+//!   heap goes back to the last commit and stable memory is rolled back from
+//!   its journal; no effect escapes. A component's store is unusable after a
+//!   trap (Wasmtime poisons it), so its instance is rebuilt from its
+//!   `InstancePre` on the same memory; a core module's instance stays, and
+//!   its mutable globals are set back to their committed values.
 //! - queries always roll back, and keep only their reply.
+//! - `debug_print` lines and trap messages of replicated executions go to
+//!   the canister's log ([`CanisterInstance::take_logs`]), trapped or not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,30 +34,56 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use candid::Principal;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::memory::{CanisterMemory, with_memory_slot};
+use super::memory::CanisterMemory;
 use super::stable::StableMemory;
 use super::types::{ErrorCode, Limits, RejectCode};
 use crate::engine::one_line;
 
-wasmtime::component::bindgen!({
-    world: "canister",
-    path: "wit/canister.wit",
-    imports: { default: trappable },
-});
+mod component;
+mod core_module;
+mod ic0_raw;
+pub mod module_check;
+mod system_api;
 
-use exports::ww::canister::entry::MethodKind as WitMethodKind;
-use ww::canister::ic0;
+pub use core_module::{CoreModule, extract_candid};
 
 /// What kind of method a canister exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MethodKind {
     Update,
     Query,
+    /// Runs only as a non-replicated query; may call other canisters'
+    /// queries and composite queries.
+    CompositeQuery,
+}
+
+/// A canister's compiled code, of either kind.
+#[derive(Clone)]
+pub enum Code {
+    /// A component of `wit/canister.wit` (ww-cdk).
+    Component(Component),
+    /// A core module importing `ic0` (ic-cdk, Motoko, ...).
+    Core(Arc<CoreModule>),
+}
+
+/// Where a call's response goes in the calling canister: handed back to it
+/// in `EntryPoint::{Reply, Reject, Cleanup}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Continuation {
+    /// A component's `entry.on-reply/on-reject/on-cleanup(env)`.
+    Component { env: u64 },
+    /// A core module's callbacks: function table indices and their envs
+    /// (`ic0.call_new`, `ic0.call_on_cleanup`).
+    Core {
+        reply: (u64, u64),
+        reject: (u64, u64),
+        cleanup: Option<(u64, u64)>,
+    },
 }
 
 /// The entry point a message execution runs.
@@ -57,10 +95,12 @@ pub enum EntryPoint {
     Update(String),
     /// A query; `replicated` is false for a query call (3 MiB replies).
     Query { method: String, replicated: bool },
-    Reply(u64),
-    Reject(u64),
-    Cleanup(u64),
+    Reply(Continuation),
+    Reject(Continuation),
+    Cleanup(Continuation),
     Timer,
+    /// `canister_inspect_message` for an ingress update to `method`.
+    Inspect { method: String },
 }
 
 impl EntryPoint {
@@ -75,14 +115,16 @@ impl EntryPoint {
             EntryPoint::Reject(_) => "reject callback",
             EntryPoint::Cleanup(_) => "cleanup callback",
             EntryPoint::Timer => "canister_global_timer",
+            EntryPoint::Inspect { .. } => "canister_inspect_message",
         }
     }
+    /// Keeps no state (queries and inspect_message).
     pub fn is_query(&self) -> bool {
-        matches!(self, EntryPoint::Query { .. })
+        matches!(self, EntryPoint::Query { .. } | EntryPoint::Inspect { .. })
     }
-    /// Runs in replicated mode (everything but a query call).
+    /// Runs in replicated mode (everything but a query call and inspect_message).
     pub fn is_replicated(&self) -> bool {
-        !matches!(self, EntryPoint::Query { replicated: false, .. })
+        !matches!(self, EntryPoint::Query { replicated: false, .. } | EntryPoint::Inspect { .. })
     }
 }
 
@@ -147,7 +189,7 @@ pub struct OutgoingCall {
     pub arg: Vec<u8>,
     pub cycles: u64,
     pub timeout_seconds: Option<u32>,
-    pub env: u64,
+    pub continuation: Continuation,
     /// The caller's canister version in the execution that made the call.
     pub caller_version: u64,
 }
@@ -160,6 +202,12 @@ pub struct Effects {
     /// The global timer as the execution left it (if it set it).
     pub timer: Option<u64>,
     pub cycles_accepted: u64,
+    /// Cycles `ic0.cycles_burn128` burned.
+    pub cycles_burned: u64,
+    /// What `ic0.certified_data_set` left, if it was called.
+    pub certified_data: Option<Vec<u8>>,
+    /// `canister_inspect_message` called `ic0.accept_message`.
+    pub accepted: bool,
     pub instructions: u64,
     pub dirty_pages: usize,
 }
@@ -180,6 +228,9 @@ pub struct CanisterInfo {
     pub status: u32,
     pub version: u64,
     pub balance: u64,
+    /// The canister's environment variables (`ic0.env_var_*`), sorted by name.
+    pub env_vars: Arc<Vec<(String, String)>>,
+    pub certified_data: Arc<Vec<u8>>,
 }
 
 /// Counts a canister's outstanding calls to a callee (for backpressure).
@@ -197,8 +248,21 @@ pub struct ExecContext {
     timer: Option<u64>,
     current_timer: u64,
     cycles_accepted: u64,
+    cycles_burned: u64,
+    certified_data: Option<Vec<u8>>,
+    accepted: bool,
+    /// The call a core module is building (`ic0.call_new` .. `call_perform`).
+    pending_call: Option<ic0_raw::PendingCall>,
     /// Set by `ic0.trap`: the canister's own message.
     trap_message: Option<String>,
+}
+
+/// One line of a canister's log: what `debug_print` printed or a trap
+/// message, at the replica time of the execution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub time: u64,
+    pub content: Vec<u8>,
 }
 
 /// The store data of a canister instance.
@@ -209,6 +273,10 @@ pub struct ExecState {
     ctx: Option<ExecContext>,
     clock: Arc<AtomicU64>,
     log_name: Arc<str>,
+    /// A core module's linear memory (its `ic0` works on it).
+    memory: Option<wasmtime::Memory>,
+    /// Log lines not yet taken by the replica.
+    log: Vec<LogLine>,
 }
 
 impl WasiView for ExecState {
@@ -242,45 +310,27 @@ fn trap<T>(code: ErrorCode, message: impl Into<String>) -> wasmtime::Result<T> {
     }))
 }
 
-mod system_api;
-
-use EntryPoint as E;
-
-/// The per-node engine and linker for canisters.
+/// The per-node engine and linkers for canisters: one for components, one
+/// for core modules with a 32-bit memory, one for 64-bit.
 #[derive(Clone)]
 pub struct CanisterRuntime {
     engine: crate::engine::Engine,
-    linker: Arc<Linker<ExecState>>,
+    component_linker: Arc<wasmtime::component::Linker<ExecState>>,
+    core_linker32: Arc<wasmtime::Linker<ExecState>>,
+    core_linker64: Arc<wasmtime::Linker<ExecState>>,
     limits: Limits,
 }
 
 impl CanisterRuntime {
     pub fn new(engine: crate::engine::Engine, limits: Limits) -> wasmtime::Result<Self> {
-        let mut linker: Linker<ExecState> = Linker::new(engine.wasmtime());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Canister::add_to_linker::<ExecState, HasSelf<ExecState>>(&mut linker, |s| s)?;
-        linker.allow_shadowing(true);
-        linker.instance("ww:canister/ic0@0.1.0")?.func_wrap(
-            "performance-counter",
-            |store: wasmtime::StoreContextMut<'_, ExecState>, (kind,): (u32,)| {
-                let (limit, before) = store
-                    .data()
-                    .ctx
-                    .as_ref()
-                    .map_or((0, 0), |c| (c.input.instruction_limit, c.input.context_instructions));
-                let this_execution = limit.saturating_sub(store.get_fuel().unwrap_or(0));
-                match kind {
-                    // Instructions of this execution.
-                    0 => Ok((this_execution,)),
-                    // Instructions of the whole call context so far.
-                    1 => Ok((before.saturating_add(this_execution),)),
-                    _ => trap(ErrorCode::CanisterContractViolation, format!("ic0.performance_counter: unknown counter type {kind}")),
-                }
-            },
-        )?;
+        let component_linker = component::linker(engine.wasmtime())?;
+        let core_linker32 = ic0_raw::linker(engine.wasmtime(), false)?;
+        let core_linker64 = ic0_raw::linker(engine.wasmtime(), true)?;
         Ok(Self {
             engine,
-            linker: Arc::new(linker),
+            component_linker: Arc::new(component_linker),
+            core_linker32: Arc::new(core_linker32),
+            core_linker64: Arc::new(core_linker64),
             limits,
         })
     }
@@ -303,12 +353,17 @@ pub enum InstallError {
     Memory(#[from] super::memory::MemoryError),
 }
 
+/// The code-kind-specific half of an instance.
+enum Front {
+    Component(component::ComponentFront),
+    Core(core_module::CoreFront),
+}
+
 /// A canister's live instance: store, heap, stable memory, method table.
 pub struct CanisterInstance {
     runtime: CanisterRuntime,
-    pre: CanisterPre<ExecState>,
+    front: Front,
     store: Store<ExecState>,
-    bindings: Canister,
     memory: CanisterMemory,
     methods: HashMap<String, MethodKind>,
 }
@@ -329,6 +384,8 @@ fn new_store(runtime: &CanisterRuntime, stable: StableMemory, clock: Arc<AtomicU
         ctx: None,
         clock,
         log_name: name,
+        memory: None,
+        log: Vec::new(),
     };
     let mut store = Store::new(runtime.engine.wasmtime(), state);
     // Fuel is set per execution; instantiation itself is not metered here.
@@ -364,62 +421,84 @@ impl HostMonotonicClock for ReplicaClock {
 }
 
 impl CanisterInstance {
-    /// Instantiates `component` on a fresh heap and the given stable memory,
+    /// Instantiates `code` on a fresh heap and the given stable memory,
     /// which is taken as it is: changes it has staged (an upgrade's
     /// pre_upgrade writes) stay staged, to be committed or rolled back by
-    /// the next execution. Runs no canister code except `methods` (on a copy
-    /// of the heap that is thrown away, without the stable memory).
-    pub fn new(
+    /// the next execution. Runs no canister code except a core module's
+    /// `(start)` and a component's `methods` (on a copy of the heap that is
+    /// thrown away, without the stable memory).
+    pub fn new(runtime: &CanisterRuntime, code: &Code, stable: StableMemory, name: &str) -> Result<Self, InstallError> {
+        Self::new_on(runtime, code, stable, name, None)
+    }
+
+    /// [`CanisterInstance::new`] on a kept heap (an upgrade with
+    /// `wasm_memory_persistence = keep`): the heap stays as committed; what
+    /// instantiation writes (data segments, `(start)`) is rolled back.
+    pub fn new_on(
         runtime: &CanisterRuntime,
-        component: &Component,
+        code: &Code,
         stable: StableMemory,
         name: &str,
+        heap: Option<CanisterMemory>,
     ) -> Result<Self, InstallError> {
-        let pre = runtime
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| InstallError::Invalid(format!("cannot link: {}", one_line(&e))))?;
-        let pre = CanisterPre::new(pre)
-            .map_err(|e| InstallError::Invalid(format!("not a canister component: {}", one_line(&e))))?;
-        let memory = CanisterMemory::new(runtime.limits.wasm_memory_limit, runtime.limits.memory_guard)?;
+        let fresh = heap.is_none();
+        let memory = match heap {
+            Some(m) => m,
+            None => CanisterMemory::new(runtime.limits.wasm_memory_limit, runtime.limits.memory_guard)?,
+        };
         let clock = Arc::new(AtomicU64::new(0));
         let name: Arc<str> = name.into();
-        // The stable memory joins after listing: resetting the heap after
-        // `methods` must not roll back what the stable memory has staged.
+        // The stable memory joins after instantiation: resetting the heap
+        // after `methods` must not roll back what the stable memory has staged.
         let mut store = new_store(runtime, StableMemory::default(), clock, name);
-        let bindings = with_memory_slot(&memory, || pre.instantiate(&mut store))
-            .map_err(|e| InstallError::Invalid(format!("instantiation failed: {}", one_line(&e))))?;
-        // The baseline: data segments as instantiation wrote them.
-        memory.commit()?;
-        let listed = bindings
-            .ww_canister_entry()
-            .call_methods(&mut store)
-            .map_err(|e| InstallError::Invalid(format!("listing methods failed: {}", one_line(&e))));
+        let (front, methods) = match code {
+            Code::Component(c) => {
+                let (front, methods) = component::ComponentFront::new(runtime, c, &memory, &mut store, fresh)?;
+                (Front::Component(front), methods)
+            }
+            Code::Core(m) => {
+                let front = core_module::CoreFront::new(runtime, m, &memory, &mut store, fresh)?;
+                (Front::Core(front), m.methods().clone())
+            }
+        };
         let mut instance = Self {
             runtime: runtime.clone(),
-            pre,
+            front,
             store,
-            bindings,
             memory,
-            methods: HashMap::new(),
+            methods,
         };
-        let listed = listed?;
         instance
             .restore_after_discard(false)
-            .map_err(|e| InstallError::Invalid(format!("resetting after listing methods: {e}")))?;
+            .map_err(|e| InstallError::Invalid(format!("resetting after instantiation: {e}")))?;
         instance.put_stable(stable);
-        for m in listed {
-            let kind = match m.kind {
-                WitMethodKind::Update => MethodKind::Update,
-                WitMethodKind::Query => MethodKind::Query,
-            };
-            instance.methods.insert(m.name, kind);
-        }
         Ok(instance)
     }
 
     pub fn methods(&self) -> &HashMap<String, MethodKind> {
         &self.methods
+    }
+
+    /// The instance runs a core module (not a component).
+    pub fn is_core(&self) -> bool {
+        matches!(self.front, Front::Core(_))
+    }
+
+    /// The code exports `canister_inspect_message`.
+    pub fn inspects_messages(&self) -> bool {
+        match &self.front {
+            Front::Core(c) => c.module().inspects_messages(),
+            Front::Component(_) => false,
+        }
+    }
+
+    /// A core module declared enhanced orthogonal persistence (its heap may
+    /// be kept across upgrades).
+    pub fn keeps_main_memory(&self) -> bool {
+        match &self.front {
+            Front::Core(c) => c.module().enhanced_orthogonal_persistence(),
+            Front::Component(_) => false,
+        }
     }
 
     pub fn memory_size(&self) -> usize {
@@ -440,10 +519,41 @@ impl CanisterInstance {
         self.store.data_mut().stable = stable;
     }
 
+    /// Takes the heap out (an upgrade that keeps main memory); the instance
+    /// is unusable afterwards.
+    pub fn take_heap(self) -> CanisterMemory {
+        let CanisterInstance { memory, store, .. } = self;
+        drop(store);
+        memory
+    }
+
+    /// The code this instance runs, for a core module (a component's cannot
+    /// be recovered from its instance).
+    pub fn code(&self) -> Option<Code> {
+        match &self.front {
+            Front::Core(c) => Some(Code::Core(c.module_arc())),
+            Front::Component(_) => None,
+        }
+    }
+
+    /// Commits the heap as it is (what a `stage_only` execution left),
+    /// leaving stable memory staged.
+    pub fn commit_heap(&mut self) -> Result<(), String> {
+        self.memory.commit().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// The log lines replicated executions produced since the last call.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        std::mem::take(&mut self.store.data_mut().log)
+    }
+
     /// Commits what a `stage_only` execution left staged.
     pub fn commit_staged(&mut self) -> Result<(), String> {
         self.memory.commit().map_err(|e| e.to_string())?;
         self.store.data_mut().stable.commit();
+        if let Front::Core(c) = &mut self.front {
+            c.snapshot_globals(&mut self.store);
+        }
         Ok(())
     }
 
@@ -461,6 +571,8 @@ impl CanisterInstance {
         let heap_limit = input.wasm_memory_limit;
         let heap_before = self.memory.size() as u64;
         let entry = input.entry.clone();
+        let time = input.time;
+        let log_before = self.store.data().log.len();
         self.store.data().clock.store(input.time, Ordering::Relaxed);
         self.store.data_mut().ctx = Some(ExecContext {
             input,
@@ -473,29 +585,29 @@ impl CanisterInstance {
             timer: None,
             current_timer,
             cycles_accepted: 0,
+            cycles_burned: 0,
+            certified_data: None,
+            accepted: false,
+            pending_call: None,
             trap_message: None,
         });
         if let Err(e) = self.store.set_fuel(limit) {
-            return self.trapped(ErrorCode::CanisterTrapped, format!("setting the instruction limit: {}", one_line(&e)), 0);
+            return self.trapped(&entry, time, ErrorCode::CanisterTrapped, format!("setting the instruction limit: {}", one_line(&e)), 0);
         }
-        let entry_api = self.bindings.ww_canister_entry();
         let started = std::time::Instant::now();
-        let result = match &entry {
-            E::Init => entry_api.call_init(&mut self.store),
-            E::PreUpgrade => entry_api.call_pre_upgrade(&mut self.store),
-            E::PostUpgrade => entry_api.call_post_upgrade(&mut self.store),
-            E::Update(m) => entry_api.call_update(&mut self.store, m),
-            E::Query { method, .. } => entry_api.call_query(&mut self.store, method),
-            E::Reply(env) => entry_api.call_on_reply(&mut self.store, *env),
-            E::Reject(env) => entry_api.call_on_reject(&mut self.store, *env),
-            E::Cleanup(env) => entry_api.call_on_cleanup(&mut self.store, *env),
-            E::Timer => entry_api.call_on_timer(&mut self.store),
+        let result = match &mut self.front {
+            Front::Component(f) => f.call(&mut self.store, &entry),
+            Front::Core(f) => f.call(&mut self.store, &entry),
         };
         let instructions = limit.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        if !entry.is_replicated() {
+            // Non-replicated executions leave nothing in the log.
+            self.store.data_mut().log.truncate(log_before);
+        }
         match result {
             Ok(()) => {
                 let Some(cx) = self.store.data_mut().ctx.take() else {
-                    return self.trapped(ErrorCode::CanisterTrapped, "execution context lost".into(), instructions);
+                    return self.trapped(&entry, time, ErrorCode::CanisterTrapped, "execution context lost".into(), instructions);
                 };
                 if entry.is_query() {
                     if let Err(e) = self.restore_after_discard(false) {
@@ -506,19 +618,24 @@ impl CanisterInstance {
                     return Outcome::Committed(Effects {
                         response: cx.response,
                         cycles_accepted: if entry.is_replicated() { cx.cycles_accepted } else { 0 },
+                        accepted: cx.accepted,
                         instructions,
                         ..Effects::default()
                     });
                 }
+                let effects = Effects {
+                    response: cx.response,
+                    calls: cx.calls,
+                    timer: cx.timer,
+                    cycles_accepted: cx.cycles_accepted,
+                    cycles_burned: cx.cycles_burned,
+                    certified_data: cx.certified_data,
+                    accepted: false,
+                    instructions,
+                    dirty_pages: 0,
+                };
                 if stage_only {
-                    return Outcome::Committed(Effects {
-                        response: cx.response,
-                        calls: cx.calls,
-                        timer: cx.timer,
-                        cycles_accepted: cx.cycles_accepted,
-                        instructions,
-                        dirty_pages: 0,
-                    });
+                    return Outcome::Committed(effects);
                 }
                 // The canister's `wasm_memory_limit` (update, init and
                 // post_upgrade): growing past it traps.
@@ -528,6 +645,8 @@ impl CanisterInstance {
                     && heap > heap_before
                 {
                     return self.trapped(
+                        &entry,
+                        time,
                         ErrorCode::CanisterWasmMemoryLimitExceeded,
                         format!("Canister exceeded its current Wasm memory limit of {max} bytes. The peak Wasm memory usage was {heap} bytes. If the canister reaches 4GiB, then it may stop functioning and may become unrecoverable. Please reach out to the canister owner to investigate the reason for the increased memory usage. It might be necessary to move data from the Wasm memory to the stable memory. If such high Wasm memory usage is expected and safe, then the developer can increase the Wasm memory limit in the canister settings."),
                         instructions,
@@ -537,11 +656,13 @@ impl CanisterInstance {
                 let stats = match self.memory.commit() {
                     Ok(stats) => stats,
                     Err(e) => {
-                        return self.trapped(ErrorCode::CanisterTrapped, format!("committing the heap failed: {e}"), instructions);
+                        return self.trapped(&entry, time, ErrorCode::CanisterTrapped, format!("committing the heap failed: {e}"), instructions);
                     }
                 };
-                let dirty_pages = stats.dirty_pages;
                 self.store.data_mut().stable.commit();
+                if let Front::Core(c) = &mut self.front {
+                    c.snapshot_globals(&mut self.store);
+                }
                 tracing::trace!(
                     canister = %self.store.data().log_name,
                     entry = ?entry,
@@ -549,28 +670,32 @@ impl CanisterInstance {
                     run_us = ran.as_micros() as u64,
                     commit_us = (started.elapsed() - ran).as_micros() as u64,
                     private_pages = stats.private_pages,
-                    dirty_pages,
+                    dirty_pages = stats.dirty_pages,
                     "executed"
                 );
                 Outcome::Committed(Effects {
-                    response: cx.response,
-                    calls: cx.calls,
-                    timer: cx.timer,
-                    cycles_accepted: cx.cycles_accepted,
-                    instructions,
-                    dirty_pages,
+                    dirty_pages: stats.dirty_pages,
+                    ..effects
                 })
             }
             Err(e) => {
                 let (code, message) = classify_trap(&e, limit);
-                self.trapped(code, message, instructions)
+                self.trapped(&entry, time, code, message, instructions)
             }
         }
     }
 
-    fn trapped(&mut self, code: ErrorCode, message: String, instructions: u64) -> Outcome {
-        if let Err(e) = self.restore_after_discard(true) {
-            tracing::error!(error = %e, "rebuilding a trapped canister instance failed");
+    fn trapped(&mut self, entry: &EntryPoint, time: u64, code: ErrorCode, message: String, instructions: u64) -> Outcome {
+        // A component's store is poisoned by a trap; a core module's is not.
+        let rebuild = matches!(self.front, Front::Component(_));
+        if let Err(e) = self.restore_after_discard(rebuild) {
+            tracing::error!(error = %e, "rolling back a trapped canister instance failed");
+        }
+        if entry.is_replicated() {
+            self.store.data_mut().log.push(LogLine {
+                time,
+                content: format!("[TRAP]: {message}").into_bytes(),
+            });
         }
         Outcome::Trapped {
             code,
@@ -579,13 +704,18 @@ impl CanisterInstance {
         }
     }
 
-    /// Returns heap and stable memory to the last commit. After a trap (or
-    /// when the heap size changed) the store is replaced by a new instance.
+    /// Returns heap and stable memory (and a core module's globals) to the
+    /// last commit. The instance is rebuilt on the rolled-back memory when
+    /// asked to, or when the heap size changed (Wasmtime caches it).
     fn restore_after_discard(&mut self, rebuild: bool) -> Result<(), String> {
         self.store.data_mut().stable.rollback();
         self.store.data_mut().ctx = None;
         if !rebuild && self.memory.size() == self.memory.committed_size() {
-            return self.memory.rollback().map_err(|e| e.to_string());
+            self.memory.rollback().map_err(|e| e.to_string())?;
+            if let Front::Core(c) = &mut self.front {
+                c.restore_globals(&mut self.store).map_err(|e| one_line(&e))?;
+            }
+            return Ok(());
         }
         // A fresh store and instance on the same (rolled back) memory.
         let old = std::mem::replace(
@@ -593,14 +723,20 @@ impl CanisterInstance {
             new_store(&self.runtime, StableMemory::default(), Arc::new(AtomicU64::new(0)), "".into()),
         );
         let ExecState {
-            stable, clock, log_name, ..
+            stable, clock, log_name, log, ..
         } = old.into_data();
         self.memory.detach();
         self.store = new_store(&self.runtime, stable, clock, log_name);
-        let bindings = with_memory_slot(&self.memory, || self.pre.instantiate(&mut self.store)).map_err(|e| one_line(&e))?;
+        self.store.data_mut().log = log;
+        match &mut self.front {
+            Front::Component(f) => f.rebuild(&self.memory, &mut self.store).map_err(|e| one_line(&e))?,
+            Front::Core(f) => f.rebuild(&self.memory, &mut self.store).map_err(|e| one_line(&e))?,
+        }
         // Instantiation wrote the data segments again: back to the commit.
         self.memory.rollback().map_err(|e| e.to_string())?;
-        self.bindings = bindings;
+        if let Front::Core(c) = &mut self.front {
+            c.restore_globals(&mut self.store).map_err(|e| one_line(&e))?;
+        }
         Ok(())
     }
 }
@@ -620,40 +756,4 @@ fn classify_trap(e: &wasmtime::Error, limit: u64) -> (ErrorCode, String) {
         Some(t) => (ErrorCode::CanisterTrapped, t.to_string()),
         None => (ErrorCode::CanisterTrapped, one_line(e)),
     }
-}
-
-/// Checks that every core module in the component has at most one mutable
-/// global (the stack pointer, which is back at its initial value at every
-/// message boundary). Other mutable globals would not be rolled back with the
-/// heap, so such a canister is refused.
-pub fn check_component_globals(bytes: &[u8]) -> Result<(), InstallError> {
-    use wasmparser::{Parser, Payload};
-    let mut memories = 0u32;
-    for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| InstallError::Invalid(format!("invalid component: {e}")))?;
-        match payload {
-            Payload::GlobalSection(globals) => {
-                let mut mutable = 0;
-                for g in globals {
-                    let g = g.map_err(|e| InstallError::Invalid(format!("invalid component: {e}")))?;
-                    if g.ty.mutable {
-                        mutable += 1;
-                    }
-                }
-                if mutable > 1 {
-                    return Err(InstallError::Invalid(format!(
-                        "a core module has {mutable} mutable globals; ww canisters may only have the stack pointer (build without threads or the preview1 adapter)"
-                    )));
-                }
-            }
-            Payload::MemorySection(mems) => memories += mems.count(),
-            _ => {}
-        }
-    }
-    if memories > 1 {
-        return Err(InstallError::Invalid(format!(
-            "the component defines {memories} memories; a canister may declare at most one"
-        )));
-    }
-    Ok(())
 }

@@ -1,6 +1,8 @@
-//! Turning module bytes into an installable component: gzip, size limits,
-//! the module hash (SHA-256, as `canister_status` reports it), structural
-//! checks, and compilation through the canister engine's cache.
+//! Turning module bytes into installable code: gzip, size limits, the
+//! module hash (SHA-256, as `canister_status` reports it), which kind of
+//! canister it is (a `ww-cdk` component or an IC core module importing
+//! `ic0`), the checks for that kind, and compilation through the canister
+//! engine's cache.
 //!
 //! A module's Candid interface (its `icp:public candid:service` section) is
 //! remembered by module hash, for `ww call`.
@@ -13,9 +15,9 @@ use std::io::Read;
 
 use candid::Principal;
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 
-use super::exec::check_component_globals;
+use super::exec::module_check::{check_component_globals, check_core_module};
+use super::exec::{Code, CoreModule, extract_candid};
 use super::{ErrorCode, Reject, Replica};
 
 /// The largest module (uncompressed) a canister may have, as on the IC.
@@ -44,7 +46,7 @@ pub fn candid_section(module: &[u8]) -> Option<String> {
 
 /// A module ready to install.
 pub struct PreparedModule {
-    pub component: Component,
+    pub code: Code,
     /// SHA-256 of the module as given (compressed or not), like the IC's `module_hash`.
     pub hash: [u8; 32],
 }
@@ -70,16 +72,39 @@ pub fn prepare_module_hashed(replica: &Replica, canister: &Principal, module: &[
     if raw.len() > MAX_WASM_MODULE {
         return Err(invalid(canister, format!("the module is larger than {MAX_WASM_MODULE} bytes")));
     }
-    check_component_globals(&raw).map_err(|e| invalid(canister, e.to_string()))?;
+    let what = format!("module for canister {canister}");
+    let code = match raw.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+            let checked = check_core_module(&raw).map_err(|e| invalid(canister, e))?;
+            let module = CoreModule::compile(replica.runtime(), &what, checked).map_err(|e| invalid(canister, e))?;
+            // An ic-cdk module without the section: its interface from
+            // `get_candid_pointer`, as candid-extractor reads it.
+            if candid_section(&raw).is_none()
+                && !replica.knows_interface(&hash)
+                && let Some(did) = extract_candid(replica.runtime(), &module)
+            {
+                replica.remember_interface(hash, did);
+            }
+            Code::Core(std::sync::Arc::new(module))
+        }
+        Some([0, b'a', b's', b'm', ..]) => {
+            check_component_globals(&raw).map_err(|e| invalid(canister, e.to_string()))?;
+            let (_, component) = replica.runtime().engine().load(&what, &raw).map_err(|e| invalid(canister, e.to_string()))?;
+            Code::Component(component)
+        }
+        _ => {
+            let reason = if module.starts_with(&GZIP_MAGIC[..2]) {
+                "not a WebAssembly module (gzip data that is not a complete gzip stream?)"
+            } else {
+                "not a WebAssembly module (bad magic number)"
+            };
+            return Err(invalid(canister, reason.into()));
+        }
+    };
     if let Some(did) = candid_section(&raw) {
         replica.remember_interface(hash, did);
     }
-    let (_, component) = replica
-        .runtime()
-        .engine()
-        .load(&format!("module for canister {canister}"), &raw)
-        .map_err(|e| invalid(canister, e.to_string()))?;
-    Ok(PreparedModule { component, hash })
+    Ok(PreparedModule { code, hash })
 }
 
 fn invalid(canister: &Principal, reason: String) -> Reject {

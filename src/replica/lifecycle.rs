@@ -61,7 +61,7 @@ pub(super) fn installed(
 
 /// Installs a module: install, reinstall or upgrade (atomic).
 pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<Box<CanisterInstance>>, job: InstallJob) -> Finished {
-    let InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, origin, done } = job;
+    let InstallJob { mode, code, module_hash, arg, caller, source, skip_pre_upgrade, keep_main_memory, origin, done } = job;
     let deployment = Deployment { mode, source, origin };
     let limits = inner.config.limits.clone();
     let (mut info, time, had_module, timer, heap_limit) = {
@@ -95,7 +95,7 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
                 );
                 return fail(old, r, done);
             }
-            let mut instance = match CanisterInstance::new(&inner.runtime, &component, StableMemory::new(stable_pages), &name) {
+            let mut instance = match CanisterInstance::new(&inner.runtime, &code, StableMemory::new(stable_pages), &name) {
                 Ok(i) => Box::new(i),
                 Err(e) => return fail(old, Reject::system(ErrorCode::CanisterInvalidWasm, format!("Canister {canister}: {e}")), done),
             };
@@ -120,9 +120,24 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
                     done,
                 );
             };
+            // Enhanced orthogonal persistence (Motoko): the heap is kept only
+            // when asked, and only for a module built for it; a canister
+            // running such a module must say what happens to its heap.
+            let new_eop = matches!(&code, exec::Code::Core(m) if m.enhanced_orthogonal_persistence());
+            let invalid_option = match keep_main_memory {
+                Some(true) if !new_eop => Some("Invalid upgrade option: `wasm_memory_persistence = opt variant { keep }` requires a module with enhanced orthogonal persistence; the new module does not declare it."),
+                None if old_instance.keeps_main_memory() => Some("Missing upgrade option: Enhanced orthogonal persistence requires the `wasm_memory_persistence` upgrade option."),
+                _ => None,
+            };
+            if let Some(message) = invalid_option {
+                return fail(Some(old_instance), Reject::system(ErrorCode::CanisterContractViolation, format!("Error from Canister {canister}: {message}")), done);
+            }
+            if keep_main_memory == Some(true) {
+                return upgrade_keeping_heap(inner, canister, old_instance, code, module_hash, deployment, (arg, caller, time), (old_info, info, timer), skip_pre_upgrade, done);
+            }
             // The new module is instantiated first (with no stable memory
             // yet): a module that cannot run is refused before pre_upgrade.
-            let mut new_instance = match CanisterInstance::new(&inner.runtime, &component, StableMemory::default(), &name) {
+            let mut new_instance = match CanisterInstance::new(&inner.runtime, &code, StableMemory::default(), &name) {
                 Ok(i) => Box::new(i),
                 Err(e) => {
                     return fail(
@@ -168,6 +183,75 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
                 Outcome::Committed(effects) => installed(new_instance, canister, module_hash, deployment, effects, done),
             }
         }
+    }
+}
+
+/// An upgrade with `wasm_memory_persistence = keep`: pre_upgrade runs, its
+/// heap is kept and the new module runs on it (its data segments and
+/// `(start)` are rolled back), then post_upgrade. A trap in post_upgrade
+/// brings the old module back on the heap as pre_upgrade left it, with
+/// stable memory rolled back (the heap has no second level of staging).
+#[allow(clippy::too_many_arguments)]
+fn upgrade_keeping_heap(
+    inner: &Arc<Inner>,
+    canister: Principal,
+    mut old_instance: Box<CanisterInstance>,
+    code: exec::Code,
+    module_hash: [u8; 32],
+    deployment: Deployment,
+    (arg, caller, time): (Vec<u8>, Principal, u64),
+    (old_info, info, timer): (exec::CanisterInfo, exec::CanisterInfo, u64),
+    skip_pre_upgrade: bool,
+    done: Done,
+) -> Finished {
+    let limits = inner.config.limits.clone();
+    let outstanding = outstanding_counter(inner, canister);
+    let name = canister.to_text();
+    let fail = |old: Option<Box<CanisterInstance>>, reject: Reject, done: Done| {
+        done(Err(reject));
+        Finished { instance: old, apply: Box::new(|_, _| {}) }
+    };
+    if !skip_pre_upgrade {
+        let mut pre = MessageInput::new(EntryPoint::PreUpgrade, caller, time, limits.instructions_per_install);
+        pre.stage_only = true;
+        if let Outcome::Trapped { code, message, .. } = old_instance.execute(pre, old_info, timer, outstanding.clone()) {
+            return fail(
+                Some(old_instance),
+                Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during pre_upgrade: {message}")),
+                done,
+            );
+        }
+    }
+    let old_code = old_instance.code();
+    let stable = old_instance.take_stable();
+    if let Err(e) = old_instance.commit_heap() {
+        old_instance.put_stable(stable);
+        return fail(Some(old_instance), Reject::system(ErrorCode::CanisterTrapped, format!("Canister {canister}: {e}")), done);
+    }
+    let heap = old_instance.take_heap();
+    let back_to_old = |heap, mut stable: StableMemory, reject: Reject, done: Done| {
+        stable.rollback();
+        let old = old_code.and_then(|c| CanisterInstance::new_on(&inner.runtime, &c, stable, &name, Some(heap)).ok()).map(Box::new);
+        if old.is_none() {
+            tracing::error!(canister = %canister, "the old module could not be brought back after a failed upgrade");
+        }
+        fail(old, reject, done)
+    };
+    let mut new_instance = match CanisterInstance::new_on(&inner.runtime, &code, StableMemory::default(), &name, Some(heap.clone())) {
+        Ok(i) => Box::new(i),
+        Err(e) => return back_to_old(heap, stable, Reject::system(ErrorCode::CanisterInvalidWasm, format!("Canister {canister}: {e}")), done),
+    };
+    new_instance.put_stable(stable);
+    let mut post = MessageInput::new(EntryPoint::PostUpgrade, caller, time, limits.instructions_per_install);
+    post.arg = arg;
+    match new_instance.execute(post, info, 0, outstanding) {
+        Outcome::Trapped { code, message, .. } => {
+            let stable = new_instance.take_stable();
+            drop(new_instance);
+            let reject = Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during post_upgrade: {message}"));
+            back_to_old(heap, stable, reject, done)
+        }
+        Outcome::Committed(effects) => installed(new_instance, canister, module_hash, deployment, effects, done),
     }
 }
 

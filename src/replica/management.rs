@@ -439,6 +439,10 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 };
                 encode(&info)
             }
+            "fetch_canister_logs" => {
+                let args: CanisterIdRecord = decode(method, arg)?;
+                encode(&replica.fetch_logs(&args.canister_id, &caller)?)
+            }
             "canister_status" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
                 let id = args.canister_id;
@@ -517,22 +521,17 @@ fn controller_check(_replica: &Replica, canister: &Principal, caller: &Principal
 
 /// The install request for `mode` (and its upgrade flags).
 fn install_request(origin: ChangeOrigin, canister: Principal, mode: &CanisterInstallMode, source: InstallSource) -> Result<InstallRequest, Reject> {
-    let (mode, skip_pre_upgrade) = match mode {
-        CanisterInstallMode::Install => (InstallMode::Install, false),
-        CanisterInstallMode::Reinstall => (InstallMode::Reinstall, false),
+    let (mode, skip_pre_upgrade, keep_main_memory) = match mode {
+        CanisterInstallMode::Install => (InstallMode::Install, false, None),
+        CanisterInstallMode::Reinstall => (InstallMode::Reinstall, false, None),
         CanisterInstallMode::Upgrade(flags) => {
-            if flags.as_ref().and_then(|f| f.wasm_memory_persistence) == Some(WasmMemoryPersistence::Keep) {
-                // Keeping the heap needs a module built for it (Motoko's
-                // enhanced orthogonal persistence); ww's components are not.
-                return Err(Reject::system(
-                    ErrorCode::CanisterContractViolation,
-                    format!("Invalid upgrade option: `wasm_memory_persistence = opt variant {{ keep }}` requires a module with enhanced orthogonal persistence; canister {canister}'s new module does not declare it."),
-                ));
-            }
-            (InstallMode::Upgrade, flags.as_ref().and_then(|f| f.skip_pre_upgrade).unwrap_or(false))
+            // Whether the heap may be kept is checked against the modules
+            // when the upgrade runs (lifecycle).
+            let keep = flags.as_ref().and_then(|f| f.wasm_memory_persistence).map(|p| p == WasmMemoryPersistence::Keep);
+            (InstallMode::Upgrade, flags.as_ref().and_then(|f| f.skip_pre_upgrade).unwrap_or(false), keep)
         }
     };
-    Ok(InstallRequest { origin, canister, mode, source, skip_pre_upgrade })
+    Ok(InstallRequest { origin, canister, mode, source, skip_pre_upgrade, keep_main_memory })
 }
 
 /// The one install path of `install_code` and `install_chunked_code`:
@@ -548,7 +547,7 @@ fn install_module(replica: &Replica, install: InstallRequest, arg: Vec<u8>, modu
         Err(reject) => send(reply, replica, Err(reject)),
         Ok(m) => {
             let replica2 = replica.clone();
-            replica.install_with(install, m.component, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+            replica.install_with(install, m.code, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
         }
     }
 }

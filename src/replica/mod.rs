@@ -31,6 +31,7 @@ pub mod exec;
 pub mod history;
 pub mod install;
 mod lifecycle;
+pub mod logs;
 pub mod management;
 pub mod memory;
 mod scheduler;
@@ -46,7 +47,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use candid::Principal;
 use tokio::sync::oneshot;
-use wasmtime::component::Component;
 
 use exec::CanisterRuntime;
 use scheduler::{Inner, Job, clock_thread, executor_thread};
@@ -164,6 +164,9 @@ pub(crate) struct InstallRequest {
     pub source: InstallSource,
     /// An upgrade that does not run the old module's pre_upgrade.
     pub skip_pre_upgrade: bool,
+    /// `wasm_memory_persistence` of an upgrade: `Some(true)` keep,
+    /// `Some(false)` replace, `None` not given.
+    pub keep_main_memory: Option<bool>,
 }
 
 /// How `install_code` installs.
@@ -372,6 +375,8 @@ impl Replica {
                 chunk_store: chunks::ChunkStore::default(),
                 history,
                 settings: settings::Settings::default(),
+                certified_data: Default::default(),
+                log: Default::default(),
             },
         );
         tracing::debug!(canister = %id, "created");
@@ -422,6 +427,28 @@ impl Replica {
 
     /// `canister_info`: the last `changes` changes (at most
     /// [`history::MAX_ENTRIES`]), the module hash and the controllers.
+    /// `fetch_canister_logs`: the canister's log, if `caller` may see it
+    /// (its `log_visibility`: controllers, public, or allowed viewers).
+    pub fn fetch_logs(&self, id: &Principal, caller: &Principal) -> Result<logs::FetchCanisterLogsResult, Reject> {
+        let st = self.lock();
+        let Some(slot) = st.canisters.get(id) else {
+            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {id} not found")));
+        };
+        let allowed = slot.controllers.contains(caller)
+            || match &slot.settings.log_visibility {
+                settings::LogVisibility::Controllers => false,
+                settings::LogVisibility::Public => true,
+                settings::LogVisibility::AllowedViewers(viewers) => viewers.contains(caller),
+            };
+        if !allowed {
+            return Err(Reject::system(
+                ErrorCode::CanisterRejectedMessage,
+                format!("Caller {caller} is not allowed to query ic00 method fetch_canister_logs"),
+            ));
+        }
+        Ok(logs::FetchCanisterLogsResult { canister_log_records: slot.log.records() })
+    }
+
     pub fn canister_info(&self, id: &Principal, changes: u64) -> Option<history::CanisterInfoResult> {
         let st = self.lock();
         let slot = st.canisters.get(id)?;
@@ -446,12 +473,19 @@ impl Replica {
         caller: Principal,
         canister: Principal,
         mode: InstallMode,
-        component: Component,
+        code: exec::Code,
         module_hash: [u8; 32],
         arg: Vec<u8>,
     ) -> Result<(), Reject> {
-        let request = InstallRequest { origin: ChangeOrigin::User(caller), canister, mode, source: InstallSource::Host, skip_pre_upgrade: false };
-        completion(|done| self.install_with(request, component, module_hash, arg, done)).await
+        let request = InstallRequest {
+            origin: ChangeOrigin::User(caller),
+            canister,
+            mode,
+            source: InstallSource::Host,
+            skip_pre_upgrade: false,
+            keep_main_memory: None,
+        };
+        completion(|done| self.install_with(request, code, module_hash, arg, done)).await
     }
 
     /// Queues an install; `done` gets the outcome, also when the install
@@ -459,15 +493,15 @@ impl Replica {
     fn install_with(
         &self,
         request: InstallRequest,
-        component: Component,
+        code: exec::Code,
         module_hash: [u8; 32],
         arg: Vec<u8>,
         done: Done,
     ) {
-        let InstallRequest { origin, canister, mode, source, skip_pre_upgrade } = request;
+        let InstallRequest { origin, canister, mode, source, skip_pre_upgrade, keep_main_memory } = request;
         let caller = origin.principal();
         self.queue_for_controller(caller, canister, done, |done| {
-            Task::Install(InstallJob { mode, component, module_hash, arg, caller, source, skip_pre_upgrade, origin, done })
+            Task::Install(InstallJob { mode, code, module_hash, arg, caller, source, skip_pre_upgrade, keep_main_memory, origin, done })
         });
     }
 
@@ -743,6 +777,11 @@ impl Replica {
     /// [`install::candid_section`]).
     pub(crate) fn remember_interface(&self, module_hash: [u8; 32], did: String) {
         self.inner.interfaces.lock().unwrap_or_else(|e| e.into_inner()).insert(module_hash, did.into());
+    }
+
+    /// Whether an interface is known for this module hash.
+    pub(crate) fn knows_interface(&self, module_hash: &[u8; 32]) -> bool {
+        self.inner.interfaces.lock().unwrap_or_else(|e| e.into_inner()).contains_key(module_hash)
     }
 
     /// The Candid interface of the module `canister` runs, if it carries one.

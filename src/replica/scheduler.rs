@@ -216,16 +216,20 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
     if !inner.executing.lock().unwrap_or_else(|e| e.into_inner()).insert(canister) {
         inner.overlaps.fetch_add(1, SeqCst);
     }
-    let finished = match task {
+    let mut finished = match task {
         Task::Install(install) => lifecycle::run_install(inner, canister, instance, install),
         Task::Uninstall { origin, done } => lifecycle::run_uninstall(canister, instance, origin, done),
         task => run_message(inner, canister, instance, task),
     };
+    let logs = finished.instance.as_mut().map(|i| i.take_logs()).unwrap_or_default();
     inner.executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&canister);
     inner.in_flight.fetch_sub(1, SeqCst);
     let mut st = inner.lock();
     (finished.apply)(inner, &mut st);
     if let Some(slot) = st.canisters.get_mut(&canister) {
+        if !logs.is_empty() {
+            slot.log.append(logs);
+        }
         if let Some(i) = finished.instance {
             slot.heap_size = i.memory_size() as u64;
             slot.stable_size = i.stable_size_bytes();
@@ -278,7 +282,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                     let ctx = st.contexts.get(&cb.context);
                     Prep::Response {
                         context: cb.context,
-                        env: cb.env,
+                        continuation: cb.continuation,
                         callee: cb.callee,
                         caller: ctx.map_or(Principal::management_canister(), |c| c.caller),
                         deadline: ctx.map_or(0, |c| c.deadline),
@@ -326,7 +330,24 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
         (Task::Call { method, arg, caller, query, cycles, .. }, Prep::Call { context, deadline, needs_response }) => {
             // A query method runs as a query however it is called (its state
             // changes are discarded); called as an update, it is replicated.
-            let entry = match (query, instance.methods().get(&method)) {
+            let kind = instance.methods().get(&method).copied();
+            if kind == Some(MethodKind::CompositeQuery) && query != Some(false) {
+                // Composite queries run only as non-replicated queries.
+                let r = Reject::system(
+                    ErrorCode::CompositeQueryCalledInReplicatedMode,
+                    format!("Error from Canister {canister}: Composite query cannot be called in replicated mode"),
+                );
+                return Finished {
+                    instance: Some(instance),
+                    apply: Box::new(move |inner, st| {
+                        if let Some((to, task)) = st.respond(context, Err(r)) {
+                            inner.enqueue(st, to, task);
+                        }
+                        st.maybe_close(context);
+                    }),
+                };
+            }
+            let entry = match (query, kind) {
                 (Some(replicated), _) => EntryPoint::Query { method, replicated },
                 (None, Some(MethodKind::Query)) => EntryPoint::Query { method, replicated: true },
                 (None, _) => EntryPoint::Update(method),
@@ -348,11 +369,11 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
         }
         (
             Task::Response { callback, result, refund },
-            Prep::Response { context, env, callee, caller, deadline, cycles_available, context_instructions, needs_response },
+            Prep::Response { context, continuation, callee, caller, deadline, cycles_available, context_instructions, needs_response },
         ) => {
             let (entry, arg, reject) = match result {
-                Ok(bytes) => (EntryPoint::Reply(env), bytes, None),
-                Err(r) => (EntryPoint::Reject(env), Vec::new(), Some((r.code, r.message))),
+                Ok(bytes) => (EntryPoint::Reply(continuation), bytes, None),
+                Err(r) => (EntryPoint::Reject(continuation), Vec::new(), Some((r.code, r.message))),
             };
             let mut input = MessageInput::new(entry, caller, time, limits.instructions_per_update);
             input.arg = arg;
@@ -369,7 +390,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 Outcome::Trapped { code, message, instructions } => {
                     // The callback trapped: its cleanup runs, as a separate
                     // execution whose own trap is ignored.
-                    let mut cleanup = MessageInput::new(EntryPoint::Cleanup(env), caller, time, limits.instructions_per_update);
+                    let mut cleanup = MessageInput::new(EntryPoint::Cleanup(continuation), caller, time, limits.instructions_per_update);
                     cleanup.deadline = deadline;
                     match instance.execute(cleanup, info, timer, outstanding) {
                         Outcome::Trapped { message: m, .. } => tracing::debug!(canister = %canister, "cleanup callback trapped: {m}"),
@@ -416,7 +437,7 @@ enum Prep {
     Call { context: u64, deadline: u64, needs_response: bool },
     Response {
         context: u64,
-        env: u64,
+        continuation: exec::Continuation,
         callee: Principal,
         caller: Principal,
         deadline: u64,
@@ -461,7 +482,10 @@ fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, contex
                     }
                     slot.balance = slot.balance.saturating_add(effects.cycles_accepted);
                     let attached: u64 = effects.calls.iter().map(|c| c.cycles).sum();
-                    slot.balance = slot.balance.saturating_sub(attached);
+                    slot.balance = slot.balance.saturating_sub(attached).saturating_sub(effects.cycles_burned);
+                    if let Some(data) = effects.certified_data {
+                        slot.certified_data = Arc::new(data);
+                    }
                 }
                 // What the execution accepted is no longer refundable.
                 if let Some(ctx) = st.contexts.get_mut(&context) {
@@ -526,7 +550,7 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
         Callback {
             caller,
             context,
-            env: call.env,
+            continuation: call.continuation,
             callee: call.callee,
             callee_context: None,
             cycles: call.cycles,

@@ -126,6 +126,13 @@ pub fn check_controllers(controllers: &[Principal]) -> Result<(), Reject> {
 }
 
 impl Settings {
+    /// The environment variables as `ic0.env_var_*` sees them: sorted by name.
+    pub fn env_vars(&self) -> std::sync::Arc<Vec<(String, String)>> {
+        let mut vars: Vec<(String, String)> = self.environment_variables.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+        vars.sort();
+        std::sync::Arc::new(vars)
+    }
+
     /// Validates every field of `update`, then applies them all; on an
     /// error nothing changes.
     pub fn apply(&mut self, update: &CanisterSettings) -> Result<(), Reject> {

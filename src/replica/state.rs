@@ -14,9 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use candid::Principal;
 use tokio::sync::oneshot;
-use wasmtime::component::Component;
-
-use super::exec::{CanisterInfo, CanisterInstance, MethodKind};
+use super::exec::{CanisterInfo, CanisterInstance, Code, Continuation, MethodKind};
 use super::{CallResult, ErrorCode, InstallMode, InstallSource, Reject, Status, chunks, history, wall_clock_ns};
 
 /// Called once with the outcome of a queued lifecycle operation (install,
@@ -56,7 +54,7 @@ pub(super) struct CallContext {
 pub(super) struct Callback {
     pub(super) caller: Principal,
     pub(super) context: u64,
-    pub(super) env: u64,
+    pub(super) continuation: Continuation,
     pub(super) callee: Principal,
     /// The callee's context answering this call.
     pub(super) callee_context: Option<u64>,
@@ -124,13 +122,15 @@ pub(crate) enum ReplyTo {
 
 pub(super) struct InstallJob {
     pub(super) mode: InstallMode,
-    pub(super) component: Component,
+    pub(super) code: Code,
     pub(super) module_hash: [u8; 32],
     pub(super) arg: Vec<u8>,
     pub(super) caller: Principal,
     pub(super) source: InstallSource,
     /// An upgrade without running the old module's pre_upgrade.
     pub(super) skip_pre_upgrade: bool,
+    /// An upgrade that keeps the heap (`wasm_memory_persistence = keep`).
+    pub(super) keep_main_memory: Option<bool>,
     /// Who asked, for the canister's history.
     pub(super) origin: history::ChangeOrigin,
     pub(super) done: Done,
@@ -161,6 +161,10 @@ pub(super) struct Slot {
     pub(super) history: history::CanisterHistory,
     /// Settings besides the controllers.
     pub(super) settings: super::settings::Settings,
+    /// What `ic0.certified_data_set` last committed.
+    pub(super) certified_data: std::sync::Arc<Vec<u8>>,
+    /// `debug_print` and trap lines (`fetch_canister_logs`).
+    pub(super) log: super::logs::CanisterLog,
 }
 
 impl Slot {
@@ -171,6 +175,8 @@ impl Slot {
             status: self.status.code(),
             version: self.version,
             balance: self.balance,
+            env_vars: self.settings.env_vars(),
+            certified_data: self.certified_data.clone(),
         }
     }
 }

@@ -75,6 +75,7 @@ pub enum ErrorCode {
     CanisterMethodNotFound = 536,
     CanisterWasmModuleNotFound = 537,
     CanisterAlreadyInstalled = 538,
+    CompositeQueryCalledInReplicatedMode = 527,
     CanisterWasmMemoryLimitExceeded = 539,
     DeadlineExpired = 601,
 }

@@ -1,15 +1,40 @@
-//! The `ic0` system API as host functions: which entry points may call
-//! each function (a call from anywhere else traps, as on the IC), what each
-//! returns, and the effects they stage in the execution's [`ExecContext`]
-//! (committed only if the execution returns).
+//! The `ic0` system API's logic, shared by both front ends: which entry
+//! points may call each function (a call from anywhere else traps, as on
+//! the IC), what each returns, and the effects they stage in the
+//! execution's [`ExecContext`] (committed only if the execution returns).
+//!
+//! The typed WIT interface (components) is implemented here directly as a
+//! thin `ic0::Host`; the raw interface over linear memory (core modules) is
+//! in `ic0_raw` and calls the same methods.
 
 use candid::Principal;
+use wasmtime::StoreContextMut;
 
-use super::{EntryPoint, ExecContext, ExecState, OutgoingCall, Response, ic0, trap};
+use super::component::ic0;
+use super::{Continuation, EntryPoint, ExecContext, ExecState, LogLine, OutgoingCall, Response, trap};
 use crate::replica::types::{ErrorCode, RejectCode};
 
+use EntryPoint as E;
+
+/// What the IC charges, for `ic0.cost_*` (a 13-node application subnet).
+/// ww charges no cycles; canisters that check their balance against these
+/// (ic-cdk's call path does) see the IC's figures.
+pub(super) mod fees {
+    pub const XNET_CALL: u128 = 260_000;
+    pub const XNET_BYTE: u128 = 1_000;
+    pub const CREATE_CANISTER: u128 = 500_000_000_000;
+    pub const SUBNET_NODES: u128 = 13;
+    pub const HTTP_BASE: u128 = 3_000_000;
+    pub const HTTP_PER_NODE: u128 = 60_000;
+    pub const HTTP_REQUEST_BYTE: u128 = 400;
+    pub const HTTP_RESPONSE_BYTE: u128 = 800;
+}
+
+/// The largest `certified_data_set` payload.
+pub(super) const MAX_CERTIFIED_DATA: usize = 32;
+
 impl ExecState {
-    fn cx(&mut self, function: &str) -> wasmtime::Result<&mut ExecContext> {
+    pub(super) fn cx(&mut self, function: &str) -> wasmtime::Result<&mut ExecContext> {
         match self.ctx.as_mut() {
             Some(c) => Ok(c),
             None => trap(
@@ -20,7 +45,7 @@ impl ExecState {
     }
 
     /// The context, if `function` may be called from the current entry point.
-    fn allowed(&mut self, function: &str, ok: impl Fn(&EntryPoint) -> bool) -> wasmtime::Result<&mut ExecContext> {
+    pub(super) fn allowed(&mut self, function: &str, ok: impl Fn(&EntryPoint) -> bool) -> wasmtime::Result<&mut ExecContext> {
         let cx = self.cx(function)?;
         if !ok(&cx.input.entry) {
             let from = cx.input.entry.name();
@@ -31,62 +56,48 @@ impl ExecState {
         }
         Ok(cx)
     }
-}
 
-use EntryPoint as E;
-
-fn can_read_arg(e: &EntryPoint) -> bool {
-    matches!(e, E::Init | E::PostUpgrade | E::Update(_) | E::Query { .. } | E::Reply(_))
-}
-fn can_respond(e: &EntryPoint) -> bool {
-    matches!(e, E::Update(_) | E::Query { .. } | E::Reply(_) | E::Reject(_))
-}
-fn can_call(e: &EntryPoint) -> bool {
-    matches!(e, E::Update(_) | E::Reply(_) | E::Reject(_) | E::Timer)
-}
-fn is_callback(e: &EntryPoint) -> bool {
-    matches!(e, E::Reply(_) | E::Reject(_))
-}
-/// Where the cycles attached to the call can be seen and accepted.
-fn can_take_cycles(e: &EntryPoint) -> bool {
-    matches!(e, E::Update(_) | E::Query { replicated: true, .. } | E::Reply(_) | E::Reject(_))
-}
-
-impl ic0::Host for ExecState {
-    fn msg_arg_data(&mut self) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.allowed("msg_arg_data_copy", can_read_arg)?.input.arg.clone())
+    pub(super) fn arg(&mut self) -> wasmtime::Result<&[u8]> {
+        Ok(&self.allowed("msg_arg_data_copy", can_read_arg)?.input.arg)
     }
 
-    fn msg_caller(&mut self) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.cx("msg_caller_copy")?.input.caller.as_slice().to_vec())
+    pub(super) fn caller(&mut self) -> wasmtime::Result<Principal> {
+        Ok(self.cx("msg_caller_copy")?.input.caller)
     }
 
-    fn msg_reject_code(&mut self) -> wasmtime::Result<u32> {
+    pub(super) fn reject_code(&mut self) -> wasmtime::Result<u32> {
         let cx = self.allowed("msg_reject_code", is_callback)?;
         Ok(cx.input.reject.as_ref().map_or(0, |(c, _)| *c as u32))
     }
 
-    fn msg_reject_msg(&mut self) -> wasmtime::Result<String> {
+    pub(super) fn reject_message(&mut self) -> wasmtime::Result<&str> {
         let cx = self.allowed("msg_reject_msg_copy", |e| matches!(e, E::Reject(_)))?;
-        Ok(cx.input.reject.as_ref().map(|(_, m)| m.clone()).unwrap_or_default())
+        Ok(cx.input.reject.as_ref().map_or("", |(_, m)| m.as_str()))
     }
 
-    fn msg_deadline(&mut self) -> wasmtime::Result<u64> {
-        let cx = self.allowed("msg_deadline", |e| {
-            matches!(e, E::Update(_) | E::Query { .. } | E::Reply(_) | E::Reject(_))
-        })?;
+    pub(super) fn deadline(&mut self) -> wasmtime::Result<u64> {
+        let cx = self.allowed("msg_deadline", |e| matches!(e, E::Update(_) | E::Query { .. } | E::Reply(_) | E::Reject(_)))?;
         Ok(cx.input.deadline)
     }
 
-    fn msg_method_name(&mut self) -> wasmtime::Result<String> {
-        // The IC allows it only in `canister_inspect_message`, which ww does
-        // not run: everywhere else it traps, so code relying on it fails
-        // here as it would on the IC.
-        self.allowed("msg_method_name_copy", |_| false)?;
-        Ok(String::new())
+    /// Only in `canister_inspect_message`.
+    pub(super) fn method_name(&mut self) -> wasmtime::Result<&str> {
+        match &self.allowed("msg_method_name_copy", |e| matches!(e, E::Inspect { .. }))?.input.entry {
+            E::Inspect { method } => Ok(method),
+            _ => Ok(""),
+        }
     }
 
-    fn msg_reply_data_append(&mut self, data: Vec<u8>) -> wasmtime::Result<()> {
+    pub(super) fn accept_message(&mut self) -> wasmtime::Result<()> {
+        let cx = self.allowed("accept_message", |e| matches!(e, E::Inspect { .. }))?;
+        if cx.accepted {
+            return trap(ErrorCode::CanisterContractViolation, "ic0.accept_message: the message was already accepted");
+        }
+        cx.accepted = true;
+        Ok(())
+    }
+
+    pub(super) fn reply_append(&mut self, data: &[u8]) -> wasmtime::Result<()> {
         let cx = self.allowed("msg_reply_data_append", can_respond)?;
         if !cx.input.needs_response || cx.response.is_some() {
             return trap(ErrorCode::CanisterContractViolation, "ic0.msg_reply_data_append: the call was already answered");
@@ -98,11 +109,11 @@ impl ic0::Host for ExecState {
                 format!("ic0.msg_reply_data_append: application payload size ({}) cannot be larger than {max}", cx.reply_buf.len() + data.len()),
             );
         }
-        cx.reply_buf.extend_from_slice(&data);
+        cx.reply_buf.extend_from_slice(data);
         Ok(())
     }
 
-    fn msg_reply(&mut self) -> wasmtime::Result<()> {
+    pub(super) fn reply(&mut self) -> wasmtime::Result<()> {
         let cx = self.allowed("msg_reply", can_respond)?;
         if !cx.input.needs_response || cx.response.is_some() {
             return trap(ErrorCode::CanisterContractViolation, "ic0.msg_reply: the call was already answered (a call gets exactly one response)");
@@ -111,7 +122,7 @@ impl ic0::Host for ExecState {
         Ok(())
     }
 
-    fn msg_reject(&mut self, message: String) -> wasmtime::Result<()> {
+    pub(super) fn reject(&mut self, message: String) -> wasmtime::Result<()> {
         let cx = self.allowed("msg_reject", can_respond)?;
         if !cx.input.needs_response || cx.response.is_some() {
             return trap(ErrorCode::CanisterContractViolation, "ic0.msg_reject: the call was already answered (a call gets exactly one response)");
@@ -120,97 +131,307 @@ impl ic0::Host for ExecState {
         Ok(())
     }
 
-    fn msg_cycles_available(&mut self) -> wasmtime::Result<u64> {
-        let cx = self.allowed("msg_cycles_available", can_take_cycles)?;
-        Ok(cx.cycles_left())
+    pub(super) fn cycles_available(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.allowed("msg_cycles_available128", can_take_cycles)?.cycles_left())
     }
 
-    fn msg_cycles_accept(&mut self, max_amount: u64) -> wasmtime::Result<u64> {
-        let cx = self.allowed("msg_cycles_accept", can_take_cycles)?;
-        let n = max_amount.min(cx.cycles_left());
+    pub(super) fn cycles_accept(&mut self, max_amount: u128) -> wasmtime::Result<u64> {
+        let cx = self.allowed("msg_cycles_accept128", can_take_cycles)?;
+        let n = u64::try_from(max_amount).unwrap_or(u64::MAX).min(cx.cycles_left());
         cx.cycles_accepted += n;
         Ok(n)
     }
 
-    fn msg_cycles_refunded(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.allowed("msg_cycles_refunded", is_callback)?.input.cycles_refunded)
+    pub(super) fn cycles_refunded(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.allowed("msg_cycles_refunded128", is_callback)?.input.cycles_refunded)
     }
 
-    fn canister_cycle_balance(&mut self) -> wasmtime::Result<u64> {
-        let cx = self.cx("canister_cycle_balance")?;
-        let attached: u64 = cx.calls.iter().map(|c| c.cycles).sum();
-        Ok(cx.info.balance.saturating_add(cx.cycles_accepted).saturating_sub(attached))
+    /// The balance as this execution has left it so far.
+    pub(super) fn balance(&mut self) -> wasmtime::Result<u64> {
+        let cx = self.cx("canister_cycle_balance128")?;
+        let attached: u64 = cx.calls.iter().map(|c| c.cycles).sum::<u64>() + cx.pending_call.as_ref().map_or(0, |p| p.cycles);
+        Ok(cx
+            .info
+            .balance
+            .saturating_add(cx.cycles_accepted)
+            .saturating_sub(attached)
+            .saturating_sub(cx.cycles_burned))
     }
 
-    fn canister_self(&mut self) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.cx("canister_self_copy")?.info.id.as_slice().to_vec())
+    /// Burns up to `amount` of the balance; returns what was burned.
+    pub(super) fn cycles_burn(&mut self, amount: u128) -> wasmtime::Result<u64> {
+        let balance = self.balance()?;
+        let cx = self.allowed("cycles_burn128", |e| !e.is_query())?;
+        let n = u64::try_from(amount).unwrap_or(u64::MAX).min(balance);
+        cx.cycles_burned += n;
+        Ok(n)
     }
 
-    fn canister_status(&mut self) -> wasmtime::Result<u32> {
+    pub(super) fn self_id(&mut self) -> wasmtime::Result<Principal> {
+        Ok(self.cx("canister_self_copy")?.info.id)
+    }
+
+    pub(super) fn status(&mut self) -> wasmtime::Result<u32> {
         Ok(self.cx("canister_status")?.info.status)
     }
 
-    fn canister_version(&mut self) -> wasmtime::Result<u64> {
+    pub(super) fn version(&mut self) -> wasmtime::Result<u64> {
         Ok(self.cx("canister_version")?.info.version)
     }
 
-    fn is_controller(&mut self, principal: Vec<u8>) -> wasmtime::Result<bool> {
+    pub(super) fn controls(&mut self, principal: &[u8]) -> wasmtime::Result<bool> {
         let cx = self.cx("is_controller")?;
-        let Ok(p) = Principal::try_from_slice(&principal) else {
+        let Ok(p) = Principal::try_from_slice(principal) else {
             return trap(ErrorCode::CanisterContractViolation, "ic0.is_controller: not a valid principal");
         };
         Ok(cx.info.controllers.contains(&p))
     }
 
-    fn in_replicated_execution(&mut self) -> wasmtime::Result<bool> {
-        let cx = self.cx("in_replicated_execution")?;
-        Ok(!matches!(cx.input.entry, E::Query { replicated: false, .. }))
+    pub(super) fn replicated(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.cx("in_replicated_execution")?.input.entry.is_replicated())
     }
 
-    fn call(&mut self, args: ic0::CallArgs) -> wasmtime::Result<Result<(), ic0::Reject>> {
+    /// Stages an outgoing call (sent if the execution commits). An `Err`
+    /// reject means nothing was staged (the queue to the callee is full).
+    pub(super) fn stage_call(&mut self, call: StagedCall) -> wasmtime::Result<Result<(), (RejectCode, String)>> {
         let cx = self.allowed("call_perform", can_call)?;
-        let Ok(callee) = Principal::try_from_slice(&args.callee) else {
-            return trap(ErrorCode::CanisterContractViolation, "ic0.call_new: callee is not a valid principal");
-        };
-        if args.arg.len() > cx.limits.max_inter_canister_payload {
+        if call.arg.len() > cx.limits.max_inter_canister_payload {
             return trap(
                 ErrorCode::CanisterContractViolation,
                 format!(
                     "ic0.call_data_append: payload size ({}) cannot be larger than {}",
-                    args.arg.len(),
+                    call.arg.len(),
                     cx.limits.max_inter_canister_payload
                 ),
             );
         }
-        let staged = cx.calls.iter().filter(|c| c.callee == callee).count() as u32;
-        if (cx.outstanding)(&callee) + staged >= cx.limits.max_outstanding_calls {
-            return Ok(Err(ic0::Reject {
-                code: RejectCode::SysTransient as u32,
-                message: format!(
-                    "IC0201: Canister {} has {} outstanding calls to {callee}; the queue is full",
-                    cx.info.id, cx.limits.max_outstanding_calls
+        let staged = cx.calls.iter().filter(|c| c.callee == call.callee).count() as u32;
+        if (cx.outstanding)(&call.callee) + staged >= cx.limits.max_outstanding_calls {
+            return Ok(Err((
+                RejectCode::SysTransient,
+                format!(
+                    "IC0201: Canister {} has {} outstanding calls to {}; the queue is full",
+                    cx.info.id, cx.limits.max_outstanding_calls, call.callee
                 ),
-            }));
+            )));
         }
-        let balance = self.canister_cycle_balance()?;
+        let balance = self.balance()?;
         let cx = self.cx("call_perform")?;
-        if args.cycles > balance {
+        if call.cycles > balance {
             // As `ic0.call_cycles_add128` on the IC: a trap, not a reject.
             return trap(
                 ErrorCode::CanisterOutOfCycles,
-                format!("Canister {} attempted to send {} cycles when only {balance} were available in its balance", cx.info.id, args.cycles),
+                format!("Canister {} attempted to send {} cycles when only {balance} were available in its balance", cx.info.id, call.cycles),
             );
         }
+        let timeout_seconds = call.timeout_seconds.map(|t| t.min(cx.limits.max_call_timeout_seconds));
         cx.calls.push(OutgoingCall {
+            callee: call.callee,
+            method: call.method,
+            arg: call.arg,
+            cycles: call.cycles,
+            timeout_seconds,
+            continuation: call.continuation,
+            caller_version: cx.info.version,
+        });
+        Ok(Ok(()))
+    }
+
+    pub(super) fn time(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.cx("time")?.input.time)
+    }
+
+    pub(super) fn set_timer(&mut self, timestamp: u64) -> wasmtime::Result<u64> {
+        let cx = self.allowed("global_timer_set", |e| !e.is_query())?;
+        let previous = cx.timer.unwrap_or(cx.current_timer);
+        cx.timer = Some(timestamp);
+        Ok(previous)
+    }
+
+    pub(super) fn set_certified_data(&mut self, data: &[u8]) -> wasmtime::Result<()> {
+        let cx = self.allowed("certified_data_set", |e| !e.is_query())?;
+        if data.len() > MAX_CERTIFIED_DATA {
+            return trap(
+                ErrorCode::CanisterContractViolation,
+                format!("ic0.certified_data_set: certified data is {} bytes; at most {MAX_CERTIFIED_DATA} are allowed", data.len()),
+            );
+        }
+        cx.certified_data = Some(data.to_vec());
+        Ok(())
+    }
+
+    pub(super) fn env_vars(&mut self) -> wasmtime::Result<std::sync::Arc<Vec<(String, String)>>> {
+        Ok(self.cx("env_var_count")?.info.env_vars.clone())
+    }
+
+    /// Prints to the node's log, and (if the execution is replicated and
+    /// commits or traps) to the canister's log.
+    pub(super) fn print(&mut self, message: &[u8]) {
+        let text = String::from_utf8_lossy(message);
+        tracing::info!(target: "ww::canister", "[{}] {}", self.log_name, text);
+        let time = self.ctx.as_ref().map_or(0, |c| c.input.time);
+        self.log.push(LogLine { time, content: message.to_vec() });
+    }
+
+    pub(super) fn trap_with(&mut self, message: String) -> wasmtime::Result<()> {
+        if let Some(cx) = self.ctx.as_mut() {
+            cx.trap_message = Some(message.clone());
+        }
+        trap(ErrorCode::CanisterCalledTrap, message)
+    }
+}
+
+/// A call as either front end hands it to [`ExecState::stage_call`].
+pub(super) struct StagedCall {
+    pub callee: Principal,
+    pub method: String,
+    pub arg: Vec<u8>,
+    pub cycles: u64,
+    pub timeout_seconds: Option<u32>,
+    pub continuation: Continuation,
+}
+
+/// `ic0.performance_counter`: needs the store's fuel.
+pub(super) fn performance_counter(store: &StoreContextMut<'_, ExecState>, kind: u32) -> wasmtime::Result<u64> {
+    let (limit, before) = store
+        .data()
+        .ctx
+        .as_ref()
+        .map_or((0, 0), |c| (c.input.instruction_limit, c.input.context_instructions));
+    let this_execution = limit.saturating_sub(store.get_fuel().unwrap_or(0));
+    match kind {
+        // Instructions of this execution.
+        0 => Ok(this_execution),
+        // Instructions of the whole call context so far.
+        1 => Ok(before.saturating_add(this_execution)),
+        _ => trap(ErrorCode::CanisterContractViolation, format!("ic0.performance_counter: unknown counter type {kind}")),
+    }
+}
+
+pub(super) fn can_read_arg(e: &EntryPoint) -> bool {
+    matches!(e, E::Init | E::PostUpgrade | E::Update(_) | E::Query { .. } | E::Reply(_) | E::Inspect { .. })
+}
+fn can_respond(e: &EntryPoint) -> bool {
+    matches!(e, E::Update(_) | E::Query { .. } | E::Reply(_) | E::Reject(_))
+}
+pub(super) fn can_call(e: &EntryPoint) -> bool {
+    matches!(e, E::Update(_) | E::Reply(_) | E::Reject(_) | E::Timer)
+}
+fn is_callback(e: &EntryPoint) -> bool {
+    matches!(e, E::Reply(_) | E::Reject(_))
+}
+/// Where the cycles attached to the call can be seen and accepted.
+fn can_take_cycles(e: &EntryPoint) -> bool {
+    matches!(e, E::Update(_) | E::Query { replicated: true, .. } | E::Reply(_) | E::Reject(_))
+}
+
+impl ExecContext {
+    /// Cycles of the call not accepted yet; none once it is answered (they
+    /// went back with the response).
+    fn cycles_left(&self) -> u64 {
+        if self.response.is_some() || !self.input.needs_response {
+            return 0;
+        }
+        self.input.cycles_available.saturating_sub(self.cycles_accepted)
+    }
+
+    fn max_reply_bytes(&self) -> usize {
+        match self.input.entry {
+            E::Query { replicated: false, .. } => self.limits.max_query_reply,
+            _ => self.limits.max_inter_canister_payload,
+        }
+    }
+}
+
+/// The typed WIT `ic0` of component canisters: each function is the shared
+/// logic above with owned values.
+impl ic0::Host for ExecState {
+    fn msg_arg_data(&mut self) -> wasmtime::Result<Vec<u8>> {
+        self.arg().map(<[u8]>::to_vec)
+    }
+
+    fn msg_caller(&mut self) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.caller()?.as_slice().to_vec())
+    }
+
+    fn msg_reject_code(&mut self) -> wasmtime::Result<u32> {
+        self.reject_code()
+    }
+
+    fn msg_reject_msg(&mut self) -> wasmtime::Result<String> {
+        self.reject_message().map(str::to_string)
+    }
+
+    fn msg_deadline(&mut self) -> wasmtime::Result<u64> {
+        self.deadline()
+    }
+
+    fn msg_method_name(&mut self) -> wasmtime::Result<String> {
+        self.method_name().map(str::to_string)
+    }
+
+    fn msg_reply_data_append(&mut self, data: Vec<u8>) -> wasmtime::Result<()> {
+        self.reply_append(&data)
+    }
+
+    fn msg_reply(&mut self) -> wasmtime::Result<()> {
+        self.reply()
+    }
+
+    fn msg_reject(&mut self, message: String) -> wasmtime::Result<()> {
+        self.reject(message)
+    }
+
+    fn msg_cycles_available(&mut self) -> wasmtime::Result<u64> {
+        self.cycles_available()
+    }
+
+    fn msg_cycles_accept(&mut self, max_amount: u64) -> wasmtime::Result<u64> {
+        self.cycles_accept(max_amount.into())
+    }
+
+    fn msg_cycles_refunded(&mut self) -> wasmtime::Result<u64> {
+        self.cycles_refunded()
+    }
+
+    fn canister_cycle_balance(&mut self) -> wasmtime::Result<u64> {
+        self.balance()
+    }
+
+    fn canister_self(&mut self) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.self_id()?.as_slice().to_vec())
+    }
+
+    fn canister_status(&mut self) -> wasmtime::Result<u32> {
+        self.status()
+    }
+
+    fn canister_version(&mut self) -> wasmtime::Result<u64> {
+        self.version()
+    }
+
+    fn is_controller(&mut self, principal: Vec<u8>) -> wasmtime::Result<bool> {
+        self.controls(&principal)
+    }
+
+    fn in_replicated_execution(&mut self) -> wasmtime::Result<bool> {
+        self.replicated()
+    }
+
+    fn call(&mut self, args: ic0::CallArgs) -> wasmtime::Result<Result<(), ic0::Reject>> {
+        self.allowed("call_perform", can_call)?;
+        let Ok(callee) = Principal::try_from_slice(&args.callee) else {
+            return trap(ErrorCode::CanisterContractViolation, "ic0.call_new: callee is not a valid principal");
+        };
+        let staged = self.stage_call(StagedCall {
             callee,
             method: args.method,
             arg: args.arg,
             cycles: args.cycles,
-            timeout_seconds: args.timeout_seconds.map(|t| t.min(cx.limits.max_call_timeout_seconds)),
-            env: args.env,
-            caller_version: cx.info.version,
-        });
-        Ok(Ok(()))
+            timeout_seconds: args.timeout_seconds,
+            continuation: Continuation::Component { env: args.env },
+        })?;
+        Ok(staged.map_err(|(code, message)| ic0::Reject { code: code as u32, message }))
     }
 
     fn stable_size(&mut self) -> wasmtime::Result<u64> {
@@ -238,50 +459,25 @@ impl ic0::Host for ExecState {
     }
 
     fn time(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.cx("time")?.input.time)
+        ExecState::time(self)
     }
 
     fn global_timer_set(&mut self, timestamp: u64) -> wasmtime::Result<u64> {
-        let cx = self.allowed("global_timer_set", |e| !e.is_query())?;
-        let previous = cx.timer.unwrap_or(cx.current_timer);
-        cx.timer = Some(timestamp);
-        Ok(previous)
+        self.set_timer(timestamp)
     }
 
     fn performance_counter(&mut self, _counter_type: u32) -> wasmtime::Result<u64> {
-        // Replaced by a store-aware definition in `CanisterRuntime::new`
-        // (it needs the store's fuel); this one is never linked.
+        // Replaced by a store-aware definition in `component::linker` (it
+        // needs the store's fuel); this one is never linked.
         Ok(0)
     }
 
     fn debug_print(&mut self, message: String) -> wasmtime::Result<()> {
-        tracing::info!(target: "ww::canister", "[{}] {}", self.log_name, message);
+        self.print(message.as_bytes());
         Ok(())
     }
 
     fn trap(&mut self, message: String) -> wasmtime::Result<()> {
-        if let Some(cx) = self.ctx.as_mut() {
-            cx.trap_message = Some(message.clone());
-        }
-        trap(ErrorCode::CanisterCalledTrap, message)
+        self.trap_with(message)
     }
 }
-
-impl ExecContext {
-    /// Cycles of the call not accepted yet; none once it is answered (they
-    /// went back with the response).
-    fn cycles_left(&self) -> u64 {
-        if self.response.is_some() || !self.input.needs_response {
-            return 0;
-        }
-        self.input.cycles_available.saturating_sub(self.cycles_accepted)
-    }
-
-    fn max_reply_bytes(&self) -> usize {
-        match self.input.entry {
-            E::Query { replicated: false, .. } => self.limits.max_query_reply,
-            _ => self.limits.max_inter_canister_payload,
-        }
-    }
-}
-

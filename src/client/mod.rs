@@ -1,13 +1,18 @@
-//! `ww call` and `ww canister`: clients of a node's control socket.
+//! The CLI's clients of a node's control socket: the plumbing they share
+//! (the `Replica` capability as the admin, name resolution, calls and how a
+//! reject is reported, Candid arguments) and `ww call`.
+//!
+//! - [`canister`]: `ww canister create|list|status|info|logs|start|stop|delete|uninstall`;
+//! - [`install`]: `ww canister install` (inline or chunked);
+//! - [`deploy`]: `ww deploy`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
-use candid::{Decode, Encode, Principal};
-use ww::replica::management::{CanisterIdRecord, CanisterStatusResult, CanisterStatusType};
-use ww::ww_capnp::{call_result, line_sink, replica};
+use candid::Principal;
+use ww::ww_capnp::{call_result, replica};
 
-use super::{CallArgs, CanisterCommand, DeployArgs};
+use super::CallArgs;
 
 /// A usage error (exit code 2): bad Candid, an unknown canister name.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +38,16 @@ fn write_line(line: std::fmt::Arguments<'_>) -> Result<(), OutputError> {
 /// `println!` that returns an [`OutputError`] from the enclosing function.
 macro_rules! outln {
     ($($arg:tt)*) => {
-        write_line(format_args!($($arg)*))?
+        $crate::client::write_line(format_args!($($arg)*))?
     };
 }
+
+mod canister;
+mod deploy;
+mod install;
+
+pub use canister::canister;
+pub use deploy::deploy;
 
 /// A call's outcome as the CLI reports it.
 enum Outcome {
@@ -77,18 +89,26 @@ where
         .await
 }
 
+/// The canister a name or a canister id stands for.
 async fn resolve(replica: &replica::Client, name_or_id: &str) -> anyhow::Result<Principal> {
     if let Ok(p) = Principal::from_text(name_or_id) {
         return Ok(p);
     }
+    lookup(replica, name_or_id)
+        .await?
+        .ok_or_else(|| UsageError(format!("no canister is named {name_or_id:?} on this node (and it is not a canister id)")).into())
+}
+
+/// The canister named `name` in the node's registry, if any.
+async fn lookup(replica: &replica::Client, name: &str) -> anyhow::Result<Option<Principal>> {
     let mut req = replica.lookup_request();
-    req.get().set_name(name_or_id);
+    req.get().set_name(name);
     let resp = req.send().promise.await.context("looking up the canister name")?;
     let bytes = resp.get()?.get_canister()?;
     if bytes.is_empty() {
-        return Err(UsageError(format!("no canister is named {name_or_id:?} on this node (and it is not a canister id)")).into());
+        return Ok(None);
     }
-    Ok(Principal::try_from_slice(bytes)?)
+    Ok(Some(Principal::try_from_slice(bytes)?))
 }
 
 async fn invoke(replica: &replica::Client, canister: Principal, method: &str, arg: Vec<u8>, query: bool) -> anyhow::Result<Outcome> {
@@ -125,24 +145,30 @@ fn outcome(r: call_result::Reader) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Prints a reject on one line of stderr; the exit code for it (1).
 fn report_reject(code: u32, message: &str) -> i32 {
     use std::io::Write;
     // A closed stderr loses the message, not the exit code.
-    let _ = writeln!(std::io::stderr().lock(), "ww: the call was rejected: reject code {code} ({}): {message}", reject_name(code));
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "ww: the call was rejected: reject code {code} ({}): {}",
+        reject_name(code),
+        one_line(message)
+    );
     1
+}
+
+/// A line on stderr (progress, warnings); a closed stderr loses it.
+fn note(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
 }
 
 /// `ww call`.
 pub async fn call(args: CallArgs) -> anyhow::Result<i32> {
-    let from_file = match &args.argument_file {
-        Some(path) => Some(read_argument_file(path)?),
-        None => None,
-    };
-    if from_file.is_some() && args.args.is_some() {
-        return Err(UsageError("give the arguments either inline or with --argument-file, not both".into()).into());
-    }
-    let text = from_file.as_deref().or(args.args.as_deref()).unwrap_or("()");
-    let idl = candid_parser::parse_idl_args(text).map_err(|e| UsageError(format!("bad Candid arguments {text:?}: {}", one_line(&e.to_string()))))?;
+    let text = argument_text(args.args.as_deref(), args.argument_file.as_deref())?;
+    let idl = parse_args(&text)?;
     // With an interface, arguments take the method's types (so `(5)` is a
     // nat64 where the method wants one) and replies show field names: the
     // one given, else the one the canister's module carries.
@@ -209,6 +235,30 @@ fn encode_args(idl: candid::IDLArgs, types: Option<&(candid::types::TypeEnv, can
     }
 }
 
+/// The Candid text of a call's or an install's arguments: given inline, or
+/// read from a file (`-`: standard input); `()` when neither.
+fn argument_text(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(UsageError("give the arguments either inline or with --argument-file, not both".into()).into()),
+        (None, Some(path)) => read_argument_file(path),
+        (Some(text), None) => Ok(text.to_string()),
+        (None, None) => Ok("()".to_string()),
+    }
+}
+
+/// Parses Candid text arguments; a usage error quotes (the start of) them.
+fn parse_args(text: &str) -> Result<candid::IDLArgs, UsageError> {
+    candid_parser::parse_idl_args(text).map_err(|e| {
+        let quoted = if text.len() <= 100 {
+            format!("{text:?}")
+        } else {
+            let start: String = text.chars().take(60).collect();
+            format!("{start:?}... ({} bytes)", text.len())
+        };
+        UsageError(format!("bad Candid arguments {quoted}: {}", one_line(&e.to_string())))
+    })
+}
+
 /// Candid text from `--argument-file` (`-` is standard input).
 fn read_argument_file(path: &Path) -> anyhow::Result<String> {
     use std::io::Read;
@@ -246,148 +296,6 @@ fn method_types(did: &str, method: &str) -> anyhow::Result<(candid::types::TypeE
 
 fn one_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
-}
-
-/// `ww canister ...`.
-pub async fn canister(command: CanisterCommand, state: PathBuf) -> anyhow::Result<i32> {
-    with_replica(&state, false, |replica| async move {
-        let mgmt = Principal::management_canister();
-        match command {
-            CanisterCommand::List => {
-                let resp = replica.list_request().send().promise.await?;
-                let list = resp.get()?.get_canisters()?;
-                outln!("{:<16} {:<29} {:<9} {:<18} {:>12} {:>20}", "NAME", "CANISTER ID", "STATUS", "MODULE HASH", "MEMORY", "CYCLES");
-                for e in list.iter() {
-                    let id = Principal::try_from_slice(e.get_id()?)?;
-                    let hash = e.get_module_hash()?;
-                    let hash = if hash.is_empty() { "-".to_string() } else { format!("0x{}", &hex::encode(hash)[..16]) };
-                    let name = e.get_name()?.to_str()?;
-                    outln!(
-                        "{:<16} {:<29} {:<9} {:<18} {:>12} {:>20}",
-                        if name.is_empty() { "-" } else { name },
-                        id.to_text(),
-                        e.get_status()?.to_str()?,
-                        hash,
-                        e.get_memory_size(),
-                        e.get_cycles()
-                    );
-                }
-                Ok(0)
-            }
-            CanisterCommand::Status { canister } => {
-                let id = resolve(&replica, &canister).await?;
-                match invoke(&replica, mgmt, "canister_status", Encode!(&CanisterIdRecord { canister_id: id })?, false).await? {
-                    Outcome::Reply(bytes) => {
-                        let s = Decode!(&bytes, CanisterStatusResult)?;
-                        outln!("canister:    {}", id.to_text());
-                        outln!(
-                            "status:      {}",
-                            match s.status {
-                                CanisterStatusType::Running => "running",
-                                CanisterStatusType::Stopping => "stopping",
-                                CanisterStatusType::Stopped => "stopped",
-                            }
-                        );
-                        let controllers: Vec<String> = s.settings.controllers.iter().map(Principal::to_text).collect();
-                        outln!("controllers: {}", controllers.join(", "));
-                        outln!(
-                            "module hash: {}",
-                            s.module_hash.map_or("none".to_string(), |h| format!("0x{}", hex::encode(h)))
-                        );
-                        outln!("memory:      {} bytes", s.memory_size);
-                        outln!("cycles:      {}", s.cycles);
-                        outln!("version:     {}", s.version);
-                        Ok(0)
-                    }
-                    Outcome::Reject { code, message, .. } => Ok(report_reject(code, &message)),
-                }
-            }
-            CanisterCommand::Start { canister } => lifecycle(&replica, "start_canister", &canister).await,
-            CanisterCommand::Stop { canister } => lifecycle(&replica, "stop_canister", &canister).await,
-            CanisterCommand::Delete { canister } => lifecycle(&replica, "delete_canister", &canister).await,
-            CanisterCommand::Uninstall { canister } => lifecycle(&replica, "uninstall_code", &canister).await,
-        }
-    })
-    .await
-}
-
-/// start/stop/delete/uninstall through the management canister.
-async fn lifecycle(replica: &replica::Client, method: &str, canister: &str) -> anyhow::Result<i32> {
-    let id = resolve(replica, canister).await?;
-    let arg = Encode!(&CanisterIdRecord { canister_id: id })?;
-    match invoke(replica, Principal::management_canister(), method, arg, false).await? {
-        Outcome::Reply(_) => {
-            outln!("{method}: {} done", id.to_text());
-            Ok(0)
-        }
-        Outcome::Reject { code, message, .. } => Ok(report_reject(code, &message)),
-    }
-}
-
-/// Prints the log lines a node streams back (`ww deploy`).
-struct StderrLines;
-
-impl line_sink::Server for StderrLines {
-    async fn line(
-        self: capnp::capability::Rc<Self>,
-        params: line_sink::LineParams,
-        _: line_sink::LineResults,
-    ) -> Result<(), capnp::Error> {
-        use std::io::Write;
-        let text = params.get()?.get_text()?.to_str()?;
-        // A closed stderr loses the line, never the deploy.
-        let _ = writeln!(std::io::stderr().lock(), "{text}");
-        Ok(())
-    }
-}
-
-/// `ww deploy`: asks the node to run the image (`Admin.runImage`) and prints
-/// its log lines as they come.
-pub async fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
-    let mut layers = Vec::with_capacity(args.images.len());
-    for image in &args.images {
-        let path = std::fs::canonicalize(image)
-            .map_err(|e| UsageError(format!("{}: cannot open image layer: {e}", image.display())))?;
-        if !path.is_dir() {
-            return Err(UsageError(format!("{}: an image layer must be a directory", image.display())).into());
-        }
-        let text = path
-            .to_str()
-            .ok_or_else(|| UsageError(format!("{}: the path is not UTF-8", image.display())))?
-            .to_string();
-        layers.push(text);
-    }
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(async move {
-            let (admin, rpc) = ww::control::connect(&args.state).await?;
-            let disconnector = rpc.get_disconnector();
-            tokio::task::spawn_local(rpc);
-            let mut req = admin.run_image_request();
-            {
-                let mut p = req.get();
-                let mut list = p.reborrow().init_layers(layers.len() as u32);
-                for (i, l) in layers.iter().enumerate() {
-                    list.set(i as u32, l.as_str());
-                }
-                let mut list = p.reborrow().init_args(args.args.len() as u32);
-                for (i, a) in args.args.iter().enumerate() {
-                    list.set(i as u32, a.as_str());
-                }
-                p.set_log(capnp_rpc::new_client(StderrLines));
-            }
-            let resp = req.send().promise.await.context("running the image on the node")?;
-            let resp = resp.get()?;
-            let error = resp.get_error()?.to_str()?;
-            let out = if error.is_empty() {
-                Ok(resp.get_exit_code())
-            } else {
-                Err(UsageError(error.to_string()).into())
-            };
-            let _ = disconnector.await;
-            out
-        })
-        .await
 }
 
 #[cfg(test)]

@@ -1,0 +1,201 @@
+//! `cdk_caller`: a canister written against the unmodified ic-cdk 0.20 from
+//! crates.io that makes inter-canister calls (bounded and unbounded wait,
+//! sequential and concurrent) and calls the management canister through
+//! ic-cdk-management-canister, for ww's integration tests and benchmarks.
+//!
+//! The `.did` beside this crate (`cdk_caller.did`) is what `export_candid!`
+//! gives; keep the two in sync.
+
+use candid::{CandidType, Deserialize, Principal};
+use futures::future::join_all;
+use ic_cdk::call::{Call, CallFailed, Response};
+use ic_cdk::{query, update};
+use ic_cdk_management_canister as mgmt;
+
+/// `SYS_TRANSIENT`: what the IC reports when `ic0.call_perform` fails (the
+/// call was never enqueued, e.g. too many outstanding calls).
+const SYS_TRANSIENT: u32 = 2;
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CallError {
+    /// The reject code (1..=6); `SYS_TRANSIENT` (2) when `call_perform`
+    /// failed; 0 when the caller could not afford the call.
+    pub code: u32,
+    pub message: String,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CallManyResult {
+    pub ok: u32,
+    pub errors: Vec<CallError>,
+}
+
+impl From<CallFailed> for CallError {
+    fn from(e: CallFailed) -> Self {
+        let code = match &e {
+            CallFailed::CallRejected(r) => r.raw_reject_code(),
+            CallFailed::CallPerformFailed(_) => SYS_TRANSIENT,
+            CallFailed::InsufficientLiquidCycleBalance(_) => 0,
+        };
+        let message = match &e {
+            CallFailed::CallRejected(r) => r.reject_message().to_string(),
+            other => other.to_string(),
+        };
+        CallError { code, message }
+    }
+}
+
+fn tally(results: Vec<Result<Response, CallFailed>>, out: &mut CallManyResult) {
+    for r in results {
+        match r {
+            Ok(_) => out.ok += 1,
+            Err(e) => out.errors.push(e.into()),
+        }
+    }
+}
+
+// --- calls between canisters -----------------------------------------------
+
+/// Unbounded-wait call to `inc` on `target`.
+#[update]
+async fn call_inc(target: Principal) -> Result<u64, String> {
+    let response = Call::unbounded_wait(target, "inc")
+        .await
+        .map_err(|e| e.to_string())?;
+    response.candid::<u64>().map_err(|e| e.to_string())
+}
+
+/// Raw bytes in, raw bytes out. Bounded wait with `bounded_timeout_secs` if
+/// given (a timeout comes back as `SYS_UNKNOWN`, 6), unbounded otherwise.
+#[update]
+async fn call_method(
+    target: Principal,
+    method: String,
+    arg: Vec<u8>,
+    bounded_timeout_secs: Option<u32>,
+) -> Result<Vec<u8>, CallError> {
+    let call = match bounded_timeout_secs {
+        Some(secs) => Call::bounded_wait(target, &method).change_timeout(secs),
+        None => Call::unbounded_wait(target, &method),
+    };
+    let response = call.with_raw_args(&arg).await?;
+    Ok(response.into_bytes())
+}
+
+/// `n` concurrent unbounded-wait calls to `method` (argument `()`): all the
+/// futures are made first, then joined.
+#[update]
+async fn call_many(target: Principal, method: String, n: u32) -> CallManyResult {
+    let futures: Vec<_> = (0..n)
+        .map(|_| Call::unbounded_wait(target, &method).into_future())
+        .collect();
+    let mut out = CallManyResult { ok: 0, errors: Vec::new() };
+    tally(join_all(futures).await, &mut out);
+    out
+}
+
+/// `n` concurrent calls `append(i)`, i in 0..n, sent in that order.
+#[update]
+async fn append_many(target: Principal, n: u64) {
+    let futures: Vec<_> = (0..n)
+        .map(|i| Call::unbounded_wait(target, "append").with_arg(i).into_future())
+        .collect();
+    for r in join_all(futures).await {
+        if let Err(e) = r {
+            ic_cdk::trap(format!("append_many: {e}"));
+        }
+    }
+}
+
+// --- benchmarks ------------------------------------------------------------
+
+/// `n` sequential `noop` calls; the number that succeeded.
+#[update]
+async fn bench_seq(target: Principal, n: u32) -> u32 {
+    let mut ok = 0;
+    for _ in 0..n {
+        if Call::unbounded_wait(target, "noop").await.is_ok() {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+/// `n` `noop` calls, at most `in_flight` outstanding (joined in batches);
+/// the number that succeeded.
+#[update]
+async fn bench_par(target: Principal, n: u32, in_flight: u32) -> u32 {
+    let in_flight = in_flight.max(1);
+    let mut ok = 0;
+    let mut sent = 0;
+    while sent < n {
+        let batch = in_flight.min(n - sent);
+        let futures: Vec<_> = (0..batch)
+            .map(|_| Call::unbounded_wait(target, "noop").into_future())
+            .collect();
+        ok += join_all(futures).await.iter().filter(|r| r.is_ok()).count() as u32;
+        sent += batch;
+    }
+    ok
+}
+
+// --- the management canister -----------------------------------------------
+
+/// `create_canister` with `cycles` on top of the creation fee; default
+/// settings (the caller canister is the only controller).
+#[update]
+async fn create_with_cycles(cycles: u128) -> Principal {
+    let arg = mgmt::CreateCanisterArgs { settings: None };
+    match mgmt::create_canister_with_extra_cycles(&arg, cycles).await {
+        Ok(r) => r.canister_id,
+        Err(e) => ic_cdk::trap(format!("create_canister: {e}")),
+    }
+}
+
+#[update]
+async fn install(target: Principal, wasm: Vec<u8>, arg: Vec<u8>) {
+    let args = mgmt::InstallCodeArgs {
+        mode: mgmt::CanisterInstallMode::Install,
+        canister_id: target,
+        wasm_module: wasm,
+        arg,
+    };
+    if let Err(e) = mgmt::install_code(&args).await {
+        ic_cdk::trap(format!("install_code: {e}"));
+    }
+}
+
+/// `raw_rand`: 32 bytes.
+#[update]
+async fn rand() -> Vec<u8> {
+    match mgmt::raw_rand().await {
+        Ok(bytes) => bytes,
+        Err(e) => ic_cdk::trap(format!("raw_rand: {e}")),
+    }
+}
+
+/// `canister_status`: the `{:?}` of its `status` field (`Running`, ...).
+#[update]
+async fn status(target: Principal) -> String {
+    let arg = mgmt::CanisterStatusArgs { canister_id: target };
+    match mgmt::canister_status(&arg).await {
+        Ok(s) => format!("{:?}", s.status),
+        Err(e) => ic_cdk::trap(format!("canister_status: {e}")),
+    }
+}
+
+// --- cycles ----------------------------------------------------------------
+
+#[query]
+fn balance() -> u128 {
+    ic_cdk::api::canister_cycle_balance()
+}
+
+/// Accepts every cycle sent with the call; the amount accepted.
+#[update]
+fn accept_cycles() -> u64 {
+    let available = ic_cdk::api::msg_cycles_available();
+    ic_cdk::api::msg_cycles_accept(available) as u64
+}
+
+ic_cdk::export_candid!();

@@ -1,0 +1,236 @@
+//! `cdk_counter`: a canister written against the unmodified ic-cdk 0.20 from
+//! crates.io, for ww's integration tests and benchmarks. Heap state in
+//! `thread_local!`s, stable state through ic-stable-structures'
+//! `MemoryManager`:
+//!
+//! - memory 0: `StableBTreeMap<String, String>` (`put`, `get_kv`, `len`);
+//! - memory 1: `StableCell<u64>`, the heap counter saved by `pre_upgrade`;
+//! - memory 2: `StableCell<u64>`, the `upgrades` counter saved by `pre_upgrade`;
+//! - memory 3: `StableCell<String>`, the greeting saved by `pre_upgrade`.
+//!
+//! The `.did` beside this crate (`cdk_counter.did`) is what
+//! `export_candid!` gives; keep the two in sync.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use candid::{CandidType, Deserialize, Principal};
+use ic_cdk::call::Call;
+use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
+
+type Memory = VirtualMemory<DefaultMemoryImpl>;
+
+const DEFAULT_GREETING: &str = "hello";
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct InitArg {
+    pub greeting: String,
+}
+
+thread_local! {
+    static MEMORY_MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
+        RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
+
+    static KV: RefCell<StableBTreeMap<String, String, Memory>> =
+        RefCell::new(StableBTreeMap::init(memory(0)));
+    static SAVED_COUNTER: RefCell<StableCell<u64, Memory>> =
+        RefCell::new(StableCell::init(memory(1), 0));
+    static SAVED_UPGRADES: RefCell<StableCell<u64, Memory>> =
+        RefCell::new(StableCell::init(memory(2), 0));
+    static SAVED_GREETING: RefCell<StableCell<String, Memory>> =
+        RefCell::new(StableCell::init(memory(3), String::new()));
+
+    static GREETING: RefCell<String> = RefCell::new(DEFAULT_GREETING.to_string());
+    static COUNTER: Cell<u64> = const { Cell::new(0) };
+    static UPGRADES: Cell<u64> = const { Cell::new(0) };
+    static TIMER_FIRED: Cell<u64> = const { Cell::new(0) };
+    static SLOW_DONE: Cell<u64> = const { Cell::new(0) };
+    static RELEASED: Cell<bool> = const { Cell::new(false) };
+    static APPENDED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+fn memory(id: u8) -> Memory {
+    MEMORY_MANAGER.with(|m| m.borrow().get(MemoryId::new(id)))
+}
+
+fn bump(cell: &'static std::thread::LocalKey<Cell<u64>>) -> u64 {
+    cell.with(|c| {
+        let v = c.get() + 1;
+        c.set(v);
+        v
+    })
+}
+
+// --- lifecycle -------------------------------------------------------------
+
+#[init]
+fn init(arg: Option<InitArg>) {
+    let greeting = arg.map_or_else(|| DEFAULT_GREETING.to_string(), |a| a.greeting);
+    GREETING.with(|g| *g.borrow_mut() = greeting);
+}
+
+#[query]
+fn greeting() -> String {
+    GREETING.with(|g| g.borrow().clone())
+}
+
+#[pre_upgrade]
+fn pre_upgrade() {
+    SAVED_COUNTER.with(|c| c.borrow_mut().set(COUNTER.with(Cell::get)));
+    SAVED_UPGRADES.with(|c| c.borrow_mut().set(UPGRADES.with(Cell::get)));
+    SAVED_GREETING.with(|c| c.borrow_mut().set(GREETING.with(|g| g.borrow().clone())));
+}
+
+/// Restores the counter, the upgrade count (then +1) and the greeting (unless
+/// `arg` gives a new one) from stable memory.
+#[post_upgrade]
+fn post_upgrade(arg: Option<InitArg>) {
+    COUNTER.with(|c| c.set(SAVED_COUNTER.with(|s| *s.borrow().get())));
+    UPGRADES.with(|c| c.set(SAVED_UPGRADES.with(|s| *s.borrow().get()) + 1));
+    let greeting = match arg {
+        Some(a) => a.greeting,
+        None => {
+            let saved = SAVED_GREETING.with(|s| s.borrow().get().clone());
+            if saved.is_empty() { DEFAULT_GREETING.to_string() } else { saved }
+        }
+    };
+    GREETING.with(|g| *g.borrow_mut() = greeting);
+}
+
+#[query]
+fn upgrades() -> u64 {
+    UPGRADES.with(Cell::get)
+}
+
+// --- heap counter ----------------------------------------------------------
+
+#[update]
+fn inc() -> u64 {
+    bump(&COUNTER)
+}
+
+#[query]
+fn get() -> u64 {
+    COUNTER.with(Cell::get)
+}
+
+/// Changes heap and stable memory, then traps: every change must roll back.
+#[update]
+fn inc_then_trap() {
+    bump(&COUNTER);
+    KV.with(|kv| kv.borrow_mut().insert("trap".to_string(), "written".to_string()));
+    ic_cdk::trap("inc_then_trap: deliberate");
+}
+
+// --- stable map ------------------------------------------------------------
+
+#[update]
+fn put(k: String, v: String) {
+    KV.with(|kv| kv.borrow_mut().insert(k, v));
+}
+
+#[query]
+fn get_kv(k: String) -> Option<String> {
+    KV.with(|kv| kv.borrow().get(&k))
+}
+
+#[query]
+fn len() -> u64 {
+    KV.with(|kv| kv.borrow().len())
+}
+
+// --- timers ----------------------------------------------------------------
+
+/// A one-shot timer (ic-cdk-timers) that bumps `timer_fired` after `delay_secs`.
+#[update]
+fn schedule(delay_secs: u64) {
+    ic_cdk_timers::set_timer(Duration::from_secs(delay_secs), async {
+        bump(&TIMER_FIRED);
+    });
+}
+
+#[query]
+fn timer_fired() -> u64 {
+    TIMER_FIRED.with(Cell::get)
+}
+
+// --- system API ------------------------------------------------------------
+
+#[query]
+fn whoami() -> Principal {
+    ic_cdk::api::msg_caller()
+}
+
+#[query]
+fn self_id() -> Principal {
+    ic_cdk::api::canister_self()
+}
+
+#[query]
+fn version() -> u64 {
+    ic_cdk::api::canister_version()
+}
+
+#[query]
+fn time_now() -> u64 {
+    ic_cdk::api::time()
+}
+
+#[query]
+fn is_ctrl(p: Principal) -> bool {
+    ic_cdk::api::is_controller(&p)
+}
+
+#[update]
+fn log(msg: String) {
+    ic_cdk::println!("{msg}");
+}
+
+// --- benchmarks and ordering -----------------------------------------------
+
+#[update]
+fn noop() {}
+
+#[query]
+fn noop_query() {}
+
+#[update]
+fn append(i: u64) {
+    APPENDED.with(|a| a.borrow_mut().push(i));
+}
+
+#[query]
+fn appended() -> Vec<u64> {
+    APPENDED.with(|a| a.borrow().clone())
+}
+
+// --- held calls ------------------------------------------------------------
+
+/// Stays open (self-calling `noop` in a loop) until `release` is called, then
+/// bumps `slow_done` and returns it.
+#[update]
+async fn slow() -> u64 {
+    while !RELEASED.with(Cell::get) {
+        let _ = Call::unbounded_wait(ic_cdk::api::canister_self(), "noop").await;
+    }
+    bump(&SLOW_DONE)
+}
+
+#[update]
+fn release() {
+    RELEASED.with(|r| r.set(true));
+}
+
+#[update]
+fn hold() {
+    RELEASED.with(|r| r.set(false));
+}
+
+#[query]
+fn slow_done() -> u64 {
+    SLOW_DONE.with(Cell::get)
+}
+
+ic_cdk::export_candid!();

@@ -1,0 +1,20 @@
+// mo_caller: a Motoko canister that calls other canisters' `inc`, to show
+// Motoko calling both Motoko and non-Motoko (ww-cdk) canisters.
+// Built by guests/motoko/build.js to guests/target/motoko/.
+
+import Principal "mo:core/Principal";
+
+persistent actor {
+  // Calls `inc : () -> (nat)` on `target`: a Motoko counter (mo_counter).
+  public func call_inc(target : Principal) : async Nat {
+    let c : actor { inc : () -> async Nat } = actor (Principal.toText(target));
+    await c.inc();
+  };
+
+  // Calls `inc : () -> (nat64)` on `target`: ww-cdk's `counter`
+  // (guests/canisters/counter).
+  public func call_inc_counter(target : Principal) : async Nat64 {
+    let c : actor { inc : () -> async Nat64 } = actor (Principal.toText(target));
+    await c.inc();
+  };
+};

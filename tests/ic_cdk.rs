@@ -1,0 +1,263 @@
+//! Unmodified IC canisters: core modules built with ic-cdk 0.20 from
+//! crates.io (`guests/ic-cdk`, for `wasm32-unknown-unknown`) on a replica,
+//! beside ww-cdk component canisters, under the same IC semantics.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use candid::{CandidType, Decode, Deserialize, Encode, Principal};
+use common::canisters::{CallOutcome, admin, install, no_args, query, replica, update};
+use serde_bytes::ByteBuf;
+use ww::replica::{InstallMode, Replica, RejectCode};
+
+/// A built ic-cdk canister's bytes. Fails (never skips) when missing.
+fn cdk_wasm(name: &str) -> Vec<u8> {
+    let p = common::repo().join("guests/target/wasm32-unknown-unknown/release").join(format!("{name}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("ic-cdk canister {} is missing ({e}): run `make test` (it builds them first)", p.display()))
+}
+
+/// Creates a canister and installs ic-cdk canister `name` on it.
+async fn install_cdk(r: &Replica, name: &str, arg: Vec<u8>) -> Principal {
+    let id = r.create_canister(vec![admin()]);
+    let m = ww::replica::install::prepare_module(r, &id, &cdk_wasm(name)).unwrap_or_else(|e| panic!("preparing {name}: {e}"));
+    r.install(admin(), id, InstallMode::Install, m.code, m.hash, arg).await.unwrap_or_else(|e| panic!("installing {name}: {e}"));
+    id
+}
+
+async fn upgrade_cdk(r: &Replica, id: Principal, name: &str, arg: Vec<u8>) {
+    let m = ww::replica::install::prepare_module(r, &id, &cdk_wasm(name)).expect("prepare");
+    r.install(admin(), id, InstallMode::Upgrade, m.code, m.hash, arg).await.expect("upgrade");
+}
+
+#[derive(CandidType, Deserialize)]
+struct InitArg {
+    greeting: String,
+}
+
+fn no_init() -> Vec<u8> {
+    Encode!(&Option::<InitArg>::None).unwrap()
+}
+
+#[derive(CandidType, Deserialize, Debug)]
+struct CallError {
+    code: u32,
+    message: String,
+}
+
+#[derive(CandidType, Deserialize, Debug)]
+struct CallManyResult {
+    ok: u32,
+    errors: Vec<CallError>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ic_cdk_canister_answers_updates_and_queries() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", Encode!(&Some(InitArg { greeting: "hi".into() })).unwrap()).await;
+    assert_eq!(query::<String>(&r, id, "greeting", no_args()).await, "hi", "init saw its argument");
+    assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 1);
+    assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 2);
+    assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 2);
+    assert_eq!(query::<Principal>(&r, id, "whoami", no_args()).await, admin());
+    assert_eq!(query::<Principal>(&r, id, "self_id", no_args()).await, id);
+    assert!(query::<bool>(&r, id, "is_ctrl", Encode!(&admin()).unwrap()).await);
+    assert!(!query::<bool>(&r, id, "is_ctrl", Encode!(&Principal::anonymous()).unwrap()).await);
+    // A query's changes are discarded; a method that does not exist is IC0536.
+    let err = r.call(admin(), id, "no_such_method", no_args()).await.unwrap_err();
+    assert_eq!(err.error_code.map(|c| c.to_string()).as_deref(), Some("IC0536"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_rolls_back_heap_and_stable_memory() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<()>(&r, id, "put", Encode!(&"a", &"1").unwrap()).await;
+    assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 1);
+    for _ in 0..3 {
+        let err = r.call(admin(), id, "inc_then_trap", no_args()).await.unwrap_err();
+        assert_eq!(err.code, RejectCode::CanisterError);
+        assert!(err.message.contains("inc_then_trap: deliberate"), "{err}");
+    }
+    assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 1, "the heap was rolled back");
+    assert_eq!(query::<u64>(&r, id, "len", no_args()).await, 1, "stable memory was rolled back");
+    assert_eq!(query::<Option<String>>(&r, id, "get_kv", Encode!(&"trap").unwrap()).await, None);
+    // And the canister keeps working (its globals and executor state are intact).
+    assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_keeps_a_stable_btreemap_and_what_pre_upgrade_saved() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    for (k, v) in [("x", "1"), ("y", "2")] {
+        update::<()>(&r, id, "put", Encode!(&k, &v).unwrap()).await;
+    }
+    update::<u64>(&r, id, "inc", no_args()).await;
+    update::<u64>(&r, id, "inc", no_args()).await;
+    for round in 1..=2u64 {
+        upgrade_cdk(&r, id, "cdk_counter", no_init()).await;
+        assert_eq!(query::<u64>(&r, id, "upgrades", no_args()).await, round);
+        assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 2, "the heap counter went through stable memory");
+        assert_eq!(query::<u64>(&r, id, "len", no_args()).await, 2);
+        assert_eq!(query::<Option<String>>(&r, id, "get_kv", Encode!(&"y").unwrap()).await.as_deref(), Some("2"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ic_cdk_calls_ic_cdk_and_ww_cdk_canisters() {
+    let r = replica();
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let counter = install_cdk(&r, "cdk_counter", no_init()).await;
+    assert_eq!(update::<Result<u64, String>>(&r, caller, "call_inc", Encode!(&counter).unwrap()).await, Ok(1));
+    assert_eq!(update::<Result<u64, String>>(&r, caller, "call_inc", Encode!(&counter).unwrap()).await, Ok(2));
+    // A ww-cdk component canister: the probe's `set`/`get`.
+    let probe = install(&r, "probe", Encode!(&Option::<u64>::None).unwrap()).await;
+    let out: Result<ByteBuf, CallError> =
+        update(&r, caller, "call_method", Encode!(&probe, &"set", &ByteBuf::from(Encode!(&7u64).unwrap()), &Option::<u32>::None).unwrap()).await;
+    assert!(out.is_ok(), "{out:?}");
+    assert_eq!(query::<u64>(&r, probe, "get", no_args()).await, 7);
+    // And the component calls the core module.
+    let out: CallOutcome = update(&r, probe, "call_method", Encode!(&counter, &"inc", &ByteBuf::from(no_args())).unwrap()).await;
+    match out {
+        CallOutcome::Ok(bytes) => assert_eq!(Decode!(&bytes, u64).unwrap(), 3),
+        CallOutcome::Err(e) => panic!("{e:?}"),
+    }
+    // A reject comes back with its code: a method that does not exist.
+    let out: Result<ByteBuf, CallError> =
+        update(&r, caller, "call_method", Encode!(&counter, &"nope", &ByteBuf::from(no_args()), &Option::<u32>::None).unwrap()).await;
+    assert_eq!(out.unwrap_err().code, RejectCode::CanisterError as u32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_one_callee_arrive_in_order() {
+    let r = replica();
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let counter = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<()>(&r, caller, "append_many", Encode!(&counter, &50u64).unwrap()).await;
+    assert_eq!(query::<Vec<u64>>(&r, counter, "appended", no_args()).await, (0..50).collect::<Vec<u64>>());
+}
+
+/// Polls until `f` holds (the replica runs calls in the background).
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < Duration::from_secs(30), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_wait_call_times_out_and_the_late_reply_still_commits() {
+    let r = replica();
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let counter = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<()>(&r, counter, "hold", no_args()).await;
+    let pending = r.submit_call(admin(), caller, "call_method", Encode!(&counter, &"slow", &ByteBuf::from(no_args()), &Some(5u32)).unwrap());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    r.advance_time(Duration::from_secs(6));
+    let out = Decode!(&pending.await.unwrap().expect("call_method replies"), Result<ByteBuf, CallError>).unwrap();
+    assert_eq!(out.unwrap_err().code, RejectCode::SysUnknown as u32, "the deadline passed");
+    update::<()>(&r, counter, "release", no_args()).await;
+    eventually("the held call finishes", async || query::<u64>(&r, counter, "slow_done", no_args()).await == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_501st_outstanding_call_fails_at_once() {
+    let r = replica();
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let counter = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<()>(&r, counter, "hold", no_args()).await;
+    let pending = r.submit_call(admin(), caller, "call_many", Encode!(&counter, &"slow", &501u32).unwrap());
+    // Let the 500 queued calls start, then release them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    update::<()>(&r, counter, "release", no_args()).await;
+    let out = Decode!(&pending.await.unwrap().expect("call_many replies"), CallManyResult).unwrap();
+    assert_eq!(out.ok, 500, "{:?}", out.errors);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].code, RejectCode::SysTransient as u32, "{:?}", out.errors[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ic_cdk_timers_fire_after_time_advances() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<()>(&r, id, "schedule", Encode!(&60u64).unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(query::<u64>(&r, id, "timer_fired", no_args()).await, 0, "not before its time");
+    r.advance_time(Duration::from_secs(61));
+    eventually("the timer fires", async || query::<u64>(&r, id, "timer_fired", no_args()).await == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ic_cdk_canister_uses_the_management_canister() {
+    let r = replica();
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let balance_before = query::<u128>(&r, caller, "balance", no_args()).await;
+    let child = update::<Principal>(&r, caller, "create_with_cycles", Encode!(&1_000_000_000_000u128).unwrap()).await;
+    assert!(r.exists(&child));
+    assert!(r.is_controller(&child, &caller), "the creating canister controls its child");
+    assert!(query::<u128>(&r, caller, "balance", no_args()).await < balance_before, "the cycles left the caller");
+    update::<()>(&r, caller, "install", Encode!(&child, &ByteBuf::from(cdk_wasm("cdk_counter")), &ByteBuf::from(no_init())).unwrap()).await;
+    assert_eq!(update::<u64>(&r, child, "inc", no_args()).await, 1, "the child runs the module its parent installed");
+    assert_eq!(update::<String>(&r, caller, "status", Encode!(&child).unwrap()).await, "Running");
+    let a = update::<ByteBuf>(&r, caller, "rand", no_args()).await;
+    let b = update::<ByteBuf>(&r, caller, "rand", no_args()).await;
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_print_and_traps_reach_the_canister_log() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<()>(&r, id, "log", Encode!(&"hello log").unwrap()).await;
+    let _ = r.call(admin(), id, "inc_then_trap", no_args()).await;
+    let logs = r.fetch_logs(&id, &admin()).expect("a controller may read the log");
+    let lines: Vec<String> = logs.canister_log_records.iter().map(|l| String::from_utf8_lossy(&l.content).into_owned()).collect();
+    assert!(lines.iter().any(|l| l == "hello log"), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("[TRAP]") && l.contains("inc_then_trap: deliberate")), "{lines:?}");
+    assert!(r.fetch_logs(&id, &Principal::anonymous()).is_err(), "logs are for controllers by default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interface_of_a_module_without_a_candid_section_is_extracted() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    let did = r.candid_interface(&id).expect("get_candid_pointer gave the interface");
+    assert!(did.contains("inc : () -> (nat64)"), "{did}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_modules_are_refused_and_the_old_module_keeps_serving() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<u64>(&r, id, "inc", no_args()).await;
+    let good = cdk_wasm("cdk_counter");
+    let mut gz = Vec::new();
+    {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::fast());
+        e.write_all(&good).unwrap();
+        e.finish().unwrap();
+    }
+    let truncated_gz = gz[..gz.len() / 2].to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not wasm", b"definitely not wasm".to_vec(), "not a WebAssembly module"),
+        ("truncated gzip", truncated_gz, "cannot be decompressed"),
+        ("truncated wasm", good[..good.len() / 2].to_vec(), "not a valid WebAssembly module"),
+    ];
+    for (what, bytes, reason) in cases {
+        let err = match ww::replica::install::prepare_module(&r, &id, &bytes) {
+            Err(e) => e,
+            Ok(_) => panic!("{what} was accepted"),
+        };
+        assert_eq!(err.error_code.map(|c| c.to_string()).as_deref(), Some("IC0505"), "{what}: {err}");
+        assert!(err.message.contains(reason), "{what}: {err}");
+        assert!(!err.message.contains('\n'), "{what}: one line: {err}");
+    }
+    // The gzip-compressed module itself installs.
+    let m = ww::replica::install::prepare_module(&r, &id, &gz).expect("a gzip module");
+    r.install(admin(), id, InstallMode::Upgrade, m.code, m.hash, no_init()).await.expect("upgrade from gzip");
+    assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 2, "still serving, state kept");
+}
