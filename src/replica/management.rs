@@ -211,6 +211,7 @@ pub struct MemoryMetrics {
     pub canister_history_size: candid::Nat,
     pub wasm_chunk_store_size: candid::Nat,
     pub snapshots_size: candid::Nat,
+    pub log_memory_store_size: candid::Nat,
 }
 
 /// `canister_status`'s query statistics (ww does not count them: zeros).

@@ -60,7 +60,21 @@ pub struct CanisterSettings {
     pub environment_variables: Option<Vec<EnvironmentVariable>>,
 }
 
-/// `definite_canister_settings`, as `canister_status` reports them.
+/// Who may see a canister's snapshots or status (reported, fixed at the
+/// IC's default: controllers).
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Visibility {
+    #[default]
+    #[serde(rename = "controllers")]
+    Controllers,
+    #[serde(rename = "public")]
+    Public,
+    #[serde(rename = "allowed_viewers")]
+    AllowedViewers(Vec<Principal>),
+}
+
+/// `definite_canister_settings`, as `canister_status` reports them (every
+/// field of the IC's current record, so clients built against it decode it).
 #[derive(CandidType, Deserialize, Clone, Debug)]
 pub struct DefiniteCanisterSettings {
     pub controllers: Vec<Principal>,
@@ -68,7 +82,11 @@ pub struct DefiniteCanisterSettings {
     pub memory_allocation: Nat,
     pub freezing_threshold: Nat,
     pub reserved_cycles_limit: Nat,
+    pub minimum_incoming_canister_call_cycles: Nat,
     pub log_visibility: LogVisibility,
+    pub log_memory_limit: Nat,
+    pub snapshot_visibility: Visibility,
+    pub status_visibility: Visibility,
     pub wasm_memory_limit: Nat,
     pub wasm_memory_threshold: Nat,
     pub environment_variables: Vec<EnvironmentVariable>,
@@ -205,7 +223,11 @@ impl Settings {
             memory_allocation: self.memory_allocation.into(),
             freezing_threshold: self.freezing_threshold.into(),
             reserved_cycles_limit: self.reserved_cycles_limit.into(),
+            minimum_incoming_canister_call_cycles: 0u64.into(),
             log_visibility: self.log_visibility.clone(),
+            log_memory_limit: (super::logs::LOG_BUFFER_BYTES as u64).into(),
+            snapshot_visibility: Visibility::Controllers,
+            status_visibility: Visibility::Controllers,
             wasm_memory_limit: self.wasm_memory_limit.into(),
             wasm_memory_threshold: self.wasm_memory_threshold.into(),
             environment_variables: self.environment_variables.clone(),

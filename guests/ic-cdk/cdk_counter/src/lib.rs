@@ -213,7 +213,11 @@ fn appended() -> Vec<u64> {
 #[update]
 async fn slow() -> u64 {
     while !RELEASED.with(Cell::get) {
-        let _ = Call::unbounded_wait(ic_cdk::api::canister_self(), "noop").await;
+        // A failed self-call (e.g. the queue is full) would spin without
+        // ever yielding: give up instead.
+        if let Err(e) = Call::unbounded_wait(ic_cdk::api::canister_self(), "noop").await {
+            ic_cdk::trap(format!("slow: self-call failed: {e}"));
+        }
     }
     bump(&SLOW_DONE)
 }
