@@ -432,8 +432,9 @@ impl CanisterInstance {
     }
 
     /// [`CanisterInstance::new`] on a kept heap (an upgrade with
-    /// `wasm_memory_persistence = keep`): the heap stays as committed; what
-    /// instantiation writes (data segments, `(start)`) is rolled back.
+    /// `wasm_memory_persistence = keep`): the heap stays as committed, and
+    /// what instantiation writes (`(start)`; such modules have passive data
+    /// segments) is staged for the next execution.
     pub fn new_on(
         runtime: &CanisterRuntime,
         code: &Code,
@@ -468,9 +469,15 @@ impl CanisterInstance {
             memory,
             methods,
         };
-        instance
-            .restore_after_discard(false)
-            .map_err(|e| InstallError::Invalid(format!("resetting after instantiation: {e}")))?;
+        // On a fresh heap, back to the baseline (a component's method
+        // listing ran on it). On a kept heap, what `(start)` wrote stays
+        // staged for post_upgrade to commit (Motoko's runtime initializes
+        // itself there), or for its trap to undo.
+        if fresh {
+            instance
+                .restore_after_discard(false)
+                .map_err(|e| InstallError::Invalid(format!("resetting after instantiation: {e}")))?;
+        }
         instance.put_stable(stable);
         Ok(instance)
     }

@@ -5,6 +5,10 @@
 //! function is a thin layer on the shared logic in `system_api`: it moves
 //! bytes between linear memory and the execution, nothing else.
 //!
+//! Functions the IC allows in `(start)` (stable memory, costs, debugging,
+//! `performance_counter`) work during instantiation, when no message is
+//! executing; every other function traps there.
+//!
 //! Where ww has nothing behind a function, it gives the IC's answer for
 //! "not available": no data certificate (`data_certificate_present` is 0),
 //! no threshold keys (`cost_sign_with_*` report an unknown key name), an
@@ -185,7 +189,6 @@ fn env_var_value(c: &mut Caller<'_, ExecState>, f: &str, src: u64, size: u64) ->
 /// 0 on success, 1 for an invalid curve or algorithm, 2 for an unknown key
 /// name: ww holds no threshold keys, so every valid curve gets 2.
 fn threshold_cost(c: &mut Caller<'_, ExecState>, f: &str, src: u64, size: u64, curve: u32, valid_curves: u32) -> wasmtime::Result<u32> {
-    c.data_mut().cx(f)?;
     read(c, f, src, size)?;
     Ok(if curve >= valid_curves { 1 } else { 2 })
 }
@@ -408,23 +411,19 @@ macro_rules! define_ic0 {
 
         // -- costs
         l.func_wrap("ic0", "cost_call", |mut c: C<'_>, method_name_size: u64, payload_size: u64, dst: P| {
-            c.data_mut().cx("cost_call")?;
             let bytes = u128::from(method_name_size).saturating_add(u128::from(payload_size));
             write_u128(&mut c, "cost_call", dst as u64, fees::XNET_CALL + fees::XNET_BYTE * bytes)
         })?;
         l.func_wrap("ic0", "cost_create_canister", |mut c: C<'_>, dst: P| {
-            c.data_mut().cx("cost_create_canister")?;
             write_u128(&mut c, "cost_create_canister", dst as u64, fees::CREATE_CANISTER)
         })?;
         l.func_wrap("ic0", "cost_http_request", |mut c: C<'_>, request_size: u64, max_res_bytes: u64, dst: P| {
-            c.data_mut().cx("cost_http_request")?;
             write_u128(&mut c, "cost_http_request", dst as u64, http_cost(request_size, max_res_bytes))
         })?;
         // The v2 parameters are a Candid record ww does not decode: the
         // cost is that of a request of their size with the IC's default
         // response limit (2 MB).
         l.func_wrap("ic0", "cost_http_request_v2", |mut c: C<'_>, src: P, size: P, dst: P| {
-            c.data_mut().cx("cost_http_request_v2")?;
             read(&mut c, "cost_http_request_v2", src as u64, size as u64)?;
             write_u128(&mut c, "cost_http_request_v2", dst as u64, http_cost(size as u64, 2_000_000))
         })?;
@@ -489,11 +488,9 @@ fn http_cost(request_size: u64, max_res_bytes: u64) -> u128 {
 fn define_stable64(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {
     type C<'a> = Caller<'a, ExecState>;
     l.func_wrap("ic0", "stable64_size", |mut c: C<'_>| -> wasmtime::Result<u64> {
-        c.data_mut().cx("stable64_size")?;
         Ok(c.data().stable.size())
     })?;
     l.func_wrap("ic0", "stable64_grow", |mut c: C<'_>, pages: u64| -> wasmtime::Result<u64> {
-        c.data_mut().cx("stable64_grow")?;
         Ok(c.data_mut().stable.grow(pages) as u64)
     })?;
     l.func_wrap("ic0", "stable64_write", |mut c: C<'_>, offset: u64, src: u64, size: u64| {
@@ -506,7 +503,6 @@ fn define_stable64(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {
 }
 
 fn stable_write(c: &mut Caller<'_, ExecState>, f: &str, offset: u64, src: u64, size: u64) -> wasmtime::Result<()> {
-    c.data_mut().cx(f)?;
     let bytes = read(c, f, src, size)?;
     match c.data_mut().stable.write(offset, &bytes) {
         Ok(()) => Ok(()),
@@ -515,7 +511,6 @@ fn stable_write(c: &mut Caller<'_, ExecState>, f: &str, offset: u64, src: u64, s
 }
 
 fn stable_read(c: &mut Caller<'_, ExecState>, f: &str, dst: u64, offset: u64, size: u64) -> wasmtime::Result<()> {
-    c.data_mut().cx(f)?;
     let bytes = match c.data().stable.read(offset, size) {
         Ok(b) => b,
         Err(e) => return trap(ErrorCode::CanisterTrapped, format!("ic0.{f}: {e}")),
@@ -529,7 +524,6 @@ fn define_stable32(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {
     type C<'a> = Caller<'a, ExecState>;
     const MAX_PAGES: u64 = 1 << 16;
     l.func_wrap("ic0", "stable_size", |mut c: C<'_>| -> wasmtime::Result<u32> {
-        c.data_mut().cx("stable_size")?;
         let pages = c.data().stable.size();
         if pages > MAX_PAGES {
             return trap(ErrorCode::CanisterContractViolation, "ic0.stable_size: stable memory is over 4 GiB; use the 64-bit API");
@@ -537,7 +531,6 @@ fn define_stable32(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {
         Ok(pages as u32)
     })?;
     l.func_wrap("ic0", "stable_grow", |mut c: C<'_>, pages: u32| -> wasmtime::Result<i32> {
-        c.data_mut().cx("stable_grow")?;
         let s = &mut c.data_mut().stable;
         if s.size() + u64::from(pages) > MAX_PAGES {
             return Ok(-1);
