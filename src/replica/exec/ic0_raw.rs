@@ -487,7 +487,7 @@ fn http_cost(request_size: u64, max_res_bytes: u64) -> u128 {
 /// The 64-bit stable memory API, the same for both pointer widths.
 fn define_stable64(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {
     type C<'a> = Caller<'a, ExecState>;
-    l.func_wrap("ic0", "stable64_size", |mut c: C<'_>| -> wasmtime::Result<u64> {
+    l.func_wrap("ic0", "stable64_size", |c: C<'_>| -> wasmtime::Result<u64> {
         Ok(c.data().stable.size())
     })?;
     l.func_wrap("ic0", "stable64_grow", |mut c: C<'_>, pages: u64| -> wasmtime::Result<u64> {
@@ -523,7 +523,7 @@ fn stable_read(c: &mut Caller<'_, ExecState>, f: &str, dst: u64, offset: u64, si
 fn define_stable32(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {
     type C<'a> = Caller<'a, ExecState>;
     const MAX_PAGES: u64 = 1 << 16;
-    l.func_wrap("ic0", "stable_size", |mut c: C<'_>| -> wasmtime::Result<u32> {
+    l.func_wrap("ic0", "stable_size", |c: C<'_>| -> wasmtime::Result<u32> {
         let pages = c.data().stable.size();
         if pages > MAX_PAGES {
             return trap(ErrorCode::CanisterContractViolation, "ic0.stable_size: stable memory is over 4 GiB; use the 64-bit API");
