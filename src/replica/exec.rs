@@ -252,7 +252,7 @@ pub struct ExecContext {
     certified_data: Option<Vec<u8>>,
     accepted: bool,
     /// The call a core module is building (`ic0.call_new` .. `call_perform`).
-    pending_call: Option<ic0_raw::PendingCall>,
+    pending_call: Option<system_api::StagedCall>,
     /// Set by `ic0.trap`: the canister's own message.
     trap_message: Option<String>,
 }

@@ -147,18 +147,10 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
                     );
                 }
             };
-            if !skip_pre_upgrade {
-                let mut pre = MessageInput::new(EntryPoint::PreUpgrade, caller, time, limits.instructions_per_install);
-                pre.stage_only = true;
-                // pre_upgrade sees the timer as it is (the install then
-                // deactivates it).
-                if let Outcome::Trapped { code, message, .. } = old_instance.execute(pre, old_info, timer, outstanding.clone()) {
-                    return fail(
-                        Some(old_instance),
-                        Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during pre_upgrade: {message}")),
-                        done,
-                    );
-                }
+            if !skip_pre_upgrade
+                && let Err(reject) = pre_upgrade(&mut old_instance, canister, (caller, time, limits.instructions_per_install), old_info, timer, outstanding.clone())
+            {
+                return fail(Some(old_instance), reject, done);
             }
             // pre_upgrade's stable memory writes stay staged: post_upgrade's
             // commit keeps them, its trap undoes them.
@@ -186,9 +178,30 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
     }
 }
 
+/// Runs the old module's pre_upgrade with its heap and stable memory
+/// changes left staged (the upgrade commits or discards them). It sees the
+/// timer as it is (the install then deactivates it).
+fn pre_upgrade(
+    old: &mut CanisterInstance,
+    canister: Principal,
+    (caller, time, instructions): (Principal, u64, u64),
+    old_info: exec::CanisterInfo,
+    timer: u64,
+    outstanding: exec::OutstandingCalls,
+) -> Result<(), Reject> {
+    let mut pre = MessageInput::new(EntryPoint::PreUpgrade, caller, time, instructions);
+    pre.stage_only = true;
+    match old.execute(pre, old_info, timer, outstanding) {
+        Outcome::Trapped { code, message, .. } => {
+            Err(Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during pre_upgrade: {message}")))
+        }
+        Outcome::Committed(_) => Ok(()),
+    }
+}
+
 /// An upgrade with `wasm_memory_persistence = keep`: pre_upgrade runs, its
-/// heap is kept and the new module runs on it (its data segments and
-/// `(start)` are rolled back), then post_upgrade. A trap in post_upgrade
+/// heap is kept and the new module is instantiated on it (what `(start)`
+/// writes stays staged), then post_upgrade. A trap in post_upgrade
 /// brings the old module back on the heap as pre_upgrade left it, with
 /// stable memory rolled back (the heap has no second level of staging).
 #[allow(clippy::too_many_arguments)]
@@ -211,16 +224,10 @@ fn upgrade_keeping_heap(
         done(Err(reject));
         Finished { instance: old, apply: Box::new(|_, _| {}) }
     };
-    if !skip_pre_upgrade {
-        let mut pre = MessageInput::new(EntryPoint::PreUpgrade, caller, time, limits.instructions_per_install);
-        pre.stage_only = true;
-        if let Outcome::Trapped { code, message, .. } = old_instance.execute(pre, old_info, timer, outstanding.clone()) {
-            return fail(
-                Some(old_instance),
-                Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during pre_upgrade: {message}")),
-                done,
-            );
-        }
+    if !skip_pre_upgrade
+        && let Err(reject) = pre_upgrade(&mut old_instance, canister, (caller, time, limits.instructions_per_install), old_info, timer, outstanding.clone())
+    {
+        return fail(Some(old_instance), reject, done);
     }
     let old_code = old_instance.code();
     let stable = old_instance.take_stable();

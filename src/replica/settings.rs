@@ -27,9 +27,10 @@ pub const MAX_ENV_VAR_LEN: usize = 128;
 /// `wasm_memory_threshold` (2^48 bytes).
 const MAX_MEMORY_SETTING: u64 = 1 << 48;
 
-/// Who may read a canister's logs.
+/// Who may see a canister's logs (`log_visibility`), snapshots or status:
+/// the IC's one `variant { controllers; public; allowed_viewers }`.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-pub enum LogVisibility {
+pub enum Visibility {
     #[default]
     #[serde(rename = "controllers")]
     Controllers,
@@ -38,6 +39,9 @@ pub enum LogVisibility {
     #[serde(rename = "allowed_viewers")]
     AllowedViewers(Vec<Principal>),
 }
+
+/// Who may read a canister's logs.
+pub type LogVisibility = Visibility;
 
 /// One environment variable.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -58,19 +62,6 @@ pub struct CanisterSettings {
     pub wasm_memory_limit: Option<Nat>,
     pub wasm_memory_threshold: Option<Nat>,
     pub environment_variables: Option<Vec<EnvironmentVariable>>,
-}
-
-/// Who may see a canister's snapshots or status (reported, fixed at the
-/// IC's default: controllers).
-#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub enum Visibility {
-    #[default]
-    #[serde(rename = "controllers")]
-    Controllers,
-    #[serde(rename = "public")]
-    Public,
-    #[serde(rename = "allowed_viewers")]
-    AllowedViewers(Vec<Principal>),
 }
 
 /// `definite_canister_settings`, as `canister_status` reports them (every
@@ -103,6 +94,9 @@ pub struct Settings {
     pub wasm_memory_limit: u64,
     pub wasm_memory_threshold: u64,
     pub environment_variables: Vec<EnvironmentVariable>,
+    /// The same, as `ic0.env_var_*` sees them (sorted by name); kept with
+    /// them so an execution gets them without copying.
+    env_vars: std::sync::Arc<Vec<(String, String)>>,
 }
 
 impl Default for Settings {
@@ -116,6 +110,7 @@ impl Default for Settings {
             wasm_memory_limit: 3 << 30,
             wasm_memory_threshold: 0,
             environment_variables: Vec::new(),
+            env_vars: Default::default(),
         }
     }
 }
@@ -146,9 +141,7 @@ pub fn check_controllers(controllers: &[Principal]) -> Result<(), Reject> {
 impl Settings {
     /// The environment variables as `ic0.env_var_*` sees them: sorted by name.
     pub fn env_vars(&self) -> std::sync::Arc<Vec<(String, String)>> {
-        let mut vars: Vec<(String, String)> = self.environment_variables.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
-        vars.sort();
-        std::sync::Arc::new(vars)
+        self.env_vars.clone()
     }
 
     /// Validates every field of `update`, then applies them all; on an
@@ -204,6 +197,9 @@ impl Settings {
                 }
             }
             next.environment_variables = vars.clone();
+            let mut sorted: Vec<(String, String)> = vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+            sorted.sort();
+            next.env_vars = std::sync::Arc::new(sorted);
         }
         *self = next;
         Ok(())

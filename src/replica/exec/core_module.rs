@@ -62,7 +62,9 @@ pub(super) struct CoreFront {
     module: Arc<CoreModule>,
     pre: InstancePre<ExecState>,
     instance: Instance,
-    exports: HashMap<String, Func>,
+    /// Method name → its export; system entry point name → its export.
+    methods: HashMap<String, Func>,
+    system: HashMap<String, Func>,
     table: Option<Table>,
     globals: Vec<Global>,
     committed_globals: Vec<Val>,
@@ -90,7 +92,8 @@ impl CoreFront {
             module: module.clone(),
             pre,
             instance,
-            exports: HashMap::new(),
+            methods: HashMap::new(),
+            system: HashMap::new(),
             table: None,
             globals: Vec::new(),
             committed_globals: Vec::new(),
@@ -111,18 +114,9 @@ impl CoreFront {
     /// Finds the exports in the current instance.
     fn bind(&mut self, store: &mut Store<ExecState>) -> Result<(), String> {
         let instance = self.instance;
-        self.exports.clear();
-        let names: Vec<String> = self
-            .module
-            .methods
-            .iter()
-            .map(|(m, k)| export_name(m, *k))
-            .chain(self.module.system_exports.iter().cloned())
-            .collect();
-        for name in names {
-            let f = instance.get_func(&mut *store, &name).ok_or_else(|| format!("export `{name}` is missing"))?;
-            self.exports.insert(name, f);
-        }
+        let mut get = |name: &str| instance.get_func(&mut *store, name).ok_or_else(|| format!("export `{name}` is missing"));
+        self.methods = self.module.methods.iter().map(|(m, k)| Ok((m.clone(), get(&export_name(m, *k))?))).collect::<Result<_, String>>()?;
+        self.system = self.module.system_exports.iter().map(|n| Ok((n.clone(), get(n)?))).collect::<Result<_, String>>()?;
         self.table = instance.get_table(&mut *store, TABLE_EXPORT);
         self.globals = self
             .module
@@ -136,7 +130,8 @@ impl CoreFront {
 
     /// Records the mutable globals as committed.
     pub(super) fn snapshot_globals(&mut self, store: &mut Store<ExecState>) {
-        self.committed_globals = self.globals.iter().map(|g| g.get(&mut *store)).collect();
+        self.committed_globals.clear();
+        self.committed_globals.extend(self.globals.iter().map(|g| g.get(&mut *store)));
     }
 
     /// Sets the mutable globals back to their committed values.
@@ -155,16 +150,11 @@ impl CoreFront {
 
     /// Runs `entry`: an export by name, or a callback from the table.
     pub(super) fn call(&mut self, store: &mut Store<ExecState>, entry: &EntryPoint) -> wasmtime::Result<()> {
-        let export = match entry {
-            EntryPoint::Init => "canister_init".to_string(),
-            EntryPoint::PreUpgrade => "canister_pre_upgrade".to_string(),
-            EntryPoint::PostUpgrade => "canister_post_upgrade".to_string(),
-            EntryPoint::Timer => "canister_global_timer".to_string(),
-            EntryPoint::Inspect { .. } => "canister_inspect_message".to_string(),
-            EntryPoint::Update(m) => export_name(m, MethodKind::Update),
-            EntryPoint::Query { method, .. } => match self.module.methods.get(method) {
-                Some(k) => export_name(method, *k),
-                None => export_name(method, MethodKind::Query),
+        let system = |name: &str| self.system.get(name);
+        let func = match entry {
+            EntryPoint::Update(method) | EntryPoint::Query { method, .. } => match self.methods.get(method) {
+                Some(f) => f,
+                None => return trap(ErrorCode::CanisterMethodNotFound, format!("the module does not export method `{method}`")),
             },
             EntryPoint::Reply(c) | EntryPoint::Reject(c) | EntryPoint::Cleanup(c) => {
                 let Continuation::Core { reply, reject, cleanup } = c else {
@@ -180,14 +170,30 @@ impl CoreFront {
                 };
                 return self.call_callback(store, fun, env);
             }
+            // Optional entry points the module does not export do nothing;
+            // without `canister_inspect_message` every message is accepted.
+            EntryPoint::Init => match system("canister_init") {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+            EntryPoint::PreUpgrade => match system("canister_pre_upgrade") {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+            EntryPoint::PostUpgrade => match system("canister_post_upgrade") {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+            EntryPoint::Inspect { .. } => match system("canister_inspect_message") {
+                Some(f) => f,
+                None => return store.data_mut().accept_message(),
+            },
+            EntryPoint::Timer => match system("canister_global_timer") {
+                Some(f) => f,
+                None => return trap(ErrorCode::CanisterMethodNotFound, "the module does not export `canister_global_timer`"),
+            },
         };
-        match self.exports.get(&export) {
-            Some(f) => f.call(&mut *store, &[], &mut []),
-            // Optional entry points the module does not export do nothing.
-            None if matches!(entry, EntryPoint::Init | EntryPoint::PreUpgrade | EntryPoint::PostUpgrade) => Ok(()),
-            None if matches!(entry, EntryPoint::Inspect { .. }) => store.data_mut().accept_message(),
-            None => trap(ErrorCode::CanisterMethodNotFound, format!("the module does not export `{export}`")),
-        }
+        func.call(&mut *store, &[], &mut [])
     }
 
     fn call_callback(&mut self, store: &mut Store<ExecState>, fun: u64, env: u64) -> wasmtime::Result<()> {

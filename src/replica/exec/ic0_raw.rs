@@ -62,16 +62,6 @@ pub fn subnet_id() -> Principal {
     Principal::from_slice(&bytes)
 }
 
-/// A call a core module is building (`call_new` .. `call_perform`).
-pub(super) struct PendingCall {
-    callee: Principal,
-    method: String,
-    arg: Vec<u8>,
-    pub(super) cycles: u64,
-    timeout_seconds: Option<u32>,
-    continuation: Continuation,
-}
-
 fn memory(c: &Caller<'_, ExecState>, f: &str) -> wasmtime::Result<wasmtime::Memory> {
     match c.data().memory {
         Some(m) => Ok(m),
@@ -165,11 +155,27 @@ fn amount(high: u64, low: u64) -> u128 {
     (u128::from(high) << 64) | u128::from(low)
 }
 
-fn pending<'a>(s: &'a mut ExecState, f: &str) -> wasmtime::Result<&'a mut PendingCall> {
+fn pending<'a>(s: &'a mut ExecState, f: &str) -> wasmtime::Result<&'a mut StagedCall> {
     match s.cx(f)?.pending_call.as_mut() {
         Some(p) => Ok(p),
         None => trap(ErrorCode::CanisterContractViolation, format!("ic0.{f}: no call is under construction (call ic0.call_new first)")),
     }
+}
+
+/// Attaches `want` cycles to the call under construction; more than the
+/// balance (what the execution has not attached yet) traps, as on the IC.
+fn add_call_cycles(s: &mut ExecState, f: &str, want: u128) -> wasmtime::Result<()> {
+    let balance = s.balance()?;
+    let id = s.self_id()?;
+    let p = pending(s, f)?;
+    if want > u128::from(balance) {
+        return trap(
+            ErrorCode::CanisterOutOfCycles,
+            format!("Canister {id} attempted to send {want} cycles when only {balance} were available in its balance"),
+        );
+    }
+    p.cycles += want as u64;
+    Ok(())
 }
 
 fn env_var_name(s: &mut ExecState, index: u64, f: &str) -> wasmtime::Result<String> {
@@ -300,7 +306,7 @@ macro_rules! define_ic0 {
                 let method = read_text(&mut c, "call_new", name_src as u64, name_size as u64)?;
                 // A call still under construction is discarded (its cycles
                 // go back to the balance).
-                c.data_mut().cx("call_new")?.pending_call = Some(PendingCall {
+                c.data_mut().cx("call_new")?.pending_call = Some(StagedCall {
                     callee,
                     method,
                     arg: Vec::new(),
@@ -348,31 +354,13 @@ macro_rules! define_ic0 {
             Ok(())
         })?;
         l.func_wrap("ic0", "call_cycles_add128", |mut c: C<'_>, high: u64, low: u64| {
-            let balance = c.data_mut().balance()?;
-            let id = c.data_mut().self_id()?;
-            let p = pending(c.data_mut(), "call_cycles_add128")?;
-            let want = amount(high, low);
-            if want > u128::from(balance) {
-                return trap(
-                    ErrorCode::CanisterOutOfCycles,
-                    format!("Canister {id} attempted to send {want} cycles when only {balance} were available in its balance"),
-                );
-            }
-            p.cycles += want as u64;
-            Ok(())
+            add_call_cycles(c.data_mut(), "call_cycles_add128", amount(high, low))
         })?;
         l.func_wrap("ic0", "call_perform", |mut c: C<'_>| -> R<u32> {
             let Some(p) = c.data_mut().allowed("call_perform", can_call)?.pending_call.take() else {
                 return trap(ErrorCode::CanisterContractViolation, "ic0.call_perform: no call is under construction (call ic0.call_new first)");
             };
-            let staged = c.data_mut().stage_call(StagedCall {
-                callee: p.callee,
-                method: p.method,
-                arg: p.arg,
-                cycles: p.cycles,
-                timeout_seconds: p.timeout_seconds,
-                continuation: p.continuation,
-            })?;
+            let staged = c.data_mut().stage_call(p)?;
             Ok(match staged {
                 Ok(()) => 0,
                 Err((code, _)) => code as u32,
@@ -554,19 +542,7 @@ fn define_legacy(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {
     l.func_wrap("ic0", "msg_cycles_refunded", |mut c: C<'_>| -> R<u64> { c.data_mut().cycles_refunded() })?;
     l.func_wrap("ic0", "msg_cycles_accept", |mut c: C<'_>, max: u64| -> R<u64> { c.data_mut().cycles_accept(max.into()) })?;
     l.func_wrap("ic0", "canister_cycle_balance", |mut c: C<'_>| -> R<u64> { c.data_mut().balance() })?;
-    l.func_wrap("ic0", "call_cycles_add", |mut c: C<'_>, n: u64| {
-        let balance = c.data_mut().balance()?;
-        let id = c.data_mut().self_id()?;
-        let p = pending(c.data_mut(), "call_cycles_add")?;
-        if n > balance {
-            return trap(
-                ErrorCode::CanisterOutOfCycles,
-                format!("Canister {id} attempted to send {n} cycles when only {balance} were available in its balance"),
-            );
-        }
-        p.cycles += n;
-        Ok(())
-    })?;
+    l.func_wrap("ic0", "call_cycles_add", |mut c: C<'_>, n: u64| add_call_cycles(c.data_mut(), "call_cycles_add", n.into()))?;
     // Only the cycles minting canister may mint.
     l.func_wrap("ic0", "mint_cycles", |_c: C<'_>, _n: u64| -> R<u64> {
         trap(ErrorCode::CanisterContractViolation, "ic0.mint_cycles: only the cycles minting canister may mint cycles")

@@ -281,7 +281,8 @@ impl ExecState {
     }
 }
 
-/// A call as either front end hands it to [`ExecState::stage_call`].
+/// A call as either front end hands it to [`ExecState::stage_call`] (a
+/// core module builds it up from `ic0.call_new` to `ic0.call_perform`).
 pub(super) struct StagedCall {
     pub callee: Principal,
     pub method: String,
