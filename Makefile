@@ -138,6 +138,7 @@ test: images ic-guests motoko
 bench: images ic-guests
 	$(CARGO) bench --bench foundation
 	$(CARGO) bench --bench replica
+	$(CARGO) bench --bench ic_canisters
 	$(CARGO) build --release
 	$(CARGO) bench --bench deploy
 

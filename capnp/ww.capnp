@@ -63,6 +63,12 @@ interface Replica {
   candid @6 (canister :Data) -> (interface :Text);
   # The Candid interface (`.did` text) the canister's module carries in its
   # `icp:public candid:service` custom section; empty when it has none.
+
+  canisterInfo @7 (canister :Data, changes :UInt64) -> (info :Data);
+  # What the management canister's `canister_info` gives a canister (it
+  # refuses ingress): the Candid `canister_info_result` with up to `changes`
+  # of the most recent changes (creation, code deployments, uninstalls,
+  # controller changes). Empty when the canister does not exist.
 }
 
 struct CallResult {

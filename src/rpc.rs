@@ -562,6 +562,18 @@ impl replica::Server for ReplicaServer {
         }
         Ok(())
     }
+
+    async fn canister_info(self: CapRc<Self>, params: replica::CanisterInfoParams, mut results: replica::CanisterInfoResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let params = params.get()?;
+        let id = candid::Principal::try_from_slice(params.get_canister()?)
+            .map_err(|e| capnp::Error::failed(format!("not a principal: {e}")))?;
+        if let Some(info) = self.replica.canister_info(&id, params.get_changes()) {
+            let bytes = candid::encode_one(&info).map_err(|e| capnp::Error::failed(format!("encoding canister_info: {e}")))?;
+            results.get().set_info(&bytes);
+        }
+        Ok(())
+    }
 }
 
 fn text_list(list: capnp::text_list::Reader) -> Result<Vec<String>, capnp::Error> {

@@ -308,7 +308,14 @@ fn a_module_over_2_mib_is_installed_in_chunks() {
     assert!(err.contains("uploading chunk 1/"), "{err}");
     assert!(out.contains("mode upgrade") && out.trim().ends_with(&format!("module hash 0x{}", sha256_hex(&gz))), "{out}");
     assert_eq!(node.ok(&["call", "big", "get"]), "(1 : nat64)");
-    assert!(node.ok(&["canister", "info", "big"]).contains(&format!("module hash: 0x{}", sha256_hex(&gz))));
+    let info = node.ok(&["canister", "info", "big"]);
+    assert!(info.contains(&format!("module hash: 0x{}", sha256_hex(&gz))), "{info}");
+    // The code history: creation, then both deployments with their hashes.
+    assert!(info.contains("history:     3 changes"), "{info}");
+    let created = info.find("created by").expect(&info);
+    let installed = info.find(&format!("code install 0x{hash}")).expect(&info);
+    let upgraded = info.find(&format!("code upgrade 0x{}", sha256_hex(&gz))).expect(&info);
+    assert!(created < installed && installed < upgraded, "oldest first: {info}");
 }
 
 /// `ww call --argument-file` carries an argument far larger than a command

@@ -223,6 +223,9 @@ async fn the_interface_of_a_module_without_a_candid_section_is_extracted() {
     let id = install_cdk(&r, "cdk_counter", no_init()).await;
     let did = r.candid_interface(&id).expect("get_candid_pointer gave the interface");
     assert!(did.contains("inc : () -> (nat64)"), "{did}");
+    // The checked-in .did is what the module says of itself.
+    let file = std::fs::read_to_string(common::repo().join("guests/ic-cdk/cdk_counter/cdk_counter.did")).unwrap();
+    assert_eq!(did.trim(), file.trim(), "guests/ic-cdk/cdk_counter/cdk_counter.did is out of date");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,4 +260,34 @@ async fn bad_modules_are_refused_and_the_old_module_keeps_serving() {
     let m = ww::replica::install::prepare_module(&r, &id, &gz).expect("a gzip module");
     r.install(admin(), id, InstallMode::Upgrade, m.code, m.hash, no_init()).await.expect("upgrade from gzip");
     assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 2, "still serving, state kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_message_filters_ingress_but_not_canister_calls() {
+    let r = replica();
+    let counter = install_cdk(&r, "cdk_counter", no_init()).await;
+    let err = r.call(admin(), counter, "refused_by_inspect", no_args()).await.unwrap_err();
+    assert_eq!(err.error_code.map(|c| c.to_string()).as_deref(), Some("IC0406"), "{err}");
+    assert_eq!(err.code, RejectCode::CanisterReject);
+    assert_eq!(update::<u64>(&r, counter, "inc", no_args()).await, 1, "the refused call changed nothing; others pass");
+    // A query call does not go through inspect_message; a canister's call neither.
+    assert_eq!(query::<u64>(&r, counter, "get", no_args()).await, 1);
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let out: Result<ByteBuf, CallError> =
+        update(&r, caller, "call_method", Encode!(&counter, &"refused_by_inspect", &ByteBuf::from(no_args()), &Option::<u32>::None).unwrap()).await;
+    assert_eq!(Decode!(&out.expect("canisters are not inspected"), u64).unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_run_every_round() {
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    update::<()>(&r, id, "start_beating", no_args()).await;
+    eventually("three heartbeats", async || query::<u64>(&r, id, "beats", no_args()).await >= 3).await;
+    // Stopped and started again, it beats again.
+    r.stop(admin(), id).await.expect("stop");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.start(admin(), id).expect("start");
+    let seen = query::<u64>(&r, id, "beats", no_args()).await;
+    eventually("heartbeats resume", async || query::<u64>(&r, id, "beats", no_args()).await > seen).await;
 }

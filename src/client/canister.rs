@@ -114,9 +114,9 @@ async fn name_of(replica: &replica::Client, id: Principal) -> anyhow::Result<Opt
 /// `ww canister status` and, with `detailed`, `ww canister info`: what
 /// `canister_status` tells the admin (a controller).
 ///
-/// The canister's change history (creation, code deployments, controller
-/// changes) is `canister_info`'s, which only canisters may call (IC0406
-/// for ingress); the control socket offers no other way to it yet.
+/// `info` adds the change history (creation, code deployments, uninstalls,
+/// controller changes), which the management canister's `canister_info`
+/// gives only canisters; the CLI gets it through `Replica.canisterInfo`.
 async fn status(replica: &replica::Client, canister: &str, detailed: bool) -> anyhow::Result<i32> {
     let id = resolve(replica, canister).await?;
     let bytes = match invoke(replica, Principal::management_canister(), "canister_status", Encode!(&CanisterIdRecord { canister_id: id })?, false).await? {
@@ -172,8 +172,45 @@ async fn status(replica: &replica::Client, canister: &str, detailed: bool) -> an
         outln!("  log visibility:        {visibility}");
         let vars: Vec<String> = st.environment_variables.iter().map(|v| format!("{}={}", v.name, v.value)).collect();
         outln!("  environment variables: {}", if vars.is_empty() { "none".to_string() } else { vars.join(", ") });
+        print_history(replica, id).await?;
     }
     Ok(0)
+}
+
+/// The most changes `ww canister info` shows (the IC keeps 20).
+const HISTORY_CHANGES: u64 = 20;
+
+/// The change history, oldest first.
+async fn print_history(replica: &replica::Client, id: Principal) -> anyhow::Result<()> {
+    use ww::replica::history::{CandidChangeDetails, CandidChangeOrigin, CanisterInfoResult};
+    let mut req = replica.canister_info_request();
+    req.get().set_canister(id.as_slice());
+    req.get().set_changes(HISTORY_CHANGES);
+    let resp = req.send().promise.await?;
+    let bytes = resp.get()?.get_info()?;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let info = Decode!(bytes, CanisterInfoResult).map_err(|e| anyhow::anyhow!("the replica's canister_info: {e}"))?;
+    outln!("history:     {} changes{}", info.total_num_changes, if info.total_num_changes > HISTORY_CHANGES { " (the most recent shown)" } else { "" });
+    for c in &info.recent_changes {
+        let by = match &c.origin {
+            CandidChangeOrigin::FromUser { user_id } => user_id.to_text(),
+            CandidChangeOrigin::FromCanister { canister_id, .. } => format!("canister {}", canister_id.to_text()),
+        };
+        let what = match &c.details {
+            CandidChangeDetails::Creation { .. } => "created".to_string(),
+            CandidChangeDetails::CodeUninstall => "code uninstalled".to_string(),
+            CandidChangeDetails::CodeDeployment { mode, module_hash } => {
+                format!("code {} 0x{}", format!("{mode:?}").to_lowercase(), hex::encode(module_hash))
+            }
+            CandidChangeDetails::ControllersChange { controllers } => {
+                format!("controllers set to {}", controllers.iter().map(Principal::to_text).collect::<Vec<_>>().join(", "))
+            }
+        };
+        outln!("  [{}] version {}: {what} by {by}", rfc3339(c.timestamp_nanos), c.canister_version);
+    }
+    Ok(())
 }
 
 /// start/stop/delete/uninstall through the management canister.

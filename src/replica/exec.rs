@@ -99,6 +99,8 @@ pub enum EntryPoint {
     Reject(Continuation),
     Cleanup(Continuation),
     Timer,
+    /// `canister_heartbeat`, once per round.
+    Heartbeat,
     /// `canister_inspect_message` for an ingress update to `method`.
     Inspect { method: String },
 }
@@ -115,6 +117,7 @@ impl EntryPoint {
             EntryPoint::Reject(_) => "reject callback",
             EntryPoint::Cleanup(_) => "cleanup callback",
             EntryPoint::Timer => "canister_global_timer",
+            EntryPoint::Heartbeat => "canister_heartbeat",
             EntryPoint::Inspect { .. } => "canister_inspect_message",
         }
     }
@@ -489,6 +492,14 @@ impl CanisterInstance {
     /// The instance runs a core module (not a component).
     pub fn is_core(&self) -> bool {
         matches!(self.front, Front::Core(_))
+    }
+
+    /// The code exports `canister_heartbeat`.
+    pub fn has_heartbeat(&self) -> bool {
+        match &self.front {
+            Front::Core(c) => c.module().has_system_export("canister_heartbeat"),
+            Front::Component(_) => false,
+        }
     }
 
     /// The code exports `canister_inspect_message`.

@@ -33,6 +33,7 @@ pub(super) fn installed(
     done: Done,
 ) -> Finished {
     let methods = instance.methods().clone();
+    let heartbeat = instance.has_heartbeat();
     Finished {
         instance: Some(instance),
         apply: Box::new(move |inner, st| {
@@ -40,6 +41,8 @@ pub(super) fn installed(
             if let Some(slot) = st.canisters.get_mut(&canister) {
                 slot.module_hash = Some(module_hash);
                 slot.methods = methods;
+                slot.heartbeat = heartbeat;
+                slot.heartbeat_queued = false;
                 slot.version += 1;
                 slot.timer = effects.timer.unwrap_or(0);
                 slot.history.record(Change {
@@ -283,6 +286,7 @@ pub(super) fn run_uninstall(
             };
             slot.module_hash = None;
             slot.methods.clear();
+            slot.heartbeat = false;
             slot.timer = 0;
             slot.heap_size = 0;
             slot.stable_size = 0;

@@ -369,6 +369,8 @@ impl Replica {
                 busy: false,
                 queue: VecDeque::new(),
                 timer: 0,
+                heartbeat: false,
+                heartbeat_queued: false,
                 open_contexts: 0,
                 heap_size: 0,
                 stable_size: 0,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use candid::Principal;
 
 use super::exec::{self, CanisterInstance, CanisterRuntime, EntryPoint, MessageInput, MethodKind, Outcome, OutgoingCall, Response};
-use super::state::{Callback, Origin, ReplyTo, State, Task};
+use super::state::{Callback, Origin, ReplyTo, State, SystemTask, Task};
 use super::{CallResult, ErrorCode, Reject, RejectCode, Replica, ReplicaConfig, Status, lifecycle, management, wall_clock_ns};
 pub(super) struct Job {
     pub(super) canister: Principal,
@@ -90,7 +90,21 @@ impl Inner {
             if let Some(s) = st.canisters.get_mut(&id) {
                 s.timer = 0;
             }
-            self.enqueue(&mut st, id, Task::Timer);
+            self.enqueue(&mut st, id, Task::System(SystemTask::Timer));
+        }
+        // A round: every running canister with a heartbeat gets one (unless
+        // the last has not run yet).
+        let beating: Vec<Principal> = st
+            .canisters
+            .iter()
+            .filter(|(_, s)| s.heartbeat && !s.heartbeat_queued && s.status == Status::Running && s.module_hash.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in beating {
+            if let Some(s) = st.canisters.get_mut(&id) {
+                s.heartbeat_queued = true;
+            }
+            self.enqueue(&mut st, id, Task::System(SystemTask::Heartbeat));
         }
         // stop_canister calls that waited too long fail; the canister stays
         // stopping (IC0206, as on the IC).
@@ -269,6 +283,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                     context: *context,
                     deadline: ctx.map_or(0, |c| c.deadline),
                     needs_response: ctx.is_some_and(|c| c.needs_response),
+                    ingress: ctx.is_some_and(|c| matches!(c.origin, Origin::Ingress(_))),
                 }
             }
             Task::Response { callback, .. } => match st.callbacks.get(callback) {
@@ -293,7 +308,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 }
                 None => Prep::Skip,
             },
-            Task::Timer => Prep::Timer,
+            Task::System(_) => Prep::System,
             Task::Install(_) | Task::Uninstall { .. } | Task::Management { .. } | Task::ManagementResponse { .. } => Prep::Skip,
         };
         (info, timer, time, heap_limit, prep)
@@ -327,7 +342,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
     };
     let outstanding = outstanding_counter(inner, canister);
     match (task, prep) {
-        (Task::Call { method, arg, caller, query, cycles, .. }, Prep::Call { context, deadline, needs_response }) => {
+        (Task::Call { method, arg, caller, query, cycles, .. }, Prep::Call { context, deadline, needs_response, ingress }) => {
             // A query method runs as a query however it is called (its state
             // changes are discarded); called as an update, it is replicated.
             let kind = instance.methods().get(&method).copied();
@@ -337,15 +352,21 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                     ErrorCode::CompositeQueryCalledInReplicatedMode,
                     format!("Error from Canister {canister}: Composite query cannot be called in replicated mode"),
                 );
-                return Finished {
-                    instance: Some(instance),
-                    apply: Box::new(move |inner, st| {
-                        if let Some((to, task)) = st.respond(context, Err(r)) {
-                            inner.enqueue(st, to, task);
-                        }
-                        st.maybe_close(context);
-                    }),
+                return refused(instance, context, r);
+            }
+            // An ingress update call passes the canister's
+            // `canister_inspect_message` first (non-replicated, nothing kept).
+            if ingress && query.is_none() && instance.inspects_messages() {
+                let mut inspect = MessageInput::new(EntryPoint::Inspect { method: method.clone() }, caller, time, limits.instructions_per_inspect);
+                inspect.arg = arg.clone();
+                let why = match instance.execute(inspect, info.clone(), timer, outstanding.clone()) {
+                    Outcome::Committed(effects) if effects.accepted => None,
+                    Outcome::Committed(_) => Some("Canister rejected the message".to_string()),
+                    Outcome::Trapped { message, .. } => Some(format!("Canister rejected the message: canister_inspect_message trapped: {message}")),
                 };
+                if let Some(why) = why {
+                    return refused(instance, context, Reject::system(ErrorCode::CanisterRejectedMessage, format!("Error from Canister {canister}: {why}")));
+                }
             }
             let entry = match (query, kind) {
                 (Some(replicated), _) => EntryPoint::Query { method, replicated },
@@ -415,11 +436,20 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             });
             finished
         }
-        (Task::Timer, Prep::Timer) => {
-            let input = MessageInput::new(EntryPoint::Timer, Principal::management_canister(), time, limits.instructions_per_update);
+        (Task::System(task), Prep::System) => {
+            let entry = match task {
+                SystemTask::Timer => EntryPoint::Timer,
+                SystemTask::Heartbeat => EntryPoint::Heartbeat,
+            };
+            let input = MessageInput::new(entry, Principal::management_canister(), time, limits.instructions_per_update);
             let outcome = instance.execute(input, info, timer, outstanding);
             let context = {
                 let mut st = inner.lock();
+                if task == SystemTask::Heartbeat
+                    && let Some(slot) = st.canisters.get_mut(&canister)
+                {
+                    slot.heartbeat_queued = false;
+                }
                 st.new_context(canister, Principal::management_canister(), Origin::System, 0)
             };
             finish(instance, canister, context, outcome, true)
@@ -433,8 +463,21 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
     }
 }
 
+/// The call is answered with `r` without running (nothing changes).
+fn refused(instance: Box<CanisterInstance>, context: u64, r: Reject) -> Finished {
+    Finished {
+        instance: Some(instance),
+        apply: Box::new(move |inner, st| {
+            if let Some((to, task)) = st.respond(context, Err(r)) {
+                inner.enqueue(st, to, task);
+            }
+            st.maybe_close(context);
+        }),
+    }
+}
+
 enum Prep {
-    Call { context: u64, deadline: u64, needs_response: bool },
+    Call { context: u64, deadline: u64, needs_response: bool, ingress: bool },
     Response {
         context: u64,
         continuation: exec::Continuation,
@@ -446,7 +489,7 @@ enum Prep {
         needs_response: bool,
     },
     DropResponse { callback: u64, callee: Principal, context: u64 },
-    Timer,
+    System,
     Skip,
 }
 

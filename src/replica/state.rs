@@ -86,7 +86,8 @@ pub(super) enum Task {
         /// `msg_cycles_refunded`).
         refund: u64,
     },
-    Timer,
+    /// A system task: the global timer or the heartbeat.
+    System(SystemTask),
     Install(InstallJob),
     /// `uninstall_code` (queued like an install, so it never interrupts an
     /// execution).
@@ -120,6 +121,14 @@ pub(crate) enum ReplyTo {
     Callback(u64),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SystemTask {
+    /// `canister_global_timer`: the timer came due.
+    Timer,
+    /// `canister_heartbeat`: once per round while the canister runs.
+    Heartbeat,
+}
+
 pub(super) struct InstallJob {
     pub(super) mode: InstallMode,
     pub(super) code: Code,
@@ -150,6 +159,9 @@ pub(super) struct Slot {
     pub(super) busy: bool,
     pub(super) queue: VecDeque<Task>,
     pub(super) timer: u64,
+    /// The module exports `canister_heartbeat`; one is queued now.
+    pub(super) heartbeat: bool,
+    pub(super) heartbeat_queued: bool,
     /// Open call contexts of this canister (for stopping).
     pub(super) open_contexts: u32,
     /// Heap and stable memory after the last execution, bytes.

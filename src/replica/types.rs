@@ -101,6 +101,8 @@ pub struct Limits {
     pub max_query_reply: usize,
     pub instructions_per_update: u64,
     pub instructions_per_query: u64,
+    /// `canister_inspect_message` (the IC's 200 million).
+    pub instructions_per_inspect: u64,
     pub instructions_per_install: u64,
     /// Heap (Wasm linear memory) limit per canister, bytes.
     pub wasm_memory_limit: usize,
@@ -122,6 +124,7 @@ impl Default for Limits {
             max_inter_canister_payload: 2 << 20,
             max_query_reply: 3 << 20,
             instructions_per_update: 40_000_000_000,
+            instructions_per_inspect: 200_000_000,
             instructions_per_query: 5_000_000_000,
             instructions_per_install: 300_000_000_000,
             wasm_memory_limit: 4 << 30,

@@ -104,6 +104,8 @@ impl ComponentFront {
             EntryPoint::Reject(c) => api.call_on_reject(store, env(c)?),
             EntryPoint::Cleanup(c) => api.call_on_cleanup(store, env(c)?),
             EntryPoint::Timer => api.call_on_timer(store),
+            // Components have no heartbeat entry point (never scheduled).
+            EntryPoint::Heartbeat => Ok(()),
             // Components have no inspect_message: every message is accepted.
             EntryPoint::Inspect { .. } => Ok(()),
         }

@@ -49,7 +49,11 @@ impl CoreModule {
     }
 
     pub fn inspects_messages(&self) -> bool {
-        self.system_exports.iter().any(|e| e == "canister_inspect_message")
+        self.has_system_export("canister_inspect_message")
+    }
+
+    pub fn has_system_export(&self, name: &str) -> bool {
+        self.system_exports.iter().any(|e| e == name)
     }
 
     pub fn enhanced_orthogonal_persistence(&self) -> bool {
@@ -191,6 +195,10 @@ impl CoreFront {
             EntryPoint::Timer => match system("canister_global_timer") {
                 Some(f) => f,
                 None => return trap(ErrorCode::CanisterMethodNotFound, "the module does not export `canister_global_timer`"),
+            },
+            EntryPoint::Heartbeat => match system("canister_heartbeat") {
+                Some(f) => f,
+                None => return trap(ErrorCode::CanisterMethodNotFound, "the module does not export `canister_heartbeat`"),
             },
         };
         func.call(&mut *store, &[], &mut [])

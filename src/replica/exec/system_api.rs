@@ -316,7 +316,7 @@ fn can_respond(e: &EntryPoint) -> bool {
     matches!(e, E::Update(_) | E::Query { .. } | E::Reply(_) | E::Reject(_))
 }
 pub(super) fn can_call(e: &EntryPoint) -> bool {
-    matches!(e, E::Update(_) | E::Reply(_) | E::Reject(_) | E::Timer)
+    matches!(e, E::Update(_) | E::Reply(_) | E::Reject(_) | E::Timer | E::Heartbeat)
 }
 fn is_callback(e: &EntryPoint) -> bool {
     matches!(e, E::Reply(_) | E::Reject(_))

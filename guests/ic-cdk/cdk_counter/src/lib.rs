@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use candid::{CandidType, Deserialize, Principal};
 use ic_cdk::call::Call;
-use ic_cdk::{init, post_upgrade, pre_upgrade, query, update};
+use ic_cdk::{heartbeat, init, inspect_message, post_upgrade, pre_upgrade, query, update};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 
@@ -235,6 +235,45 @@ fn hold() {
 #[query]
 fn slow_done() -> u64 {
     SLOW_DONE.with(Cell::get)
+}
+
+/// Ingress filter: every update is accepted except `refused_by_inspect`,
+/// which ingress never reaches (canisters may still call it).
+#[inspect_message]
+fn inspect() {
+    if ic_cdk::api::msg_method_name() != "refused_by_inspect" {
+        ic_cdk::api::accept_message();
+    }
+}
+
+/// Counts the calls that got through (only canisters can: see `inspect`).
+#[update]
+fn refused_by_inspect() -> u64 {
+    bump(&COUNTER)
+}
+
+thread_local! {
+    static BEATING: Cell<bool> = const { Cell::new(false) };
+    static BEATS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts heartbeats once `start_beating` was called.
+#[heartbeat]
+fn beat() {
+    if BEATING.with(Cell::get) {
+        bump(&BEATS);
+    }
+}
+
+/// From now on every heartbeat bumps `beats`.
+#[update]
+fn start_beating() {
+    BEATING.with(|b| b.set(true));
+}
+
+#[query]
+fn beats() -> u64 {
+    BEATS.with(Cell::get)
 }
 
 ic_cdk::export_candid!();
