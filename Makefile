@@ -12,7 +12,7 @@ GUEST_OUT := guests/target/$(GUEST_TARGET)/release
 BUILD_DIR := .build
 GUEST_STAMP := $(BUILD_DIR)/guests.stamp
 GUEST_LOCK := $(BUILD_DIR)/guests.lock
-GUEST_SOURCES := $(shell find guests -path guests/target -prune -o -path guests/ic-cdk -prune -o \( -name '*.rs' -o -name '*.did' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) guests/embed_candid.py $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
+GUEST_SOURCES := $(shell find guests -path guests/target -prune -o -path guests/ic-cdk -prune -o -path guests/ic-cdk17 -prune -o -path guests/motoko -prune -o \( -name '*.rs' -o -name '*.did' -o -name 'Cargo.toml' -o -name 'Cargo.lock' \) -print) guests/embed_candid.py $(wildcard capnp/*.capnp) $(wildcard wit/*.wit)
 # The canisters written against the unmodified ic-cdk from crates.io
 # (guests/ic-cdk, a workspace of its own), built for wasm32-unknown-unknown
 # into the same target dir (host proc-macro builds are shared) under the same
@@ -20,7 +20,7 @@ GUEST_SOURCES := $(shell find guests -path guests/target -prune -o -path guests/
 IC_GUEST_TARGET := wasm32-unknown-unknown
 IC_GUEST_OUT := guests/target/$(IC_GUEST_TARGET)/release
 IC_GUEST_STAMP := $(BUILD_DIR)/ic-guests.stamp
-IC_GUEST_SOURCES := $(shell find guests/ic-cdk -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock)
+IC_GUEST_SOURCES := $(shell find guests/ic-cdk guests/ic-cdk17 -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock)
 # The Motoko canisters (guests/motoko/src/*.mo), compiled by guests/motoko/build.js
 # with the `motoko` npm package (pinned in guests/motoko/package-lock.json) to
 # guests/target/motoko/<name>.wasm (+ .did, .most), with a stamp of their own.
@@ -76,7 +76,7 @@ $(GUEST_STAMP): $(GUEST_SOURCES) | deps
 		python3 guests/embed_candid.py --all guests/canisters guests/target/$(GUEST_TARGET)'
 	@touch $@
 
-## ic-guests: build the ic-cdk canisters (guests/ic-cdk) for
+## ic-guests: build the ic-cdk canisters (guests/ic-cdk, and guests/ic-cdk17 for ic-cdk 0.17) for
 ## wasm32-unknown-unknown: raw modules in
 ## guests/target/wasm32-unknown-unknown/release/<canister>.wasm.
 ic-guests: $(IC_GUEST_STAMP)
@@ -84,6 +84,8 @@ ic-guests: $(IC_GUEST_STAMP)
 $(IC_GUEST_STAMP): $(IC_GUEST_SOURCES) | deps
 	@mkdir -p $(BUILD_DIR)
 	@flock $(GUEST_LOCK) $(CARGO) build --manifest-path guests/ic-cdk/Cargo.toml \
+		--target $(IC_GUEST_TARGET) --release --target-dir guests/target
+	@flock $(GUEST_LOCK) $(CARGO) build --manifest-path guests/ic-cdk17/Cargo.toml \
 		--target $(IC_GUEST_TARGET) --release --target-dir guests/target
 	@touch $@
 

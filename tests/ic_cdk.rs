@@ -291,3 +291,20 @@ async fn heartbeats_run_every_round() {
     let seen = query::<u64>(&r, id, "beats", no_args()).await;
     eventually("heartbeats resume", async || query::<u64>(&r, id, "beats", no_args()).await > seen).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ic_cdk_0_17_canister_runs_beside_0_20() {
+    let r = replica();
+    let old = install_cdk(&r, "cdk17", no_args()).await;
+    let counter = install_cdk(&r, "cdk_counter", no_init()).await;
+    assert_eq!(update::<u64>(&r, old, "inc", no_args()).await, 1);
+    update::<()>(&r, old, "stable_write", Encode!(&7u64).unwrap()).await;
+    let err = r.call(admin(), old, "inc_then_trap", Encode!(&9u64).unwrap()).await.unwrap_err();
+    assert!(err.message.contains("inc_then_trap: deliberate"), "{err}");
+    assert_eq!(query::<u64>(&r, old, "get", no_args()).await, 1, "the heap was rolled back");
+    assert_eq!(query::<u64>(&r, old, "stable_read", no_args()).await, 7, "stable memory was rolled back");
+    // 0.17 calls 0.20, and 0.20 calls 0.17.
+    assert_eq!(update::<u64>(&r, old, "call_inc", Encode!(&counter).unwrap()).await, 1);
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    assert_eq!(update::<Result<u64, String>>(&r, caller, "call_inc", Encode!(&old).unwrap()).await, Ok(2));
+}
