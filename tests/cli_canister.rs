@@ -397,3 +397,21 @@ fn a_ww_cdk_component_installs_through_the_same_command() {
     assert_eq!(node.ok(&["call", "comp", "greeting"]), r#"("hello")"#);
     assert_eq!(node.ok(&["call", "comp", "get"]), "(0 : nat64)");
 }
+
+/// `ww call` on a composite query: the interface marks it
+/// `composite_query`, so it goes as a query call and its calls run.
+#[test]
+fn ww_call_runs_a_composite_query() {
+    let node = Node::start();
+    let counter = node.create("k");
+    node.create("c");
+    node.ok(&["canister", "install", "k", path(&cdk("cdk_counter"))]);
+    node.ok(&["canister", "install", "c", path(&cdk("cdk_caller"))]);
+    assert_eq!(node.ok(&["call", "k", "inc"]), "(1 : nat64)");
+    let arg = format!(r#"(vec {{ principal "{counter}" }})"#);
+    assert_eq!(node.ok(&["call", "c", "composite_sum", &arg]), "(1 : nat64, 1 : nat64)");
+    // Asked for as an update, it is refused (IC0527), exit 1.
+    let (code, _, err) = node.cli(&["call", "c", "composite_sum", &arg, "--update"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("IC0527"), "{err}");
+}

@@ -308,3 +308,59 @@ async fn an_ic_cdk_0_17_canister_runs_beside_0_20() {
     let caller = install_cdk(&r, "cdk_caller", no_args()).await;
     assert_eq!(update::<Result<u64, String>>(&r, caller, "call_inc", Encode!(&old).unwrap()).await, Ok(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_queries_call_queries_and_keep_nothing() {
+    let r = replica();
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let (a, b) = (install_cdk(&r, "cdk_counter", no_init()).await, install_cdk(&r, "cdk_counter", no_init()).await);
+    update::<u64>(&r, a, "inc", no_args()).await;
+    for _ in 0..2 {
+        update::<u64>(&r, b, "inc", no_args()).await;
+    }
+    for _ in 0..2 {
+        // Its own change survives its awaits, and is gone the next time.
+        let bytes = r.query(admin(), caller, "composite_sum", Encode!(&vec![a, b]).unwrap()).await.expect("composite_sum");
+        assert_eq!(Decode!(&bytes, u64, u64).unwrap(), (3, 1));
+    }
+    // An update method cannot be called from a composite query; a query's
+    // reject comes back with its code.
+    let out: Result<ByteBuf, CallError> = query(&r, caller, "composite_call", Encode!(&a, &"inc", &ByteBuf::from(no_args())).unwrap()).await;
+    let e = out.unwrap_err();
+    assert_eq!(e.code, RejectCode::CanisterError as u32, "{e:?}");
+    assert!(e.message.contains("IC0536") || e.message.contains("query method"), "{e:?}");
+    assert_eq!(query::<u64>(&r, a, "get", no_args()).await, 1, "the update did not run");
+    // A composite query cannot be called in replicated mode (IC0527).
+    let err = r.call(admin(), caller, "composite_sum", Encode!(&vec![a]).unwrap()).await.unwrap_err();
+    assert_eq!(err.error_code.map(|c| c.to_string()).as_deref(), Some("IC0527"), "{err}");
+    // The callees keep nothing either and still serve updates afterwards.
+    assert_eq!(update::<u64>(&r, a, "inc", no_args()).await, 2);
+    // A ww-cdk component's `#[composite_query]` calls the ic-cdk query.
+    let probe = install(&r, "probe", Encode!(&Option::<u64>::None).unwrap()).await;
+    update::<()>(&r, probe, "set", Encode!(&40u64).unwrap()).await;
+    assert_eq!(query::<u64>(&r, probe, "composite_get", Encode!(&a).unwrap()).await, 42);
+    let err = r.call(admin(), probe, "composite_get", Encode!(&a).unwrap()).await.unwrap_err();
+    assert_eq!(err.error_code.map(|c| c.to_string()).as_deref(), Some("IC0527"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_low_wasm_memory_runs_once_when_the_heap_nears_its_limit() {
+    use ww::replica::settings::CanisterSettings;
+    let r = replica();
+    let id = install_cdk(&r, "cdk_counter", no_init()).await;
+    let heap = r.status(&id).unwrap().memory.heap;
+    let settings = CanisterSettings {
+        wasm_memory_limit: Some(candid::Nat::from(heap + (16 << 20))),
+        wasm_memory_threshold: Some(candid::Nat::from(12u64 << 20)),
+        ..Default::default()
+    };
+    r.update_settings(ww::replica::ChangeOrigin::User(admin()), id, &settings).expect("settings");
+    update::<()>(&r, id, "grow_heap", Encode!(&1u32).unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(query::<u64>(&r, id, "low_memory_runs", no_args()).await, 0, "still far from the limit");
+    update::<()>(&r, id, "grow_heap", Encode!(&6u32).unwrap()).await;
+    eventually("the hook runs", async || query::<u64>(&r, id, "low_memory_runs", no_args()).await == 1).await;
+    update::<()>(&r, id, "grow_heap", Encode!(&1u32).unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(query::<u64>(&r, id, "low_memory_runs", no_args()).await, 1, "once per episode");
+}

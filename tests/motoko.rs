@@ -4,7 +4,7 @@
 
 mod common;
 
-use candid::{Encode, Nat, Principal};
+use candid::{Decode, Encode, Nat, Principal};
 use common::canisters::{admin, install, no_args, query, replica, update};
 use ww::replica::install::prepare_module;
 use ww::replica::management::{CanisterInstallMode, UpgradeFlags, WasmMemoryPersistence};
@@ -81,7 +81,7 @@ async fn an_upgrade_keeps_the_persistent_actor_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn motoko_calls_motoko_and_a_ww_cdk_component() {
+async fn motoko_calls_motoko_and_ww_cdk_and_back() {
     let r = replica();
     let caller = install_mo(&r, "mo_caller").await;
     let counter = install_mo(&r, "mo_counter").await;
@@ -90,4 +90,12 @@ async fn motoko_calls_motoko_and_a_ww_cdk_component() {
     let component = install(&r, "counter", Encode!(&Option::<u64>::None).unwrap()).await;
     let n = update::<u64>(&r, caller, "call_inc_counter", Encode!(&component).unwrap()).await;
     assert_eq!(query::<u64>(&r, component, "get", no_args()).await, n, "the ww-cdk counter was incremented by Motoko");
+    // And a ww-cdk component calls Motoko.
+    let probe = install(&r, "probe", Encode!(&Option::<u64>::None).unwrap()).await;
+    let out: common::canisters::CallOutcome =
+        update(&r, probe, "call_method", Encode!(&counter, &"inc", &serde_bytes::ByteBuf::from(no_args())).unwrap()).await;
+    match out {
+        common::canisters::CallOutcome::Ok(bytes) => assert_eq!(Decode!(&bytes, Nat).unwrap(), Nat::from(3u32)),
+        common::canisters::CallOutcome::Err(e) => panic!("{e:?}"),
+    }
 }

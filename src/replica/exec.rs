@@ -101,6 +101,9 @@ pub enum EntryPoint {
     Timer,
     /// `canister_heartbeat`, once per round.
     Heartbeat,
+    /// `canister_on_low_wasm_memory`: the heap came within the canister's
+    /// `wasm_memory_threshold` of its `wasm_memory_limit`.
+    LowMemory,
     /// `canister_inspect_message` for an ingress update to `method`.
     Inspect { method: String },
 }
@@ -118,6 +121,7 @@ impl EntryPoint {
             EntryPoint::Cleanup(_) => "cleanup callback",
             EntryPoint::Timer => "canister_global_timer",
             EntryPoint::Heartbeat => "canister_heartbeat",
+            EntryPoint::LowMemory => "canister_on_low_wasm_memory",
             EntryPoint::Inspect { .. } => "canister_inspect_message",
         }
     }
@@ -155,6 +159,11 @@ pub struct MessageInput {
     /// Leave heap and stable changes staged instead of committing them (the
     /// caller commits or discards; used by upgrades).
     pub stage_only: bool,
+    /// Part of a composite query's call graph (the method or one of its
+    /// callbacks): non-replicated, may call queries (without cycles), and
+    /// leaves its changes staged for the graph's next execution on this
+    /// canister; the graph discards them at its end.
+    pub composite: bool,
 }
 
 impl MessageInput {
@@ -173,6 +182,7 @@ impl MessageInput {
             context_instructions: 0,
             wasm_memory_limit: None,
             stage_only: false,
+            composite: false,
         }
     }
 }
@@ -494,10 +504,11 @@ impl CanisterInstance {
         matches!(self.front, Front::Core(_))
     }
 
-    /// The code exports `canister_heartbeat`.
-    pub fn has_heartbeat(&self) -> bool {
+    /// The code exports the system entry point `name` (e.g.
+    /// `canister_heartbeat`; components have none but their WIT entries).
+    pub fn has_system_export(&self, name: &str) -> bool {
         match &self.front {
-            Front::Core(c) => c.module().has_system_export("canister_heartbeat"),
+            Front::Core(c) => c.module().has_system_export(name),
             Front::Component(_) => false,
         }
     }
@@ -586,6 +597,7 @@ impl CanisterInstance {
     pub fn execute(&mut self, input: MessageInput, info: CanisterInfo, current_timer: u64, outstanding: OutstandingCalls) -> Outcome {
         let limit = input.instruction_limit;
         let stage_only = input.stage_only;
+        let composite = input.composite;
         let heap_limit = input.wasm_memory_limit;
         let heap_before = self.memory.size() as u64;
         let entry = input.entry.clone();
@@ -618,7 +630,7 @@ impl CanisterInstance {
             Front::Core(f) => f.call(&mut self.store, &entry),
         };
         let instructions = limit.saturating_sub(self.store.get_fuel().unwrap_or(0));
-        if !entry.is_replicated() {
+        if !entry.is_replicated() || composite {
             // Non-replicated executions leave nothing in the log.
             self.store.data_mut().log.truncate(log_before);
         }
@@ -627,6 +639,14 @@ impl CanisterInstance {
                 let Some(cx) = self.store.data_mut().ctx.take() else {
                     return self.trapped(&entry, time, ErrorCode::CanisterTrapped, "execution context lost".into(), instructions);
                 };
+                if composite {
+                    return Outcome::Committed(Effects {
+                        response: cx.response,
+                        calls: cx.calls,
+                        instructions,
+                        ..Effects::default()
+                    });
+                }
                 if entry.is_query() {
                     if let Err(e) = self.restore_after_discard(false) {
                         tracing::error!(error = %e, "query rollback failed");
@@ -704,12 +724,13 @@ impl CanisterInstance {
     }
 
     fn trapped(&mut self, entry: &EntryPoint, time: u64, code: ErrorCode, message: String, instructions: u64) -> Outcome {
+        let composite = self.store.data().ctx.as_ref().is_some_and(|c| c.input.composite);
         // A component's store is poisoned by a trap; a core module's is not.
         let rebuild = matches!(self.front, Front::Component(_));
         if let Err(e) = self.restore_after_discard(rebuild) {
             tracing::error!(error = %e, "rolling back a trapped canister instance failed");
         }
-        if entry.is_replicated() {
+        if entry.is_replicated() && !composite {
             self.store.data_mut().log.push(LogLine {
                 time,
                 content: format!("[TRAP]: {message}").into_bytes(),

@@ -33,7 +33,8 @@ pub(super) fn installed(
     done: Done,
 ) -> Finished {
     let methods = instance.methods().clone();
-    let heartbeat = instance.has_heartbeat();
+    let heartbeat = instance.has_system_export("canister_heartbeat");
+    let low_memory_hook = instance.has_system_export("canister_on_low_wasm_memory");
     Finished {
         instance: Some(instance),
         apply: Box::new(move |inner, st| {
@@ -43,6 +44,8 @@ pub(super) fn installed(
                 slot.methods = methods;
                 slot.heartbeat = heartbeat;
                 slot.heartbeat_queued = false;
+                slot.low_memory_hook = low_memory_hook;
+                slot.low_memory_fired = false;
                 slot.version += 1;
                 slot.timer = effects.timer.unwrap_or(0);
                 slot.history.record(Change {
@@ -287,6 +290,7 @@ pub(super) fn run_uninstall(
             slot.module_hash = None;
             slot.methods.clear();
             slot.heartbeat = false;
+            slot.low_memory_hook = false;
             slot.timer = 0;
             slot.heap_size = 0;
             slot.stable_size = 0;

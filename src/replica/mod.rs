@@ -27,6 +27,7 @@
 //! - Effects of an execution are applied only if it committed.
 
 pub mod chunks;
+mod composite;
 pub mod exec;
 pub mod history;
 pub mod install;
@@ -371,6 +372,8 @@ impl Replica {
                 timer: 0,
                 heartbeat: false,
                 heartbeat_queued: false,
+                low_memory_hook: false,
+                low_memory_fired: false,
                 open_contexts: 0,
                 heap_size: 0,
                 stable_size: 0,

@@ -240,6 +240,7 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
     inner.in_flight.fetch_sub(1, SeqCst);
     let mut st = inner.lock();
     (finished.apply)(inner, &mut st);
+    let mut low_memory = false;
     if let Some(slot) = st.canisters.get_mut(&canister) {
         if !logs.is_empty() {
             slot.log.append(logs);
@@ -250,6 +251,19 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
             slot.instance = Some(i);
         }
         slot.busy = false;
+        // `canister_on_low_wasm_memory` runs once each time the heap comes
+        // within the threshold of the limit (re-armed when it leaves).
+        let (limit, threshold) = (slot.settings.wasm_memory_limit, slot.settings.wasm_memory_threshold);
+        let low = threshold > 0 && limit > 0 && slot.heap_size.saturating_add(threshold) > limit;
+        if !low {
+            slot.low_memory_fired = false;
+        } else if slot.low_memory_hook && !slot.low_memory_fired && slot.status == Status::Running {
+            slot.low_memory_fired = true;
+            low_memory = true;
+        }
+    }
+    if low_memory {
+        inner.enqueue(&mut st, canister, Task::System(SystemTask::LowMemory));
     }
     inner.schedule(&mut st, canister);
 }
@@ -368,6 +382,19 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                     return refused(instance, context, Reject::system(ErrorCode::CanisterRejectedMessage, format!("Error from Canister {canister}: {why}")));
                 }
             }
+            if kind == Some(MethodKind::CompositeQuery) {
+                let graph = super::composite::Graph::new(inner, time);
+                let (instance, result) = graph.run(canister, instance, method, arg, caller, 1);
+                return Finished {
+                    instance: Some(instance),
+                    apply: Box::new(move |inner, st| {
+                        if let Some((to, task)) = st.respond(context, result) {
+                            inner.enqueue(st, to, task);
+                        }
+                        st.maybe_close(context);
+                    }),
+                };
+            }
             let entry = match (query, kind) {
                 (Some(replicated), _) => EntryPoint::Query { method, replicated },
                 (None, Some(MethodKind::Query)) => EntryPoint::Query { method, replicated: true },
@@ -440,6 +467,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             let entry = match task {
                 SystemTask::Timer => EntryPoint::Timer,
                 SystemTask::Heartbeat => EntryPoint::Heartbeat,
+                SystemTask::LowMemory => EntryPoint::LowMemory,
             };
             let input = MessageInput::new(entry, Principal::management_canister(), time, limits.instructions_per_update);
             let outcome = instance.execute(input, info, timer, outstanding);
@@ -557,19 +585,22 @@ fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, contex
             }
             Outcome::Trapped { code, message, .. } => {
                 tracing::debug!(canister = %canister, "execution trapped: {code}: {message}");
-                let delivery = starve(st, context, || {
-                    let what = match code {
-                        ErrorCode::CanisterCalledTrap => format!("Canister called `ic0.trap` with message: '{message}'"),
-                        ErrorCode::CanisterInstructionLimitExceeded | ErrorCode::CanisterContractViolation => message.clone(),
-                        _ => format!("Canister trapped: {message}"),
-                    };
-                    Reject::system(code, format!("Error from Canister {canister}: {what}"))
-                });
+                let delivery = starve(st, context, || trap_reject(canister, code, &message));
                 if let Some((to, task)) = delivery {
                     inner.enqueue(st, to, task);
                 }
             }
     }
+}
+
+/// The reject a caller sees when `canister`'s execution trapped.
+pub(super) fn trap_reject(canister: Principal, code: ErrorCode, message: &str) -> Reject {
+    let what = match code {
+        ErrorCode::CanisterCalledTrap => format!("Canister called `ic0.trap` with message: '{message}'"),
+        ErrorCode::CanisterInstructionLimitExceeded | ErrorCode::CanisterContractViolation => message.to_string(),
+        _ => format!("Canister trapped: {message}"),
+    };
+    Reject::system(code, format!("Error from Canister {canister}: {what}"))
 }
 
 /// If nothing can answer context `id` anymore, answers it with `reject()`.

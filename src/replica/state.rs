@@ -127,6 +127,9 @@ pub(super) enum SystemTask {
     Timer,
     /// `canister_heartbeat`: once per round while the canister runs.
     Heartbeat,
+    /// `canister_on_low_wasm_memory`: once each time the heap comes within
+    /// `wasm_memory_threshold` of `wasm_memory_limit`.
+    LowMemory,
 }
 
 pub(super) struct InstallJob {
@@ -162,6 +165,10 @@ pub(super) struct Slot {
     /// The module exports `canister_heartbeat`; one is queued now.
     pub(super) heartbeat: bool,
     pub(super) heartbeat_queued: bool,
+    /// The module exports `canister_on_low_wasm_memory`; it has run for the
+    /// current low-memory episode.
+    pub(super) low_memory_hook: bool,
+    pub(super) low_memory_fired: bool,
     /// Open call contexts of this canister (for stopping).
     pub(super) open_contexts: u32,
     /// Heap and stable memory after the last execution, bytes.

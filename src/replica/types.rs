@@ -75,6 +75,8 @@ pub enum ErrorCode {
     CanisterMethodNotFound = 536,
     CanisterWasmModuleNotFound = 537,
     CanisterAlreadyInstalled = 538,
+    QueryCallGraphTooDeep = 525,
+    QueryCallGraphTotalInstructionLimitExceeded = 526,
     CompositeQueryCalledInReplicatedMode = 527,
     CanisterWasmMemoryLimitExceeded = 539,
     DeadlineExpired = 601,

@@ -39,6 +39,7 @@ use syn::{Error, FnArg, ItemFn, LitBool, LitStr, Result, ReturnType, Type, parse
 enum Kind {
     Update,
     Query,
+    CompositeQuery,
     Init,
     PreUpgrade,
     PostUpgrade,
@@ -50,6 +51,7 @@ impl Kind {
         match self {
             Kind::Update => "update",
             Kind::Query => "query",
+            Kind::CompositeQuery => "composite_query",
             Kind::Init => "init",
             Kind::PreUpgrade => "pre_upgrade",
             Kind::PostUpgrade => "post_upgrade",
@@ -58,13 +60,14 @@ impl Kind {
     }
 
     fn is_method(self) -> bool {
-        matches!(self, Kind::Update | Kind::Query)
+        matches!(self, Kind::Update | Kind::Query | Kind::CompositeQuery)
     }
 
     fn variant(self) -> TokenStream2 {
         match self {
             Kind::Update => quote!(Update),
             Kind::Query => quote!(Query),
+            Kind::CompositeQuery => quote!(CompositeQuery),
             Kind::Init => quote!(Init),
             Kind::PreUpgrade => quote!(PreUpgrade),
             Kind::PostUpgrade => quote!(PostUpgrade),
@@ -159,7 +162,7 @@ fn expand_fn(kind: Kind, options: &Options, func: &ItemFn) -> Result<TokenStream
     }
     let takes_args = matches!(
         kind,
-        Kind::Update | Kind::Query | Kind::Init | Kind::PostUpgrade
+        Kind::Update | Kind::Query | Kind::CompositeQuery | Kind::Init | Kind::PostUpgrade
     );
     if !takes_args && !arg_types.is_empty() {
         return Err(Error::new(
@@ -265,6 +268,7 @@ fn candid_signature(kind: Kind, name: &LitStr, args: &[Type], rets: &[Type]) -> 
     let candid_kind = match kind {
         Kind::Update => quote!(Update),
         Kind::Query => quote!(Query),
+        Kind::CompositeQuery => quote!(CompositeQuery),
         Kind::Init => quote!(Init),
         Kind::PreUpgrade | Kind::PostUpgrade | Kind::Timer => return quote!(),
     };
@@ -308,6 +312,14 @@ pub fn update(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn query(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Query, attr, item)
+}
+
+/// Declares a composite query: `#[composite_query]` (same options as
+/// `#[query]`). It runs only as a non-replicated query and may call queries
+/// and composite queries of other canisters; nothing it changes is kept.
+#[proc_macro_attribute]
+pub fn composite_query(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Kind::CompositeQuery, attr, item)
 }
 
 /// Declares the install hook; its arguments are decoded from the install argument.

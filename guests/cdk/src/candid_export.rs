@@ -29,6 +29,8 @@ pub enum CandidKind {
     Update,
     /// A `#[query]` method.
     Query,
+    /// A `#[composite_query]` method.
+    CompositeQuery,
     /// The `#[init]` hook: its arguments are the service's class arguments.
     Init,
 }
@@ -60,12 +62,12 @@ pub fn service_interface() -> String {
                 // Two #[init] functions already make `methods` trap.
                 init.get_or_insert(args);
             }
-            CandidKind::Update | CandidKind::Query => {
+            CandidKind::Update | CandidKind::Query | CandidKind::CompositeQuery => {
                 let rets = (signature.rets)(&mut types);
-                let modes = if signature.kind == CandidKind::Query {
-                    vec![FuncMode::Query]
-                } else {
-                    Vec::new()
+                let modes = match signature.kind {
+                    CandidKind::Query => vec![FuncMode::Query],
+                    CandidKind::CompositeQuery => vec![FuncMode::CompositeQuery],
+                    _ => Vec::new(),
                 };
                 let func = Function { modes, args, rets };
                 methods.push((signature.name.to_owned(), TypeInner::Func(func).into()));

@@ -23,6 +23,8 @@ pub enum EntryKind {
     Update,
     /// `#[query]`.
     Query,
+    /// `#[composite_query]`.
+    CompositeQuery,
     /// `#[init]`.
     Init,
     /// `#[pre_upgrade]`.
@@ -38,6 +40,7 @@ impl EntryKind {
         match self {
             Self::Update => "#[update]",
             Self::Query => "#[query]",
+            Self::CompositeQuery => "#[composite_query]",
             Self::Init => "#[init]",
             Self::PreUpgrade => "#[pre_upgrade]",
             Self::PostUpgrade => "#[post_upgrade]",
@@ -98,7 +101,7 @@ fn run_hook(kind: EntryKind) {
 fn run_method(method: &str, query: bool) {
     enter();
     let entry = inventory::iter::<Entry>.into_iter().find(|e| {
-        e.name == method && (e.kind == EntryKind::Query || (!query && e.kind == EntryKind::Update))
+        e.name == method && (matches!(e.kind, EntryKind::Query | EntryKind::CompositeQuery) || (!query && e.kind == EntryKind::Update))
     });
     match entry {
         Some(entry) => (entry.handler)(),
@@ -118,6 +121,7 @@ impl Guest for Canister {
             let kind = match entry.kind {
                 EntryKind::Update => MethodKind::Update,
                 EntryKind::Query => MethodKind::Query,
+                EntryKind::CompositeQuery => MethodKind::CompositeQuery,
                 other => {
                     // Fail the install early on duplicate hooks.
                     hook(other);

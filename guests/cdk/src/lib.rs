@@ -83,7 +83,7 @@ pub use call::Call;
 pub use candid::{self, CandidType, Deserialize, Principal};
 pub use futures::spawn;
 pub use ic_stable_structures;
-pub use ww_cdk_macros::{init, on_timer, post_upgrade, pre_upgrade, query, timer, update};
+pub use ww_cdk_macros::{composite_query, init, on_timer, post_upgrade, pre_upgrade, query, timer, update};
 
 /// Exports the canister's entry points (the `ww:canister/entry` interface).
 /// Call it exactly once, at the root of the canister crate (a `cdylib`).

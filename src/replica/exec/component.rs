@@ -105,7 +105,7 @@ impl ComponentFront {
             EntryPoint::Cleanup(c) => api.call_on_cleanup(store, env(c)?),
             EntryPoint::Timer => api.call_on_timer(store),
             // Components have no heartbeat entry point (never scheduled).
-            EntryPoint::Heartbeat => Ok(()),
+            EntryPoint::Heartbeat | EntryPoint::LowMemory => Ok(()),
             // Components have no inspect_message: every message is accepted.
             EntryPoint::Inspect { .. } => Ok(()),
         }

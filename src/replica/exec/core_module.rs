@@ -196,9 +196,9 @@ impl CoreFront {
                 Some(f) => f,
                 None => return trap(ErrorCode::CanisterMethodNotFound, "the module does not export `canister_global_timer`"),
             },
-            EntryPoint::Heartbeat => match system("canister_heartbeat") {
+            EntryPoint::Heartbeat | EntryPoint::LowMemory => match system(entry.name()) {
                 Some(f) => f,
-                None => return trap(ErrorCode::CanisterMethodNotFound, "the module does not export `canister_heartbeat`"),
+                None => return trap(ErrorCode::CanisterMethodNotFound, format!("the module does not export `{}`", entry.name())),
             },
         };
         func.call(&mut *store, &[], &mut [])

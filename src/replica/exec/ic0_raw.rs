@@ -18,7 +18,7 @@
 use candid::Principal;
 use wasmtime::{AsContextMut, Caller, Linker};
 
-use super::system_api::{MAX_CERTIFIED_DATA, StagedCall, can_call, fees, performance_counter};
+use super::system_api::{MAX_CERTIFIED_DATA, StagedCall, fees, performance_counter};
 use super::{Continuation, ExecState, trap};
 use crate::replica::types::ErrorCode;
 
@@ -298,7 +298,7 @@ macro_rules! define_ic0 {
             "ic0",
             "call_new",
             |mut c: C<'_>, callee_src: P, callee_size: P, name_src: P, name_size: P, reply_fun: P, reply_env: P, reject_fun: P, reject_env: P| {
-                c.data_mut().allowed("call_new", can_call)?;
+                c.data_mut().may_call("call_new")?;
                 let callee = read(&mut c, "call_new", callee_src as u64, callee_size as u64)?;
                 let Ok(callee) = Principal::try_from_slice(&callee) else {
                     return trap(ErrorCode::CanisterContractViolation, "ic0.call_new: callee is not a valid principal");
@@ -357,7 +357,7 @@ macro_rules! define_ic0 {
             add_call_cycles(c.data_mut(), "call_cycles_add128", amount(high, low))
         })?;
         l.func_wrap("ic0", "call_perform", |mut c: C<'_>| -> R<u32> {
-            let Some(p) = c.data_mut().allowed("call_perform", can_call)?.pending_call.take() else {
+            let Some(p) = c.data_mut().may_call("call_perform")?.pending_call.take() else {
                 return trap(ErrorCode::CanisterContractViolation, "ic0.call_perform: no call is under construction (call ic0.call_new first)");
             };
             let staged = c.data_mut().stage_call(p)?;

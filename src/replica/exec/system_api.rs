@@ -188,13 +188,26 @@ impl ExecState {
     }
 
     pub(super) fn replicated(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.cx("in_replicated_execution")?.input.entry.is_replicated())
+        let cx = self.cx("in_replicated_execution")?;
+        Ok(cx.input.entry.is_replicated() && !cx.input.composite)
+    }
+
+    /// The context, if the current execution may make calls: updates,
+    /// callbacks, system tasks, and every execution of a composite query.
+    pub(super) fn may_call(&mut self, function: &str) -> wasmtime::Result<&mut ExecContext> {
+        if self.cx(function)?.input.composite {
+            return self.cx(function);
+        }
+        self.allowed(function, can_call)
     }
 
     /// Stages an outgoing call (sent if the execution commits). An `Err`
     /// reject means nothing was staged (the queue to the callee is full).
     pub(super) fn stage_call(&mut self, call: StagedCall) -> wasmtime::Result<Result<(), (RejectCode, String)>> {
-        let cx = self.allowed("call_perform", can_call)?;
+        let cx = self.may_call("call_perform")?;
+        if cx.input.composite && call.cycles > 0 {
+            return trap(ErrorCode::CanisterContractViolation, "\"ic0.call_cycles_add128\" cannot be executed in composite query mode");
+        }
         if call.arg.len() > cx.limits.max_inter_canister_payload {
             return trap(
                 ErrorCode::CanisterContractViolation,
@@ -316,7 +329,7 @@ fn can_respond(e: &EntryPoint) -> bool {
     matches!(e, E::Update(_) | E::Query { .. } | E::Reply(_) | E::Reject(_))
 }
 pub(super) fn can_call(e: &EntryPoint) -> bool {
-    matches!(e, E::Update(_) | E::Reply(_) | E::Reject(_) | E::Timer | E::Heartbeat)
+    matches!(e, E::Update(_) | E::Reply(_) | E::Reject(_) | E::Timer | E::Heartbeat | E::LowMemory)
 }
 fn is_callback(e: &EntryPoint) -> bool {
     matches!(e, E::Reply(_) | E::Reject(_))
@@ -420,7 +433,7 @@ impl ic0::Host for ExecState {
     }
 
     fn call(&mut self, args: ic0::CallArgs) -> wasmtime::Result<Result<(), ic0::Reject>> {
-        self.allowed("call_perform", can_call)?;
+        self.may_call("call_perform")?;
         let Ok(callee) = Principal::try_from_slice(&args.callee) else {
             return trap(ErrorCode::CanisterContractViolation, "ic0.call_new: callee is not a valid principal");
         };

@@ -49,7 +49,7 @@ use ww_cdk::call::{Call, CallFailed, CallFuture};
 use ww_cdk::ic_stable_structures::StableBTreeMap;
 use ww_cdk::ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ww_cdk::stable::DefaultMemoryImpl;
-use ww_cdk::{init, on_timer, post_upgrade, pre_upgrade, query, update};
+use ww_cdk::{composite_query, init, on_timer, post_upgrade, pre_upgrade, query, update};
 
 type Memory = VirtualMemory<DefaultMemoryImpl>;
 
@@ -264,6 +264,14 @@ fn big_reply(bytes: u32) -> ByteBuf {
 }
 
 // -- calls
+
+/// A composite query: awaits `callee.get` (a query) and returns it plus
+/// what this canister's `get` says; traps if the call fails.
+#[composite_query]
+async fn composite_get(callee: Principal) -> u64 {
+    let mine = N.with(Cell::get);
+    call_get(callee).await + mine
+}
 
 /// Awaits `callee.get` and returns it; traps if the call fails.
 #[update]

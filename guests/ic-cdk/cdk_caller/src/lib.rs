@@ -198,4 +198,30 @@ fn accept_cycles() -> u64 {
     ic_cdk::api::msg_cycles_accept(available) as u64
 }
 
+// --- composite queries ------------------------------------------------------
+
+thread_local! {
+    static COMPOSITE_RUNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Sums `get` of every target (queries), returning the sum and how many
+/// times this method has run as far as it can tell: its own increment
+/// survives its awaits, but nothing survives the composite query.
+#[query(composite = true)]
+async fn composite_sum(targets: Vec<Principal>) -> (u64, u64) {
+    COMPOSITE_RUNS.with(|r| r.set(r.get() + 1));
+    let mut sum = 0;
+    for t in targets {
+        let n: u64 = Call::unbounded_wait(t, "get").await.expect("get").candid().expect("nat64");
+        sum += n;
+    }
+    (sum, COMPOSITE_RUNS.with(std::cell::Cell::get))
+}
+
+/// A raw call from a composite query; the reject code and message if it fails.
+#[query(composite = true)]
+async fn composite_call(target: Principal, method: String, arg: Vec<u8>) -> Result<Vec<u8>, CallError> {
+    Call::unbounded_wait(target, &method).with_raw_args(&arg).await.map(|r| r.into_bytes()).map_err(CallError::from)
+}
+
 ic_cdk::export_candid!();

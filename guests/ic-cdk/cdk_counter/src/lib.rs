@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use candid::{CandidType, Deserialize, Principal};
 use ic_cdk::call::Call;
-use ic_cdk::{heartbeat, init, inspect_message, post_upgrade, pre_upgrade, query, update};
+use ic_cdk::{heartbeat, init, inspect_message, on_low_wasm_memory, post_upgrade, pre_upgrade, query, update};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 
@@ -274,6 +274,28 @@ fn start_beating() {
 #[query]
 fn beats() -> u64 {
     BEATS.with(Cell::get)
+}
+
+thread_local! {
+    static BALLAST: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static LOW_MEMORY: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Grows the heap by about `mib` MiB (kept until the canister is reinstalled).
+#[update]
+fn grow_heap(mib: u32) {
+    BALLAST.with(|b| b.borrow_mut().push(vec![1u8; (mib as usize) << 20]));
+}
+
+#[on_low_wasm_memory]
+fn low_memory() {
+    bump(&LOW_MEMORY);
+}
+
+/// How often `canister_on_low_wasm_memory` ran.
+#[query]
+fn low_memory_runs() -> u64 {
+    LOW_MEMORY.with(Cell::get)
 }
 
 ic_cdk::export_candid!();
