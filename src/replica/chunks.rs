@@ -23,7 +23,7 @@ use candid::Principal;
 use sha2::{Digest, Sha256};
 
 use super::install::MAX_WASM_MODULE;
-use super::{ErrorCode, Reject};
+use super::{ErrorCode, Reject, Replica};
 
 /// The largest chunk, as on the IC (1 MiB).
 pub const MAX_CHUNK_SIZE: usize = 1 << 20;
@@ -188,6 +188,65 @@ pub fn assemble(hashes: &[ChunkHash], chunks: &[Bytes], expected: &ChunkHash) ->
         return Err(ChunkStoreError::ModuleHashMismatch { actual, expected: *expected });
     }
     Ok(module)
+}
+
+/// The chunk store as the replica offers it (the management canister's
+/// `upload_chunk`, `stored_chunks`, `clear_chunk_store`, and the chunks of
+/// `install_chunked_code`).
+impl Replica {
+    /// Adds `chunk` to the chunk store of `canister` and returns its SHA-256.
+    /// The caller must be a controller of the canister or the canister
+    /// itself. The hash is computed outside the replica's lock.
+    pub fn upload_chunk(&self, caller: Principal, canister: Principal, chunk: Bytes) -> Result<ChunkHash, Reject> {
+        check_chunk_size(chunk.len())?;
+        self.with_chunk_store(caller, canister, |_| Ok(()))?;
+        let hash = sha256(&chunk);
+        let len = chunk.len();
+        self.with_chunk_store(caller, canister, |store| store.insert(canister, hash, chunk))?;
+        tracing::debug!(canister = %canister, bytes = len, hash = %hex::encode(hash), "chunk stored");
+        Ok(hash)
+    }
+
+    /// The hashes in the chunk store of `canister`, ascending (controllers
+    /// and the canister itself).
+    pub fn stored_chunks(&self, caller: Principal, canister: Principal) -> Result<Vec<ChunkHash>, Reject> {
+        self.with_chunk_store(caller, canister, |store| Ok(store.hashes()))
+    }
+
+    /// Empties the chunk store of `canister` (controllers and the canister
+    /// itself). The chunks (up to 100 MiB) are freed outside the lock.
+    pub fn clear_chunk_store(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
+        let old = self.with_chunk_store(caller, canister, |store| Ok(std::mem::take(store)))?;
+        drop(old);
+        Ok(())
+    }
+
+    /// The chunks `hashes` (in order) from the store of canister `store`,
+    /// which `caller` controls or is (for `install_chunked_code`).
+    pub fn chunks_for_install(&self, caller: Principal, store: Principal, hashes: &[ChunkHash]) -> Result<Vec<Bytes>, Reject> {
+        self.with_chunk_store(caller, store, |s| s.select(store, hashes))
+    }
+
+    /// Runs `f` on the chunk store of `canister` under the lock, if
+    /// `caller` is a controller of the canister or the canister itself.
+    fn with_chunk_store<T>(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        f: impl FnOnce(&mut ChunkStore) -> Result<T, ChunkStoreError>,
+    ) -> Result<T, Reject> {
+        let mut st = self.lock();
+        let Some(slot) = st.canisters.get_mut(&canister) else {
+            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
+        };
+        if caller != canister && !slot.controllers.contains(&caller) {
+            return Err(Reject::system(
+                ErrorCode::CanisterInvalidController,
+                format!("Only the controllers of the canister {canister} and the canister itself can use its chunk store. {caller} is neither."),
+            ));
+        }
+        Ok(f(&mut slot.chunk_store)?)
+    }
 }
 
 #[cfg(test)]

@@ -2,15 +2,18 @@
 //! canister.
 //!
 //! Layout:
-//! - [`exec`]: one canister instance and one atomic message execution;
+//! - [`exec`]: one canister instance and one atomic message execution, for
+//!   both kinds of canister (components and IC core modules);
 //! - [`memory`] / [`stable`]: heap and stable memory with commit/rollback;
 //! - [`management`]: the management canister (`aaaaa-aa`);
-//! - [`install`]: module bytes to an installable component;
-//! - [`chunks`]: each canister's Wasm chunk store (chunked install);
+//! - [`install`]: module bytes to installable code of either kind;
+//! - [`chunks`]: each canister's Wasm chunk store and its API (chunked install);
+//! - [`logs`]: each canister's log (`fetch_canister_logs`);
 //! - [`history`]: each canister's code-deployment history (`canister_info`);
 //! - `state`: canister slots, call contexts, callbacks, queued tasks;
 //! - `scheduler`: executor threads, applying effects, the clock (timers,
-//!   bounded-wait expiry);
+//!   heartbeats, bounded-wait expiry);
+//! - `composite`: a composite query's call graph;
 //! - `lifecycle`: install, reinstall, upgrade and uninstall;
 //! - this module: the [`Replica`]'s public API.
 //!
@@ -45,7 +48,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use candid::Principal;
 use tokio::sync::oneshot;
 
@@ -546,62 +548,6 @@ impl Replica {
             return Err(not_controller(canister, caller));
         }
         Ok(())
-    }
-
-    // ---- the Wasm chunk store (see `chunks`) ----
-
-    /// Adds `chunk` to the chunk store of `canister` and returns its SHA-256.
-    /// The caller must be a controller of the canister or the canister
-    /// itself. The hash is computed outside the replica's lock.
-    pub fn upload_chunk(&self, caller: Principal, canister: Principal, chunk: Bytes) -> Result<chunks::ChunkHash, Reject> {
-        chunks::check_chunk_size(chunk.len())?;
-        self.with_chunk_store(caller, canister, |_| Ok(()))?;
-        let hash = chunks::sha256(&chunk);
-        let len = chunk.len();
-        self.with_chunk_store(caller, canister, |store| store.insert(canister, hash, chunk))?;
-        tracing::debug!(canister = %canister, bytes = len, hash = %hex::encode(hash), "chunk stored");
-        Ok(hash)
-    }
-
-    /// The hashes in the chunk store of `canister`, ascending (controllers
-    /// and the canister itself).
-    pub fn stored_chunks(&self, caller: Principal, canister: Principal) -> Result<Vec<chunks::ChunkHash>, Reject> {
-        self.with_chunk_store(caller, canister, |store| Ok(store.hashes()))
-    }
-
-    /// Empties the chunk store of `canister` (controllers and the canister
-    /// itself). The chunks (up to 100 MiB) are freed outside the lock.
-    pub fn clear_chunk_store(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        let old = self.with_chunk_store(caller, canister, |store| Ok(std::mem::take(store)))?;
-        drop(old);
-        Ok(())
-    }
-
-    /// The chunks `hashes` (in order) from the store of canister `store`,
-    /// which `caller` controls or is (for `install_chunked_code`).
-    pub fn chunks_for_install(&self, caller: Principal, store: Principal, hashes: &[chunks::ChunkHash]) -> Result<Vec<Bytes>, Reject> {
-        self.with_chunk_store(caller, store, |s| s.select(store, hashes))
-    }
-
-    /// Runs `f` on the chunk store of `canister` under the lock, if
-    /// `caller` is a controller of the canister or the canister itself.
-    fn with_chunk_store<T>(
-        &self,
-        caller: Principal,
-        canister: Principal,
-        f: impl FnOnce(&mut chunks::ChunkStore) -> Result<T, chunks::ChunkStoreError>,
-    ) -> Result<T, Reject> {
-        let mut st = self.lock();
-        let Some(slot) = st.canisters.get_mut(&canister) else {
-            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
-        };
-        if caller != canister && !slot.controllers.contains(&caller) {
-            return Err(Reject::system(
-                ErrorCode::CanisterInvalidController,
-                format!("Only the controllers of the canister {canister} and the canister itself can use its chunk store. {caller} is neither."),
-            ));
-        }
-        Ok(f(&mut slot.chunk_store)?)
     }
 
     /// An update call from outside (ingress), answered asynchronously.
