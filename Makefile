@@ -125,8 +125,11 @@ images: guests
 		if [ ! -f $$out ] || [ $(GUEST_OUT)/app.wasm -nt $$out ] || [ ! -f $$out.sha256 ]; then \
 			gzip -n -9 -c $(GUEST_OUT)/app.wasm > $$out && (cd $$(dirname $$out) && sha256sum app.wasm.gz > app.wasm.gz.sha256); fi
 
+## build: the release binary, and target/release/pocket-ic -> ww (ww serves
+## the PocketIC protocol when run under that name: POCKET_IC_BIN).
 build: deps
 	$(CARGO) build --release
+	@ln -sfn ww target/release/pocket-ic
 
 ## run: the main job: the IC deploy simulation (examples/images/ic-deploy).
 run: images build
@@ -134,6 +137,7 @@ run: images build
 
 ## test: every test (unit and integration; the guests are built first).
 test: images ic-guests motoko
+	@mkdir -p target/debug && ln -sfn ww target/debug/pocket-ic
 	$(CARGO) test
 
 ## bench: the benchmarks recorded in BENCHMARKS.md.

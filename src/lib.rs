@@ -16,6 +16,8 @@
 //! - [`identity`]: the node's admin identity (a self-authenticating principal).
 //! - [`control`]: the control socket the CLI talks to.
 //! - [`node`]: ties the above together and boots an image.
+//! - [`pocket_ic`]: ww as a PocketIC server (`ww pocket-ic`, or `ww` run as
+//!   `pocket-ic`), for tests written against the `pocket-ic` client crate.
 //!
 //! `ARCHITECTURE.md` at the repository root has the map and the invariants.
 
@@ -26,6 +28,7 @@ pub mod image;
 pub mod net;
 pub mod node;
 pub mod pipe;
+pub mod pocket_ic;
 pub mod process;
 pub mod replica;
 pub mod rpc;

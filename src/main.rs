@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use ww::engine::{EngineConfig, default_cache_dir};
 use ww::node::{Node, NodeConfig, NodeError};
+use ww::pocket_ic::server::{ServerArgs, ServerError};
 
 mod client;
 
@@ -62,6 +63,37 @@ enum Command {
         #[arg(long, global = true, default_value = ".ww", value_name = "DIR")]
         state: PathBuf,
     },
+
+    /// Serve the PocketIC server protocol, for tests written against the
+    /// `pocket-ic` client crate (13.x).
+    ///
+    /// Point the client at ww with POCKET_IC_BIN=<path to a `pocket-ic`
+    /// symlink to ww> (`make build` creates target/release/pocket-ic): run
+    /// under a name starting with `pocket-ic`, ww takes the real server's
+    /// command line. WW_POCKET_IC_VERSION (13 or 16) selects the version
+    /// `--version` reports.
+    PocketIc(PocketIcArgs),
+}
+
+#[derive(clap::Args)]
+struct PocketIcArgs {
+    /// Print the server version line (`pocket-ic-server 13.0.0`) and exit.
+    #[arg(long)]
+    version: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The command line when ww runs as `pocket-ic*` (the client starts it so):
+/// the real PocketIC server's flags, no subcommand.
+#[derive(Parser)]
+#[command(name = "pocket-ic", disable_version_flag = true, about = "ww serving the PocketIC server protocol")]
+struct PocketIcCli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides this.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(flatten)]
+    args: PocketIcArgs,
 }
 
 #[derive(clap::Args)]
@@ -240,8 +272,75 @@ struct RunArgs {
     state: Option<PathBuf>,
 }
 
+/// A binary file name that makes ww the PocketIC server (a `pocket-ic`
+/// symlink to ww).
+const POCKET_IC_NAME_PREFIX: &str = "pocket-ic";
+
 fn main() -> ExitCode {
+    if invoked_as_pocket_ic() {
+        let cli = PocketIcCli::parse();
+        return pocket_ic(cli.args, cli.verbose);
+    }
     let cli = Cli::parse();
+    match cli.command {
+        Command::PocketIc(args) => pocket_ic(args, cli.verbose),
+        _ => ww_main(cli),
+    }
+}
+
+fn invoked_as_pocket_ic() -> bool {
+    std::env::args_os().next().is_some_and(|arg0| {
+        std::path::Path::new(&arg0)
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(POCKET_IC_NAME_PREFIX))
+    })
+}
+
+/// `ww pocket-ic`, or ww run as `pocket-ic`: print the version line, or
+/// serve until idle.
+fn pocket_ic(args: PocketIcArgs, verbose: u8) -> ExitCode {
+    if args.version {
+        // The client runs `--version` before every server start: print and
+        // exit before anything else starts.
+        return match ww::pocket_ic::server::version_line() {
+            Ok(line) => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                match out.write_all(format!("{line}\n").as_bytes()).and_then(|()| out.flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                }
+            }
+            Err(e) => {
+                report(format_args!("ww: error: {e}"));
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
+    init_tracing(verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            report(format_args!("ww: error: cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(ww::pocket_ic::serve(args.server));
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(format_args!("ww: error: {e}"));
+            match e {
+                ServerError::NotLoopback { .. } | ServerError::Version { .. } => ExitCode::from(EXIT_USAGE),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn ww_main(cli: Cli) -> ExitCode {
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -256,6 +355,7 @@ fn main() -> ExitCode {
             Command::Call(args) => client::call(args).await,
             Command::Deploy(args) => client::deploy(args).await,
             Command::Canister { command, state } => client::canister(command, state).await,
+            Command::PocketIc(_) => unreachable!("main serves `ww pocket-ic` without this runtime"),
         }
     });
     // Guests may still be unwinding on worker threads; do not wait for them.

@@ -538,6 +538,11 @@ impl CanisterInstance {
         self.store.data().stable.size_bytes()
     }
 
+    /// The stable memory (committed state between executions).
+    pub fn stable(&self) -> &StableMemory {
+        &self.store.data().stable
+    }
+
     /// Takes the stable memory out, staged changes included (for an upgrade).
     pub fn take_stable(&mut self) -> StableMemory {
         std::mem::take(&mut self.store.data_mut().stable)

@@ -14,6 +14,8 @@
 //! - `scheduler`: executor threads, applying effects, the clock (timers,
 //!   heartbeats, bounded-wait expiry);
 //! - `composite`: a composite query's call graph;
+//! - `ingress`: messages from outside (admission, delivery now or at the
+//!   next round), time, and deterministic rounds ([`Clock::Rounds`]);
 //! - `lifecycle`: install, reinstall, upgrade and uninstall;
 //! - this module: the [`Replica`]'s public API.
 //!
@@ -33,6 +35,7 @@ pub mod chunks;
 mod composite;
 pub mod exec;
 pub mod history;
+mod ingress;
 pub mod install;
 mod lifecycle;
 pub mod logs;
@@ -46,16 +49,17 @@ pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use candid::Principal;
 use tokio::sync::oneshot;
 
 use exec::CanisterRuntime;
-use scheduler::{Inner, Job, clock_thread, executor_thread};
+use scheduler::{Inner, clock_thread, executor_thread};
 pub(crate) use state::ReplyTo;
-use state::{Done, InstallJob, Origin, Slot, State, Task};
+use state::{Done, InstallJob, Slot, State, Task};
 pub use history::{ChangeOrigin, CodeDeployment, InstallSource};
+pub use ingress::{ClockError, ROUND_EXECUTION_BUDGET, RoundReport};
 pub use types::{ErrorCode, Limits, RejectCode};
 
 /// A reject as a caller sees it.
@@ -121,6 +125,27 @@ pub struct ReplicaConfig {
     pub initial_cycles: u64,
     /// Seed for `raw_rand` and canister randomness.
     pub seed: u64,
+    /// How time moves and when messages execute.
+    pub clock: Clock,
+    /// Canister id ranges, by index (see [`canister_id`]): one per subnet.
+    /// New canisters get the first free id of their creator's range, or of
+    /// the first range (ingress). Default: [`DEFAULT_CANISTER_RANGE`].
+    pub canister_ranges: Vec<std::ops::RangeInclusive<u64>>,
+}
+
+/// How the replica's time moves and when messages execute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock (plus any `advance_time`); messages execute as they
+    /// arrive; timers, heartbeats and deadlines fire on their own.
+    #[default]
+    Wall,
+    /// Deterministic rounds, as PocketIC runs a subnet: time starts at
+    /// `start_ns` and moves only with `set_time`/`advance_time` (and 1 ns
+    /// after every round); accepted ingress messages wait for the next
+    /// [`Replica::execute_round`], which also fires due timers, heartbeats
+    /// and deadlines. Queries run at once.
+    Rounds { start_ns: u64 },
 }
 
 impl Default for ReplicaConfig {
@@ -130,6 +155,8 @@ impl Default for ReplicaConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             initial_cycles: 100_000_000_000_000,
             seed: 0,
+            clock: Clock::Wall,
+            canister_ranges: vec![DEFAULT_CANISTER_RANGE],
         }
     }
 }
@@ -192,6 +219,22 @@ pub struct Replica {
 /// look familiar.
 pub const FIRST_CANISTER_INDEX: u64 = 0x8000_0000_0010_0001;
 
+/// The ids of the replica's one subnet by default: 2^20 ids from
+/// `0x8000_0000_0010_0000`, handed out from [`FIRST_CANISTER_INDEX`].
+pub const DEFAULT_CANISTER_RANGE: std::ops::RangeInclusive<u64> = 0x8000_0000_0010_0000..=0x8000_0000_001F_FFFF;
+
+/// The index of a canister id (the inverse of [`canister_id`]); `None` for
+/// a principal that is not a canister id.
+pub fn canister_index(id: &Principal) -> Option<u64> {
+    let bytes = id.as_slice();
+    if bytes.len() != 10 || bytes[8] != 1 || bytes[9] != 1 {
+        return None;
+    }
+    let mut index = [0u8; 8];
+    index.copy_from_slice(&bytes[..8]);
+    Some(u64::from_be_bytes(index))
+}
+
 /// The canister id with the given index (8 bytes big-endian, then 0x01 0x01).
 pub fn canister_id(index: u64) -> Principal {
     let mut bytes = [0u8; 10];
@@ -219,7 +262,15 @@ impl Replica {
             interfaces: Mutex::new(std::collections::HashMap::new()),
             state: Mutex::new(State {
                 canisters: BTreeMap::new(),
-                next_canister: FIRST_CANISTER_INDEX,
+                ranges: config
+                    .canister_ranges
+                    .iter()
+                    .map(|r| state::IdRange {
+                        start: *r.start(),
+                        end: *r.end(),
+                        next: if r.contains(&FIRST_CANISTER_INDEX) { FIRST_CANISTER_INDEX } else { *r.start() },
+                    })
+                    .collect(),
                 contexts: HashMap::new(),
                 next_context: 1,
                 callbacks: HashMap::new(),
@@ -231,6 +282,13 @@ impl Replica {
                 time_offset: 0,
                 last_time: 0,
                 rng: rand::rngs::StdRng::seed_from_u64(config.seed),
+                manual_time: match config.clock {
+                    Clock::Wall => None,
+                    Clock::Rounds { start_ns } => Some(start_ns),
+                },
+                round_open: false,
+                round_budget: 0,
+                held: Vec::new(),
             }),
             config,
             jobs: Mutex::new(VecDeque::new()),
@@ -240,6 +298,9 @@ impl Replica {
             max_in_flight: std::sync::atomic::AtomicUsize::new(0),
             executing: Mutex::new(std::collections::HashSet::new()),
             overlaps: std::sync::atomic::AtomicUsize::new(0),
+            active: Mutex::new(0),
+            idle: Condvar::new(),
+            jobs_run: std::sync::atomic::AtomicU64::new(0),
         });
         tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
         for i in 0..inner.config.threads.max(1) {
@@ -252,7 +313,8 @@ impl Replica {
             }
         }
         let weak = Arc::downgrade(&inner);
-        if let Err(e) = std::thread::Builder::new()
+        if inner.config.clock == Clock::Wall
+            && let Err(e) = std::thread::Builder::new()
             .name("ww-replica-clock".into())
             .spawn(move || clock_thread(weak))
         {
@@ -291,27 +353,20 @@ impl Replica {
         self.inner.lock()
     }
 
-    /// Current replica time (ns): the wall clock plus any advance, monotonic.
-    pub fn time(&self) -> u64 {
-        self.lock().now()
-    }
-
-    /// Moves replica time forward by `d` (timers and deadlines due by then fire).
-    pub fn advance_time(&self, d: Duration) {
-        {
-            let mut st = self.lock();
-            st.time_offset = st.time_offset.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
-        }
-        self.inner.tick();
-        self.inner.clock_changed.notify_all();
-    }
-
     /// Creates an empty canister controlled by `controllers`.
     /// (The host creates it: its history names the first controller.)
     pub fn create_canister(&self, controllers: Vec<Principal>) -> Principal {
         let origin = ChangeOrigin::User(controllers.first().copied().unwrap_or(Principal::anonymous()));
         let mut st = self.lock();
-        let id = st.allocate_id();
+        // Past a full range (2^20 ids), host-made canisters take the free
+        // ids after it: still unique, only outside every subnet's range.
+        let id = st.allocate_id(None).unwrap_or_else(|| {
+            let mut index = st.ranges.first().map_or(FIRST_CANISTER_INDEX, |r| r.end.saturating_add(1));
+            while st.canisters.contains_key(&canister_id(index)) || st.deleted.contains(&canister_id(index)) {
+                index = index.wrapping_add(1);
+            }
+            canister_id(index)
+        });
         self.insert_canister(&mut st, id, controllers, self.inner.config.initial_cycles, origin);
         id
     }
@@ -336,7 +391,9 @@ impl Replica {
                 return Err(Reject::system(ErrorCode::CanisterIdAlreadyExists, format!("Canister {id} is already installed.")));
             }
             Some(id) => id,
-            None => st.allocate_id(),
+            None => st.allocate_id(Some(&origin.principal())).ok_or_else(|| {
+                Reject::system(ErrorCode::MaxNumberOfCanistersReached, "Canister id range of this subnet is exhausted; no canister can be created.")
+            })?,
         };
         self.insert_canister(&mut st, id, controllers, balance, origin);
         if let Some(slot) = st.canisters.get_mut(&id) {
@@ -391,6 +448,11 @@ impl Replica {
 
     pub fn exists(&self, id: &Principal) -> bool {
         self.lock().canisters.contains_key(id)
+    }
+
+    /// Whether `id` belonged to a canister that was deleted (never reused).
+    pub fn was_deleted(&self, id: &Principal) -> bool {
+        self.lock().deleted.contains(id)
     }
 
     pub fn canister_ids(&self) -> Vec<Principal> {
@@ -550,80 +612,6 @@ impl Replica {
         Ok(())
     }
 
-    /// An update call from outside (ingress), answered asynchronously.
-    pub fn submit_call(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
-        self.submit(caller, canister, method, arg, false)
-    }
-
-    /// A query call from outside (non-replicated; state changes discarded).
-    pub fn submit_query(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
-        self.submit(caller, canister, method, arg, true)
-    }
-
-    /// An update call; waits for the response.
-    pub async fn call(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> CallResult {
-        self.submit_call(caller, canister, method, arg)
-            .await
-            .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
-    }
-
-    /// A query call; waits for the response.
-    pub async fn query(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> CallResult {
-        self.submit_query(caller, canister, method, arg)
-            .await
-            .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
-    }
-
-    fn submit(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>, query: bool) -> oneshot::Receiver<CallResult> {
-        let (tx, rx) = oneshot::channel();
-        // Every ingress message, to the management canister too.
-        if arg.len() > self.inner.config.limits.max_inter_canister_payload {
-            let _ = tx.send(Err(Reject::system(
-                ErrorCode::CanisterRejectedMessage,
-                format!(
-                    "the ingress payload ({} bytes) is larger than {} bytes",
-                    arg.len(),
-                    self.inner.config.limits.max_inter_canister_payload
-                ),
-            )));
-            return rx;
-        }
-        if canister == Principal::management_canister() {
-            self.inner.push_job(Job {
-                canister,
-                instance: None,
-                task: Task::Management {
-                    caller,
-                    caller_version: None,
-                    method: method.to_string(),
-                    arg,
-                    cycles: 0,
-                    reply: ReplyTo::Ingress(tx),
-                },
-            });
-            return rx;
-        }
-        let mut st = self.lock();
-        if let Err(r) = st.check_callable(&canister, method, query) {
-            let _ = tx.send(Err(r));
-            return rx;
-        }
-        let context = st.new_context(canister, caller, Origin::Ingress(tx), 0);
-        let Some(slot) = st.canisters.get_mut(&canister) else {
-            return rx;
-        };
-        slot.queue.push_back(Task::Call {
-            context,
-            method: method.to_string(),
-            arg,
-            caller,
-            query: query.then_some(false),
-            cycles: 0,
-        });
-        self.inner.schedule(&mut st, canister);
-        rx
-    }
-
     /// Stops a canister: new calls are rejected, responses still processed;
     /// resolves once no call context is open.
     pub async fn stop(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
@@ -750,6 +738,42 @@ impl Replica {
         Ok(())
     }
 
+    /// A copy of a canister's whole stable memory (empty without a module).
+    /// The canister must not be executing.
+    pub fn stable_memory(&self, canister: &Principal) -> Result<Vec<u8>, Reject> {
+        let st = self.lock();
+        let slot = idle_slot(&st, canister)?;
+        let Some(instance) = slot.instance.as_ref() else { return Ok(Vec::new()) };
+        instance
+            .stable()
+            .read(0, instance.stable_size_bytes())
+            .map_err(|e| Reject::system(ErrorCode::CanisterContractViolation, format!("reading the stable memory of {canister}: {e}")))
+    }
+
+    /// Replaces a canister's stable memory with `bytes` (its size becomes
+    /// `bytes` rounded up to whole 64 KiB pages). The canister must have a
+    /// module and must not be executing.
+    pub fn set_stable_memory(&self, canister: &Principal, bytes: &[u8]) -> Result<(), Reject> {
+        let max_pages = self.inner.config.limits.stable_memory_pages;
+        let mut st = self.lock();
+        idle_slot(&st, canister)?;
+        let Some(slot) = st.canisters.get_mut(canister) else { return Err(not_found(canister)) };
+        let Some(instance) = slot.instance.as_mut() else {
+            return Err(Reject::system(
+                ErrorCode::CanisterWasmModuleNotFound,
+                format!("Canister {canister} has no Wasm module: it has no stable memory to set."),
+            ));
+        };
+        let mut stable = stable::StableMemory::new(max_pages);
+        let pages = (bytes.len() as u64).div_ceil(stable::STABLE_PAGE);
+        let written = if stable.grow(pages) < 0 { Err(format!("{pages} pages exceed the limit of {max_pages}")) } else { stable.write(0, bytes).map_err(|e| e.to_string()) };
+        written.map_err(|why| Reject::system(ErrorCode::CanisterOutOfMemory, format!("setting the stable memory of {canister}: {why}")))?;
+        stable.commit();
+        instance.put_stable(stable);
+        slot.stable_size = pages * stable::STABLE_PAGE;
+        Ok(())
+    }
+
     pub fn raw_rand(&self) -> [u8; 32] {
         use rand::Rng;
         let mut out = [0u8; 32];
@@ -766,6 +790,19 @@ async fn completion(start: impl FnOnce(Done)) -> Result<(), Reject> {
     }));
     rx.await
         .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
+}
+
+fn not_found(canister: &Principal) -> Reject {
+    Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))
+}
+
+/// The slot of a canister that exists and is not executing.
+fn idle_slot<'a>(st: &'a State, canister: &Principal) -> Result<&'a Slot, Reject> {
+    let slot = st.canisters.get(canister).ok_or_else(|| not_found(canister))?;
+    if slot.busy {
+        return Err(Reject::system(ErrorCode::CanisterQueueFull, format!("Canister {canister} is executing a message; try again once it is idle.")));
+    }
+    Ok(slot)
 }
 
 fn not_controller(canister: &Principal, caller: &Principal) -> Reject {

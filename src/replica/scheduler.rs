@@ -43,6 +43,13 @@ pub(super) struct Inner {
     /// Canisters executing right now (checks one-at-a-time per canister).
     pub(super) executing: Mutex<std::collections::HashSet<Principal>>,
     pub(super) overlaps: std::sync::atomic::AtomicUsize,
+    /// Jobs pushed and not finished (a job's follow-up jobs are pushed
+    /// before it finishes, so 0 means nothing is left to run); `idle` is
+    /// notified when it drops to 0.
+    pub(super) active: Mutex<usize>,
+    pub(super) idle: Condvar,
+    /// Jobs run so far (a round's progress).
+    pub(super) jobs_run: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -50,19 +57,53 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts the next task of `canister` if it is idle.
+    /// Starts the next task of `canister` if it is idle. In rounds mode
+    /// outside a round (or with the round's budget spent) only a query may
+    /// start: it goes ahead of queued replicated tasks, which have not
+    /// executed, so it still sees the latest committed state.
     pub(super) fn schedule(&self, st: &mut State, canister: Principal) {
+        let replicated_ok = st.may_start_replicated();
+        let rounds = st.manual_time.is_some();
         let Some(slot) = st.canisters.get_mut(&canister) else { return };
         if slot.busy || slot.queue.is_empty() {
             return;
         }
-        let Some(task) = slot.queue.pop_front() else { return };
+        let index = if replicated_ok {
+            0
+        } else {
+            match slot.queue.iter().position(|t| matches!(t, Task::Call { query: Some(_), .. })) {
+                Some(i) => i,
+                None => return,
+            }
+        };
+        let Some(task) = slot.queue.remove(index) else { return };
         slot.busy = true;
         let instance = slot.instance.take();
+        if rounds && !matches!(task, Task::Call { query: Some(_), .. }) {
+            st.round_budget = st.round_budget.saturating_sub(1);
+        }
         self.push_job(Job { canister, instance, task });
     }
 
+    /// Blocks until every pushed job (and all they caused) has finished.
+    pub(super) fn wait_idle(&self) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        while *active > 0 {
+            active = self.idle.wait(active).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn job_finished(&self) {
+        self.jobs_run.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        *active = active.saturating_sub(1);
+        if *active == 0 {
+            self.idle.notify_all();
+        }
+    }
+
     pub(super) fn push_job(&self, job: Job) {
+        *self.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         jobs.push_back(job);
         drop(jobs);
@@ -192,6 +233,7 @@ pub(super) fn executor_thread(weak: Weak<Inner>) {
         };
         if let Some(job) = job {
             run_job(&inner, job);
+            inner.job_finished();
         }
     }
 }
@@ -276,7 +318,6 @@ pub(super) fn outstanding_counter(inner: &Arc<Inner>, canister: Principal) -> ex
     })
 }
 
-/// Runs a call, response or timer on the canister.
 /// Runs a call, response or timer on the canister.
 pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterInstance>>, task: Task) -> Finished {
     let limits = &inner.config.limits;

@@ -202,7 +202,8 @@ impl Slot {
 
 pub(super) struct State {
     pub(super) canisters: BTreeMap<Principal, Slot>,
-    pub(super) next_canister: u64,
+    /// The canister id ranges (one per subnet), with their next free index.
+    pub(super) ranges: Vec<IdRange>,
     pub(super) contexts: HashMap<u64, CallContext>,
     pub(super) next_context: u64,
     pub(super) callbacks: HashMap<u64, Callback>,
@@ -218,23 +219,58 @@ pub(super) struct State {
     pub(super) time_offset: u64,
     pub(super) last_time: u64,
     pub(super) rng: rand::rngs::StdRng,
+    /// Rounds mode only (see [`super::Clock::Rounds`]): the replica time,
+    /// which moves only with `set_time`/`advance_time` and 1 ns per round.
+    pub(super) manual_time: Option<u64>,
+    /// Rounds mode: a round is executing; `round_budget` canister tasks may
+    /// still start in it.
+    pub(super) round_open: bool,
+    pub(super) round_budget: usize,
+    /// Rounds mode: ingress messages accepted since the last round, in
+    /// arrival order; the next round delivers them.
+    pub(super) held: Vec<Held>,
 }
+
+/// A range of canister ids (by index, see [`super::canister_id`]) and the
+/// next index to hand out.
+pub(super) struct IdRange {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) next: u64,
+}
+
+impl IdRange {
+    pub(super) fn contains(&self, id: &Principal) -> bool {
+        super::canister_index(id).is_some_and(|i| (self.start..=self.end).contains(&i))
+    }
+}
+
+/// An accepted ingress message waiting for the next round: delivers itself.
+pub(super) type Held = Box<dyn FnOnce(&super::scheduler::Inner, &mut State) + Send>;
 
 
 impl State {
-    /// The next free canister id (ids taken by `specified_id` and deleted
-    /// canisters' ids are skipped).
-    pub(super) fn allocate_id(&mut self) -> Principal {
-        loop {
-            let id = super::canister_id(self.next_canister);
-            self.next_canister += 1;
+    /// The next free canister id in the id range of `near` (a canister
+    /// creating another: the new one lives on its subnet), else in the
+    /// first range; ids taken by `specified_id` and deleted canisters' ids
+    /// are skipped. `None` when the range is full.
+    pub(super) fn allocate_id(&mut self, near: Option<&Principal>) -> Option<Principal> {
+        let index = near.and_then(|p| self.ranges.iter().position(|r| r.contains(p))).unwrap_or(0);
+        let range = self.ranges.get_mut(index)?;
+        while range.next <= range.end {
+            let id = super::canister_id(range.next);
+            range.next += 1;
             if !self.canisters.contains_key(&id) && !self.deleted.contains(&id) {
-                return id;
+                return Some(id);
             }
         }
+        None
     }
 
     pub(super) fn now(&mut self) -> u64 {
+        if let Some(t) = self.manual_time {
+            return t;
+        }
         let t = wall_clock_ns().saturating_add(self.time_offset).max(self.last_time + 1);
         self.last_time = t;
         t
@@ -269,6 +305,12 @@ impl State {
         if let Some(slot) = self.canisters.get_mut(canister) {
             slot.balance = slot.balance.saturating_add(cycles);
         }
+    }
+
+    /// Whether a canister task may start now. In rounds mode replicated
+    /// tasks start only inside a round with budget left; queries always.
+    pub(super) fn may_start_replicated(&self) -> bool {
+        self.manual_time.is_none() || (self.round_open && self.round_budget > 0)
     }
 
     /// Checks that `method` can be called on `canister` now.

@@ -49,6 +49,7 @@ impl fmt::Display for RejectCode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     SubnetOversubscribed = 101,
+    MaxNumberOfCanistersReached = 102,
     CanisterQueueFull = 201,
     CanisterIdAlreadyExists = 205,
     StopCanisterRequestTimeout = 206,

@@ -1,0 +1,277 @@
+//! One PocketIC instance: a replica in rounds mode ([`Clock::Rounds`]), its
+//! subnets (canister id ranges of that one replica), and the ingress
+//! messages submitted to it with their outcomes.
+//!
+//! Subnets: every subnet the client asks for gets a subnet id, a seed and a
+//! range of 2^20 canister ids; the first application subnet (else the first
+//! subnet) is the default one, where ingress-created canisters go. All
+//! subnets share one replica and one scheduler, so calls between subnets
+//! behave like calls within one (ww has no cross-subnet latency).
+//!
+//! Invariants: a message id names one submitted message forever; its
+//! outcome, once known, is kept (ingress history) until the instance is
+//! deleted; only its sender may read its status.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use candid::Principal;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use super::wire::{self, SubnetKind};
+use crate::replica::{self, CallResult, Clock, Replica, ReplicaConfig, canister_id, canister_index};
+
+/// PocketIC's default initial time: 2021-05-06T19:17:10Z.
+pub const GENESIS_NS: u64 = 1_620_328_630_000_000_000;
+
+/// Rounds `await_ingress_message` runs at most before giving up on a message.
+pub const MAX_AWAIT_ROUNDS: usize = 100;
+
+/// Canister ids per subnet.
+const SUBNET_RANGE_SIZE: u64 = 1 << 20;
+
+/// The NNS subnet's ids, as on mainnet (the NNS canisters' well-known ids).
+const NNS_RANGE: RangeInclusive<u64> = 0..=SUBNET_RANGE_SIZE - 1;
+
+/// Why an instance cannot do what was asked (the client gets the message).
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("ww's PocketIC server does not support {0}")]
+    Unsupported(String),
+    #[error("the instance has no subnet: ask for at least one (e.g. an application subnet)")]
+    NoSubnet,
+    #[error("cannot start the replica: {0}")]
+    Replica(String),
+    #[error("unknown message id {0}: it was never submitted to this instance")]
+    UnknownMessage(String),
+    #[error("message {id} did not complete: {why}")]
+    Incomplete { id: String, why: String },
+    #[error(transparent)]
+    Clock(#[from] replica::ClockError),
+}
+
+/// One subnet of an instance.
+#[derive(Clone, Debug)]
+pub struct Subnet {
+    pub id: Principal,
+    pub kind: SubnetKind,
+    pub seed: [u8; 32],
+    pub spec: wire::SubnetSpec,
+    pub range: RangeInclusive<u64>,
+}
+
+/// A submitted ingress message.
+struct Message {
+    sender: Principal,
+    pending: Option<oneshot::Receiver<CallResult>>,
+    outcome: Option<CallResult>,
+}
+
+impl Message {
+    /// The outcome, if the message has completed.
+    fn poll(&mut self) -> Option<&CallResult> {
+        if self.outcome.is_none()
+            && let Some(rx) = self.pending.as_mut()
+        {
+            match rx.try_recv() {
+                Ok(result) => self.outcome = Some(result),
+                Err(oneshot::error::TryRecvError::Empty) => return None,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    self.outcome = Some(Err(replica::Reject::system(replica::ErrorCode::SubnetOversubscribed, "the replica dropped the message")));
+                }
+            }
+            self.pending = None;
+        }
+        self.outcome.as_ref()
+    }
+}
+
+/// One PocketIC instance.
+pub struct Instance {
+    pub replica: Replica,
+    pub subnets: Vec<Subnet>,
+    messages: HashMap<Vec<u8>, Message>,
+    submitted: u64,
+    /// Rounds run automatically (`auto_progress`); the task's stop switch.
+    pub auto_progress: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Instance {
+    /// An instance with the subnets `config` asks for, on `engine`.
+    pub fn new(engine: crate::engine::Engine, number: usize, config: &wire::InstanceConfig) -> Result<Self, InstanceError> {
+        refuse_unsupported(config)?;
+        let subnets = plan_subnets(number, &config.subnet_config_set)?;
+        let start_ns = match &config.initial_time {
+            Some(wire::InitialTime::Timestamp(t)) => t.nanos_since_epoch,
+            Some(wire::InitialTime::AutoProgress(_)) => wall_clock_ns().max(GENESIS_NS),
+            None => GENESIS_NS,
+        };
+        let replica = Replica::new(
+            engine,
+            ReplicaConfig {
+                clock: Clock::Rounds { start_ns },
+                canister_ranges: subnets.iter().map(|s| s.range.clone()).collect(),
+                // v13 clients create canisters with 0 cycles and add them.
+                initial_cycles: 0,
+                ..ReplicaConfig::default()
+            },
+        )
+        .map_err(|e| InstanceError::Replica(e.to_string()))?;
+        Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None })
+    }
+
+    /// The instance's topology as the client reads it.
+    pub fn topology(&self) -> wire::Topology {
+        let subnet_configs = self
+            .subnets
+            .iter()
+            .map(|s| {
+                let config = wire::SubnetConfig {
+                    subnet_kind: s.kind,
+                    subnet_admins: s.spec.subnet_admins.clone(),
+                    cost_schedule: s.spec.cost_schedule,
+                    subnet_seed: s.seed,
+                    instruction_config: s.spec.instruction_config,
+                    canister_ranges: vec![wire::CanisterIdRange {
+                        start: canister_id(*s.range.start()).into(),
+                        end: canister_id(*s.range.end()).into(),
+                    }],
+                };
+                (s.id, config)
+            })
+            .collect();
+        let default = &self.subnets[0];
+        let effective = if default.range.contains(&replica::FIRST_CANISTER_INDEX) { replica::FIRST_CANISTER_INDEX } else { *default.range.start() };
+        wire::Topology { subnet_configs, default_effective_canister_id: canister_id(effective).into() }
+    }
+
+    /// The subnet whose id range holds `canister`.
+    pub fn subnet_of(&self, canister: &Principal) -> Option<&Subnet> {
+        let index = canister_index(canister)?;
+        self.subnets.iter().find(|s| s.range.contains(&index))
+    }
+
+    pub fn subnet(&self, id: &Principal) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.id == *id)
+    }
+
+    /// The first free canister id on `subnet` (for a creation routed there).
+    pub fn free_id_on(&self, subnet: &Subnet) -> Option<Principal> {
+        subnet.range.clone().map(canister_id).find(|id| !self.replica.exists(id) && !self.replica.was_deleted(id))
+    }
+
+    /// Accepts an ingress update for the next round; the message id, or
+    /// the reject that refused it at once.
+    pub fn submit(&mut self, sender: Principal, canister: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, replica::Reject> {
+        self.submitted += 1;
+        let mut hasher = Sha256::new();
+        hasher.update(self.submitted.to_be_bytes());
+        hasher.update(sender.as_slice());
+        hasher.update(canister.as_slice());
+        hasher.update(method.as_bytes());
+        hasher.update(&payload);
+        let id = hasher.finalize().to_vec();
+        let rx = self.replica.submit_ingress(sender, canister, method, payload)?;
+        self.messages.insert(id.clone(), Message { sender, pending: Some(rx), outcome: None });
+        Ok(id)
+    }
+
+    /// Runs rounds until message `id` completes (at most
+    /// [`MAX_AWAIT_ROUNDS`], and no longer once nothing is left to run).
+    /// Blocking: call it off the async runtime's worker threads.
+    pub fn await_message(&mut self, id: &[u8]) -> Result<CallResult, InstanceError> {
+        let name = hex::encode(id);
+        for _ in 0..MAX_AWAIT_ROUNDS {
+            let message = self.messages.get_mut(id).ok_or_else(|| InstanceError::UnknownMessage(name.clone()))?;
+            if let Some(outcome) = message.poll() {
+                return Ok(outcome.clone());
+            }
+            let report = self.replica.execute_round()?;
+            if report.jobs == 0 && report.deferred == 0 && self.replica.held_ingress() == 0 {
+                let message = self.messages.get_mut(id).ok_or_else(|| InstanceError::UnknownMessage(name.clone()))?;
+                if let Some(outcome) = message.poll() {
+                    return Ok(outcome.clone());
+                }
+                return Err(InstanceError::Incomplete { id: name, why: "no canister has work left that could answer it".into() });
+            }
+        }
+        let message = self.messages.get_mut(id).ok_or_else(|| InstanceError::UnknownMessage(name.clone()))?;
+        match message.poll() {
+            Some(outcome) => Ok(outcome.clone()),
+            None => Err(InstanceError::Incomplete { id: name, why: format!("still running after {MAX_AWAIT_ROUNDS} rounds") }),
+        }
+    }
+
+    /// A message's status: `Ok(None)` while it runs (or is unknown),
+    /// `Err(sender)` when `caller` is given and is not its sender.
+    pub fn ingress_status(&mut self, id: &[u8], caller: Option<Principal>) -> Result<Option<CallResult>, Principal> {
+        let Some(message) = self.messages.get_mut(id) else { return Ok(None) };
+        if let Some(caller) = caller
+            && caller != message.sender
+        {
+            return Err(message.sender);
+        }
+        Ok(message.poll().cloned())
+    }
+}
+
+/// Refuses what ww cannot do rather than pretending to.
+fn refuse_unsupported(config: &wire::InstanceConfig) -> Result<(), InstanceError> {
+    let features = config.icp_features_requested();
+    if !features.is_empty() {
+        return Err(InstanceError::Unsupported(format!(
+            "ICP features ({}): ww has no NNS, ledger or other system canisters to install",
+            features.join(", ")
+        )));
+    }
+    if config.state_dir.is_some() {
+        return Err(InstanceError::Unsupported("state_dir (instance state on disk); instances live in memory".into()));
+    }
+    if config.http_gateway_config.is_some() {
+        return Err(InstanceError::Unsupported("an HTTP gateway (the IC's HTTP interface)".into()));
+    }
+    for (kind, spec) in config.subnet_config_set.subnets() {
+        if !matches!(spec.state_config, wire::SubnetStateConfig::New) {
+            return Err(InstanceError::Unsupported(format!("a {kind:?} subnet loaded from saved state; subnets start empty")));
+        }
+    }
+    Ok(())
+}
+
+/// Ids, seeds and canister ranges for the requested subnets. The NNS gets
+/// mainnet's range; the first application subnet ww's default range (ids
+/// from `bkyz2-fmaaa-aaaaa-qaaaq-cai`), the others the ranges after it.
+fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Vec<Subnet>, InstanceError> {
+    let mut requested = set.subnets();
+    if requested.is_empty() {
+        return Err(InstanceError::NoSubnet);
+    }
+    // The default subnet first: the first application subnet, if any.
+    if let Some(i) = requested.iter().position(|(k, _)| *k == SubnetKind::Application) {
+        let app = requested.remove(i);
+        requested.insert(0, app);
+    }
+    let mut next = *replica::DEFAULT_CANISTER_RANGE.start();
+    Ok(requested
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, spec))| {
+            let range = if kind == SubnetKind::NNS {
+                NNS_RANGE
+            } else {
+                let r = next..=next + SUBNET_RANGE_SIZE - 1;
+                next += SUBNET_RANGE_SIZE;
+                r
+            };
+            let seed: [u8; 32] = Sha256::digest(format!("ww pocket-ic instance {number} subnet {i} {kind:?}")).into();
+            Subnet { id: Principal::self_authenticating(seed), kind, seed, spec: spec.clone(), range }
+        })
+        .collect())
+}
+
+pub(crate) fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
+}

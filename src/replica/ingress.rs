@@ -1,0 +1,238 @@
+//! Messages from outside the replica (ingress), the replica's time, and
+//! deterministic rounds.
+//!
+//! An ingress update is first *admitted* (payload size; the canister exists,
+//! runs, has a module and the method), then *delivered*: a call context and
+//! a task on the canister's queue (or a management job). Under
+//! [`Clock::Wall`] delivery is immediate; under [`Clock::Rounds`] admitted
+//! messages wait, in arrival order, for the next [`Replica::execute_round`].
+//!
+//! A round (rounds mode):
+//! 1. delivers the waiting ingress messages;
+//! 2. fires what is due at the round's time: global timers, one heartbeat
+//!    per canister that has one, expired bounded-wait deadlines, stop
+//!    timeouts;
+//! 3. runs every canister's queued tasks, and everything they cause (calls
+//!    between canisters, responses, management calls), until nothing is
+//!    left or [`ROUND_EXECUTION_BUDGET`] canister tasks have started (the
+//!    rest stay queued for the next round, as a busy IC subnet defers work
+//!    past its round limit);
+//! 4. moves time forward by 1 ns (block times strictly increase).
+//!
+//! Queries are never held: they run at once, ahead of queued replicated
+//! tasks (which have not executed, so the query sees the latest committed
+//! state).
+
+use std::time::Duration;
+
+use candid::Principal;
+use tokio::sync::oneshot;
+
+use super::scheduler::{Inner, Job};
+use super::state::{Origin, State, Task};
+use super::{CallResult, Clock, ErrorCode, Reject, Replica, ReplyTo};
+
+/// Canister tasks (executions, installs) one round may start; work beyond
+/// it waits for the next round. Enough for every ordinary test flow to
+/// finish in one round, few enough that a canister calling itself in a loop
+/// cannot keep a round from ending.
+pub const ROUND_EXECUTION_BUDGET: usize = 1000;
+
+/// Why the replica's clock cannot be set as asked.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClockError {
+    /// Time never goes backwards (the caller's mistake).
+    #[error("cannot set the time to {requested} ns: it is before the current time {current} ns")]
+    TimeIntoPast { current: u64, requested: u64 },
+    /// Rounds exist only under [`Clock::Rounds`] (the host's mistake).
+    #[error("the replica runs on the wall clock: it has no rounds to execute")]
+    NotInRounds,
+}
+
+/// What one round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Jobs run: canister executions, installs, management calls.
+    pub jobs: u64,
+    /// Canister tasks still queued for later rounds (the budget ran out).
+    pub deferred: usize,
+}
+
+impl Replica {
+    /// An update call from outside (ingress), answered asynchronously. A
+    /// message that is not admitted is answered at once with the reason.
+    pub fn submit_call(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
+        self.submit_ingress(caller, canister, method, arg).unwrap_or_else(|reject| {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(reject));
+            rx
+        })
+    }
+
+    /// An ingress update call: admitted (or refused) now, delivered now or,
+    /// in rounds mode, at the next round. The receiver gets the response.
+    pub fn submit_ingress(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> Result<oneshot::Receiver<CallResult>, Reject> {
+        self.admit(&canister, method, arg.len(), false)?;
+        let (tx, rx) = oneshot::channel();
+        let method = method.to_string();
+        let deliver = move |inner: &Inner, st: &mut State| deliver(inner, st, caller, canister, method, arg, None, tx);
+        let mut st = self.lock();
+        if st.manual_time.is_some() {
+            st.held.push(Box::new(deliver));
+        } else {
+            deliver(&self.inner, &mut st);
+        }
+        Ok(rx)
+    }
+
+    /// A query call from outside (non-replicated; state changes discarded).
+    /// Runs at once in either clock mode.
+    pub fn submit_query(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
+        let (tx, rx) = oneshot::channel();
+        match self.admit(&canister, method, arg.len(), true) {
+            Err(reject) => {
+                let _ = tx.send(Err(reject));
+            }
+            Ok(()) => {
+                let mut st = self.lock();
+                deliver(&self.inner, &mut st, caller, canister, method.to_string(), arg, Some(false), tx);
+            }
+        }
+        rx
+    }
+
+    /// An update call; waits for the response (wall clock mode; in rounds
+    /// mode the response comes once a round has run the message).
+    pub async fn call(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> CallResult {
+        self.submit_call(caller, canister, method, arg).await.unwrap_or_else(|_| Err(shutting_down()))
+    }
+
+    /// A query call; waits for the response.
+    pub async fn query(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> CallResult {
+        self.submit_query(caller, canister, method, arg).await.unwrap_or_else(|_| Err(shutting_down()))
+    }
+
+    /// Whether a message may enter: every ingress message (to the management
+    /// canister too) within the payload limit; a canister's method callable.
+    fn admit(&self, canister: &Principal, method: &str, payload: usize, query: bool) -> Result<(), Reject> {
+        let limit = self.inner.config.limits.max_inter_canister_payload;
+        if payload > limit {
+            return Err(Reject::system(
+                ErrorCode::CanisterRejectedMessage,
+                format!("the ingress payload ({payload} bytes) is larger than {limit} bytes"),
+            ));
+        }
+        if *canister == Principal::management_canister() {
+            return Ok(());
+        }
+        self.lock().check_callable(canister, method, query)
+    }
+
+    /// Current replica time (ns). Wall clock mode: the wall clock plus any
+    /// advance, strictly increasing. Rounds mode: the time last set.
+    pub fn time(&self) -> u64 {
+        self.lock().now()
+    }
+
+    /// Moves replica time forward by `d`. On the wall clock, timers and
+    /// deadlines due by then fire at once; in rounds mode, at the next round.
+    pub fn advance_time(&self, d: Duration) {
+        let d = d.as_nanos().min(u64::MAX as u128) as u64;
+        {
+            let mut st = self.lock();
+            match st.manual_time.as_mut() {
+                Some(t) => *t = t.saturating_add(d),
+                None => st.time_offset = st.time_offset.saturating_add(d),
+            }
+        }
+        if self.inner.config.clock == Clock::Wall {
+            self.inner.tick();
+        }
+        self.inner.clock_changed.notify_all();
+    }
+
+    /// Sets replica time to `ns` (never backwards).
+    pub fn set_time(&self, ns: u64) -> Result<(), ClockError> {
+        let current = self.time();
+        if ns < current {
+            return Err(ClockError::TimeIntoPast { current, requested: ns });
+        }
+        self.advance_time(Duration::from_nanos(ns - current));
+        Ok(())
+    }
+
+    /// Runs one round (rounds mode; see the module doc). Blocks until the
+    /// round is over: call it off the async runtime's worker threads.
+    pub fn execute_round(&self) -> Result<RoundReport, ClockError> {
+        if self.inner.config.clock == Clock::Wall {
+            return Err(ClockError::NotInRounds);
+        }
+        let jobs_before = self.inner.jobs_run.load(std::sync::atomic::Ordering::SeqCst);
+        {
+            let mut st = self.lock();
+            st.round_open = true;
+            st.round_budget = ROUND_EXECUTION_BUDGET;
+            for deliver in std::mem::take(&mut st.held) {
+                deliver(&self.inner, &mut st);
+            }
+        }
+        self.inner.tick();
+        {
+            let mut st = self.lock();
+            let waiting: Vec<Principal> = st.canisters.iter().filter(|(_, s)| !s.queue.is_empty()).map(|(id, _)| *id).collect();
+            for id in waiting {
+                self.inner.schedule(&mut st, id);
+            }
+        }
+        self.inner.wait_idle();
+        let mut st = self.lock();
+        st.round_open = false;
+        if let Some(t) = st.manual_time.as_mut() {
+            *t = t.saturating_add(1);
+        }
+        let deferred = st.canisters.values().map(|s| s.queue.len()).sum();
+        Ok(RoundReport { jobs: self.inner.jobs_run.load(std::sync::atomic::Ordering::SeqCst) - jobs_before, deferred })
+    }
+
+    /// Ingress messages waiting for the next round.
+    pub fn held_ingress(&self) -> usize {
+        self.lock().held.len()
+    }
+}
+
+/// Delivers an admitted message: a management job, or a call context and a
+/// task on the canister's queue. Checks again (the canister may have changed
+/// since admission) and answers `tx` with the reason if it cannot run.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    inner: &Inner,
+    st: &mut State,
+    caller: Principal,
+    canister: Principal,
+    method: String,
+    arg: Vec<u8>,
+    query: Option<bool>,
+    tx: oneshot::Sender<CallResult>,
+) {
+    if canister == Principal::management_canister() {
+        inner.push_job(Job {
+            canister,
+            instance: None,
+            task: Task::Management { caller, caller_version: None, method, arg, cycles: 0, reply: ReplyTo::Ingress(tx) },
+        });
+        return;
+    }
+    if let Err(reject) = st.check_callable(&canister, &method, query.is_some()) {
+        let _ = tx.send(Err(reject));
+        return;
+    }
+    let context = st.new_context(canister, caller, Origin::Ingress(tx), 0);
+    if let Some(slot) = st.canisters.get_mut(&canister) {
+        slot.queue.push_back(Task::Call { context, method, arg, caller, query, cycles: 0 });
+    }
+    inner.schedule(st, canister);
+}
+
+fn shutting_down() -> Reject {
+    Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")
+}
