@@ -135,10 +135,16 @@ build: deps
 run: images build
 	./target/release/ww run examples/images/ic-deploy
 
-## test: every test (unit and integration; the guests are built first).
+## test: every test (unit and integration; the guests are built first),
+## then the PocketIC suite (tests/pocket-ic, its own workspace, built into
+## the same target dir): the real `pocket-ic` 13 client against ww
+## (POCKET_IC_BIN = target/debug/pocket-ic, a symlink to ww).
+POCKET_IC_SUITE := tests/pocket-ic/Cargo.toml
+
 test: images ic-guests motoko
 	@mkdir -p target/debug && ln -sfn ww target/debug/pocket-ic
 	$(CARGO) test
+	POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target
 
 ## bench: the benchmarks recorded in BENCHMARKS.md.
 bench: images ic-guests
@@ -147,6 +153,8 @@ bench: images ic-guests
 	$(CARGO) bench --bench ic_canisters
 	$(CARGO) build --release
 	$(CARGO) bench --bench deploy
+	@ln -sfn ww target/release/pocket-ic
+	POCKET_IC_BIN=$(CURDIR)/target/release/pocket-ic $(CARGO) bench --manifest-path $(POCKET_IC_SUITE) --target-dir target --bench pocket_ic
 
 clean:
 	$(CARGO) clean

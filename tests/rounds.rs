@@ -51,8 +51,8 @@ async fn get(r: &Replica, id: Principal, method: &str) -> u64 {
 async fn ingress_waits_for_the_next_round_and_queries_do_not() {
     let r = rounds_replica();
     let id = counter(&r).await;
-    let mut first = r.submit_ingress(admin(), id, "inc", no_args()).expect("admitted");
-    let second = r.submit_ingress(admin(), id, "inc", no_args()).expect("admitted");
+    let mut first = r.submit_ingress(admin(), id, "inc", no_args()).await.expect("admitted");
+    let second = r.submit_ingress(admin(), id, "inc", no_args()).await.expect("admitted");
     assert_eq!(r.held_ingress(), 2);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(first.try_recv().is_err(), "an update ran before any round");
@@ -62,8 +62,12 @@ async fn ingress_waits_for_the_next_round_and_queries_do_not() {
     assert!(report.jobs >= 2, "the round ran both messages: {report:?}");
     assert_eq!(Decode!(&first.await.unwrap().unwrap(), u64).unwrap(), 1);
     assert_eq!(Decode!(&second.await.unwrap().unwrap(), u64).unwrap(), 2, "in submission order");
+    // Refused at submission by the canister's inspect_message (nothing held).
+    let refused = r.submit_ingress(admin(), id, "refused_by_inspect", no_args()).await.expect_err("inspect refuses it");
+    assert_eq!(refused.error_code, Some(ww::replica::ErrorCode::CanisterRejectedMessage));
+    assert_eq!(r.held_ingress(), 0);
     // Refused at submission: no module method of that name.
-    let refused = r.submit_ingress(admin(), id, "no_such_method", no_args()).expect_err("refused");
+    let refused = r.submit_ingress(admin(), id, "no_such_method", no_args()).await.expect_err("refused");
     assert_eq!(refused.error_code, Some(ww::replica::ErrorCode::CanisterMethodNotFound));
 }
 
@@ -89,7 +93,7 @@ async fn time_moves_only_when_set_and_one_nanosecond_per_round() {
 async fn timers_fire_in_the_first_round_after_they_are_due() {
     let r = rounds_replica();
     let id = counter(&r).await;
-    let schedule = r.submit_ingress(admin(), id, "schedule", Encode!(&5u64).unwrap()).unwrap();
+    let schedule = r.submit_ingress(admin(), id, "schedule", Encode!(&5u64).unwrap()).await.unwrap();
     round(&r).await;
     schedule.await.unwrap().expect("schedule");
     r.advance_time(Duration::from_secs(4));
@@ -105,11 +109,11 @@ async fn timers_fire_in_the_first_round_after_they_are_due() {
 async fn a_canister_calling_itself_forever_does_not_stall_rounds() {
     let r = rounds_replica();
     let id = counter(&r).await;
-    let mut slow = r.submit_ingress(admin(), id, "slow", no_args()).unwrap();
+    let mut slow = r.submit_ingress(admin(), id, "slow", no_args()).await.unwrap();
     let report = round(&r).await;
     assert!(report.deferred > 0, "the self-call loop outlived the round's budget: {report:?}");
     assert!(slow.try_recv().is_err(), "slow returns only after release");
-    let release = r.submit_ingress(admin(), id, "release", no_args()).unwrap();
+    let release = r.submit_ingress(admin(), id, "release", no_args()).await.unwrap();
     let mut rounds = 0;
     loop {
         round(&r).await;

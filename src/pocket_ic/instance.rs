@@ -31,6 +31,10 @@ pub const MAX_AWAIT_ROUNDS: usize = 100;
 /// Canister ids per subnet.
 const SUBNET_RANGE_SIZE: u64 = 1 << 20;
 
+/// Where PocketIC's first application subnet's ids start (index of
+/// `lxzze-o7777-77777-aaaaa-cai`); further subnets take the ranges below.
+const FIRST_APPLICATION_RANGE_START: u64 = 0xFFFF_FFFF_FFE0_0000;
+
 /// The NNS subnet's ids, as on mainnet (the NNS canisters' well-known ids).
 const NNS_RANGE: RangeInclusive<u64> = 0..=SUBNET_RANGE_SIZE - 1;
 
@@ -142,8 +146,7 @@ impl Instance {
             })
             .collect();
         let default = &self.subnets[0];
-        let effective = if default.range.contains(&replica::FIRST_CANISTER_INDEX) { replica::FIRST_CANISTER_INDEX } else { *default.range.start() };
-        wire::Topology { subnet_configs, default_effective_canister_id: canister_id(effective).into() }
+        wire::Topology { subnet_configs, default_effective_canister_id: canister_id(*default.range.start()).into() }
     }
 
     /// The subnet whose id range holds `canister`.
@@ -163,7 +166,7 @@ impl Instance {
 
     /// Accepts an ingress update for the next round; the message id, or
     /// the reject that refused it at once.
-    pub fn submit(&mut self, sender: Principal, canister: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, replica::Reject> {
+    pub async fn submit(&mut self, sender: Principal, canister: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, replica::Reject> {
         self.submitted += 1;
         let mut hasher = Sha256::new();
         hasher.update(self.submitted.to_be_bytes());
@@ -172,7 +175,7 @@ impl Instance {
         hasher.update(method.as_bytes());
         hasher.update(&payload);
         let id = hasher.finalize().to_vec();
-        let rx = self.replica.submit_ingress(sender, canister, method, payload)?;
+        let rx = self.replica.submit_ingress(sender, canister, method, payload).await?;
         self.messages.insert(id.clone(), Message { sender, pending: Some(rx), outcome: None });
         Ok(id)
     }
@@ -240,8 +243,9 @@ fn refuse_unsupported(config: &wire::InstanceConfig) -> Result<(), InstanceError
 }
 
 /// Ids, seeds and canister ranges for the requested subnets. The NNS gets
-/// mainnet's range; the first application subnet ww's default range (ids
-/// from `bkyz2-fmaaa-aaaaa-qaaaq-cai`), the others the ranges after it.
+/// mainnet's range; the first application subnet PocketIC's (its first
+/// canister is `lxzze-o7777-77777-aaaaa-cai`, which suites hard-code), the
+/// others the ranges below it.
 fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Vec<Subnet>, InstanceError> {
     let mut requested = set.subnets();
     if requested.is_empty() {
@@ -252,7 +256,7 @@ fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Ve
         let app = requested.remove(i);
         requested.insert(0, app);
     }
-    let mut next = *replica::DEFAULT_CANISTER_RANGE.start();
+    let mut next = FIRST_APPLICATION_RANGE_START;
     Ok(requested
         .into_iter()
         .enumerate()
@@ -261,7 +265,7 @@ fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Ve
                 NNS_RANGE
             } else {
                 let r = next..=next + SUBNET_RANGE_SIZE - 1;
-                next += SUBNET_RANGE_SIZE;
+                next -= SUBNET_RANGE_SIZE;
                 r
             };
             let seed: [u8; 32] = Sha256::digest(format!("ww pocket-ic instance {number} subnet {i} {kind:?}")).into();

@@ -308,7 +308,7 @@ async fn submit_ingress(State(server): State<Shared>, Path(id): Path<usize>, bod
     let instance = server.instance(id)?;
     let mut guard = instance.lock().await;
     let (sender, canister, payload) = route(&guard, &call)?;
-    ok(match guard.submit(sender, canister, &call.method, payload) {
+    ok(match guard.submit(sender, canister, &call.method, payload).await {
         Ok(message_id) => Ok(wire::RawMessageId { effective_principal: call.effective_principal, message_id }),
         Err(reject) => Err(wire::reject_to_response(&reject, false)),
     })

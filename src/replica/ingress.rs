@@ -60,29 +60,56 @@ pub struct RoundReport {
 
 impl Replica {
     /// An update call from outside (ingress), answered asynchronously. A
-    /// message that is not admitted is answered at once with the reason.
+    /// message that is not admitted is answered at once with the reason;
+    /// `canister_inspect_message` runs just before the message executes.
     pub fn submit_call(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
-        self.submit_ingress(caller, canister, method, arg).unwrap_or_else(|reject| {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Err(reject));
-            rx
-        })
+        match self.admit(&canister, method, arg.len(), false) {
+            Ok(()) => self.enter(caller, canister, method, arg, false),
+            Err(reject) => {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(Err(reject));
+                rx
+            }
+        }
     }
 
-    /// An ingress update call: admitted (or refused) now, delivered now or,
-    /// in rounds mode, at the next round. The receiver gets the response.
-    pub fn submit_ingress(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> Result<oneshot::Receiver<CallResult>, Reject> {
+    /// An ingress update call as the IC's ingress filter sees it: admitted
+    /// (or refused) now; in rounds mode the canister's
+    /// `canister_inspect_message` also runs now (a refusal is this
+    /// function's error) and the message waits for the next round. The
+    /// receiver gets the response.
+    pub async fn submit_ingress(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> Result<oneshot::Receiver<CallResult>, Reject> {
         self.admit(&canister, method, arg.len(), false)?;
+        let rounds = self.inner.config.clock != Clock::Wall;
+        if rounds && canister != Principal::management_canister() {
+            let (tx, rx) = oneshot::channel();
+            {
+                let mut st = self.lock();
+                if let Some(slot) = st.canisters.get_mut(&canister) {
+                    slot.queue.push_back(Task::Inspect { method: method.to_string(), arg: arg.clone(), caller, reply: tx });
+                    self.inner.schedule(&mut st, canister);
+                }
+            }
+            // A canister gone meanwhile fails at delivery with the reason.
+            if let Ok(verdict) = rx.await {
+                verdict?;
+            }
+        }
+        Ok(self.enter(caller, canister, method, arg, rounds))
+    }
+
+    /// Delivers an admitted message now, or holds it for the next round.
+    fn enter(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>, inspected: bool) -> oneshot::Receiver<CallResult> {
         let (tx, rx) = oneshot::channel();
         let method = method.to_string();
-        let deliver = move |inner: &Inner, st: &mut State| deliver(inner, st, caller, canister, method, arg, None, tx);
+        let deliver = move |inner: &Inner, st: &mut State| deliver(inner, st, caller, canister, method, arg, None, inspected, tx);
         let mut st = self.lock();
         if st.manual_time.is_some() {
             st.held.push(Box::new(deliver));
         } else {
             deliver(&self.inner, &mut st);
         }
-        Ok(rx)
+        rx
     }
 
     /// A query call from outside (non-replicated; state changes discarded).
@@ -95,7 +122,7 @@ impl Replica {
             }
             Ok(()) => {
                 let mut st = self.lock();
-                deliver(&self.inner, &mut st, caller, canister, method.to_string(), arg, Some(false), tx);
+                deliver(&self.inner, &mut st, caller, canister, method.to_string(), arg, Some(false), false, tx);
             }
         }
         rx
@@ -201,7 +228,7 @@ impl Replica {
 }
 
 /// Delivers an admitted message: a management job, or a call context and a
-/// task on the canister's queue. Checks again (the canister may have changed
+/// task on the canister's queue (`inspected`: its inspection already ran). Checks again (the canister may have changed
 /// since admission) and answers `tx` with the reason if it cannot run.
 #[allow(clippy::too_many_arguments)]
 fn deliver(
@@ -212,6 +239,7 @@ fn deliver(
     method: String,
     arg: Vec<u8>,
     query: Option<bool>,
+    inspected: bool,
     tx: oneshot::Sender<CallResult>,
 ) {
     if canister == Principal::management_canister() {
@@ -227,6 +255,9 @@ fn deliver(
         return;
     }
     let context = st.new_context(canister, caller, Origin::Ingress(tx), 0);
+    if let Some(ctx) = st.contexts.get_mut(&context) {
+        ctx.inspected = inspected;
+    }
     if let Some(slot) = st.canisters.get_mut(&canister) {
         slot.queue.push_back(Task::Call { context, method, arg, caller, query, cycles: 0 });
     }

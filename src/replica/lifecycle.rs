@@ -1,7 +1,8 @@
 //! Code installation as executions: install, reinstall and upgrade (atomic:
 //! pre_upgrade, a new instance on the same stable memory, post_upgrade; any
 //! trap leaves the old version running as it was), and what a successful
-//! one changes in the canister's slot.
+//! one changes in the canister's slot; stopping, starting and deleting
+//! canisters.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use super::scheduler::{Finished, Inner, outstanding_counter, send_call};
 use super::stable::StableMemory;
 use super::state::{Done, InstallJob, Origin};
 use super::history::{Change, ChangeDetails, ChangeOrigin};
-use super::{ErrorCode, InstallMode, InstallSource, Reject, RejectCode};
+use super::{ErrorCode, InstallMode, InstallSource, Reject, RejectCode, Replica, Status, completion, not_controller};
 
 /// What the history records of an install besides the module hash.
 #[derive(Clone, Copy)]
@@ -323,3 +324,79 @@ pub(super) fn run_uninstall(
     }
 }
 
+/// Stopping, starting and deleting canisters (the run status).
+impl Replica {
+    /// Stops a canister: new calls are rejected, responses still processed;
+    /// resolves once no call context is open.
+    pub async fn stop(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
+        completion(|done| self.stop_with(caller, canister, done)).await
+    }
+
+    pub(super) fn stop_with(&self, caller: Principal, canister: Principal, done: Done) {
+        let mut st = self.lock();
+        let Some(slot) = st.canisters.get_mut(&canister) else {
+            return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
+        };
+        if !slot.controllers.contains(&caller) {
+            return done(Err(not_controller(&canister, &caller)));
+        }
+        match slot.status {
+            Status::Stopped => done(Ok(())),
+            _ => {
+                if slot.status == Status::Running {
+                    slot.version += 1;
+                }
+                slot.status = Status::Stopping;
+                let timeout = self.inner.config.limits.stop_canister_timeout_seconds.saturating_mul(1_000_000_000);
+                let until = st.now().saturating_add(timeout);
+                if let Some(slot) = st.canisters.get_mut(&canister) {
+                    slot.stop_waiters.push((until, done));
+                }
+                st.maybe_stopped(canister);
+                self.inner.clock_changed.notify_all();
+            }
+        }
+    }
+
+    pub fn start(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
+        let mut st = self.lock();
+        let Some(slot) = st.canisters.get_mut(&canister) else {
+            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
+        };
+        if !slot.controllers.contains(&caller) {
+            return Err(not_controller(&canister, &caller));
+        }
+        let waiters: Vec<_> = std::mem::take(&mut slot.stop_waiters).into_iter().map(|(_, w)| w).collect();
+        slot.status = Status::Running;
+        slot.version += 1;
+        drop(st);
+        for w in waiters {
+            w(Err(Reject::system(ErrorCode::CanisterStoppingCancelled, format!("Canister {canister}'s stop request was cancelled by start_canister"))));
+        }
+        Ok(())
+    }
+
+    pub fn delete(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
+        let mut st = self.lock();
+        let Some(slot) = st.canisters.get(&canister) else {
+            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
+        };
+        if !slot.controllers.contains(&caller) {
+            return Err(not_controller(&canister, &caller));
+        }
+        if slot.status != Status::Stopped || slot.busy {
+            return Err(Reject::system(
+                ErrorCode::CanisterNotStopped,
+                format!("Canister {canister} must be stopped before it is deleted."),
+            ));
+        }
+        let slot = st.canisters.remove(&canister);
+        // A deleted canister's id is never used again.
+        st.deleted.insert(canister);
+        st.names.retain(|_, p| *p != canister);
+        // Its memory (heap, stable memory, chunk store) is freed outside the lock.
+        drop(st);
+        drop(slot);
+        Ok(())
+    }
+}

@@ -344,12 +344,39 @@ fn nat_to_u64(method: &str, field: &str, n: &candid::Nat) -> Result<u64, Reject>
     })
 }
 
+/// Management methods whose argument names a `canister_id` that only its
+/// controllers may act on (checked for ingress before execution).
+const CONTROLLERS_ONLY: &[&str] = &[
+    "canister_status",
+    "start_canister",
+    "stop_canister",
+    "delete_canister",
+    "update_settings",
+    "install_code",
+    "install_chunked_code",
+    "uninstall_code",
+    "upload_chunk",
+    "stored_chunks",
+    "clear_chunk_store",
+];
+
 /// Handles one management canister call; the response goes to `reply`.
 /// Takes the argument by value: `upload_chunk` keeps its buffer.
 pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u8>, cycles: u64, reply: ReplyTo) {
     let caller = from.id;
     if from.version.is_none() && CANISTER_ONLY.contains(&method) {
         let reject = Reject::system(ErrorCode::CanisterRejectedMessage, format!("Only canisters can call ic00 method {method}"));
+        return send(reply, replica, Err(reject));
+    }
+    // The ingress filter: only a canister's controllers may send these to
+    // the management canister (refused before anything executes).
+    if from.version.is_none()
+        && CONTROLLERS_ONLY.contains(&method)
+        && let Ok(CanisterIdRecord { canister_id }) = candid::decode_one::<CanisterIdRecord>(&arg)
+        && replica.exists(&canister_id)
+        && !replica.is_controller(&canister_id, &caller)
+    {
+        let reject = Reject::system(ErrorCode::CanisterInvalidController, format!("Only controllers of canister {canister_id} can call ic00 method {method}"));
         return send(reply, replica, Err(reject));
     }
     if method == "upload_chunk" {

@@ -612,80 +612,6 @@ impl Replica {
         Ok(())
     }
 
-    /// Stops a canister: new calls are rejected, responses still processed;
-    /// resolves once no call context is open.
-    pub async fn stop(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        completion(|done| self.stop_with(caller, canister, done)).await
-    }
-
-    fn stop_with(&self, caller: Principal, canister: Principal, done: Done) {
-        let mut st = self.lock();
-        let Some(slot) = st.canisters.get_mut(&canister) else {
-            return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
-        };
-        if !slot.controllers.contains(&caller) {
-            return done(Err(not_controller(&canister, &caller)));
-        }
-        match slot.status {
-            Status::Stopped => done(Ok(())),
-            _ => {
-                if slot.status == Status::Running {
-                    slot.version += 1;
-                }
-                slot.status = Status::Stopping;
-                let timeout = self.inner.config.limits.stop_canister_timeout_seconds.saturating_mul(1_000_000_000);
-                let until = st.now().saturating_add(timeout);
-                if let Some(slot) = st.canisters.get_mut(&canister) {
-                    slot.stop_waiters.push((until, done));
-                }
-                st.maybe_stopped(canister);
-                self.inner.clock_changed.notify_all();
-            }
-        }
-    }
-
-    pub fn start(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        let mut st = self.lock();
-        let Some(slot) = st.canisters.get_mut(&canister) else {
-            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
-        };
-        if !slot.controllers.contains(&caller) {
-            return Err(not_controller(&canister, &caller));
-        }
-        let waiters: Vec<_> = std::mem::take(&mut slot.stop_waiters).into_iter().map(|(_, w)| w).collect();
-        slot.status = Status::Running;
-        slot.version += 1;
-        drop(st);
-        for w in waiters {
-            w(Err(Reject::system(ErrorCode::CanisterStoppingCancelled, format!("Canister {canister}'s stop request was cancelled by start_canister"))));
-        }
-        Ok(())
-    }
-
-    pub fn delete(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        let mut st = self.lock();
-        let Some(slot) = st.canisters.get(&canister) else {
-            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
-        };
-        if !slot.controllers.contains(&caller) {
-            return Err(not_controller(&canister, &caller));
-        }
-        if slot.status != Status::Stopped || slot.busy {
-            return Err(Reject::system(
-                ErrorCode::CanisterNotStopped,
-                format!("Canister {canister} must be stopped before it is deleted."),
-            ));
-        }
-        let slot = st.canisters.remove(&canister);
-        // A deleted canister's id is never used again.
-        st.deleted.insert(canister);
-        st.names.retain(|_, p| *p != canister);
-        // Its memory (heap, stable memory, chunk store) is freed outside the lock.
-        drop(st);
-        drop(slot);
-        Ok(())
-    }
-
     /// `update_settings`: replaces the controllers if given; every
     /// successful call increments the canister version. Controllers only.
     pub fn update_settings(&self, origin: ChangeOrigin, canister: Principal, update: &settings::CanisterSettings) -> Result<(), Reject> {
@@ -783,7 +709,7 @@ impl Replica {
 }
 
 /// Starts an operation that reports through a [`Done`] and waits for it.
-async fn completion(start: impl FnOnce(Done)) -> Result<(), Reject> {
+pub(super) async fn completion(start: impl FnOnce(Done)) -> Result<(), Reject> {
     let (tx, rx) = oneshot::channel();
     start(Box::new(move |r| {
         let _ = tx.send(r);
@@ -805,7 +731,7 @@ fn idle_slot<'a>(st: &'a State, canister: &Principal) -> Result<&'a Slot, Reject
     Ok(slot)
 }
 
-fn not_controller(canister: &Principal, caller: &Principal) -> Reject {
+pub(super) fn not_controller(canister: &Principal, caller: &Principal) -> Reject {
     Reject::system(
         ErrorCode::CanisterInvalidController,
         format!("Only the controllers of the canister {canister} can control it. {caller} is not one of them."),

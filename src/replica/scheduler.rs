@@ -71,7 +71,7 @@ impl Inner {
         let index = if replicated_ok {
             0
         } else {
-            match slot.queue.iter().position(|t| matches!(t, Task::Call { query: Some(_), .. })) {
+            match slot.queue.iter().position(runs_outside_rounds) {
                 Some(i) => i,
                 None => return,
             }
@@ -79,7 +79,7 @@ impl Inner {
         let Some(task) = slot.queue.remove(index) else { return };
         slot.busy = true;
         let instance = slot.instance.take();
-        if rounds && !matches!(task, Task::Call { query: Some(_), .. }) {
+        if rounds && !runs_outside_rounds(&task) {
             st.round_budget = st.round_budget.saturating_sub(1);
         }
         self.push_job(Job { canister, instance, task });
@@ -203,6 +203,12 @@ impl Inner {
     }
 }
 
+/// Tasks that keep no state (queries, inspections): they run between
+/// rounds too, and cost a round no budget.
+fn runs_outside_rounds(task: &Task) -> bool {
+    matches!(task, Task::Call { query: Some(_), .. } | Task::Inspect { .. })
+}
+
 pub(super) fn clock_thread(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
@@ -273,6 +279,7 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
         inner.overlaps.fetch_add(1, SeqCst);
     }
     let mut finished = match task {
+        Task::Inspect { method, arg, caller, reply } => run_inspect(inner, canister, instance, method, arg, caller, reply),
         Task::Install(install) => lifecycle::run_install(inner, canister, instance, install),
         Task::Uninstall { origin, done } => lifecycle::run_uninstall(canister, instance, origin, done),
         task => run_message(inner, canister, instance, task),
@@ -338,7 +345,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                     context: *context,
                     deadline: ctx.map_or(0, |c| c.deadline),
                     needs_response: ctx.is_some_and(|c| c.needs_response),
-                    ingress: ctx.is_some_and(|c| matches!(c.origin, Origin::Ingress(_))),
+                    ingress: ctx.is_some_and(|c| matches!(c.origin, Origin::Ingress(_)) && !c.inspected),
                 }
             }
             Task::Response { callback, .. } => match st.callbacks.get(callback) {
@@ -364,7 +371,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 None => Prep::Skip,
             },
             Task::System(_) => Prep::System,
-            Task::Install(_) | Task::Uninstall { .. } | Task::Management { .. } | Task::ManagementResponse { .. } => Prep::Skip,
+            Task::Inspect { .. } | Task::Install(_) | Task::Uninstall { .. } | Task::Management { .. } | Task::ManagementResponse { .. } => Prep::Skip,
         };
         (info, timer, time, heap_limit, prep)
     };
@@ -412,15 +419,8 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             // An ingress update call passes the canister's
             // `canister_inspect_message` first (non-replicated, nothing kept).
             if ingress && query.is_none() && instance.inspects_messages() {
-                let mut inspect = MessageInput::new(EntryPoint::Inspect { method: method.clone() }, caller, time, limits.instructions_per_inspect);
-                inspect.arg = arg.clone();
-                let why = match instance.execute(inspect, info.clone(), timer, outstanding.clone()) {
-                    Outcome::Committed(effects) if effects.accepted => None,
-                    Outcome::Committed(_) => Some("Canister rejected the message".to_string()),
-                    Outcome::Trapped { message, .. } => Some(format!("Canister rejected the message: canister_inspect_message trapped: {message}")),
-                };
-                if let Some(why) = why {
-                    return refused(instance, context, Reject::system(ErrorCode::CanisterRejectedMessage, format!("Error from Canister {canister}: {why}")));
+                if let Err(r) = inspect(&mut instance, canister, &method, &arg, caller, time, &info, timer, &outstanding, limits.instructions_per_inspect) {
+                    return refused(instance, context, r);
                 }
             }
             if kind == Some(MethodKind::CompositeQuery) {
@@ -578,6 +578,67 @@ pub(super) fn finish(instance: Box<CanisterInstance>, canister: Principal, conte
             apply_outcome(inner, st, canister, context, outcome, bumps_version)
         }),
     }
+}
+
+/// Runs `canister_inspect_message` for an ingress update (non-replicated,
+/// nothing kept); the reject when the canister does not accept it.
+#[allow(clippy::too_many_arguments)]
+fn inspect(
+    instance: &mut CanisterInstance,
+    canister: Principal,
+    method: &str,
+    arg: &[u8],
+    caller: Principal,
+    time: u64,
+    info: &exec::CanisterInfo,
+    timer: u64,
+    outstanding: &exec::OutstandingCalls,
+    limit: u64,
+) -> Result<(), Reject> {
+    let mut input = MessageInput::new(EntryPoint::Inspect { method: method.to_string() }, caller, time, limit);
+    input.arg = arg.to_vec();
+    let why = match instance.execute(input, info.clone(), timer, outstanding.clone()) {
+        Outcome::Committed(effects) if effects.accepted => return Ok(()),
+        Outcome::Committed(_) => "Canister rejected the message".to_string(),
+        Outcome::Trapped { message, .. } => format!("Canister rejected the message: canister_inspect_message trapped: {message}"),
+    };
+    Err(Reject::system(ErrorCode::CanisterRejectedMessage, format!("Error from Canister {canister}: {why}")))
+}
+
+/// An inspection at submission ([`Task::Inspect`]): answers `reply`.
+#[allow(clippy::too_many_arguments)]
+fn run_inspect(
+    inner: &Arc<Inner>,
+    canister: Principal,
+    instance: Option<Box<CanisterInstance>>,
+    method: String,
+    arg: Vec<u8>,
+    caller: Principal,
+    reply: tokio::sync::oneshot::Sender<Result<(), Reject>>,
+) -> Finished {
+    let Some(mut instance) = instance else {
+        let _ = reply.send(Ok(()));
+        return Finished::unchanged(None);
+    };
+    if !instance.inspects_messages() {
+        let _ = reply.send(Ok(()));
+        return Finished::unchanged(Some(instance));
+    }
+    let (info, timer, time) = {
+        let mut st = inner.lock();
+        let time = st.now();
+        match st.canisters.get(&canister) {
+            Some(slot) => (slot.info(canister), slot.timer, time),
+            None => {
+                let _ = reply.send(Ok(()));
+                return Finished::unchanged(Some(instance));
+            }
+        }
+    };
+    let outstanding = outstanding_counter(inner, canister);
+    let verdict = inspect(&mut instance, canister, &method, &arg, caller, time, &info, timer, &outstanding, inner.config.limits.instructions_per_inspect);
+    let _ = reply.send(verdict);
+    Finished::unchanged(Some(instance))
 }
 
 /// Applies a finished execution's outcome under the state lock.

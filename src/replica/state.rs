@@ -49,6 +49,9 @@ pub(super) struct CallContext {
     /// Cycles attached to the call this context answers and not accepted
     /// yet: refunded to the caller with the response.
     pub(super) cycles: u64,
+    /// An ingress message whose `canister_inspect_message` already accepted
+    /// it at submission (rounds mode): not inspected again.
+    pub(super) inspected: bool,
 }
 
 pub(super) struct Callback {
@@ -88,6 +91,14 @@ pub(super) enum Task {
     },
     /// A system task: the global timer or the heartbeat.
     System(SystemTask),
+    /// `canister_inspect_message` for an ingress update at submission
+    /// (rounds mode); scheduled like a query, nothing kept.
+    Inspect {
+        method: String,
+        arg: Vec<u8>,
+        caller: Principal,
+        reply: oneshot::Sender<Result<(), Reject>>,
+    },
     Install(InstallJob),
     /// `uninstall_code` (queued like an install, so it never interrupts an
     /// execution).
@@ -292,6 +303,7 @@ impl State {
                 deadline,
                 instructions: 0,
                 cycles: 0,
+                inspected: false,
             },
         );
         if let Some(s) = self.canisters.get_mut(&canister) {
