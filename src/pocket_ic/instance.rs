@@ -115,9 +115,11 @@ impl Instance {
             engine,
             ReplicaConfig {
                 clock: Clock::Rounds { start_ns },
-                canister_ranges: subnets.iter().map(|s| s.range.clone()).collect(),
+                subnets: subnets.iter().map(|s| replica::SubnetRange { id: s.id, canisters: s.range.clone() }).collect(),
                 // v13 clients create canisters with 0 cycles and add them.
                 initial_cycles: 0,
+                // Test output shows what canisters print, as with PocketIC.
+                echo_logs: true,
                 ..ReplicaConfig::default()
             },
         )

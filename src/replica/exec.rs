@@ -47,6 +47,7 @@ use crate::engine::one_line;
 mod component;
 mod core_module;
 mod ic0_raw;
+pub use ic0_raw::subnet_id;
 pub mod module_check;
 mod system_api;
 
@@ -244,6 +245,8 @@ pub struct CanisterInfo {
     /// The canister's environment variables (`ic0.env_var_*`), sorted by name.
     pub env_vars: Arc<Vec<(String, String)>>,
     pub certified_data: Arc<Vec<u8>>,
+    /// The subnet the canister lives on (`ic0.subnet_self`).
+    pub subnet: Principal,
 }
 
 /// Counts a canister's outstanding calls to a callee (for backpressure).

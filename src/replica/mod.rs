@@ -127,10 +127,21 @@ pub struct ReplicaConfig {
     pub seed: u64,
     /// How time moves and when messages execute.
     pub clock: Clock,
-    /// Canister id ranges, by index (see [`canister_id`]): one per subnet.
-    /// New canisters get the first free id of their creator's range, or of
-    /// the first range (ingress). Default: [`DEFAULT_CANISTER_RANGE`].
-    pub canister_ranges: Vec<std::ops::RangeInclusive<u64>>,
+    /// The subnets: each a canister id range, by index (see
+    /// [`canister_id`]). New canisters get the first free id of their
+    /// creator's range, or of the first range (ingress). Default: one
+    /// subnet, [`exec::subnet_id`] with [`DEFAULT_CANISTER_RANGE`].
+    pub subnets: Vec<SubnetRange>,
+    /// Also log every canister log line (`debug_print`, traps) through
+    /// `tracing` as `[Canister <id>] <line>`, as PocketIC prints them.
+    pub echo_logs: bool,
+}
+
+/// A subnet of the replica: its id and its canister id range (by index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetRange {
+    pub id: Principal,
+    pub canisters: std::ops::RangeInclusive<u64>,
 }
 
 /// How the replica's time moves and when messages execute.
@@ -156,7 +167,8 @@ impl Default for ReplicaConfig {
             initial_cycles: 100_000_000_000_000,
             seed: 0,
             clock: Clock::Wall,
-            canister_ranges: vec![DEFAULT_CANISTER_RANGE],
+            subnets: vec![SubnetRange { id: exec::subnet_id(), canisters: DEFAULT_CANISTER_RANGE }],
+            echo_logs: false,
         }
     }
 }
@@ -263,9 +275,11 @@ impl Replica {
             state: Mutex::new(State {
                 canisters: BTreeMap::new(),
                 ranges: config
-                    .canister_ranges
+                    .subnets
                     .iter()
-                    .map(|r| state::IdRange {
+                    .map(|s| (s.id, &s.canisters))
+                    .map(|(subnet, r)| state::IdRange {
+                        subnet,
                         start: *r.start(),
                         end: *r.end(),
                         next: if r.contains(&FIRST_CANISTER_INDEX) { FIRST_CANISTER_INDEX } else { *r.start() },
@@ -408,6 +422,7 @@ impl Replica {
     }
 
     fn insert_canister(&self, st: &mut State, id: Principal, controllers: Vec<Principal>, balance: u64, origin: ChangeOrigin) {
+        let subnet = st.ranges.iter().find(|r| r.contains(&id)).or(st.ranges.first()).map_or_else(exec::subnet_id, |r| r.subnet);
         let mut history = history::CanisterHistory::default();
         history.record(history::Change {
             time: st.now(),
@@ -441,6 +456,7 @@ impl Replica {
                 settings: settings::Settings::default(),
                 certified_data: Default::default(),
                 log: Default::default(),
+                subnet,
             },
         );
         tracing::debug!(canister = %id, "created");

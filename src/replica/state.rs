@@ -195,6 +195,8 @@ pub(super) struct Slot {
     pub(super) certified_data: std::sync::Arc<Vec<u8>>,
     /// `debug_print` and trap lines (`fetch_canister_logs`).
     pub(super) log: super::logs::CanisterLog,
+    /// The subnet whose id range holds the canister (`ic0.subnet_self`).
+    pub(super) subnet: Principal,
 }
 
 impl Slot {
@@ -207,6 +209,7 @@ impl Slot {
             balance: self.balance,
             env_vars: self.settings.env_vars(),
             certified_data: self.certified_data.clone(),
+            subnet: self.subnet,
         }
     }
 }
@@ -245,6 +248,7 @@ pub(super) struct State {
 /// A range of canister ids (by index, see [`super::canister_id`]) and the
 /// next index to hand out.
 pub(super) struct IdRange {
+    pub(super) subnet: Principal,
     pub(super) start: u64,
     pub(super) end: u64,
     pub(super) next: u64,

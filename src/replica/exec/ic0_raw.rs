@@ -54,7 +54,8 @@ pub fn is_ic0_function(name: &str, memory64: bool) -> bool {
     IC0_FUNCTIONS.contains(&name) || IC0_LEGACY_FUNCTIONS.contains(&name) || (!memory64 && IC0_STABLE32_FUNCTIONS.contains(&name))
 }
 
-/// The subnet ww presents itself as (one subnet per node).
+/// The subnet ww presents itself as by default (one subnet per node; a
+/// replica with several id ranges names each range's subnet).
 pub fn subnet_id() -> Principal {
     let hash = blake3::hash(b"ww:subnet");
     let mut bytes = hash.as_bytes()[..28].to_vec();
@@ -275,12 +276,11 @@ macro_rules! define_ic0 {
         l.func_wrap("ic0", "canister_status", |mut c: C<'_>| -> R<u32> { c.data_mut().status() })?;
         l.func_wrap("ic0", "canister_version", |mut c: C<'_>| -> R<u64> { c.data_mut().version() })?;
         l.func_wrap("ic0", "subnet_self_size", |mut c: C<'_>| -> R<P> {
-            c.data_mut().cx("subnet_self_size")?;
-            Ok(subnet_id().as_slice().len() as P)
+            Ok(c.data_mut().cx("subnet_self_size")?.info.subnet.as_slice().len() as P)
         })?;
         l.func_wrap("ic0", "subnet_self_copy", |mut c: C<'_>, d: P, o: P, s: P| {
-            c.data_mut().cx("subnet_self_copy")?;
-            copy_owned(&mut c, "subnet_self_copy", (d as u64, o as u64, s as u64), subnet_id().as_slice())
+            let subnet = c.data_mut().cx("subnet_self_copy")?.info.subnet;
+            copy_owned(&mut c, "subnet_self_copy", (d as u64, o as u64, s as u64), subnet.as_slice())
         })?;
         l.func_wrap("ic0", "subnet_self_node_count", |mut c: C<'_>| -> R<u32> {
             c.data_mut().cx("subnet_self_node_count")?;

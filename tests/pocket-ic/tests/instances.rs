@@ -94,3 +94,42 @@ fn the_server_lists_instances_and_deleted_ones() {
     let listed = PocketIc::list_instances();
     assert_eq!(listed.get(id).map(String::as_str), Some("Deleted"), "{listed:?}");
 }
+
+#[test]
+fn several_subnets_have_their_own_ids_ranges_and_canisters_that_call_across() {
+    let pic = PocketIcBuilder::new().with_application_subnet().with_application_subnet().with_system_subnet().build();
+    let topology = pic.topology();
+    assert_eq!(topology.subnet_configs.len(), 3, "{topology:?}");
+    let apps = topology.get_app_subnets();
+    assert_eq!(apps.len(), 2);
+    assert_eq!(topology.get_system_subnets().len(), 1);
+    let ranges: Vec<_> = topology.subnet_configs.values().flat_map(|c| c.canister_ranges.clone()).collect();
+    for (i, a) in ranges.iter().enumerate() {
+        for b in &ranges[i + 1..] {
+            let (a0, a1) = (Principal::from_slice(&a.start.canister_id), Principal::from_slice(&a.end.canister_id));
+            let (b0, b1) = (Principal::from_slice(&b.start.canister_id), Principal::from_slice(&b.end.canister_id));
+            assert!(a1 < b0 || b1 < a0, "subnet ranges overlap: {a:?} {b:?}");
+        }
+    }
+    // One canister on each application subnet, created where asked.
+    let mut on = Vec::new();
+    for &subnet in &apps {
+        let id = pic.create_canister_on_subnet(None, None, subnet);
+        assert_eq!(pic.get_subnet(id), Some(subnet));
+        assert_eq!(topology.get_subnet(id), Some(subnet), "the id is in the subnet's range");
+        pic.add_cycles(id, INIT_CYCLES);
+        on.push(id);
+    }
+    pic.install_canister(on[0], wasm("cdk_caller"), candid::encode_args(()).unwrap(), None);
+    pic.install_canister(on[1], wasm("cdk_counter"), no_init(), None);
+    // Each canister sees its own subnet (ic0.subnet_self).
+    let (seen,): (Principal,) = query(&pic, on[0], "subnet", ()).expect("subnet");
+    assert_eq!(seen, apps[0]);
+    // A call from one subnet to the other.
+    let (result,): (Result<u64, String>,) = update(&pic, on[0], "call_inc", (on[1],)).expect("call_inc");
+    assert_eq!(result, Ok(1));
+    assert_eq!(get(&pic, on[1]), 1);
+    // A canister a canister creates lives on its creator's subnet.
+    let (child,): (Principal,) = update(&pic, on[0], "create_with_cycles", (candid::Nat::from(1_000_000_000_000u64),)).expect("create_with_cycles");
+    assert_eq!(pic.get_subnet(child), Some(apps[0]));
+}

@@ -186,6 +186,12 @@ async fn status(target: Principal) -> String {
 
 // --- cycles ----------------------------------------------------------------
 
+/// The subnet this canister runs on (`ic0.subnet_self`).
+#[query]
+fn subnet() -> Principal {
+    ic_cdk::api::subnet_self()
+}
+
 #[query]
 fn balance() -> u128 {
     ic_cdk::api::canister_cycle_balance()
