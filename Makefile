@@ -138,13 +138,16 @@ run: images build
 ## test: every test (unit and integration; the guests are built first),
 ## then the PocketIC suite (tests/pocket-ic, its own workspace, built into
 ## the same target dir): the real `pocket-ic` 13 client against ww
-## (POCKET_IC_BIN = target/debug/pocket-ic, a symlink to ww).
+## (POCKET_IC_BIN = target/debug/pocket-ic, a symlink to ww), and a
+## smaller suite with the 16.x client (tests/pocket-ic-16).
 POCKET_IC_SUITE := tests/pocket-ic/Cargo.toml
+POCKET_IC_16_SUITE := tests/pocket-ic-16/Cargo.toml
 
 test: images ic-guests motoko
 	@mkdir -p target/debug && ln -sfn ww target/debug/pocket-ic
 	$(CARGO) test
 	POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target
+	WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_16_SUITE) --target-dir target
 
 ## bench: the benchmarks recorded in BENCHMARKS.md.
 bench: images ic-guests

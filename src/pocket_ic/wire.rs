@@ -127,6 +127,8 @@ pub struct ExtendedSubnetConfigSet {
     pub ii: Option<SubnetSpec>,
     pub fiduciary: Option<SubnetSpec>,
     pub bitcoin: Option<SubnetSpec>,
+    /// pocket-ic 16.x only (a subnet with the test threshold keys).
+    pub test_threshold_keys: Option<SubnetSpec>,
     pub system: Vec<SubnetSpec>,
     pub application: Vec<SubnetSpec>,
     pub cloud_engine: Vec<SubnetSpec>,
@@ -144,6 +146,7 @@ impl ExtendedSubnetConfigSet {
             (SubnetKind::II, &self.ii),
             (SubnetKind::Fiduciary, &self.fiduciary),
             (SubnetKind::Bitcoin, &self.bitcoin),
+            (SubnetKind::TestThresholdKeys, &self.test_threshold_keys),
         ];
         let many = [
             (SubnetKind::System, &self.system),
@@ -269,6 +272,9 @@ pub enum SubnetKind {
     NNS,
     SNS,
     System,
+    /// pocket-ic 16.x only: never sent to a 13.x client (it only comes
+    /// back when a 16.x client asked for such a subnet).
+    TestThresholdKeys,
     VerifiedApplication,
 }
 

@@ -1,0 +1,1 @@
+//! Only integration tests (tests/): see Cargo.toml.

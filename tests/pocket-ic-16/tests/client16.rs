@@ -1,0 +1,69 @@
+//! pocket-ic 16.x against ww (`WW_POCKET_IC_VERSION=16`,
+//! `POCKET_IC_BIN` = ww's `pocket-ic` symlink): the version handshake, the
+//! essential flow (instance, create, install, update, query), rejects as the
+//! 16.x client names them, and submit + tick + await with time.
+
+use std::path::PathBuf;
+
+use candid::{Decode, Encode, Principal};
+use pocket_ic::{ErrorCode, PocketIc, PocketIcBuilder, RejectCode};
+
+fn wasm(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/target/wasm32-unknown-unknown/release").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{} is missing ({e}): run `make ic-guests` (make test does)", path.display()))
+}
+
+fn pic() -> PocketIc {
+    let bin = std::env::var_os("POCKET_IC_BIN").expect("POCKET_IC_BIN must name ww's pocket-ic symlink (make test sets it)");
+    assert!(PathBuf::from(&bin).is_file(), "POCKET_IC_BIN {bin:?} is not a file");
+    assert_eq!(std::env::var("WW_POCKET_IC_VERSION").as_deref(), Ok("16"), "run with WW_POCKET_IC_VERSION=16 (make test does)");
+    PocketIc::new()
+}
+
+fn counter(pic: &PocketIc) -> Principal {
+    let id = pic.create_canister();
+    pic.add_cycles(id, 2_000_000_000_000);
+    pic.install_canister(id, wasm("cdk_counter"), Encode!(&Option::<()>::None).unwrap(), None);
+    id
+}
+
+#[test]
+fn the_16_client_creates_installs_and_calls() {
+    let pic = pic();
+    let id = counter(&pic);
+    assert_eq!(id, Principal::from_text("lxzze-o7777-77777-aaaaa-cai").unwrap());
+    // pocket-ic 14+ creates canisters with 100T cycles, then 2T were added.
+    assert_eq!(pic.cycle_balance(id), 102_000_000_000_000);
+    let reply = pic.update_call(id, Principal::anonymous(), "inc", Encode!().unwrap()).expect("inc");
+    assert_eq!(Decode!(&reply, u64).unwrap(), 1);
+    let reply = pic.query_call(id, Principal::anonymous(), "get", Encode!().unwrap()).expect("get");
+    assert_eq!(Decode!(&reply, u64).unwrap(), 1);
+    let topology = PocketIcBuilder::new().with_application_subnet().with_system_subnet().build().topology();
+    assert_eq!(topology.subnet_configs.len(), 2);
+}
+
+#[test]
+fn rejects_carry_the_names_the_16_client_knows() {
+    let pic = pic();
+    let id = counter(&pic);
+    let err = pic.update_call(id, Principal::anonymous(), "inc_then_trap", Encode!().unwrap()).expect_err("traps");
+    assert_eq!(err.reject_code, RejectCode::CanisterError);
+    assert_eq!(err.error_code, ErrorCode::CanisterCalledTrap);
+    let err = pic.update_call(id, Principal::anonymous(), "no_such_method", Encode!().unwrap()).expect_err("missing");
+    assert_eq!(err.error_code, ErrorCode::CanisterMethodNotFound);
+}
+
+#[test]
+fn submit_tick_and_await_with_time_under_the_test_s_control() {
+    let pic = pic();
+    let id = counter(&pic);
+    let t0 = pic.get_time();
+    let msg = pic.submit_call(id, Principal::anonymous(), "inc", Encode!().unwrap()).expect("submitted");
+    let reply = pic.query_call(id, Principal::anonymous(), "get", Encode!().unwrap()).unwrap();
+    assert_eq!(Decode!(&reply, u64).unwrap(), 0, "nothing runs before a round");
+    pic.tick();
+    let reply = pic.await_call(msg).expect("inc");
+    assert_eq!(Decode!(&reply, u64).unwrap(), 1);
+    pic.advance_time(std::time::Duration::from_secs(60));
+    assert!(pic.get_time() >= t0 + std::time::Duration::from_secs(60));
+}
