@@ -333,7 +333,12 @@ fn pocket_ic(args: PocketIcArgs, verbose: u8) -> ExitCode {
         Err(e) => {
             report(format_args!("ww: error: {e}"));
             match e {
-                ServerError::NotLoopback { .. } | ServerError::Version { .. } => ExitCode::from(EXIT_USAGE),
+                // What the command line named: the address, the port file, the version.
+                ServerError::NotLoopback { .. }
+                | ServerError::Version { .. }
+                | ServerError::CreatePortFile { .. }
+                | ServerError::WritePortFile { .. }
+                | ServerError::Bind { .. } => ExitCode::from(EXIT_USAGE),
                 _ => ExitCode::FAILURE,
             }
         }

@@ -174,7 +174,7 @@ async fn create_instance(State(server): State<Shared>, body: Bytes) -> Reply<wir
     if auto {
         start_auto_progress(&instance, delay).await;
     }
-    tracing::info!(instance = instance_id, subnets = topology.subnet_configs.len(), "instance created");
+    tracing::debug!(instance = instance_id, subnets = topology.subnet_configs.len(), "instance created");
     ok(wire::CreateInstanceResponse::Created { instance_id, topology, http_gateway_info: None })
 }
 
@@ -191,7 +191,7 @@ async fn delete_instance(State(server): State<Shared>, Path(id): Path<usize>) ->
     if let Some(instance) = removed {
         // Stop auto progress; the replica's threads end with its last handle.
         instance.lock().await.auto_progress = None;
-        tracing::info!(instance = id, "instance deleted");
+        tracing::debug!(instance = id, "instance deleted");
     }
     ok(())
 }

@@ -162,3 +162,62 @@ fn a_busy_server_outlives_its_ttl() {
     wait_exit(&mut server, Duration::from_secs(30)).expect("and once idle it exits");
     assert!(!port_file.exists());
 }
+
+/// A plain HTTP/1.1 POST of a JSON body: the status code and the body.
+fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("not an HTTP response: {raw:?}"));
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn bad_requests_get_a_clear_error_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("bad.port");
+    let mut server = spawn(&["--ttl", "60"], &port_file);
+    let port = wait_for_port(&port_file, &mut server);
+
+    let (status, body) = http_post(port, "/instances", "this is not JSON");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"message\"") && body.contains("POST /instances"), "names the route: {body}");
+
+    let (status, body) = http_get(port, "/no/such/route");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no such route"), "{body}");
+
+    let (status, body) = http_get(port, "/instances/7/read/get_time");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("instance 7 does not exist"), "{body}");
+
+    // What ww cannot do is refused by name, not faked.
+    let config = r#"{"subnet_config_set":{"application":[{"state_config":"New","instruction_config":"Production","subnet_admins":null,"cost_schedule":"Normal"}]},"icp_features":{"registry":"DefaultConfig"}}"#;
+    let (status, body) = http_post(port, "/instances", config);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"Error\"") && body.contains("ICP features (registry)"), "{body}");
+    let (status, body) = http_post(port, "/instances", r#"{"subnet_config_set":{}}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"Error\"") && body.contains("no subnet"), "{body}");
+
+    // Still serving.
+    let (status, body) = http_get(port, "/instances");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn an_unusable_port_file_is_a_one_line_usage_error() {
+    let out = Command::new(server_bin()).args(["--port-file", "/nonexistent-dir/x.port"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "bad input exits 2: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("/nonexistent-dir/x.port") && stderr.contains("port file"), "{stderr}");
+}
