@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::wire::{self, SubnetKind};
 use crate::replica::{self, CallResult, Clock, Replica, ReplicaConfig, canister_id, canister_index};
+pub(crate) use crate::replica::wall_clock_ns;
 
 /// PocketIC's default initial time: 2021-05-06T19:17:10Z.
 pub const GENESIS_NS: u64 = 1_620_328_630_000_000_000;
@@ -188,24 +189,25 @@ impl Instance {
     pub fn await_message(&mut self, id: &[u8]) -> Result<CallResult, InstanceError> {
         let name = hex::encode(id);
         for _ in 0..MAX_AWAIT_ROUNDS {
-            let message = self.messages.get_mut(id).ok_or_else(|| InstanceError::UnknownMessage(name.clone()))?;
-            if let Some(outcome) = message.poll() {
-                return Ok(outcome.clone());
+            if let Some(outcome) = self.outcome(id, &name)? {
+                return Ok(outcome);
             }
             let report = self.replica.execute_round()?;
             if report.jobs == 0 && report.deferred == 0 && self.replica.held_ingress() == 0 {
-                let message = self.messages.get_mut(id).ok_or_else(|| InstanceError::UnknownMessage(name.clone()))?;
-                if let Some(outcome) = message.poll() {
-                    return Ok(outcome.clone());
-                }
-                return Err(InstanceError::Incomplete { id: name, why: "no canister has work left that could answer it".into() });
+                return self.outcome(id, &name)?.ok_or_else(|| InstanceError::Incomplete {
+                    id: name.clone(),
+                    why: "no canister has work left that could answer it".into(),
+                });
             }
         }
-        let message = self.messages.get_mut(id).ok_or_else(|| InstanceError::UnknownMessage(name.clone()))?;
-        match message.poll() {
-            Some(outcome) => Ok(outcome.clone()),
-            None => Err(InstanceError::Incomplete { id: name, why: format!("still running after {MAX_AWAIT_ROUNDS} rounds") }),
-        }
+        self.outcome(id, &name)?
+            .ok_or_else(|| InstanceError::Incomplete { id: name.clone(), why: format!("still running after {MAX_AWAIT_ROUNDS} rounds") })
+    }
+
+    /// Message `id`'s outcome if it has completed.
+    fn outcome(&mut self, id: &[u8], name: &str) -> Result<Option<CallResult>, InstanceError> {
+        let message = self.messages.get_mut(id).ok_or_else(|| InstanceError::UnknownMessage(name.to_string()))?;
+        Ok(message.poll().cloned())
     }
 
     /// A message's status: `Ok(None)` while it runs (or is unknown),
@@ -274,10 +276,4 @@ fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Ve
             Subnet { id: Principal::self_authenticating(seed), kind, seed, spec: spec.clone(), range }
         })
         .collect())
-}
-
-pub(crate) fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
 }

@@ -256,7 +256,8 @@ pub fn canister_id(index: u64) -> Principal {
     Principal::from_slice(&bytes)
 }
 
-fn wall_clock_ns() -> u64 {
+/// Nanoseconds since the Unix epoch on the host's clock.
+pub(crate) fn wall_clock_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
