@@ -127,7 +127,9 @@ pub struct ExtendedSubnetConfigSet {
     pub ii: Option<SubnetSpec>,
     pub fiduciary: Option<SubnetSpec>,
     pub bitcoin: Option<SubnetSpec>,
-    /// pocket-ic 16.x only (a subnet with the test threshold keys).
+    /// pocket-ic 16.x only (a subnet with the test threshold keys); left
+    /// out of the JSON when absent, as a 13.x client never sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub test_threshold_keys: Option<SubnetSpec>,
     pub system: Vec<SubnetSpec>,
     pub application: Vec<SubnetSpec>,
