@@ -191,6 +191,27 @@ enum CanisterCommand {
     /// Remove a canister's code and state (`uninstall_code`): its module,
     /// heap, stable memory and timer; calls it has not answered are rejected.
     Uninstall { canister: String },
+    /// Canister snapshots (`take/load/list/delete_canister_snapshot`).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Take a snapshot of a canister: module, heap, stable memory, certified
+    /// data, chunk store and timer; prints its id. At most 10 per canister.
+    Take {
+        canister: String,
+        /// Replace this snapshot (hex id) instead of adding one.
+        #[arg(long, value_name = "SNAPSHOT")]
+        replace: Option<String>,
+    },
+    /// Load a snapshot into a stopped canister (its state goes back to it).
+    Load { canister: String, snapshot: String },
+    /// List a canister's snapshots: id, time taken, size.
+    List { canister: String },
+    /// Delete a snapshot.
+    Delete { canister: String, snapshot: String },
 }
 
 #[derive(clap::Args)]

@@ -415,3 +415,35 @@ fn ww_call_runs_a_composite_query() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("IC0527"), "{err}");
 }
+
+/// `ww canister snapshot take|list|load|delete` on a component: a load
+/// brings the counter back; bad ids and a running canister are refused.
+#[test]
+fn snapshots_from_the_command_line() {
+    let node = Node::start();
+    node.create("snap");
+    node.ok(&["canister", "install", "snap", path(&guest("counter")), "--argument", "(opt 10)"]);
+    node.ok(&["call", "snap", "inc"]);
+    let id = node.ok(&["canister", "snapshot", "take", "snap"]);
+    assert!(id.len() > 16 && id.chars().all(|c| c.is_ascii_hexdigit()), "a hex snapshot id: {id}");
+    let listed = node.ok(&["canister", "snapshot", "list", "snap"]);
+    assert!(listed.starts_with(&id) && listed.ends_with(" bytes") && listed.lines().count() == 1, "{listed}");
+    assert_eq!(node.ok(&["call", "snap", "inc"]), "(12 : nat64)");
+    // A running canister refuses the load (a reject: exit 1, one line).
+    let (code, _, err) = node.cli(&["canister", "snapshot", "load", "snap", &id]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("must be stopped") && err.lines().count() == 1, "{err}");
+    node.ok(&["canister", "stop", "snap"]);
+    node.ok(&["canister", "snapshot", "load", "snap", &id]);
+    node.ok(&["canister", "start", "snap"]);
+    assert_eq!(node.ok(&["call", "snap", "get"]), "(11 : nat64)", "back to the snapshot");
+    node.ok(&["canister", "snapshot", "delete", "snap", &id]);
+    assert_eq!(node.ok(&["canister", "snapshot", "list", "snap"]), "");
+    // A deleted snapshot is a reject; an id that is not hex a usage error.
+    let (code, _, err) = node.cli(&["canister", "snapshot", "delete", "snap", &id]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Could not find the snapshot ID"), "{err}");
+    let (code, _, err) = node.cli(&["canister", "snapshot", "load", "snap", "xyz"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not hex") && err.lines().count() == 1, "{err}");
+}

@@ -32,6 +32,7 @@ pub async fn canister(command: CanisterCommand, state: PathBuf) -> anyhow::Resul
             CanisterCommand::Stop { canister } => lifecycle(&replica, "stop_canister", &canister).await,
             CanisterCommand::Delete { canister } => lifecycle(&replica, "delete_canister", &canister).await,
             CanisterCommand::Uninstall { canister } => lifecycle(&replica, "uninstall_code", &canister).await,
+            CanisterCommand::Snapshot(command) => super::snapshot::snapshot(&replica, command).await,
         }
     })
     .await
@@ -207,6 +208,9 @@ async fn print_history(replica: &replica::Client, id: Principal) -> anyhow::Resu
             CandidChangeDetails::ControllersChange { controllers } => {
                 format!("controllers set to {}", controllers.iter().map(Principal::to_text).collect::<Vec<_>>().join(", "))
             }
+            CandidChangeDetails::LoadSnapshot { snapshot_id, canister_version, .. } => {
+                format!("snapshot {} loaded (taken at version {canister_version})", hex::encode(snapshot_id))
+            }
         };
         outln!("  [{}] version {}: {what} by {by}", rfc3339(c.timestamp_nanos), c.canister_version);
     }
@@ -260,7 +264,7 @@ async fn logs(replica: &replica::Client, canister: &str) -> anyhow::Result<i32> 
 
 /// Nanoseconds since the Unix epoch as RFC 3339 in UTC, with nanoseconds:
 /// `2024-05-23T08:32:26.203980235Z`.
-fn rfc3339(nanos: u64) -> String {
+pub(super) fn rfc3339(nanos: u64) -> String {
     let secs = nanos / 1_000_000_000;
     let sub = nanos % 1_000_000_000;
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);

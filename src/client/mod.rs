@@ -45,6 +45,7 @@ macro_rules! outln {
 mod canister;
 mod deploy;
 mod install;
+mod snapshot;
 
 pub use canister::canister;
 pub use deploy::deploy;

@@ -62,8 +62,8 @@ impl From<ChunkStoreError> for Reject {
     }
 }
 
-/// One canister's chunks, by hash.
-#[derive(Default)]
+/// One canister's chunks, by hash (cloning shares the chunks' bytes).
+#[derive(Clone, Default)]
 pub struct ChunkStore {
     chunks: BTreeMap<ChunkHash, Bytes>,
     /// Bytes of all chunks.

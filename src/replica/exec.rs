@@ -39,19 +39,21 @@ use wasmtime::{Store, Trap};
 use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::memory::CanisterMemory;
+use super::memory::{CanisterMemory, HeapTracking};
 use super::stable::StableMemory;
 use super::types::{ErrorCode, Limits, RejectCode};
 use crate::engine::one_line;
 
 mod component;
 mod core_module;
+mod image;
 mod ic0_raw;
 pub use ic0_raw::subnet_id;
 pub mod module_check;
 mod system_api;
 
 pub use core_module::{CoreModule, extract_candid};
+pub use image::InstanceImage;
 
 /// What kind of method a canister exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,6 +337,7 @@ pub struct CanisterRuntime {
     core_linker32: Arc<wasmtime::Linker<ExecState>>,
     core_linker64: Arc<wasmtime::Linker<ExecState>>,
     limits: Limits,
+    heap_tracking: HeapTracking,
 }
 
 impl CanisterRuntime {
@@ -348,7 +351,18 @@ impl CanisterRuntime {
             core_linker32: Arc::new(core_linker32),
             core_linker64: Arc::new(core_linker64),
             limits,
+            heap_tracking: HeapTracking::host_default(),
         })
+    }
+
+    /// Canister heaps created from now on use `tracking`.
+    pub fn set_heap_tracking(&mut self, tracking: HeapTracking) {
+        self.heap_tracking = tracking;
+    }
+
+    /// A new, empty canister heap with this runtime's limits and tracking.
+    pub fn new_heap(&self) -> Result<CanisterMemory, super::memory::MemoryError> {
+        CanisterMemory::with_tracking(self.limits.wasm_memory_limit, self.limits.memory_guard, self.heap_tracking)
     }
 
     pub fn engine(&self) -> &crate::engine::Engine {
@@ -378,6 +392,8 @@ enum Front {
 /// A canister's live instance: store, heap, stable memory, method table.
 pub struct CanisterInstance {
     runtime: CanisterRuntime,
+    /// The code it runs (for snapshots and upgrades that keep the heap).
+    code: Code,
     front: Front,
     store: Store<ExecState>,
     memory: CanisterMemory,
@@ -461,7 +477,7 @@ impl CanisterInstance {
         let fresh = heap.is_none();
         let memory = match heap {
             Some(m) => m,
-            None => CanisterMemory::new(runtime.limits.wasm_memory_limit, runtime.limits.memory_guard)?,
+            None => runtime.new_heap()?,
         };
         let clock = Arc::new(AtomicU64::new(0));
         let name: Arc<str> = name.into();
@@ -480,6 +496,7 @@ impl CanisterInstance {
         };
         let mut instance = Self {
             runtime: runtime.clone(),
+            code: code.clone(),
             front,
             store,
             memory,
@@ -564,13 +581,9 @@ impl CanisterInstance {
         memory
     }
 
-    /// The code this instance runs, for a core module (a component's cannot
-    /// be recovered from its instance).
-    pub fn code(&self) -> Option<Code> {
-        match &self.front {
-            Front::Core(c) => Some(Code::Core(c.module_arc())),
-            Front::Component(_) => None,
-        }
+    /// The code this instance runs.
+    pub fn code(&self) -> Code {
+        self.code.clone()
     }
 
     /// Commits the heap as it is (what a `stage_only` execution left),

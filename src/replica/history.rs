@@ -59,6 +59,9 @@ pub enum ChangeDetails {
     CodeUninstall,
     CodeDeployment { mode: InstallMode, module_hash: [u8; 32], source: InstallSource },
     ControllersChange { controllers: Vec<Principal> },
+    /// A snapshot was loaded: its id, and the canister's version and the
+    /// time when it was taken.
+    LoadSnapshot { snapshot_id: Vec<u8>, canister_version: u64, taken_at: u64 },
 }
 
 /// One change.
@@ -170,6 +173,23 @@ pub enum CandidChangeDetails {
     CodeDeployment { mode: CandidInstallMode, module_hash: serde_bytes::ByteBuf },
     #[serde(rename = "controllers_change")]
     ControllersChange { controllers: Vec<Principal> },
+    #[serde(rename = "load_snapshot")]
+    LoadSnapshot {
+        canister_version: u64,
+        snapshot_id: serde_bytes::ByteBuf,
+        taken_at_timestamp: u64,
+        from_canister_id: Option<Principal>,
+        source: CandidSnapshotSource,
+    },
+}
+
+/// How a loaded snapshot was made (ww's are always taken from a canister).
+#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum CandidSnapshotSource {
+    #[serde(rename = "taken_from_canister")]
+    TakenFromCanister(candid::Reserved),
+    #[serde(rename = "metadata_upload")]
+    MetadataUpload(candid::Reserved),
 }
 
 #[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -210,6 +230,13 @@ impl From<&Change> for CandidChange {
                     module_hash: serde_bytes::ByteBuf::from(module_hash.to_vec()),
                 },
                 ChangeDetails::ControllersChange { controllers } => CandidChangeDetails::ControllersChange { controllers: controllers.clone() },
+                ChangeDetails::LoadSnapshot { snapshot_id, canister_version, taken_at } => CandidChangeDetails::LoadSnapshot {
+                    canister_version: *canister_version,
+                    snapshot_id: serde_bytes::ByteBuf::from(snapshot_id.clone()),
+                    taken_at_timestamp: *taken_at,
+                    from_canister_id: None,
+                    source: CandidSnapshotSource::TakenFromCanister(candid::Reserved),
+                },
             },
         }
     }

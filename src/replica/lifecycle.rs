@@ -245,7 +245,7 @@ fn upgrade_keeping_heap(
     let heap = old_instance.take_heap();
     let back_to_old = |heap, mut stable: StableMemory, reject: Reject, done: Done| {
         stable.rollback();
-        let old = old_code.and_then(|c| CanisterInstance::new_on(&inner.runtime, &c, stable, &name, Some(heap)).ok()).map(Box::new);
+        let old = CanisterInstance::new_on(&inner.runtime, &old_code, stable, &name, Some(heap)).ok().map(Box::new);
         if old.is_none() {
             tracing::error!(canister = %canister, "the old module could not be brought back after a failed upgrade");
         }

@@ -183,6 +183,30 @@ pub struct UninstallCodeArgs {
     pub sender_canister_version: Option<u64>,
 }
 
+/// `take_canister_snapshot`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct TakeCanisterSnapshotArgs {
+    pub canister_id: Principal,
+    pub replace_snapshot: Option<serde_bytes::ByteBuf>,
+    pub uninstall_code: Option<bool>,
+    pub sender_canister_version: Option<u64>,
+}
+
+/// `load_canister_snapshot`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct LoadCanisterSnapshotArgs {
+    pub canister_id: Principal,
+    pub snapshot_id: serde_bytes::ByteBuf,
+    pub sender_canister_version: Option<u64>,
+}
+
+/// `delete_canister_snapshot`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct DeleteCanisterSnapshotArgs {
+    pub canister_id: Principal,
+    pub snapshot_id: serde_bytes::ByteBuf,
+}
+
 #[derive(CandidType, Deserialize, Debug)]
 pub struct UpdateSettingsArgs {
     pub canister_id: Principal,
@@ -347,6 +371,10 @@ fn nat_to_u64(method: &str, field: &str, n: &candid::Nat) -> Result<u64, Reject>
 /// Management methods whose argument names a `canister_id` that only its
 /// controllers may act on (checked for ingress before execution).
 const CONTROLLERS_ONLY: &[&str] = &[
+    "take_canister_snapshot",
+    "load_canister_snapshot",
+    "list_canister_snapshots",
+    "delete_canister_snapshot",
     "canister_status",
     "start_canister",
     "stop_canister",
@@ -523,6 +551,41 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             "deposit_cycles" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
                 replica.deposit_cycles(args.canister_id, cycles)?;
+                Ok(empty_reply())
+            }
+            "take_canister_snapshot" => {
+                let args: TakeCanisterSnapshotArgs = decode(method, arg)?;
+                from.check_sender_version(method, args.sender_canister_version)?;
+                let origin = from.origin(args.sender_canister_version);
+                let replica2 = replica.clone();
+                let Some(reply) = take_reply() else { return Ok(None) };
+                let replace = args.replace_snapshot.map(|b| b.into_vec());
+                replica.take_snapshot_with(
+                    origin,
+                    args.canister_id,
+                    replace,
+                    args.uninstall_code.unwrap_or(false),
+                    Box::new(move |r| send(reply, &replica2, r.and_then(|info| encode(&info)))),
+                );
+                return Ok(None);
+            }
+            "load_canister_snapshot" => {
+                let args: LoadCanisterSnapshotArgs = decode(method, arg)?;
+                from.check_sender_version(method, args.sender_canister_version)?;
+                let origin = from.origin(args.sender_canister_version);
+                let replica2 = replica.clone();
+                let Some(reply) = take_reply() else { return Ok(None) };
+                let done = Box::new(move |r: Result<(), Reject>| send(reply, &replica2, r.map(|()| empty_reply())));
+                replica.load_snapshot_with(origin, args.canister_id, args.snapshot_id.into_vec(), done);
+                return Ok(None);
+            }
+            "list_canister_snapshots" => {
+                let args: CanisterIdRecord = decode(method, arg)?;
+                encode(&replica.list_snapshots(caller, args.canister_id)?)
+            }
+            "delete_canister_snapshot" => {
+                let args: DeleteCanisterSnapshotArgs = decode(method, arg)?;
+                replica.delete_snapshot(caller, args.canister_id, &args.snapshot_id)?;
                 Ok(empty_reply())
             }
             "raw_rand" => {

@@ -3,21 +3,28 @@
 //! The committed state of a canister's heap lives in a memfd. The live
 //! memory Wasm runs on is a `MAP_PRIVATE` mapping of that memfd, so a write
 //! during an execution copies the page into private anonymous memory and the
-//! memfd keeps the committed bytes:
+//! memfd keeps the committed bytes. How a commit finds what the execution
+//! wrote is the [`HeapTracking`], chosen once per process:
 //!
-//! - **commit** (the execution returned): read `/proc/self/pagemap` for the
-//!   live range; every present page that is not file-backed was written at
-//!   some point. Compare it with the committed bytes (a second, `MAP_SHARED`
-//!   view of the memfd) and copy it over if it differs. Pages that stay
-//!   unchanged for [`COLD_AFTER_COMMITS`] commits are returned to the memfd
-//!   (`MADV_DONTNEED`), so the private set stays the hot working set and a
-//!   hot page does not fault again every execution.
-//! - **rollback** (the execution trapped, or was a query): map the memfd over
-//!   the live range again (`MAP_FIXED`). Every private page is dropped at
-//!   once, whatever the heap size, and growth during the execution is undone.
+//! - [`HeapTracking::Written`] (Linux 6.7+, see `write_tracking`): the
+//!   kernel reports the pages written since the last commit and protects
+//!   them again in one `PAGEMAP_SCAN` call. **commit** copies exactly those
+//!   pages to the memfd; **rollback** drops exactly those private copies
+//!   (`MADV_DONTNEED`: the next access reads the memfd again). Both cost
+//!   O(pages written) plus the kernel's walk over the mapped page tables,
+//!   whatever the hot set.
+//! - [`HeapTracking::Compare`] (the fallback): **commit** reads
+//!   `/proc/self/pagemap` for the live range; every present page that is
+//!   not file-backed was written at some point, and is compared with the
+//!   committed bytes (a second, `MAP_SHARED` view of the memfd) and copied
+//!   over if it differs. Pages unchanged for [`COLD_AFTER_COMMITS`] commits
+//!   go back to the memfd, so the private set stays the hot working set.
+//!   **rollback** maps the memfd over the live range again (`MAP_FIXED`).
+//!   A commit costs a compare per hot page.
 //!
-//! Cost: the pagemap read (8 bytes per 4 KiB page) plus a compare per hot
-//! page at commit; one `mmap` at rollback.
+//! In both, growth during the execution is undone at rollback (the grown
+//! range goes back to the inaccessible reservation, the memfd shrinks so
+//! regrowth reads zeros).
 //!
 //! Wasmtime creates memories through the engine-wide [`CanisterMemoryCreator`],
 //! which is not told which instance a memory is for. Canisters are
@@ -34,6 +41,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
+
+use super::write_tracking::{self, WriteTracker};
 
 /// Page granularity of the dirty tracking (the OS page).
 pub const PAGE: usize = 4096;
@@ -54,6 +63,47 @@ pub enum MemoryError {
     },
     #[error("canister memory: {0}")]
     Limit(String),
+    #[error("canister memory: write tracking is unavailable: {0}")]
+    TrackingUnavailable(&'static str),
+}
+
+/// How a commit finds the pages an execution wrote (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapTracking {
+    /// The kernel reports written pages: O(pages written).
+    Written,
+    /// Compare every private page with its committed copy: O(hot pages).
+    Compare,
+}
+
+impl HeapTracking {
+    /// The environment variable that forces a mechanism (`written` or
+    /// `compare`), for side-by-side measurements.
+    pub const ENV: &'static str = "WW_HEAP_TRACKING";
+
+    /// What this process uses: [`HeapTracking::Written`] where the kernel
+    /// supports it, unless [`HeapTracking::ENV`] says `compare`. Decided
+    /// (and logged) once.
+    pub fn host_default() -> HeapTracking {
+        static CHOSEN: OnceLock<HeapTracking> = OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let forced = std::env::var(Self::ENV).ok();
+            if forced.as_deref() == Some("compare") {
+                tracing::debug!("canister heaps: comparing hot pages at commit ({}=compare)", Self::ENV);
+                return HeapTracking::Compare;
+            }
+            match write_tracking::tracker() {
+                Ok(_) => {
+                    tracing::debug!("canister heaps: kernel write tracking (userfaultfd async write-protect, PAGEMAP_SCAN)");
+                    HeapTracking::Written
+                }
+                Err(why) => {
+                    tracing::debug!("canister heaps: comparing hot pages at commit (no write tracking: {why})");
+                    HeapTracking::Compare
+                }
+            }
+        })
+    }
 }
 
 fn os(op: &'static str) -> MemoryError {
@@ -82,7 +132,10 @@ struct State {
     file_size: usize,
     /// MAP_SHARED view of the memfd: the committed bytes.
     committed: *mut u8,
-    /// Per page: how many commits in a row a private page stayed unchanged.
+    /// The kernel's write tracking, or `None` to compare pages.
+    tracker: Option<&'static WriteTracker>,
+    /// Per page: how many commits in a row a private page stayed unchanged
+    /// (comparing only).
     streak: Vec<u8>,
     /// Whether an instance currently has this memory attached.
     attached: bool,
@@ -104,8 +157,19 @@ impl Drop for State {
 }
 
 impl CanisterMemory {
-    /// A new, empty memory that may grow to `capacity` bytes (rounded up to pages).
+    /// A new, empty memory that may grow to `capacity` bytes (rounded up to
+    /// pages), tracked as [`HeapTracking::host_default`] says.
     pub fn new(capacity: usize, guard: usize) -> Result<Self, MemoryError> {
+        Self::with_tracking(capacity, guard, HeapTracking::host_default())
+    }
+
+    /// [`CanisterMemory::new`] with a given mechanism; `Written` fails where
+    /// the kernel lacks it.
+    pub fn with_tracking(capacity: usize, guard: usize, tracking: HeapTracking) -> Result<Self, MemoryError> {
+        let tracker = match tracking {
+            HeapTracking::Written => Some(write_tracking::tracker().map_err(MemoryError::TrackingUnavailable)?),
+            HeapTracking::Compare => None,
+        };
         let capacity = capacity.next_multiple_of(PAGE);
         let reserved = capacity + guard.next_multiple_of(PAGE);
         // SAFETY: plain anonymous reservations; the results are checked.
@@ -151,6 +215,7 @@ impl CanisterMemory {
                 memfd: File::from(fd),
                 file_size: 0,
                 committed,
+                tracker,
                 streak: Vec::new(),
                 attached: false,
             })),
@@ -181,6 +246,34 @@ impl CanisterMemory {
         self.lock().rollback()
     }
 
+    /// A copy of the committed heap (a canister snapshot's memory).
+    pub fn committed_bytes(&self) -> Vec<u8> {
+        let st = self.lock();
+        // SAFETY: the committed view covers the memfd, which is at least
+        // `committed_size` bytes long (commit extends it).
+        unsafe { std::slice::from_raw_parts(st.committed, st.committed_size.min(st.file_size)).to_vec() }
+    }
+
+    /// Makes `bytes` the committed heap and the live one (loading a canister
+    /// snapshot into a fresh memory, before an instance attaches).
+    pub fn load_committed(&self, bytes: &[u8]) -> Result<(), MemoryError> {
+        let mut st = self.lock();
+        if bytes.len() > st.capacity {
+            return Err(MemoryError::Limit(format!("a heap of {} bytes exceeds the limit of {} bytes", bytes.len(), st.capacity)));
+        }
+        if st.attached || st.size != 0 {
+            return Err(MemoryError::Limit("only a fresh, detached heap can be loaded".into()));
+        }
+        let end = bytes.len().next_multiple_of(PAGE);
+        st.ensure_file_size(end)?;
+        st.memfd
+            .write_all_at(bytes, 0)
+            .map_err(|source| MemoryError::Os { op: "write memfd", source })?;
+        st.grow_to(bytes.len())?;
+        st.committed_size = bytes.len();
+        Ok(())
+    }
+
     /// Grows the live memory outside of Wasm (benchmarks and tests).
     #[doc(hidden)]
     pub fn grow_for_bench(&self, bytes: usize) -> Result<(), MemoryError> {
@@ -206,7 +299,7 @@ impl CanisterMemory {
 /// What a commit did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CommitStats {
-    /// Private pages examined.
+    /// Private pages examined (comparing), or reported written.
     pub private_pages: usize,
     /// Pages whose bytes changed and were written to the committed state.
     pub dirty_pages: usize,
@@ -242,6 +335,12 @@ impl State {
         };
         if p == libc::MAP_FAILED {
             return Err(os("map live range"));
+        }
+        if let Some(tracker) = self.tracker {
+            // A new mapping starts untracked: register it.
+            tracker
+                .register(self.base as usize + from, to - from)
+                .map_err(|source| MemoryError::Os { op: "register for write tracking", source })?;
         }
         Ok(())
     }
@@ -287,6 +386,9 @@ impl State {
     fn commit(&mut self) -> Result<CommitStats, MemoryError> {
         let pages = self.size.div_ceil(PAGE);
         self.ensure_file_size(pages * PAGE)?;
+        if let Some(tracker) = self.tracker {
+            return self.commit_written(tracker, pages);
+        }
         if self.streak.len() < pages {
             self.streak.resize(pages, 0);
         }
@@ -329,6 +431,26 @@ impl State {
         Ok(stats)
     }
 
+    /// Commit with the kernel's write tracking: copy exactly the pages
+    /// written since the last commit or rollback.
+    fn commit_written(&mut self, tracker: &WriteTracker, pages: usize) -> Result<CommitStats, MemoryError> {
+        let mut stats = CommitStats::default();
+        let (base, committed) = (self.base as usize, self.committed);
+        tracker
+            .take_written(base, pages * PAGE, |run| {
+                let offset = run.start - base;
+                // SAFETY: the run is inside the live range (what was
+                // scanned) and so inside the committed view, which covers
+                // the memfd's `pages` pages.
+                unsafe { std::ptr::copy_nonoverlapping(run.start as *const u8, committed.add(offset), run.len()) };
+                stats.dirty_pages += run.len() / PAGE;
+            })
+            .map_err(|source| MemoryError::Os { op: "scan written pages", source })?;
+        stats.private_pages = stats.dirty_pages;
+        self.committed_size = self.size;
+        Ok(stats)
+    }
+
     fn rollback(&mut self) -> Result<(), MemoryError> {
         let committed_end = self.committed_size.next_multiple_of(PAGE);
         let live_end = self.size.next_multiple_of(PAGE);
@@ -339,6 +461,24 @@ impl State {
                 .set_len(committed_end as u64)
                 .map_err(|source| MemoryError::Os { op: "shrink memfd", source })?;
             self.file_size = committed_end;
+        }
+        if let Some(tracker) = self.tracker {
+            // Drop exactly the private copies written since the last commit.
+            let mut failed = None;
+            tracker
+                .take_written(self.base as usize, committed_end, |run| {
+                    // SAFETY: a run of our live range; dropping private
+                    // copies makes the next access read the memfd.
+                    if unsafe { libc::madvise(run.start as *mut libc::c_void, run.len(), libc::MADV_DONTNEED) } != 0 {
+                        failed = Some(io::Error::last_os_error());
+                    }
+                })
+                .map_err(|source| MemoryError::Os { op: "scan written pages", source })?;
+            if let Some(source) = failed {
+                return Err(MemoryError::Os { op: "drop written pages", source });
+            }
+            self.size = self.committed_size;
+            return Ok(());
         }
         self.map_private(0, committed_end)?;
         self.size = self.committed_size;
@@ -449,6 +589,20 @@ impl Drop for LiveMemory {
 mod tests {
     use super::*;
 
+    /// Every mechanism this host has: each test runs on all of them.
+    fn mechanisms() -> Vec<HeapTracking> {
+        let mut all = vec![HeapTracking::Compare];
+        match write_tracking::tracker() {
+            Ok(_) => all.push(HeapTracking::Written),
+            Err(why) => eprintln!("write tracking not tested here: {why}"),
+        }
+        all
+    }
+
+    fn memory(capacity: usize, guard: usize, tracking: HeapTracking) -> CanisterMemory {
+        CanisterMemory::with_tracking(capacity, guard, tracking).unwrap()
+    }
+
     fn write(m: &CanisterMemory, at: usize, bytes: &[u8]) {
         let st = m.lock();
         assert!(at + bytes.len() <= st.size);
@@ -464,35 +618,77 @@ mod tests {
 
     #[test]
     fn commit_keeps_and_rollback_discards() {
-        let m = CanisterMemory::new(64 << 20, 1 << 20).unwrap();
-        m.lock().grow_to(4 << 20).unwrap();
-        write(&m, 100, b"committed");
-        let stats = m.commit().unwrap();
-        assert_eq!(stats.dirty_pages, 1);
-        write(&m, 100, b"scratched");
-        write(&m, 3 << 20, b"far away");
-        assert_eq!(read(&m, 100, 9), b"scratched");
-        m.rollback().unwrap();
-        assert_eq!(read(&m, 100, 9), b"committed");
-        assert_eq!(read(&m, 3 << 20, 8), vec![0; 8]);
+        for t in mechanisms() {
+            let m = memory(64 << 20, 1 << 20, t);
+            m.lock().grow_to(4 << 20).unwrap();
+            write(&m, 100, b"committed");
+            let stats = m.commit().unwrap();
+            assert_eq!(stats.dirty_pages, 1, "{t:?}");
+            write(&m, 100, b"scratched");
+            write(&m, 3 << 20, b"far away");
+            assert_eq!(read(&m, 100, 9), b"scratched");
+            m.rollback().unwrap();
+            assert_eq!(read(&m, 100, 9), b"committed", "{t:?}");
+            assert_eq!(read(&m, 3 << 20, 8), vec![0; 8], "{t:?}");
+            // Written again after the rollback: tracked again.
+            write(&m, 100, b"second!!!");
+            m.commit().unwrap();
+            m.rollback().unwrap();
+            assert_eq!(read(&m, 100, 9), b"second!!!", "{t:?}");
+        }
     }
 
     #[test]
     fn growth_is_rolled_back_and_regrows_zeroed() {
-        let m = CanisterMemory::new(64 << 20, 1 << 20).unwrap();
-        m.lock().grow_to(1 << 20).unwrap();
-        m.commit().unwrap();
+        for t in mechanisms() {
+            let m = memory(64 << 20, 1 << 20, t);
+            m.lock().grow_to(1 << 20).unwrap();
+            m.commit().unwrap();
+            m.lock().grow_to(8 << 20).unwrap();
+            write(&m, 5 << 20, b"grown");
+            m.rollback().unwrap();
+            assert_eq!(m.size(), 1 << 20);
+            m.lock().grow_to(8 << 20).unwrap();
+            assert_eq!(read(&m, 5 << 20, 5), vec![0; 5], "{t:?}");
+            // The regrown range is tracked like the rest.
+            write(&m, 6 << 20, b"kept");
+            m.commit().unwrap();
+            m.rollback().unwrap();
+            assert_eq!(read(&m, 6 << 20, 4), b"kept", "{t:?}");
+        }
+    }
+
+    #[test]
+    fn written_pages_are_exactly_what_a_commit_copies_whatever_the_hot_set() {
+        if write_tracking::tracker().is_err() {
+            eprintln!("write tracking not available; nothing to test");
+            return;
+        }
+        let m = memory(16 << 20, 1 << 20, HeapTracking::Written);
         m.lock().grow_to(8 << 20).unwrap();
-        write(&m, 5 << 20, b"grown");
+        for page in 0..1200 {
+            write(&m, page * PAGE, &[1]);
+        }
+        assert_eq!(m.commit().unwrap().dirty_pages, 1200);
+        for round in 0..5u8 {
+            for page in [3, 700, 1100] {
+                write(&m, page * PAGE + 9, &[round]);
+            }
+            // Reads of untouched and hot pages are not writes.
+            read(&m, 1500 * PAGE, 1);
+            read(&m, 10 * PAGE, 1);
+            let stats = m.commit().unwrap();
+            assert!(stats.dirty_pages == 3 || (round == 0 && stats.dirty_pages == 4), "{stats:?}");
+        }
+        assert_eq!(m.commit().unwrap().dirty_pages, 0);
+        write(&m, 700 * PAGE + 9, &[99]);
         m.rollback().unwrap();
-        assert_eq!(m.size(), 1 << 20);
-        m.lock().grow_to(8 << 20).unwrap();
-        assert_eq!(read(&m, 5 << 20, 5), vec![0; 5]);
+        assert_eq!(read(&m, 700 * PAGE + 9, 1), [4]);
     }
 
     #[test]
     fn unchanged_hot_pages_are_not_rewritten_and_go_cold() {
-        let m = CanisterMemory::new(8 << 20, 1 << 20).unwrap();
+        let m = memory(8 << 20, 1 << 20, HeapTracking::Compare);
         m.lock().grow_to(1 << 20).unwrap();
         write(&m, 0, b"x");
         assert_eq!(m.commit().unwrap().dirty_pages, 1);
@@ -505,7 +701,9 @@ mod tests {
 
     #[test]
     fn cannot_grow_past_capacity() {
-        let m = CanisterMemory::new(1 << 20, 0).unwrap();
-        assert!(m.lock().grow_to(2 << 20).is_err());
+        for t in mechanisms() {
+            let m = memory(1 << 20, 0, t);
+            assert!(m.lock().grow_to(2 << 20).is_err());
+        }
     }
 }

@@ -43,9 +43,11 @@ pub mod management;
 pub mod memory;
 mod scheduler;
 pub mod settings;
+pub mod snapshots;
 pub mod stable;
 mod state;
 pub mod types;
+mod write_tracking;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -135,6 +137,9 @@ pub struct ReplicaConfig {
     /// Also log every canister log line (`debug_print`, traps) through
     /// `tracing` as `[Canister <id>] <line>`, as PocketIC prints them.
     pub echo_logs: bool,
+    /// How canister heaps find written pages at commit (default: the best
+    /// the kernel offers, see [`memory::HeapTracking::host_default`]).
+    pub heap_tracking: memory::HeapTracking,
 }
 
 /// A subnet of the replica: its id and its canister id range (by index).
@@ -169,6 +174,7 @@ impl Default for ReplicaConfig {
             clock: Clock::Wall,
             subnets: vec![SubnetRange { id: exec::subnet_id(), canisters: DEFAULT_CANISTER_RANGE }],
             echo_logs: false,
+            heap_tracking: memory::HeapTracking::host_default(),
         }
     }
 }
@@ -268,8 +274,9 @@ impl Replica {
     /// [`crate::engine::EngineKind::Canister`]).
     pub fn new(engine: crate::engine::Engine, config: ReplicaConfig) -> Result<Self, exec::InstallError> {
         use rand::SeedableRng;
-        let runtime = CanisterRuntime::new(engine, config.limits.clone())
+        let mut runtime = CanisterRuntime::new(engine, config.limits.clone())
             .map_err(|e| exec::InstallError::Invalid(format!("setting up the canister linker: {}", crate::engine::one_line(&e))))?;
+        runtime.set_heap_tracking(config.heap_tracking);
         let inner = Arc::new(Inner {
             runtime,
             interfaces: Mutex::new(std::collections::HashMap::new()),
@@ -458,6 +465,8 @@ impl Replica {
                 certified_data: Default::default(),
                 log: Default::default(),
                 subnet,
+                snapshots: Vec::new(),
+                next_snapshot: 0,
             },
         );
         tracing::debug!(canister = %id, "created");

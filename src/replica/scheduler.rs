@@ -282,6 +282,7 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
         Task::Inspect { method, arg, caller, reply } => run_inspect(inner, canister, instance, method, arg, caller, reply),
         Task::Install(install) => lifecycle::run_install(inner, canister, instance, install),
         Task::Uninstall { origin, done } => lifecycle::run_uninstall(canister, instance, origin, done),
+        Task::Snapshot(job) => super::snapshots::run(inner, canister, instance, job),
         task => run_message(inner, canister, instance, task),
     };
     let logs = finished.instance.as_mut().map(|i| i.take_logs()).unwrap_or_default();
@@ -376,7 +377,12 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 None => Prep::Skip,
             },
             Task::System(_) => Prep::System,
-            Task::Inspect { .. } | Task::Install(_) | Task::Uninstall { .. } | Task::Management { .. } | Task::ManagementResponse { .. } => Prep::Skip,
+            Task::Inspect { .. }
+            | Task::Install(_)
+            | Task::Uninstall { .. }
+            | Task::Snapshot(_)
+            | Task::Management { .. }
+            | Task::ManagementResponse { .. } => Prep::Skip,
         };
         (info, timer, time, heap_limit, prep)
     };

@@ -19,7 +19,7 @@ pub enum StableError {
 /// growing costs nothing until the pages are used (an
 /// `ic_stable_structures::MemoryManager` grows in 8 MiB buckets), and growth
 /// never copies what is already there.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct StableMemory {
     /// One entry per page; `None` is a page of zeros never written.
     pages: Vec<Option<Box<[u8]>>>,
@@ -141,6 +141,13 @@ impl StableMemory {
         if let Some(before) = self.size_before.take() {
             self.pages.truncate(before);
         }
+    }
+
+    /// A copy of the committed state (staged changes undone in the copy).
+    pub fn committed_copy(&self) -> StableMemory {
+        let mut copy = self.clone();
+        copy.rollback();
+        copy
     }
 
     /// Whether anything changed since the last commit.

@@ -100,6 +100,8 @@ pub(super) enum Task {
         reply: oneshot::Sender<Result<(), Reject>>,
     },
     Install(InstallJob),
+    /// Taking or loading a snapshot (queued like an install).
+    Snapshot(super::snapshots::SnapshotJob),
     /// `uninstall_code` (queued like an install, so it never interrupts an
     /// execution).
     Uninstall {
@@ -197,6 +199,9 @@ pub(super) struct Slot {
     pub(super) log: super::logs::CanisterLog,
     /// The subnet whose id range holds the canister (`ic0.subnet_self`).
     pub(super) subnet: Principal,
+    /// Its snapshots, oldest first, and the number the next one gets.
+    pub(super) snapshots: Vec<super::snapshots::CanisterSnapshot>,
+    pub(super) next_snapshot: u64,
 }
 
 impl Slot {

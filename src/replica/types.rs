@@ -55,6 +55,7 @@ pub enum ErrorCode {
     StopCanisterRequestTimeout = 206,
     CanisterOutOfCycles = 207,
     CanisterNotFound = 301,
+    CanisterSnapshotNotFound = 305,
     CanisterTrapped = 502,
     CanisterInvalidWasm = 505,
     CanisterCalledTrap = 503,

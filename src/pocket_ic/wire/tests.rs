@@ -283,6 +283,7 @@ ours![
     StopCanisterRequestTimeout,
     CanisterOutOfCycles,
     CanisterNotFound,
+    CanisterSnapshotNotFound,
     CanisterTrapped,
     CanisterInvalidWasm,
     CanisterCalledTrap,

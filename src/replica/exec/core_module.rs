@@ -111,10 +111,6 @@ impl CoreFront {
         &self.module
     }
 
-    pub(super) fn module_arc(&self) -> Arc<CoreModule> {
-        self.module.clone()
-    }
-
     /// Finds the exports in the current instance.
     fn bind(&mut self, store: &mut Store<ExecState>) -> Result<(), String> {
         let instance = self.instance;
@@ -136,6 +132,21 @@ impl CoreFront {
     pub(super) fn snapshot_globals(&mut self, store: &mut Store<ExecState>) {
         self.committed_globals.clear();
         self.committed_globals.extend(self.globals.iter().map(|g| g.get(&mut *store)));
+    }
+
+    /// The committed values of the mutable globals (for a snapshot).
+    pub(super) fn committed_globals(&self) -> &[Val] {
+        &self.committed_globals
+    }
+
+    /// Makes `values` the committed globals and sets them (loading a
+    /// snapshot); refused when they do not fit the module's globals.
+    pub(super) fn load_globals(&mut self, store: &mut Store<ExecState>, values: &[Val]) -> Result<(), String> {
+        if values.len() != self.globals.len() {
+            return Err(format!("the snapshot has {} mutable globals, the module {}", values.len(), self.globals.len()));
+        }
+        self.committed_globals = values.to_vec();
+        self.restore_globals(store).map_err(|e| one_line(&e))
     }
 
     /// Sets the mutable globals back to their committed values.
@@ -249,7 +260,7 @@ pub fn extract_candid(runtime: &CanisterRuntime, module: &CoreModule) -> Option<
     }
     let mut linker: wasmtime::Linker<()> = wasmtime::Linker::new(runtime.engine.wasmtime());
     linker.define_unknown_imports_as_traps(&module.module).ok()?;
-    let memory = CanisterMemory::new(runtime.limits.wasm_memory_limit, runtime.limits.memory_guard).ok()?;
+    let memory = runtime.new_heap().ok()?;
     let mut store = Store::new(runtime.engine.wasmtime(), ());
     store.set_fuel(runtime.limits.instructions_per_query).ok()?;
     let instance = with_memory_slot(&memory, || linker.instantiate(&mut store, &module.module)).ok()?;
