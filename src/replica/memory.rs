@@ -46,8 +46,19 @@ use super::write_tracking::{self, WriteTracker};
 
 /// Page granularity of the dirty tracking (the OS page).
 pub const PAGE: usize = 4096;
-/// A private page unchanged for this many commits goes back to the memfd.
+/// A private page unchanged for this many commits goes back to the memfd
+/// (comparing) or under write protection (write tracking).
 pub const COLD_AFTER_COMMITS: u8 = 8;
+
+/// Write tracking, per page: protected (a write is reported once)...
+const PROTECTED: u8 = 0;
+/// ...protected, and written in an earlier execution...
+const WRITTEN_ONCE: u8 = 1;
+/// ...or hot: left unprotected, compared at every commit; `HOT + n` after
+/// `n` commits without a change.
+const HOT: u8 = 2;
+/// A hot page unchanged for this many commits is protected again.
+const HOT_COLD_AFTER_COMMITS: u8 = 2;
 
 const PM_PRESENT: u64 = 1 << 63;
 const PM_FILE_OR_SHARED: u64 = 1 << 61;
@@ -386,11 +397,11 @@ impl State {
     fn commit(&mut self) -> Result<CommitStats, MemoryError> {
         let pages = self.size.div_ceil(PAGE);
         self.ensure_file_size(pages * PAGE)?;
-        if let Some(tracker) = self.tracker {
-            return self.commit_written(tracker, pages);
-        }
         if self.streak.len() < pages {
             self.streak.resize(pages, 0);
+        }
+        if let Some(tracker) = self.tracker {
+            return self.commit_written(tracker, pages);
         }
         let mut stats = CommitStats::default();
         let entries = read_pagemap(self.base as usize, pages)?;
@@ -431,22 +442,69 @@ impl State {
         Ok(stats)
     }
 
-    /// Commit with the kernel's write tracking: copy exactly the pages
-    /// written since the last commit or rollback.
+    /// Commit with the kernel's write tracking. The scan reports the pages
+    /// written since they were last protected, and the hot pages: pages
+    /// written in two executions are left unprotected (so that a page
+    /// written in most executions, the stack or the allocator's, does not
+    /// fault every time). A page the kernel saw written is copied, and
+    /// protected again the first time; a hot page is compared and copied
+    /// if it changed, and is protected again after [`COLD_AFTER_COMMITS`]
+    /// commits without a change. Pages written once (an argument buffer)
+    /// cost nothing at later commits.
     fn commit_written(&mut self, tracker: &WriteTracker, pages: usize) -> Result<CommitStats, MemoryError> {
         let mut stats = CommitStats::default();
         let (base, committed) = (self.base as usize, self.committed);
+        let streak = &mut self.streak;
+        let mut protect_again = PageRuns::default();
         tracker
-            .take_written(base, pages * PAGE, |run| {
-                let offset = run.start - base;
-                // SAFETY: the run is inside the live range (what was
-                // scanned) and so inside the committed view, which covers
-                // the memfd's `pages` pages.
-                unsafe { std::ptr::copy_nonoverlapping(run.start as *const u8, committed.add(offset), run.len()) };
-                stats.dirty_pages += run.len() / PAGE;
+            .written(base, pages * PAGE, |run| {
+                for at in run.step_by(PAGE) {
+                    let i = (at - base) / PAGE;
+                    stats.private_pages += 1;
+                    // SAFETY: page i is inside the live range (what was
+                    // scanned) and the committed view (the memfd is at least
+                    // `pages` pages long).
+                    let (live, stored) = unsafe {
+                        (
+                            std::slice::from_raw_parts(at as *const u8, PAGE),
+                            std::slice::from_raw_parts_mut(committed.add(i * PAGE), PAGE),
+                        )
+                    };
+                    match streak[i] {
+                        // Written while protected, for the first time:
+                        // copy and protect again.
+                        PROTECTED => {
+                            stored.copy_from_slice(live);
+                            stats.dirty_pages += 1;
+                            streak[i] = WRITTEN_ONCE;
+                            protect_again.push(i);
+                        }
+                        // Written while protected, a second time: copy; it
+                        // stays unprotected from now on.
+                        WRITTEN_ONCE => {
+                            stored.copy_from_slice(live);
+                            stats.dirty_pages += 1;
+                            streak[i] = HOT;
+                        }
+                        _ if live != stored => {
+                            stored.copy_from_slice(live);
+                            stats.dirty_pages += 1;
+                            streak[i] = HOT;
+                        }
+                        s if s - HOT >= HOT_COLD_AFTER_COMMITS => {
+                            streak[i] = PROTECTED;
+                            protect_again.push(i);
+                        }
+                        s => streak[i] = s + 1,
+                    }
+                }
             })
             .map_err(|source| MemoryError::Os { op: "scan written pages", source })?;
-        stats.private_pages = stats.dirty_pages;
+        for run in protect_again.runs() {
+            tracker
+                .protect(base + run.start * PAGE, run.len() * PAGE)
+                .map_err(|source| MemoryError::Os { op: "protect pages again", source })?;
+        }
         self.committed_size = self.size;
         Ok(stats)
     }
@@ -463,19 +521,41 @@ impl State {
             self.file_size = committed_end;
         }
         if let Some(tracker) = self.tracker {
-            // Drop exactly the private copies written since the last commit.
-            let mut failed = None;
+            // Drop the private copies that differ from the commit (a hot page
+            // the execution did not change stays, and stays hot).
+            let (base, committed) = (self.base as usize, self.committed);
+            let committed_pages = committed_end / PAGE;
+            if self.streak.len() < committed_pages {
+                self.streak.resize(committed_pages, 0);
+            }
+            let streak = &mut self.streak;
+            if streak.len() > committed_pages {
+                streak[committed_pages..].iter_mut().for_each(|s| *s = 0);
+            }
+            let mut changed = PageRuns::default();
             tracker
-                .take_written(self.base as usize, committed_end, |run| {
-                    // SAFETY: a run of our live range; dropping private
-                    // copies makes the next access read the memfd.
-                    if unsafe { libc::madvise(run.start as *mut libc::c_void, run.len(), libc::MADV_DONTNEED) } != 0 {
-                        failed = Some(io::Error::last_os_error());
+                .written(base, committed_end, |run| {
+                    for at in run.step_by(PAGE) {
+                        let i = (at - base) / PAGE;
+                        // SAFETY: as in commit_written.
+                        // Only a hot page can be reported unchanged.
+                        let hot = streak[i] >= HOT;
+                        if hot && unsafe { std::slice::from_raw_parts(at as *const u8, PAGE) == std::slice::from_raw_parts(committed.add(i * PAGE), PAGE) } {
+                            continue;
+                        }
+                        if hot {
+                            streak[i] = PROTECTED;
+                        }
+                        changed.push(i);
                     }
                 })
                 .map_err(|source| MemoryError::Os { op: "scan written pages", source })?;
-            if let Some(source) = failed {
-                return Err(MemoryError::Os { op: "drop written pages", source });
+            for run in changed.runs() {
+                // SAFETY: a run of our live range; dropping private copies
+                // makes the next access read the memfd.
+                if unsafe { libc::madvise(self.base.add(run.start * PAGE).cast(), run.len() * PAGE, libc::MADV_DONTNEED) } != 0 {
+                    return Err(os("drop written pages"));
+                }
             }
             self.size = self.committed_size;
             return Ok(());
@@ -484,6 +564,23 @@ impl State {
         self.size = self.committed_size;
         self.streak.iter_mut().for_each(|s| *s = 0);
         Ok(())
+    }
+}
+
+/// Page indices gathered in ascending order, as contiguous runs.
+#[derive(Default)]
+struct PageRuns(Vec<std::ops::Range<usize>>);
+
+impl PageRuns {
+    fn push(&mut self, page: usize) {
+        match self.0.last_mut() {
+            Some(run) if run.end == page => run.end += 1,
+            _ => self.0.push(page..page + 1),
+        }
+    }
+
+    fn runs(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.0.iter().cloned()
     }
 }
 
@@ -672,7 +769,7 @@ mod tests {
         assert_eq!(m.commit().unwrap().dirty_pages, 1200);
         for round in 0..5u8 {
             for page in [3, 700, 1100] {
-                write(&m, page * PAGE + 9, &[round]);
+                write(&m, page * PAGE + 9, &[round + 1]);
             }
             // Reads of untouched and hot pages are not writes.
             read(&m, 1500 * PAGE, 1);
@@ -683,7 +780,35 @@ mod tests {
         assert_eq!(m.commit().unwrap().dirty_pages, 0);
         write(&m, 700 * PAGE + 9, &[99]);
         m.rollback().unwrap();
-        assert_eq!(read(&m, 700 * PAGE + 9, 1), [4]);
+        assert_eq!(read(&m, 700 * PAGE + 9, 1), [5]);
+        // Pages unchanged for long enough are protected again: the scan
+        // stops reporting them, and a write to one is seen again.
+        for _ in 0..=COLD_AFTER_COMMITS + 1 {
+            m.commit().unwrap();
+        }
+        assert_eq!(m.commit().unwrap().private_pages, 0, "every page went cold");
+        write(&m, 42 * PAGE, &[7]);
+        assert_eq!(m.commit().unwrap().dirty_pages, 1);
+        write(&m, 42 * PAGE, &[8]);
+        m.rollback().unwrap();
+        assert_eq!(read(&m, 42 * PAGE, 1), [7], "a hot page changed and rolled back");
+        assert_eq!(read(&m, 3 * PAGE + 9, 1), [5], "an unchanged page kept");
+    }
+
+    #[test]
+    fn a_loaded_heap_rolls_back_to_what_was_loaded() {
+        for t in mechanisms() {
+            let m = memory(8 << 20, 1 << 20, t);
+            let image: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+            m.load_committed(&image).unwrap();
+            assert_eq!(m.committed_bytes(), image);
+            write(&m, 5, b"scribble");
+            m.rollback().unwrap();
+            assert_eq!(read(&m, 0, 1 << 20), image, "{t:?}");
+            write(&m, 5, b"kept");
+            m.commit().unwrap();
+            assert_eq!(&m.committed_bytes()[5..9], b"kept", "{t:?}");
+        }
     }
 
     #[test]

@@ -304,3 +304,30 @@ fn stable_memory_read_and_written_from_outside() {
     pic.set_stable_memory(d, b"deadbeef".to_vec(), BlobCompression::NoCompression);
     assert_eq!(&pic.get_stable_memory(d)[..8], b"deadbeef");
 }
+
+#[test]
+fn snapshots_take_load_list_and_delete() {
+    let pic = pic();
+    let id = deploy(&pic, counter_wasm(), no_init());
+    let () = update(&pic, id, "put", ("k".to_string(), "v".to_string())).unwrap();
+    inc(&pic, id);
+    let snap = pic.take_canister_snapshot(id, None, None).expect("take");
+    assert!(snap.total_size > 0);
+    assert_eq!(pic.list_canister_snapshots(id, None).expect("list"), vec![snap.clone()]);
+    inc(&pic, id);
+    let () = update(&pic, id, "put", ("k2".to_string(), "v2".to_string())).unwrap();
+    // Loading needs a stopped canister.
+    assert_reject(pic.load_canister_snapshot(id, None, snap.id.clone()), RejectCode::CanisterError, ErrorCode::CanisterNotStopped, "must be stopped");
+    pic.stop_canister(id, None).expect("stop");
+    pic.load_canister_snapshot(id, None, snap.id.clone()).expect("load");
+    pic.start_canister(id, None).expect("start");
+    assert_eq!(get(&pic, id), 1, "the heap of the snapshot");
+    let (kv,): (Option<String>,) = query(&pic, id, "get_kv", ("k2".to_string(),)).unwrap();
+    assert_eq!(kv, None, "stable memory of the snapshot");
+    // Controllers only; a deleted snapshot is gone.
+    let stranger = Principal::self_authenticating(b"stranger");
+    assert_reject(pic.list_canister_snapshots(id, Some(stranger)), RejectCode::CanisterError, ErrorCode::CanisterInvalidController, "Only controllers");
+    pic.delete_canister_snapshot(id, None, snap.id.clone()).expect("delete");
+    assert!(pic.list_canister_snapshots(id, None).expect("list").is_empty());
+    assert_reject(pic.delete_canister_snapshot(id, None, snap.id), RejectCode::DestinationInvalid, ErrorCode::CanisterSnapshotNotFound, "Could not find the snapshot ID");
+}
