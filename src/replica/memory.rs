@@ -7,12 +7,15 @@
 //! wrote is the [`HeapTracking`], chosen once per process:
 //!
 //! - [`HeapTracking::Written`] (Linux 6.7+, see `write_tracking`): the
-//!   kernel reports the pages written since the last commit and protects
-//!   them again in one `PAGEMAP_SCAN` call. **commit** copies exactly those
-//!   pages to the memfd; **rollback** drops exactly those private copies
-//!   (`MADV_DONTNEED`: the next access reads the memfd again). Both cost
-//!   O(pages written) plus the kernel's walk over the mapped page tables,
-//!   whatever the hot set.
+//!   kernel reports the pages written since they were write-protected.
+//!   A page written in one execution is copied and protected again; a page
+//!   written in two becomes *hot*: left unprotected (no fault per
+//!   execution), compared at each commit, protected again after two
+//!   commits without a change. **commit** copies what was written or
+//!   changed; **rollback** drops the private copies that differ from the
+//!   commit (`MADV_DONTNEED`: the next access reads the memfd again). Both
+//!   cost O(pages written + hot pages) plus the kernel's walk over the
+//!   mapped page tables; pages written long ago cost nothing.
 //! - [`HeapTracking::Compare`] (the fallback): **commit** reads
 //!   `/proc/self/pagemap` for the live range; every present page that is
 //!   not file-backed was written at some point, and is compared with the
