@@ -214,7 +214,7 @@ fn replica(codegen: Codegen, limits: Limits) -> Replica {
 async fn install(r: &Replica, wasm: &[u8]) -> Principal {
     let id = r.create_canister(vec![admin()]);
     let m = ww::replica::install::prepare_module(r, &id, wasm).unwrap();
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, Encode!(&Option::<u64>::None).unwrap())
+    r.install(admin(), id, InstallMode::Install, m, Encode!(&Option::<u64>::None).unwrap())
         .await
         .unwrap();
     id

@@ -31,7 +31,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn install(r: &Replica, wasm: &Path, arg: Vec<u8>) -> Principal {
     let id = r.create_canister(vec![admin()]);
     let m = ww::replica::install::prepare_module(r, &id, &std::fs::read(wasm).unwrap()).unwrap();
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, arg).await.unwrap();
+    r.install(admin(), id, InstallMode::Install, m, arg).await.unwrap();
     id
 }
 

@@ -64,7 +64,7 @@ async fn install_with(r: &Replica, name: &str, arg: Vec<u8>) -> (Principal, Dura
     let wasm = std::fs::read(guest(name)).unwrap();
     let t = Instant::now();
     let m = ww::replica::install::prepare_module(r, &id, &wasm).unwrap();
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, arg)
+    r.install(admin(), id, InstallMode::Install, m, arg)
         .await
         .unwrap();
     (id, t.elapsed())

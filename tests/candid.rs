@@ -194,7 +194,7 @@ async fn did_file_matches_the_code(name: &str, init: &str) {
     let id = r.create_canister(vec![admin()]);
     let wasm = std::fs::read(did_build(name)).expect("read the did build");
     let module = prepare_module(&r, &id, &wasm).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.install(admin(), id, InstallMode::Install, module.code, module.hash, arg)
+    r.install(admin(), id, InstallMode::Install, module, arg)
         .await
         .unwrap_or_else(|e| panic!("installing the did build of {name}: {e}"));
     let reply = r

@@ -60,7 +60,7 @@ fn no_args() -> Vec<u8> {
 async fn install(r: &Replica, name: &str) -> Principal {
     let id = r.create_canister(vec![admin()]);
     let m = ww::replica::install::prepare_module(r, &id, &wasm(name)).expect("prepare");
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, none_arg()).await.expect("install");
+    r.install(admin(), id, InstallMode::Install, m, none_arg()).await.expect("install");
     id
 }
 

@@ -146,7 +146,7 @@ impl Deploy {
         let r = replica();
         let root = r.create_canister(vec![admin()]);
         let m = prepare_module(&r, &root, payload("root")).expect("preparing root");
-        r.install(admin(), root, InstallMode::Install, m.code, m.hash, Encode!(&init).expect("encoding RootInitArgs"))
+        r.install(admin(), root, InstallMode::Install, m, Encode!(&init).expect("encoding RootInitArgs"))
             .await
             .expect("installing root");
         Self { r, admin: admin(), root }
@@ -402,7 +402,7 @@ async fn direct_store(r: &Replica, root: Principal, policy: WasmStorePolicy) -> 
     let id = r.create_canister(vec![admin()]);
     let m = prepare_module(r, &id, payload(WASM_STORE_ROLE)).expect("preparing wasm_store");
     let arg = Encode!(&WasmStoreInitArgs { root, policy }).expect("encoding");
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, arg).await.expect("installing wasm_store");
+    r.install(admin(), id, InstallMode::Install, m, arg).await.expect("installing wasm_store");
     id
 }
 
@@ -1055,7 +1055,7 @@ async fn root_upgrade_keeps_the_staged_set_and_the_bootstrap_goes_on() {
     assert_eq!(before.staged.len(), 2, "{before:?}");
 
     let m = prepare_module(&d.r, &d.root, payload("root")).expect("preparing root");
-    d.r.install(admin(), d.root, InstallMode::Upgrade, m.code, m.hash, Encode!(&Option::<RootInitArgs>::None).unwrap())
+    d.r.install(admin(), d.root, InstallMode::Upgrade, m, Encode!(&Option::<RootInitArgs>::None).unwrap())
         .await
         .expect("upgrading root");
 

@@ -21,13 +21,13 @@ fn cdk_wasm(name: &str) -> Vec<u8> {
 async fn install_cdk(r: &Replica, name: &str, arg: Vec<u8>) -> Principal {
     let id = r.create_canister(vec![admin()]);
     let m = ww::replica::install::prepare_module(r, &id, &cdk_wasm(name)).unwrap_or_else(|e| panic!("preparing {name}: {e}"));
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, arg).await.unwrap_or_else(|e| panic!("installing {name}: {e}"));
+    r.install(admin(), id, InstallMode::Install, m, arg).await.unwrap_or_else(|e| panic!("installing {name}: {e}"));
     id
 }
 
 async fn upgrade_cdk(r: &Replica, id: Principal, name: &str, arg: Vec<u8>) {
     let m = ww::replica::install::prepare_module(r, &id, &cdk_wasm(name)).expect("prepare");
-    r.install(admin(), id, InstallMode::Upgrade, m.code, m.hash, arg).await.expect("upgrade");
+    r.install(admin(), id, InstallMode::Upgrade, m, arg).await.expect("upgrade");
 }
 
 #[derive(CandidType, Deserialize)]
@@ -258,7 +258,7 @@ async fn bad_modules_are_refused_and_the_old_module_keeps_serving() {
     }
     // The gzip-compressed module itself installs.
     let m = ww::replica::install::prepare_module(&r, &id, &gz).expect("a gzip module");
-    r.install(admin(), id, InstallMode::Upgrade, m.code, m.hash, no_init()).await.expect("upgrade from gzip");
+    r.install(admin(), id, InstallMode::Upgrade, m, no_init()).await.expect("upgrade from gzip");
     assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 2, "still serving, state kept");
 }
 

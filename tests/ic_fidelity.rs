@@ -22,7 +22,7 @@ use common::canisters::*;
 
 async fn upgrade(r: &Replica, id: Principal, name: &str, arg: Vec<u8>) {
     let m = ww::replica::install::prepare_module(r, &id, &wasm(name)).expect("prepare");
-    r.install(admin(), id, InstallMode::Upgrade, m.code, m.hash, arg).await.expect("upgrade");
+    r.install(admin(), id, InstallMode::Upgrade, m, arg).await.expect("upgrade");
 }
 
 fn probe_init() -> Vec<u8> {
@@ -260,7 +260,7 @@ async fn uninstall_code_rejects_open_calls_and_empties_the_canister() {
     r.start(admin(), b).unwrap();
     // Installed again: fresh heap and stable memory.
     let m = ww::replica::install::prepare_module(&r, &b, &wasm("probe")).unwrap();
-    r.install(admin(), b, InstallMode::Install, m.code, m.hash, probe_init()).await.expect("reinstall after uninstall");
+    r.install(admin(), b, InstallMode::Install, m, probe_init()).await.expect("reinstall after uninstall");
     assert_eq!(query::<u64>(&r, b, "get", no_args()).await, 0);
     assert_eq!(query::<Option<u64>>(&r, b, "stable_get", Encode!(&3u64).unwrap()).await, None);
     assert!(query::<Vec<String>>(&r, b, "log", no_args()).await.is_empty(), "the old callback never ran");

@@ -18,7 +18,7 @@ fn mo_wasm(name: &str) -> Vec<u8> {
 async fn install_mo(r: &Replica, name: &str) -> Principal {
     let id = r.create_canister(vec![admin()]);
     let m = prepare_module(r, &id, &mo_wasm(name)).unwrap_or_else(|e| panic!("preparing {name}: {e}"));
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, no_args()).await.unwrap_or_else(|e| panic!("installing {name}: {e}"));
+    r.install(admin(), id, InstallMode::Install, m, no_args()).await.unwrap_or_else(|e| panic!("installing {name}: {e}"));
     id
 }
 

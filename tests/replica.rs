@@ -183,7 +183,7 @@ async fn only_controllers_install() {
     let wasm = std::fs::read(common::guest("counter")).unwrap();
     let m = ww::replica::install::prepare_module(&r, &id, &wasm).unwrap();
     let stranger = Principal::anonymous();
-    let err = r.install(stranger, id, InstallMode::Install, m.code, m.hash, none_arg()).await.unwrap_err();
+    let err = r.install(stranger, id, InstallMode::Install, m, none_arg()).await.unwrap_err();
     assert_eq!(err.error_code, Some(ErrorCode::CanisterInvalidController), "{err}");
     assert!(r.status(&id).unwrap().module_hash.is_none());
 }
@@ -197,7 +197,7 @@ async fn upgrade_keeps_stable_memory_and_a_failed_upgrade_keeps_the_old_version(
     }
     let wasm = std::fs::read(common::guest("counter")).unwrap();
     let m = ww::replica::install::prepare_module(&r, &id, &wasm).unwrap();
-    r.install(admin(), id, InstallMode::Upgrade, m.code, m.hash, none_arg()).await.unwrap();
+    r.install(admin(), id, InstallMode::Upgrade, m, none_arg()).await.unwrap();
     assert_eq!(query::<u64>(&r, id, "get", no_args()).await, 5);
     assert_eq!(update::<u64>(&r, id, "inc", no_args()).await, 6);
 
@@ -211,7 +211,7 @@ async fn upgrade_keeps_stable_memory_and_a_failed_upgrade_keeps_the_old_version(
     let wasm = std::fs::read(common::guest("probe")).unwrap();
     let m = ww::replica::install::prepare_module(&r, &p, &wasm).unwrap();
     let arg = Encode!(&Some(ProbeInit { trap_in_post_upgrade: Some(true) })).unwrap();
-    let err = r.install(admin(), p, InstallMode::Upgrade, m.code, m.hash, arg).await.unwrap_err();
+    let err = r.install(admin(), p, InstallMode::Upgrade, m, arg).await.unwrap_err();
     assert_eq!(err.code, RejectCode::CanisterError, "{err}");
     assert!(err.message.contains("post_upgrade"), "{err}");
     // The old version runs on, heap and stable memory as they were.

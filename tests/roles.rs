@@ -87,7 +87,7 @@ impl<'r> Role<'r> {
     async fn install_code(r: &Replica, id: Principal, name: &str, mode: InstallMode, args: &InitArgs) {
         let wasm = std::fs::read(common::guest(name)).unwrap();
         let m = prepare_module(r, &id, &wasm).unwrap_or_else(|e| panic!("{name}: {e}"));
-        r.install(admin(), id, mode, m.code, m.hash, Encode!(args).unwrap())
+        r.install(admin(), id, mode, m, Encode!(args).unwrap())
             .await
             .unwrap_or_else(|e| panic!("{name}: install ({mode:?}): {e}"));
     }

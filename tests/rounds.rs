@@ -31,7 +31,7 @@ async fn counter(r: &Replica) -> Principal {
     let m = ww::replica::install::prepare_module(r, &id, &wasm).expect("prepare");
     let install = {
         let r = r.clone();
-        tokio::spawn(async move { r.install(admin(), id, InstallMode::Install, m.code, m.hash, Encode!(&Option::<()>::None).unwrap()).await })
+        tokio::spawn(async move { r.install(admin(), id, InstallMode::Install, m, Encode!(&Option::<()>::None).unwrap()).await })
     };
     // The spawned install queues itself when it first runs: round until done.
     while !install.is_finished() {

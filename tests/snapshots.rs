@@ -84,7 +84,7 @@ async fn install_cdk_counter(r: &Replica) -> Principal {
     struct InitArg {
         greeting: String,
     }
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, Encode!(&Option::<InitArg>::None).unwrap()).await.expect("install");
+    r.install(admin(), id, InstallMode::Install, m, Encode!(&Option::<InitArg>::None).unwrap()).await.expect("install");
     id
 }
 
@@ -97,6 +97,11 @@ async fn loading_a_snapshot_rolls_a_component_back_heap_and_stable_memory() {
     let snap = take(&r, id, None).await.expect("take");
     assert!(snap.total_size > 0, "{snap:?}");
     assert_eq!(list(&r, id).await, vec![snap.clone()]);
+    let status = r.status(&id).unwrap();
+    assert_eq!(status.memory.snapshots, snap.total_size, "canister_status counts the snapshot");
+    assert!(status.memory_size >= status.memory.heap + snap.total_size);
+    assert_eq!(status.memory.module, common::canisters::wasm("probe").len() as u64, "the module as installed");
+    assert!(snap.total_size > status.memory.module + status.memory.heap, "the snapshot holds module and heap");
 
     // Life goes on after the snapshot.
     update::<()>(&r, id, "set", Encode!(&8u64).unwrap()).await;

@@ -49,6 +49,9 @@ pub struct PreparedModule {
     pub code: Code,
     /// SHA-256 of the module as given (compressed or not), like the IC's `module_hash`.
     pub hash: [u8; 32],
+    /// The module as given (kept by the canister for snapshots and the
+    /// state directory).
+    pub bytes: std::sync::Arc<[u8]>,
 }
 
 /// Decompresses (if gzipped), checks and compiles `module` for `canister`.
@@ -104,7 +107,7 @@ pub fn prepare_module_hashed(replica: &Replica, canister: &Principal, module: &[
     if let Some(did) = candid_section(&raw) {
         replica.remember_interface(hash, did);
     }
-    Ok(PreparedModule { code, hash })
+    Ok(PreparedModule { code, hash, bytes: module.into() })
 }
 
 fn invalid(canister: &Principal, reason: String) -> Reject {

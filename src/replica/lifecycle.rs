@@ -11,7 +11,7 @@ use candid::Principal;
 use super::exec::{self, CanisterInstance, EntryPoint, MessageInput, Outcome};
 use super::scheduler::{Finished, Inner, outstanding_counter, send_call};
 use super::stable::StableMemory;
-use super::state::{Done, InstallJob, Origin};
+use super::state::{Done, InstallJob, ModuleSource, Origin};
 use super::history::{Change, ChangeDetails, ChangeOrigin};
 use super::{ErrorCode, InstallMode, InstallSource, Reject, RejectCode, Replica, Status, completion, not_controller};
 
@@ -28,11 +28,12 @@ pub(super) struct Deployment {
 pub(super) fn installed(
     instance: Box<CanisterInstance>,
     canister: Principal,
-    module_hash: [u8; 32],
+    module: ModuleSource,
     deployment: Deployment,
     effects: exec::Effects,
     done: Done,
 ) -> Finished {
+    let module_hash = module.hash;
     let methods = instance.methods().clone();
     let heartbeat = instance.has_system_export("canister_heartbeat");
     let low_memory_hook = instance.has_system_export("canister_on_low_wasm_memory");
@@ -42,6 +43,7 @@ pub(super) fn installed(
             let time = st.now();
             if let Some(slot) = st.canisters.get_mut(&canister) {
                 slot.module_hash = Some(module_hash);
+                slot.module = Some(module.bytes);
                 slot.methods = methods;
                 slot.heartbeat = heartbeat;
                 slot.heartbeat_queued = false;
@@ -68,7 +70,7 @@ pub(super) fn installed(
 
 /// Installs a module: install, reinstall or upgrade (atomic).
 pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<Box<CanisterInstance>>, job: InstallJob) -> Finished {
-    let InstallJob { mode, code, module_hash, arg, caller, source, skip_pre_upgrade, keep_main_memory, origin, done } = job;
+    let InstallJob { mode, code, module, arg, caller, source, skip_pre_upgrade, keep_main_memory, origin, done } = job;
     let deployment = Deployment { mode, source, origin };
     let limits = inner.config.limits.clone();
     let (mut info, time, had_module, timer, heap_limit) = {
@@ -113,7 +115,7 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
                 Outcome::Trapped { code, message, .. } => {
                     fail(old, Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during init: {message}")), done)
                 }
-                Outcome::Committed(effects) => installed(instance, canister, module_hash, deployment, effects, done),
+                Outcome::Committed(effects) => installed(instance, canister, module, deployment, effects, done),
             }
         }
         InstallMode::Upgrade => {
@@ -140,7 +142,7 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
                 return fail(Some(old_instance), Reject::system(ErrorCode::CanisterContractViolation, format!("Error from Canister {canister}: {message}")), done);
             }
             if keep_main_memory == Some(true) {
-                return upgrade_keeping_heap(inner, canister, old_instance, code, module_hash, deployment, (arg, caller, time), (old_info, info, timer), skip_pre_upgrade, done);
+                return upgrade_keeping_heap(inner, canister, old_instance, code, module, deployment, (arg, caller, time), (old_info, info, timer), skip_pre_upgrade, done);
             }
             // The new module is instantiated first (with no stable memory
             // yet): a module that cannot run is refused before pre_upgrade.
@@ -179,7 +181,7 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
                         done,
                     )
                 }
-                Outcome::Committed(effects) => installed(new_instance, canister, module_hash, deployment, effects, done),
+                Outcome::Committed(effects) => installed(new_instance, canister, module, deployment, effects, done),
             }
         }
     }
@@ -217,7 +219,7 @@ fn upgrade_keeping_heap(
     canister: Principal,
     mut old_instance: Box<CanisterInstance>,
     code: exec::Code,
-    module_hash: [u8; 32],
+    module: ModuleSource,
     deployment: Deployment,
     (arg, caller, time): (Vec<u8>, Principal, u64),
     (old_info, info, timer): (exec::CanisterInfo, exec::CanisterInfo, u64),
@@ -265,7 +267,7 @@ fn upgrade_keeping_heap(
             let reject = Reject::system(code, format!("Error from Canister {canister}: Canister called trap or trapped during post_upgrade: {message}"));
             back_to_old(heap, stable, reject, done)
         }
-        Outcome::Committed(effects) => installed(new_instance, canister, module_hash, deployment, effects, done),
+        Outcome::Committed(effects) => installed(new_instance, canister, module, deployment, effects, done),
     }
 }
 
@@ -289,6 +291,7 @@ pub(super) fn run_uninstall(
                 return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
             };
             slot.module_hash = None;
+            slot.module = None;
             slot.methods.clear();
             slot.heartbeat = false;
             slot.low_memory_hook = false;

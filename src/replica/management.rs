@@ -523,6 +523,8 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                         wasm_memory_size: s.memory.heap.into(),
                         stable_memory_size: s.memory.stable.into(),
                         wasm_chunk_store_size: s.memory.chunk_store.into(),
+                        snapshots_size: s.memory.snapshots.into(),
+                        wasm_binary_size: s.memory.module.into(),
                         ..MemoryMetrics::default()
                     },
                     cycles: s.cycles.into(),
@@ -638,7 +640,7 @@ fn install_module(replica: &Replica, install: InstallRequest, arg: Vec<u8>, modu
         Err(reject) => send(reply, replica, Err(reject)),
         Ok(m) => {
             let replica2 = replica.clone();
-            replica.install_with(install, m.code, m.hash, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+            replica.install_with(install, m, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
         }
     }
 }

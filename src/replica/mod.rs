@@ -201,6 +201,10 @@ pub struct MemoryUsage {
     pub heap: u64,
     pub stable: u64,
     pub chunk_store: u64,
+    /// The canister's snapshots.
+    pub snapshots: u64,
+    /// The installed module, as given.
+    pub module: u64,
 }
 
 /// Who installs what how (everything of an install but the module).
@@ -447,6 +451,7 @@ impl Replica {
                 version: 0,
                 balance,
                 module_hash: None,
+                module: None,
                 methods: HashMap::new(),
                 instance: None,
                 busy: false,
@@ -500,16 +505,25 @@ impl Replica {
 
     pub fn status(&self, id: &Principal) -> Option<CanisterStatus> {
         let st = self.lock();
-        st.canisters.get(id).map(|s| CanisterStatus {
-            id: *id,
-            status: s.status,
-            controllers: s.controllers.clone(),
-            module_hash: s.module_hash,
-            memory_size: s.heap_size + s.stable_size + s.chunk_store.size(),
-            memory: MemoryUsage { heap: s.heap_size, stable: s.stable_size, chunk_store: s.chunk_store.size() },
-            cycles: s.balance,
-            version: s.version,
-            settings: s.settings.clone(),
+        st.canisters.get(id).map(|s| {
+            let memory = MemoryUsage {
+                heap: s.heap_size,
+                stable: s.stable_size,
+                chunk_store: s.chunk_store.size(),
+                snapshots: s.snapshots.iter().map(snapshots::CanisterSnapshot::size).sum(),
+                module: s.module.as_ref().map_or(0, |m| m.len() as u64),
+            };
+            CanisterStatus {
+                id: *id,
+                status: s.status,
+                controllers: s.controllers.clone(),
+                module_hash: s.module_hash,
+                memory_size: memory.heap + memory.stable + memory.chunk_store + memory.snapshots + memory.module,
+                memory,
+                cycles: s.balance,
+                version: s.version,
+                settings: s.settings.clone(),
+            }
         })
     }
 
@@ -561,15 +575,15 @@ impl Replica {
         self.lock().canisters.get(id).is_some_and(|s| s.controllers.contains(who))
     }
 
-    /// Installs a module (already compiled) on a canister, running init or the
+    /// Installs a module (prepared: checked and compiled, see
+    /// [`install::prepare_module`]) on a canister, running init or the
     /// upgrade hooks. Serialized with the canister's executions.
     pub async fn install(
         &self,
         caller: Principal,
         canister: Principal,
         mode: InstallMode,
-        code: exec::Code,
-        module_hash: [u8; 32],
+        module: install::PreparedModule,
         arg: Vec<u8>,
     ) -> Result<(), Reject> {
         let request = InstallRequest {
@@ -580,23 +594,18 @@ impl Replica {
             skip_pre_upgrade: false,
             keep_main_memory: None,
         };
-        completion(|done| self.install_with(request, code, module_hash, arg, done)).await
+        completion(|done| self.install_with(request, module, arg, done)).await
     }
 
     /// Queues an install; `done` gets the outcome, also when the install
     /// cannot even be queued (so a canister caller always gets a response).
-    fn install_with(
-        &self,
-        request: InstallRequest,
-        code: exec::Code,
-        module_hash: [u8; 32],
-        arg: Vec<u8>,
-        done: Done,
-    ) {
+    fn install_with(&self, request: InstallRequest, prepared: install::PreparedModule, arg: Vec<u8>, done: Done) {
         let InstallRequest { origin, canister, mode, source, skip_pre_upgrade, keep_main_memory } = request;
         let caller = origin.principal();
+        let install::PreparedModule { code, hash, bytes } = prepared;
+        let module = state::ModuleSource { hash, bytes };
         self.queue_for_controller(caller, canister, done, |done| {
-            Task::Install(InstallJob { mode, code, module_hash, arg, caller, source, skip_pre_upgrade, keep_main_memory, origin, done })
+            Task::Install(InstallJob { mode, code, module, arg, caller, source, skip_pre_upgrade, keep_main_memory, origin, done })
         });
     }
 

@@ -48,6 +48,8 @@ pub(super) struct CanisterSnapshot {
     /// The canister's version when it was taken.
     canister_version: u64,
     module_hash: [u8; 32],
+    /// The module's bytes as installed.
+    module: Arc<[u8]>,
     code: Code,
     image: InstanceImage,
     certified_data: Arc<Vec<u8>>,
@@ -64,9 +66,10 @@ impl CanisterSnapshot {
         }
     }
 
-    /// Bytes the snapshot holds (memories, chunk store, certified data).
+    /// Bytes the snapshot holds (module, memories, chunk store, certified
+    /// data).
     pub(super) fn size(&self) -> u64 {
-        self.image.size() + self.chunk_store.size() + self.certified_data.len() as u64
+        self.module.len() as u64 + self.image.size() + self.chunk_store.size() + self.certified_data.len() as u64
     }
 }
 
@@ -151,12 +154,14 @@ fn take(
         slot.next_snapshot += 1;
         let (version, module_hash, certified_data, chunk_store, timer) =
             (slot.version, slot.module_hash.unwrap_or_default(), slot.certified_data.clone(), slot.chunk_store.clone(), slot.timer);
+        let module = slot.module.clone().unwrap_or_else(|| Arc::from(&[][..]));
         let taken_at = st.now();
         CanisterSnapshot {
             id,
             taken_at,
             canister_version: version,
             module_hash,
+            module,
             code: live.code(),
             image: live.image(),
             certified_data,
@@ -233,6 +238,7 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
                 return done(Err(not_found(&canister)));
             };
             slot.module_hash = Some(snapshot.module_hash);
+            slot.module = Some(snapshot.module.clone());
             slot.methods = methods;
             slot.heartbeat = heartbeat;
             slot.heartbeat_queued = false;

@@ -145,10 +145,18 @@ pub(super) enum SystemTask {
     LowMemory,
 }
 
+/// A module as given to install it: its SHA-256 (the IC's `module_hash`)
+/// and its bytes (kept for snapshots and the state directory).
+#[derive(Clone)]
+pub(crate) struct ModuleSource {
+    pub(crate) hash: [u8; 32],
+    pub(crate) bytes: std::sync::Arc<[u8]>,
+}
+
 pub(super) struct InstallJob {
     pub(super) mode: InstallMode,
     pub(super) code: Code,
-    pub(super) module_hash: [u8; 32],
+    pub(super) module: ModuleSource,
     pub(super) arg: Vec<u8>,
     pub(super) caller: Principal,
     pub(super) source: InstallSource,
@@ -169,6 +177,8 @@ pub(super) struct Slot {
     pub(super) version: u64,
     pub(super) balance: u64,
     pub(super) module_hash: Option<[u8; 32]>,
+    /// The installed module's bytes, as given (`None` when empty).
+    pub(super) module: Option<std::sync::Arc<[u8]>>,
     pub(super) methods: HashMap<String, MethodKind>,
     /// `None` while executing, or when empty (no module).
     pub(super) instance: Option<Box<CanisterInstance>>,

@@ -24,7 +24,7 @@ pub fn wasm(name: &str) -> Vec<u8> {
 pub async fn install(r: &Replica, name: &str, arg: Vec<u8>) -> Principal {
     let id = r.create_canister(vec![admin()]);
     let m = ww::replica::install::prepare_module(r, &id, &wasm(name)).expect("prepare");
-    r.install(admin(), id, InstallMode::Install, m.code, m.hash, arg).await.expect("install");
+    r.install(admin(), id, InstallMode::Install, m, arg).await.expect("install");
     id
 }
 
