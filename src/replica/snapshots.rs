@@ -128,6 +128,8 @@ fn take(
         )));
         return Finished::unchanged(instance);
     };
+    // The copy is made before the state lock is taken (it may be large).
+    let (code, image) = (live.code(), live.image());
     // Takes of one canister are serialized in its queue, so what is checked
     // here still holds when the snapshot is stored.
     let snapshot = {
@@ -162,8 +164,8 @@ fn take(
             canister_version: version,
             module_hash,
             module,
-            code: live.code(),
-            image: live.image(),
+            code,
+            image,
             certified_data,
             chunk_store,
             timer,
@@ -210,6 +212,7 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
             return Finished::unchanged(instance);
         }
         match slot.snapshots.iter().find(|s| s.id == id) {
+            // Cheap: the memories are shared.
             Some(s) => s.clone(),
             None => {
                 done(Err(snapshot_not_found(&canister, &id)));

@@ -20,7 +20,8 @@ use crate::replica::stable::StableMemory;
 pub struct InstanceImage {
     /// The heap, committed bytes (shared: loading copies it into a memfd).
     pub heap: Arc<[u8]>,
-    pub stable: StableMemory,
+    /// Stable memory (shared: loading copies it).
+    pub stable: Arc<StableMemory>,
     /// A core module's mutable globals (a component has none kept).
     pub globals: Vec<Val>,
 }
@@ -37,7 +38,7 @@ impl CanisterInstance {
     pub fn image(&self) -> InstanceImage {
         InstanceImage {
             heap: self.memory.committed_bytes().into(),
-            stable: self.store.data().stable.committed_copy(),
+            stable: Arc::new(self.store.data().stable.committed_copy()),
             globals: match &self.front {
                 Front::Core(c) => c.committed_globals().to_vec(),
                 Front::Component(_) => Vec::new(),
@@ -64,7 +65,7 @@ impl CanisterInstance {
         } else if !image.globals.is_empty() {
             return Err(InstallError::Invalid("the snapshot holds globals a component cannot take".into()));
         }
-        instance.put_stable(image.stable.clone());
+        instance.put_stable(StableMemory::clone(&image.stable));
         Ok(instance)
     }
 }
