@@ -32,6 +32,7 @@
 //! - Effects of an execution are applied only if it committed.
 
 pub mod chunks;
+mod clock;
 mod composite;
 pub mod exec;
 pub mod history;
@@ -57,7 +58,8 @@ use candid::Principal;
 use tokio::sync::oneshot;
 
 use exec::CanisterRuntime;
-use scheduler::{Inner, clock_thread, executor_thread};
+use clock::clock_thread;
+use scheduler::{Inner, executor_thread};
 pub(crate) use state::ReplyTo;
 use state::{Done, InstallJob, Slot, State, Task};
 pub use history::{ChangeOrigin, CodeDeployment, InstallSource};

@@ -1,8 +1,8 @@
 //! The scheduler: executor threads take one task of one idle canister at a
 //! time, run it on the canister's instance outside the state lock, then
 //! apply its effects under the lock (the response to the call context,
-//! outgoing calls with their callbacks, the timer, starvation rejects); the
-//! clock thread fires due timers and expires bounded-wait calls.
+//! outgoing calls with their callbacks, the timer, starvation rejects). The
+//! clock thread is in `clock`.
 //!
 //! Invariants kept here:
 //! - a canister's instance is out of its slot while it executes (`busy`),
@@ -19,7 +19,7 @@ use candid::Principal;
 
 use super::exec::{self, CanisterInstance, CanisterRuntime, EntryPoint, MessageInput, MethodKind, Outcome, OutgoingCall, Response};
 use super::state::{Callback, Origin, ReplyTo, State, SystemTask, Task};
-use super::{CallResult, ErrorCode, Reject, RejectCode, Replica, ReplicaConfig, Status, lifecycle, management, wall_clock_ns};
+use super::{CallResult, ErrorCode, Reject, RejectCode, Replica, ReplicaConfig, Status, lifecycle, management};
 pub(super) struct Job {
     pub(super) canister: Principal,
     pub(super) instance: Option<Box<CanisterInstance>>,
@@ -116,110 +116,12 @@ impl Inner {
             self.schedule(st, canister);
         }
     }
-
-    /// Fires due timers and expires bounded-wait calls.
-    pub(super) fn tick(&self) {
-        let mut st = self.lock();
-        let now = st.now();
-        let due: Vec<Principal> = st
-            .canisters
-            .iter()
-            .filter(|(_, s)| s.timer != 0 && s.timer <= now && s.status == Status::Running && s.module_hash.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Some(s) = st.canisters.get_mut(&id) {
-                s.timer = 0;
-            }
-            self.enqueue(&mut st, id, Task::System(SystemTask::Timer));
-        }
-        // A round: every running canister with a heartbeat gets one (unless
-        // the last has not run yet).
-        let beating: Vec<Principal> = st
-            .canisters
-            .iter()
-            .filter(|(_, s)| s.heartbeat && !s.heartbeat_queued && s.status == Status::Running && s.module_hash.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in beating {
-            if let Some(s) = st.canisters.get_mut(&id) {
-                s.heartbeat_queued = true;
-            }
-            self.enqueue(&mut st, id, Task::System(SystemTask::Heartbeat));
-        }
-        // stop_canister calls that waited too long fail; the canister stays
-        // stopping (IC0206, as on the IC).
-        let mut timed_out = Vec::new();
-        for (id, slot) in st.canisters.iter_mut() {
-            if slot.stop_waiters.iter().any(|(until, _)| *until <= now) {
-                let (late, waiting) = std::mem::take(&mut slot.stop_waiters).into_iter().partition(|(until, _)| *until <= now);
-                slot.stop_waiters = waiting;
-                timed_out.extend(late.into_iter().map(|(_, w): (u64, _)| (*id, w)));
-            }
-        }
-        for (id, waiter) in timed_out {
-            waiter(Err(Reject::system(
-                ErrorCode::StopCanisterRequestTimeout,
-                format!("Stop canister request for {id} timed out; the canister is still stopping."),
-            )));
-        }
-        let expired: Vec<(u64, u64)> = st.deadlines.range(..=(now, u64::MAX)).copied().collect();
-        for key in expired {
-            st.deadlines.remove(&key);
-            let cb_id = key.1;
-            let Some(cb) = st.callbacks.get(&cb_id) else { continue };
-            let caller = cb.caller;
-            // The callee still owes a response (its reply succeeds and its
-            // execution commits), but the response no longer reaches us.
-            if let Some(cctx) = cb.callee_context
-                && let Some(c) = st.contexts.get_mut(&cctx)
-                && matches!(c.origin, Origin::Canister { .. })
-            {
-                c.origin = Origin::Expired;
-            }
-            let reject = Reject {
-                code: RejectCode::SysUnknown,
-                error_code: Some(ErrorCode::DeadlineExpired),
-                message: "IC0601: the call's deadline expired before a response arrived; the call may or may not have been executed".into(),
-            };
-            // The response (and any refund in it) is dropped when it comes.
-            self.enqueue(&mut st, caller, Task::Response { callback: cb_id, result: Err(reject), refund: 0 });
-        }
-    }
-
-    pub(super) fn next_wakeup(&self) -> Option<u64> {
-        let st = self.lock();
-        let timers = st
-            .canisters
-            .values()
-            .flat_map(|s| (s.timer != 0).then_some(s.timer).into_iter().chain(s.stop_waiters.iter().map(|(until, _)| *until)))
-            .min();
-        let deadline = st.deadlines.iter().next().map(|(d, _)| *d);
-        match (timers, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(|t| t.saturating_sub(st.time_offset))
-    }
 }
 
 /// Tasks that keep no state (queries, inspections): they run between
 /// rounds too, and cost a round no budget.
 fn runs_outside_rounds(task: &Task) -> bool {
     matches!(task, Task::Call { query: Some(_), .. } | Task::Inspect { .. })
-}
-
-pub(super) fn clock_thread(weak: Weak<Inner>) {
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        inner.tick();
-        let wait = match inner.next_wakeup() {
-            Some(at) => Duration::from_nanos(at.saturating_sub(wall_clock_ns())).min(Duration::from_millis(100)),
-            None => Duration::from_millis(100),
-        };
-        let guard = inner.lock();
-        let _ = inner.clock_changed.wait_timeout(guard, wait.max(Duration::from_micros(200)));
-    }
 }
 
 pub(super) fn executor_thread(weak: Weak<Inner>) {
