@@ -31,12 +31,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use candid::Principal;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::memory::{CanisterMemory, HeapTracking};
@@ -47,6 +45,7 @@ use crate::engine::one_line;
 mod component;
 mod core_module;
 mod image;
+mod store;
 mod ic0_raw;
 pub use ic0_raw::subnet_id;
 pub mod module_check;
@@ -54,6 +53,7 @@ mod system_api;
 
 pub use core_module::{CoreModule, extract_candid};
 pub use image::InstanceImage;
+use store::new_store;
 
 /// What kind of method a canister exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,58 +398,6 @@ pub struct CanisterInstance {
     store: Store<ExecState>,
     memory: CanisterMemory,
     methods: HashMap<String, MethodKind>,
-}
-
-fn new_store(runtime: &CanisterRuntime, stable: StableMemory, clock: Arc<AtomicU64>, name: Arc<str>) -> Store<ExecState> {
-    let mut wasi = WasiCtx::builder();
-    wasi.wall_clock(ReplicaClock(clock.clone()))
-        .monotonic_clock(ReplicaClock(clock.clone()))
-        .secure_random(seeded_rng(&name))
-        .insecure_random(seeded_rng(&name))
-        .insecure_random_seed(0)
-        .stdout(crate::process::LogSink::new(&format!("canister {name}")))
-        .stderr(crate::process::LogSink::new(&format!("canister {name}")));
-    let state = ExecState {
-        wasi: wasi.build(),
-        table: ResourceTable::new(),
-        stable,
-        ctx: None,
-        clock,
-        log_name: name,
-        memory: None,
-        log: Vec::new(),
-    };
-    let mut store = Store::new(runtime.engine.wasmtime(), state);
-    // Fuel is set per execution; instantiation itself is not metered here.
-    let _ = store.set_fuel(u64::MAX);
-    store
-}
-
-fn seeded_rng(name: &str) -> rand::rngs::StdRng {
-    use rand::SeedableRng;
-    let seed = blake3::hash(name.as_bytes());
-    rand::rngs::StdRng::from_seed(*seed.as_bytes())
-}
-
-/// Replica time for the canister's WASI clocks.
-struct ReplicaClock(Arc<AtomicU64>);
-
-impl HostWallClock for ReplicaClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
-    }
-}
-
-impl HostMonotonicClock for ReplicaClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 impl CanisterInstance {
