@@ -746,7 +746,7 @@ impl Replica {
 }
 
 /// Starts an operation that reports through a [`Done`] and waits for it.
-pub(super) async fn completion(start: impl FnOnce(Done)) -> Result<(), Reject> {
+pub(super) async fn completion<T: Send + 'static>(start: impl FnOnce(Box<dyn FnOnce(Result<T, Reject>) + Send>)) -> Result<T, Reject> {
     let (tx, rx) = oneshot::channel();
     start(Box::new(move |r| {
         let _ = tx.send(r);

@@ -280,10 +280,7 @@ fn must_be_stopped(canister: &Principal) -> Reject {
 impl Replica {
     /// `take_canister_snapshot`: queued behind what the canister is doing.
     pub async fn take_snapshot(&self, caller: Principal, canister: Principal, replace: Option<Vec<u8>>, uninstall: bool) -> Result<SnapshotInfo, Reject> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.take_snapshot_with(ChangeOrigin::User(caller), canister, replace, uninstall, Box::new(move |r| drop(tx.send(r))));
-        rx.await
-            .unwrap_or_else(|_| Err(Reject::system(ErrorCode::SubnetOversubscribed, "the replica is shutting down")))
+        completion(|reply| self.take_snapshot_with(ChangeOrigin::User(caller), canister, replace, uninstall, reply)).await
     }
 
     pub(super) fn take_snapshot_with(&self, origin: ChangeOrigin, canister: Principal, replace: Option<Vec<u8>>, uninstall: bool, reply: TakeReply) {
