@@ -142,7 +142,11 @@ impl admin::Server for AdminServer {
     async fn advance_time(self: CapRc<Self>, params: admin::AdvanceTimeParams, _: admin::AdvanceTimeResults) -> Result<(), capnp::Error> {
         let nanos = params.get()?.get_nanos();
         self.node.replica().advance_time(std::time::Duration::from_nanos(nanos));
-        Ok(())
+        self.node
+            .replica()
+            .persisted()
+            .await
+            .map_err(|why| capnp::Error::failed(format!("the replica's state directory cannot be written: {why}")))
     }
 
     async fn run_image(self: CapRc<Self>, params: admin::RunImageParams, mut results: admin::RunImageResults) -> Result<(), capnp::Error> {

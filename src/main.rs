@@ -37,6 +37,11 @@ enum Command {
     /// SIGHUP advances the session epoch; SIGINT/SIGTERM stop pid0.
     Run(RunArgs),
 
+    /// Resume a node from its state directory and serve it (the control
+    /// socket for `ww call`, `ww canister`, `ww deploy`) without running an
+    /// image, until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+
     /// Call a canister on a node serving with `ww run --serve`, like
     /// `dfx canister call`: Candid text in, Candid text out.
     ///
@@ -261,6 +266,24 @@ struct RunArgs {
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
 
+    #[command(flatten)]
+    node: NodeArgs,
+
+    /// Keep the node serving after pid0 exits, until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    serve: bool,
+
+    /// State directory: the replica's whole state (restored at start;
+    /// every acknowledged call is on disk), the admin identity and the
+    /// control socket (`control.sock`). Without it the replica lives in
+    /// memory only; `--serve` then keeps the identity and socket in `.ww`.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+/// How a node runs (shared by `run` and `serve`).
+#[derive(clap::Args)]
+struct NodeArgs {
     /// Listen for peers on this multiaddr (repeatable). Without it the node
     /// opens no sockets.
     #[arg(long, value_name = "MULTIADDR")]
@@ -282,15 +305,17 @@ struct RunArgs {
     /// Worker threads for guests (default: one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+}
 
-    /// Keep the node serving after pid0 exits, until Ctrl-C or SIGTERM.
-    #[arg(long)]
-    serve: bool,
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The state directory to resume (created if new): the replica, the
+    /// admin identity and the control socket.
+    #[arg(long, required = true, value_name = "DIR")]
+    state: PathBuf,
 
-    /// State directory: the admin identity and the control socket
-    /// (`control.sock`) live here. Default `.ww` when serving.
-    #[arg(long, value_name = "DIR")]
-    state: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 /// A binary file name that makes ww the PocketIC server (a `pocket-ic`
@@ -378,6 +403,7 @@ fn ww_main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args).await,
+            Command::Serve(args) => serve(args).await,
             Command::Call(args) => client::call(args).await,
             Command::Deploy(args) => client::deploy(args).await,
             Command::Canister { command, state } => client::canister(command, state).await,
@@ -399,7 +425,7 @@ fn ww_main(cli: Cli) -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<i32> {
+fn node_config(args: NodeArgs) -> NodeConfig {
     let mut config = NodeConfig {
         engine: EngineConfig {
             cache_dir: if args.no_cache {
@@ -416,9 +442,15 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(n) = args.workers {
         config.workers = n.max(1);
     }
+    config
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let mut config = node_config(args.node);
     // Install the handlers before anything boots: a signal that arrives while
     // pid0 is starting must not take the default action (kill without cleanup).
     let mut shutdown = ShutdownSignals::install()?;
+    config.durable = args.state.is_some();
     let state_dir = args.state.or_else(|| args.serve.then(|| PathBuf::from(".ww")));
     config.state_dir = state_dir.clone();
     let image = ww::image::merge_layers(&args.images).map_err(NodeError::from)?;
@@ -437,7 +469,34 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         tracing::info!("shutting down");
     }
     drop(control);
+    final_cut(&node).await;
     Ok(code)
+}
+
+/// `ww serve --state DIR`: the node of a state directory, no image.
+async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let mut config = node_config(args.node);
+    let mut shutdown = ShutdownSignals::install()?;
+    config.durable = true;
+    config.state_dir = Some(args.state.clone());
+    let node = Node::start(config).await?;
+    spawn_epoch_on_sighup(node.clone())?;
+    let control = ww::control::serve(node.clone(), &args.state)?;
+    tracing::info!(socket = %control.path().display(), canisters = node.replica().canister_ids().len(), "serving until Ctrl-C or SIGTERM");
+    shutdown.recv().await;
+    tracing::info!("shutting down");
+    drop(control);
+    final_cut(&node).await;
+    Ok(0)
+}
+
+/// Writes what the replica did last (a replica with a state directory).
+async fn final_cut(node: &Node) {
+    if node.replica().is_durable()
+        && let Err(why) = node.replica().persisted().await
+    {
+        tracing::error!(error = %why, "the last state could not be written");
+    }
 }
 
 /// SIGHUP advances the node's session epoch.
@@ -482,7 +541,7 @@ fn is_input_error(e: &anyhow::Error) -> bool {
         return true;
     }
     match e.downcast_ref::<NodeError>() {
-        Some(NodeError::Image(_) | NodeError::Net(_) | NodeError::Spawn(_) | NodeError::Identity(_)) => true,
+        Some(NodeError::Image(_) | NodeError::Net(_) | NodeError::Spawn(_) | NodeError::Identity(_) | NodeError::StateDir(_)) => true,
         Some(NodeError::Load(LoadError::Engine(_)) | NodeError::Replica(_)) => false,
         Some(NodeError::Load(_)) => true,
         None => false,

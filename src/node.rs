@@ -39,9 +39,11 @@ pub struct NodeConfig {
     pub memory_limit: usize,
     /// Addresses to listen on; empty means no sockets at all.
     pub listen: Vec<Multiaddr>,
-    /// Where the admin identity (and later, durable state) lives; `None`
+    /// Where the admin identity and the control socket live; `None`
     /// means an ephemeral identity.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Keep the replica in `state_dir` (durable, restored at start).
+    pub durable: bool,
     pub replica: crate::replica::ReplicaConfig,
 }
 
@@ -53,6 +55,7 @@ impl Default for NodeConfig {
             memory_limit: process::DEFAULT_MEMORY_LIMIT,
             listen: Vec::new(),
             state_dir: None,
+            durable: false,
             replica: crate::replica::ReplicaConfig::default(),
         }
     }
@@ -74,6 +77,8 @@ pub enum NodeError {
     Identity(#[from] crate::identity::IdentityError),
     #[error("replica: {0}")]
     Replica(#[from] crate::replica::exec::InstallError),
+    #[error(transparent)]
+    StateDir(#[from] crate::replica::durable::StateDirError),
 }
 
 /// A running node. Cheap to clone.
@@ -101,7 +106,10 @@ impl Node {
             kind: crate::engine::EngineKind::Canister,
             ..config.engine.clone()
         })?;
-        let replica = crate::replica::Replica::new(canister_engine, config.replica.clone())?;
+        let replica = match (&config.state_dir, config.durable) {
+            (Some(dir), true) => crate::replica::Replica::open_durable(canister_engine, config.replica.clone(), dir)?,
+            _ => crate::replica::Replica::new(canister_engine, config.replica.clone())?,
+        };
         let admin = match &config.state_dir {
             Some(dir) => crate::identity::load_or_create(dir)?,
             None => crate::identity::ephemeral(),

@@ -475,6 +475,17 @@ fn fill_result(mut out: crate::ww_capnp::call_result::Builder, result: crate::re
     }
 }
 
+impl ReplicaServer {
+    /// Waits until what the replica did so far is durable (a replica with
+    /// a state directory): nothing is acknowledged before it is on disk.
+    async fn acknowledge(&self) -> Result<(), capnp::Error> {
+        self.replica
+            .persisted()
+            .await
+            .map_err(|why| capnp::Error::failed(format!("the replica's state directory cannot be written: {why}")))
+    }
+}
+
 impl replica::Server for ReplicaServer {
     async fn call(self: CapRc<Self>, params: replica::CallParams, mut results: replica::CallResults) -> Result<(), capnp::Error> {
         self.check()?;
@@ -483,6 +494,7 @@ impl replica::Server for ReplicaServer {
         let method = p.get_method()?.to_str()?.to_string();
         let arg = p.get_arg()?.to_vec();
         let r = self.replica.call(self.caller, canister, &method, arg).await;
+        self.acknowledge().await?;
         fill_result(results.get().init_result(), r);
         Ok(())
     }
@@ -510,7 +522,7 @@ impl replica::Server for ReplicaServer {
             return Err(capnp::Error::failed(format!("setName: canister {canister} does not exist")));
         }
         self.replica.set_name(&name, canister);
-        Ok(())
+        self.acknowledge().await
     }
 
     async fn lookup(self: CapRc<Self>, params: replica::LookupParams, mut results: replica::LookupResults) -> Result<(), capnp::Error> {

@@ -86,6 +86,18 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// The chunks, by hash.
+    pub fn entries(&self) -> impl Iterator<Item = (&ChunkHash, &Bytes)> {
+        self.chunks.iter()
+    }
+
+    /// A store holding `chunks` (read back from a state directory).
+    pub fn restored(chunks: impl IntoIterator<Item = (ChunkHash, Bytes)>) -> Self {
+        let chunks: BTreeMap<ChunkHash, Bytes> = chunks.into_iter().collect();
+        let size = chunks.values().map(|c| c.len() as u64).sum();
+        Self { chunks, size }
+    }
+
     /// The stored hashes, in ascending order (as the IC lists them).
     pub fn hashes(&self) -> Vec<ChunkHash> {
         self.chunks.keys().copied().collect()

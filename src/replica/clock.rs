@@ -57,7 +57,7 @@ impl Inner {
             }
         }
         for (id, waiter) in timed_out {
-            waiter(Err(Reject::system(
+            waiter.call(Err(Reject::system(
                 ErrorCode::StopCanisterRequestTimeout,
                 format!("Stop canister request for {id} timed out; the canister is still stopping."),
             )));

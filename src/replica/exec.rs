@@ -56,7 +56,7 @@ pub use image::InstanceImage;
 use store::new_store;
 
 /// What kind of method a canister exports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MethodKind {
     Update,
     Query,
@@ -76,7 +76,7 @@ pub enum Code {
 
 /// Where a call's response goes in the calling canister: handed back to it
 /// in `EntryPoint::{Reply, Reject, Cleanup}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Continuation {
     /// A component's `entry.on-reply/on-reject/on-cleanup(env)`.
     Component { env: u64 },

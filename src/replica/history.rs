@@ -23,7 +23,7 @@ use super::InstallMode;
 pub const MAX_ENTRIES: usize = 20;
 
 /// How a module reached the replica.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InstallSource {
     /// The management canister's `install_code` (the module inline in the call).
     InstallCode,
@@ -35,7 +35,7 @@ pub enum InstallSource {
 }
 
 /// Who made a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChangeOrigin {
     /// An ingress sender (or the host).
     User(Principal),
@@ -53,7 +53,7 @@ impl ChangeOrigin {
 }
 
 /// What changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChangeDetails {
     Creation { controllers: Vec<Principal> },
     CodeUninstall,
@@ -65,7 +65,7 @@ pub enum ChangeDetails {
 }
 
 /// One change.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     /// Replica time of the change, nanoseconds.
     pub time: u64,
@@ -91,7 +91,7 @@ pub struct CodeDeployment {
 }
 
 /// A bounded, oldest-first log of changes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct CanisterHistory {
     entries: VecDeque<Change>,
     total: u64,

@@ -63,7 +63,7 @@ pub(super) fn installed(
                 send_call(inner, st, canister, context, call);
             }
             st.maybe_close(context);
-            done(Ok(()));
+            done.call(Ok(()));
         }),
     }
 }
@@ -79,13 +79,13 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
         match st.canisters.get(&canister) {
             Some(slot) => (slot.info(canister), time, slot.module_hash.is_some(), slot.timer, slot.settings.heap_limit()),
             None => {
-                done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
+                done.call(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
                 return Finished { instance: old, apply: Box::new(|_, _| {}) };
             }
         }
     };
     let fail = |old: Option<Box<CanisterInstance>>, reject: Reject, done: Done| {
-        done(Err(reject));
+        done.call(Err(reject));
         Finished { instance: old, apply: Box::new(|_, _| {}) }
     };
     let outstanding = outstanding_counter(inner, canister);
@@ -230,7 +230,7 @@ fn upgrade_keeping_heap(
     let outstanding = outstanding_counter(inner, canister);
     let name = canister.to_text();
     let fail = |old: Option<Box<CanisterInstance>>, reject: Reject, done: Done| {
-        done(Err(reject));
+        done.call(Err(reject));
         Finished { instance: old, apply: Box::new(|_, _| {}) }
     };
     if !skip_pre_upgrade
@@ -288,7 +288,7 @@ pub(super) fn run_uninstall(
         apply: Box::new(move |inner, st| {
             let time = st.now();
             let Some(slot) = st.canisters.get_mut(&canister) else {
-                return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
+                return done.call(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
             };
             slot.module_hash = None;
             slot.module = None;
@@ -322,7 +322,7 @@ pub(super) fn run_uninstall(
                 inner.enqueue(st, to, task);
             }
             st.maybe_stopped(canister);
-            done(Ok(()));
+            done.call(Ok(()));
         }),
     }
 }
@@ -332,19 +332,19 @@ impl Replica {
     /// Stops a canister: new calls are rejected, responses still processed;
     /// resolves once no call context is open.
     pub async fn stop(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        completion(|done| self.stop_with(caller, canister, done)).await
+        completion(|f| self.stop_with(caller, canister, Done::new(f))).await
     }
 
     pub(super) fn stop_with(&self, caller: Principal, canister: Principal, done: Done) {
         let mut st = self.lock();
         let Some(slot) = st.canisters.get_mut(&canister) else {
-            return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
+            return done.call(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
         };
         if !slot.controllers.contains(&caller) {
-            return done(Err(not_controller(&canister, &caller)));
+            return done.call(Err(not_controller(&canister, &caller)));
         }
         match slot.status {
-            Status::Stopped => done(Ok(())),
+            Status::Stopped => done.call(Ok(())),
             _ => {
                 if slot.status == Status::Running {
                     slot.version += 1;
@@ -374,7 +374,7 @@ impl Replica {
         slot.version += 1;
         drop(st);
         for w in waiters {
-            w(Err(Reject::system(ErrorCode::CanisterStoppingCancelled, format!("Canister {canister}'s stop request was cancelled by start_canister"))));
+            w.call(Err(Reject::system(ErrorCode::CanisterStoppingCancelled, format!("Canister {canister}'s stop request was cancelled by start_canister"))));
         }
         Ok(())
     }

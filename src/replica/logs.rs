@@ -14,7 +14,7 @@ use super::exec::LogLine;
 pub const LOG_BUFFER_BYTES: usize = 4 << 10;
 
 /// One record, as `fetch_canister_logs` returns it.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CanisterLogRecord {
     pub idx: u64,
     pub timestamp_nanos: u64,
@@ -28,7 +28,7 @@ pub struct FetchCanisterLogsResult {
     pub canister_log_records: Vec<CanisterLogRecord>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CanisterLog {
     records: VecDeque<CanisterLogRecord>,
     bytes: usize,

@@ -310,6 +310,19 @@ fn send(reply: ReplyTo, replica: &Replica, result: CallResult) {
     }
 }
 
+/// The outcome of a queued operation as the management canister's empty
+/// reply (or the reject) to `reply`.
+pub(super) fn reply_done(reply: ReplyTo, replica: &Replica) -> super::state::Done {
+    let replica = replica.clone();
+    match reply {
+        ReplyTo::Callback(callback) => super::state::Done::answering(
+            callback,
+            Box::new(move |r| send(ReplyTo::Callback(callback), &replica, r.map(|()| empty_reply()))),
+        ),
+        reply => super::state::Done::new(Box::new(move |r| send(reply, &replica, r.map(|()| empty_reply())))),
+    }
+}
+
 /// Who calls the management canister.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Caller {
@@ -482,10 +495,9 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             "uninstall_code" => {
                 let args: UninstallCodeArgs = decode(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
-                let replica2 = replica.clone();
                 let Some(reply) = take_reply() else { return Ok(None) };
                 let origin = from.origin(args.sender_canister_version);
-                replica.uninstall_with(origin, args.canister_id, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+                replica.uninstall_with(origin, args.canister_id, reply_done(reply, replica));
                 return Ok(None);
             }
             "canister_info" => {
@@ -540,9 +552,8 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             }
             "stop_canister" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
-                let replica2 = replica.clone();
                 let Some(reply) = take_reply() else { return Ok(None) };
-                replica.stop_with(caller, args.canister_id, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
+                replica.stop_with(caller, args.canister_id, reply_done(reply, replica));
                 return Ok(None);
             }
             "delete_canister" => {
@@ -562,12 +573,16 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 let replica2 = replica.clone();
                 let Some(reply) = take_reply() else { return Ok(None) };
                 let replace = args.replace_snapshot.map(|b| b.into_vec());
+                let answers = match &reply {
+                    ReplyTo::Callback(cb) => Some(*cb),
+                    ReplyTo::Ingress(_) => None,
+                };
                 replica.take_snapshot_with(
                     origin,
                     args.canister_id,
-                    replace,
-                    args.uninstall_code.unwrap_or(false),
+                    (replace, args.uninstall_code.unwrap_or(false)),
                     Box::new(move |r| send(reply, &replica2, r.and_then(|info| encode(&info)))),
+                    answers,
                 );
                 return Ok(None);
             }
@@ -575,9 +590,8 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 let args: LoadCanisterSnapshotArgs = decode(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let origin = from.origin(args.sender_canister_version);
-                let replica2 = replica.clone();
                 let Some(reply) = take_reply() else { return Ok(None) };
-                let done = Box::new(move |r: Result<(), Reject>| send(reply, &replica2, r.map(|()| empty_reply())));
+                let done = reply_done(reply, replica);
                 replica.load_snapshot_with(origin, args.canister_id, args.snapshot_id.into_vec(), done);
                 return Ok(None);
             }
@@ -638,10 +652,7 @@ fn install_module(replica: &Replica, install: InstallRequest, arg: Vec<u8>, modu
         .and_then(|()| super::install::prepare_module_hashed(replica, &canister, module, hash));
     match prepared {
         Err(reject) => send(reply, replica, Err(reject)),
-        Ok(m) => {
-            let replica2 = replica.clone();
-            replica.install_with(install, m, arg, Box::new(move |r| send(reply, &replica2, r.map(|()| empty_reply()))));
-        }
+        Ok(m) => replica.install_with(install, m, arg, reply_done(reply, replica)),
     }
 }
 

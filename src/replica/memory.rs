@@ -52,6 +52,9 @@ pub const PAGE: usize = 4096;
 /// A private page unchanged for this many commits goes back to the memfd
 /// (comparing) or under write protection (write tracking).
 pub const COLD_AFTER_COMMITS: u8 = 8;
+/// What a state directory stores of a heap as one record: 64 KiB, the
+/// Wasm page (a commit marks the block of every page it copies).
+pub const PERSIST_BLOCK: usize = 64 << 10;
 
 /// Write tracking, per page: protected (a write is reported once)...
 const PROTECTED: u8 = 0;
@@ -153,6 +156,9 @@ struct State {
     streak: Vec<u8>,
     /// Whether an instance currently has this memory attached.
     attached: bool,
+    /// Blocks ([`PERSIST_BLOCK`]) committed since the state directory last
+    /// took them (`None`: all of them, a memory not stored yet).
+    since_cut: Option<std::collections::BTreeSet<u32>>,
 }
 
 // SAFETY: the raw pointers are to mappings owned by this State; every access
@@ -232,6 +238,7 @@ impl CanisterMemory {
                 tracker,
                 streak: Vec::new(),
                 attached: false,
+                since_cut: None,
             })),
         })
     }
@@ -288,6 +295,38 @@ impl CanisterMemory {
         Ok(())
     }
 
+    /// The committed blocks changed since the last call (every non-zero
+    /// block of a memory never taken before), for the state directory.
+    /// Call between executions.
+    pub fn take_changed_blocks(&self) -> ChangedBlocks {
+        let mut st = self.lock();
+        let size = st.committed_size.min(st.file_size);
+        let blocks_total = size.div_ceil(PERSIST_BLOCK) as u32;
+        let (all, wanted): (bool, Vec<u32>) = match st.since_cut.replace(Default::default()) {
+            None => (true, (0..blocks_total).collect()),
+            Some(set) => (false, set.into_iter().filter(|b| *b < blocks_total).collect()),
+        };
+        let mut blocks = Vec::with_capacity(wanted.len());
+        for b in wanted {
+            let start = b as usize * PERSIST_BLOCK;
+            let end = (start + PERSIST_BLOCK).min(size);
+            // SAFETY: `[start, end)` is inside the committed view and the
+            // memfd (`size` is at most the file size).
+            let bytes = unsafe { std::slice::from_raw_parts(st.committed.add(start), end - start) };
+            if all && bytes.iter().all(|b| *b == 0) {
+                continue;
+            }
+            blocks.push((b, bytes.to_vec()));
+        }
+        ChangedBlocks { all, size: size as u64, blocks }
+    }
+
+    /// Forgets the changes so far: the state directory holds this memory
+    /// as it is (after loading it from there).
+    pub fn mark_stored(&self) {
+        self.lock().since_cut = Some(Default::default());
+    }
+
     /// Grows the live memory outside of Wasm (benchmarks and tests).
     #[doc(hidden)]
     pub fn grow_for_bench(&self, bytes: usize) -> Result<(), MemoryError> {
@@ -307,6 +346,25 @@ impl CanisterMemory {
     /// Marks the memory as not used by any instance (its instance is gone).
     pub fn detach(&self) {
         self.lock().attached = false;
+    }
+}
+
+/// A heap's committed blocks changed since the state directory last took
+/// them.
+#[derive(Debug, Default)]
+pub struct ChangedBlocks {
+    /// The memory was never taken: `blocks` is all of it (all-zero blocks
+    /// left out), and whatever was stored before is stale.
+    pub all: bool,
+    /// Committed size in bytes.
+    pub size: u64,
+    /// (block index, its bytes; the last block may be short).
+    pub blocks: Vec<(u32, Vec<u8>)>,
+}
+
+fn mark_block(since_cut: &mut Option<std::collections::BTreeSet<u32>>, page: usize) {
+    if let Some(set) = since_cut {
+        set.insert((page * PAGE / PERSIST_BLOCK) as u32);
     }
 }
 
@@ -426,6 +484,7 @@ impl State {
                 committed.copy_from_slice(live);
                 stats.dirty_pages += 1;
                 self.streak[i] = 0;
+                mark_block(&mut self.since_cut, i);
             } else {
                 self.streak[i] = self.streak[i].saturating_add(1);
                 if self.streak[i] >= COLD_AFTER_COMMITS {
@@ -458,6 +517,7 @@ impl State {
         let mut stats = CommitStats::default();
         let (base, committed) = (self.base as usize, self.committed);
         let streak = &mut self.streak;
+        let since_cut = &mut self.since_cut;
         let mut protect_again = PageRuns::default();
         tracker
             .written(base, pages * PAGE, |run| {
@@ -479,6 +539,7 @@ impl State {
                         PROTECTED => {
                             stored.copy_from_slice(live);
                             stats.dirty_pages += 1;
+                            mark_block(since_cut, i);
                             streak[i] = WRITTEN_ONCE;
                             protect_again.push(i);
                         }
@@ -487,11 +548,13 @@ impl State {
                         WRITTEN_ONCE => {
                             stored.copy_from_slice(live);
                             stats.dirty_pages += 1;
+                            mark_block(since_cut, i);
                             streak[i] = HOT;
                         }
                         _ if live != stored => {
                             stored.copy_from_slice(live);
                             stats.dirty_pages += 1;
+                            mark_block(since_cut, i);
                             streak[i] = HOT;
                         }
                         s if s - HOT >= HOT_COLD_AFTER_COMMITS => {

@@ -34,6 +34,7 @@
 pub mod chunks;
 mod clock;
 mod composite;
+pub mod durable;
 pub mod exec;
 pub mod history;
 mod ingress;
@@ -67,7 +68,7 @@ pub use ingress::{ClockError, ROUND_EXECUTION_BUDGET, RoundReport};
 pub use types::{ErrorCode, Limits, RejectCode};
 
 /// A reject as a caller sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reject {
     pub code: RejectCode,
     /// The `IC0xxx` code, when the system produced the reject.
@@ -102,7 +103,7 @@ impl std::fmt::Display for Reject {
 pub type CallResult = Result<Vec<u8>, Reject>;
 
 /// A canister's run status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     Running,
     Stopping,
@@ -224,7 +225,7 @@ pub(crate) struct InstallRequest {
 }
 
 /// How `install_code` installs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InstallMode {
     Install,
     Reinstall,
@@ -317,6 +318,7 @@ impl Replica {
                 round_open: false,
                 round_budget: 0,
                 held: Vec::new(),
+                paused: false,
             }),
             config,
             jobs: Mutex::new(VecDeque::new()),
@@ -329,6 +331,7 @@ impl Replica {
             active: Mutex::new(0),
             idle: Condvar::new(),
             jobs_run: std::sync::atomic::AtomicU64::new(0),
+            durability: std::sync::OnceLock::new(),
         });
         tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
         for i in 0..inner.config.threads.max(1) {
@@ -596,7 +599,7 @@ impl Replica {
             skip_pre_upgrade: false,
             keep_main_memory: None,
         };
-        completion(|done| self.install_with(request, module, arg, done)).await
+        completion(|f| self.install_with(request, module, arg, Done::new(f))).await
     }
 
     /// Queues an install; `done` gets the outcome, also when the install
@@ -617,11 +620,11 @@ impl Replica {
         let mut st = self.lock();
         let Some(slot) = st.canisters.get_mut(&canister) else {
             drop(st);
-            return done(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
+            return done.call(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
         };
         if !slot.controllers.contains(&caller) {
             drop(st);
-            return done(Err(not_controller(&canister, &caller)));
+            return done.call(Err(not_controller(&canister, &caller)));
         }
         slot.queue.push_back(make(done));
         self.inner.schedule(&mut st, canister);
@@ -630,7 +633,7 @@ impl Replica {
     /// `uninstall_code`: empties the canister (see [`lifecycle`]); queued
     /// behind what the canister is executing. Controllers only.
     pub async fn uninstall(&self, caller: Principal, canister: Principal) -> Result<(), Reject> {
-        completion(|done| self.uninstall_with(ChangeOrigin::User(caller), canister, done)).await
+        completion(|f| self.uninstall_with(ChangeOrigin::User(caller), canister, Done::new(f))).await
     }
 
     fn uninstall_with(&self, origin: ChangeOrigin, canister: Principal, done: Done) {

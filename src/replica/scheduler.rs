@@ -50,6 +50,8 @@ pub(super) struct Inner {
     pub(super) idle: Condvar,
     /// Jobs run so far (a round's progress).
     pub(super) jobs_run: std::sync::atomic::AtomicU64,
+    /// The state directory, when the replica keeps one.
+    pub(super) durability: std::sync::OnceLock<Arc<super::durable::Durability>>,
 }
 
 impl Inner {
@@ -62,6 +64,9 @@ impl Inner {
     /// start: it goes ahead of queued replicated tasks, which have not
     /// executed, so it still sees the latest committed state.
     pub(super) fn schedule(&self, st: &mut State, canister: Principal) {
+        if st.paused {
+            return;
+        }
         let replicated_ok = st.may_start_replicated();
         let rounds = st.manual_time.is_some();
         let Some(slot) = st.canisters.get_mut(&canister) else { return };
@@ -83,6 +88,30 @@ impl Inner {
             st.round_budget = st.round_budget.saturating_sub(1);
         }
         self.push_job(Job { canister, instance, task });
+    }
+
+    /// Runs `f` at a quiescent point: no task starts from now on, every
+    /// job in flight finishes (applying its effects), then `f` runs under
+    /// the state lock with every instance in its slot; afterwards the
+    /// canisters with queued tasks start again.
+    pub(super) fn quiesce<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        self.lock().paused = true;
+        loop {
+            self.wait_idle();
+            let mut st = self.lock();
+            // Jobs pushed outside the state lock (ingress to the
+            // management canister) may have started meanwhile.
+            if *self.active.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
+                continue;
+            }
+            let out = f(&mut st);
+            st.paused = false;
+            let ready: Vec<Principal> = st.canisters.iter().filter(|(_, s)| !s.busy && !s.queue.is_empty()).map(|(id, _)| *id).collect();
+            for id in ready {
+                self.schedule(&mut st, id);
+            }
+            return out;
+        }
     }
 
     /// Blocks until every pushed job (and all they caused) has finished.

@@ -29,7 +29,7 @@ const MAX_MEMORY_SETTING: u64 = 1 << 48;
 
 /// Who may see a canister's logs (`log_visibility`), snapshots or status:
 /// the IC's one `variant { controllers; public; allowed_viewers }`.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(CandidType, Deserialize, serde::Serialize, Clone, Debug, PartialEq, Eq, Default)]
 pub enum Visibility {
     #[default]
     #[serde(rename = "controllers")]
@@ -44,7 +44,7 @@ pub enum Visibility {
 pub type LogVisibility = Visibility;
 
 /// One environment variable.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(CandidType, Deserialize, serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct EnvironmentVariable {
     pub name: String,
     pub value: String,
@@ -84,7 +84,7 @@ pub struct DefiniteCanisterSettings {
 }
 
 /// A canister's settings besides its controllers; IC defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     pub compute_allocation: u64,
     pub memory_allocation: u64,
@@ -96,6 +96,7 @@ pub struct Settings {
     pub environment_variables: Vec<EnvironmentVariable>,
     /// The same, as `ic0.env_var_*` sees them (sorted by name); kept with
     /// them so an execution gets them without copying.
+    #[serde(skip)]
     env_vars: std::sync::Arc<Vec<(String, String)>>,
 }
 
@@ -197,12 +198,23 @@ impl Settings {
                 }
             }
             next.environment_variables = vars.clone();
-            let mut sorted: Vec<(String, String)> = vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
-            sorted.sort();
-            next.env_vars = std::sync::Arc::new(sorted);
+            next.sort_env_vars();
         }
         *self = next;
         Ok(())
+    }
+
+    /// Settings read back from a state directory (which keeps the
+    /// variables once).
+    pub fn restored(mut self) -> Self {
+        self.sort_env_vars();
+        self
+    }
+
+    fn sort_env_vars(&mut self) {
+        let mut sorted: Vec<(String, String)> = self.environment_variables.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+        sorted.sort();
+        self.env_vars = std::sync::Arc::new(sorted);
     }
 
     /// The heap limit executions that enforce it (updates, init,

@@ -98,6 +98,8 @@ pub(super) enum SnapshotJob {
         uninstall: bool,
         origin: ChangeOrigin,
         reply: TakeReply,
+        /// The canister callback `reply` answers, if a canister asked.
+        answers: Option<u64>,
     },
     Load {
         id: Vec<u8>,
@@ -106,10 +108,20 @@ pub(super) enum SnapshotJob {
     },
 }
 
+impl SnapshotJob {
+    /// The canister callback the outcome answers, if a canister asked.
+    pub(super) fn answers(&self) -> Option<u64> {
+        match self {
+            SnapshotJob::Take { answers, .. } => *answers,
+            SnapshotJob::Load { done, .. } => done.answers,
+        }
+    }
+}
+
 /// Runs a snapshot job on an executor thread with the canister's instance.
 pub(super) fn run(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterInstance>>, job: SnapshotJob) -> Finished {
     match job {
-        SnapshotJob::Take { replace, uninstall, origin, reply } => take(inner, canister, instance, (replace, uninstall, origin), reply),
+        SnapshotJob::Take { replace, uninstall, origin, reply, .. } => take(inner, canister, instance, (replace, uninstall, origin), reply),
         SnapshotJob::Load { id, origin, done } => load(inner, canister, instance, id, origin, done),
     }
 }
@@ -189,7 +201,7 @@ fn take(
     }
     // `uninstall_code = true`: the snapshot first, then the uninstall.
     let (tx, outcome) = std::sync::mpsc::channel();
-    let emptied = lifecycle::run_uninstall(canister, instance, origin, Box::new(move |r| drop(tx.send(r))));
+    let emptied = lifecycle::run_uninstall(canister, instance, origin, super::state::Done::new(Box::new(move |r| drop(tx.send(r)))));
     Finished {
         instance: emptied.instance,
         apply: Box::new(move |inner, st| {
@@ -204,18 +216,18 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
     let snapshot = {
         let st = inner.lock();
         let Some(slot) = st.canisters.get(&canister) else {
-            done(Err(not_found(&canister)));
+            done.call(Err(not_found(&canister)));
             return Finished::unchanged(instance);
         };
         if slot.status != Status::Stopped {
-            done(Err(must_be_stopped(&canister)));
+            done.call(Err(must_be_stopped(&canister)));
             return Finished::unchanged(instance);
         }
         match slot.snapshots.iter().find(|s| s.id == id) {
             // Cheap: the memories are shared.
             Some(s) => s.clone(),
             None => {
-                done(Err(snapshot_not_found(&canister, &id)));
+                done.call(Err(snapshot_not_found(&canister, &id)));
                 return Finished::unchanged(instance);
             }
         }
@@ -223,7 +235,7 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
     let loaded = match CanisterInstance::from_image(&inner.runtime, &snapshot.code, &snapshot.image, &canister.to_text()) {
         Ok(i) => Box::new(i),
         Err(e) => {
-            done(Err(Reject::system(ErrorCode::CanisterInvalidWasm, format!("Canister {canister}: loading snapshot {}: {e}", hex::encode(&id)))));
+            done.call(Err(Reject::system(ErrorCode::CanisterInvalidWasm, format!("Canister {canister}: loading snapshot {}: {e}", hex::encode(&id)))));
             return Finished::unchanged(instance);
         }
     };
@@ -238,7 +250,7 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
         apply: Box::new(move |_, st| {
             let time = st.now();
             let Some(slot) = st.canisters.get_mut(&canister) else {
-                return done(Err(not_found(&canister)));
+                return done.call(Err(not_found(&canister)));
             };
             slot.module_hash = Some(snapshot.module_hash);
             slot.module = Some(snapshot.module.clone());
@@ -263,7 +275,7 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
                     taken_at: snapshot.taken_at,
                 },
             });
-            done(Ok(()));
+            done.call(Ok(()));
         }),
     }
 }
@@ -280,10 +292,10 @@ fn must_be_stopped(canister: &Principal) -> Reject {
 impl Replica {
     /// `take_canister_snapshot`: queued behind what the canister is doing.
     pub async fn take_snapshot(&self, caller: Principal, canister: Principal, replace: Option<Vec<u8>>, uninstall: bool) -> Result<SnapshotInfo, Reject> {
-        completion(|reply| self.take_snapshot_with(ChangeOrigin::User(caller), canister, replace, uninstall, reply)).await
+        completion(|reply| self.take_snapshot_with(ChangeOrigin::User(caller), canister, (replace, uninstall), reply, None)).await
     }
 
-    pub(super) fn take_snapshot_with(&self, origin: ChangeOrigin, canister: Principal, replace: Option<Vec<u8>>, uninstall: bool, reply: TakeReply) {
+    pub(super) fn take_snapshot_with(&self, origin: ChangeOrigin, canister: Principal, (replace, uninstall): (Option<Vec<u8>>, bool), reply: TakeReply, answers: Option<u64>) {
         let mut st = self.lock();
         let Some(slot) = st.canisters.get_mut(&canister) else {
             drop(st);
@@ -293,13 +305,13 @@ impl Replica {
             drop(st);
             return reply(Err(not_controller(&canister, &origin.principal())));
         }
-        slot.queue.push_back(Task::Snapshot(SnapshotJob::Take { replace, uninstall, origin, reply }));
+        slot.queue.push_back(Task::Snapshot(SnapshotJob::Take { replace, uninstall, origin, reply, answers }));
         self.inner.schedule(&mut st, canister);
     }
 
     /// `load_canister_snapshot`: the canister must be stopped.
     pub async fn load_snapshot(&self, caller: Principal, canister: Principal, id: Vec<u8>) -> Result<(), Reject> {
-        completion(|done| self.load_snapshot_with(ChangeOrigin::User(caller), canister, id, done)).await
+        completion(|f| self.load_snapshot_with(ChangeOrigin::User(caller), canister, id, Done::new(f))).await
     }
 
     pub(super) fn load_snapshot_with(&self, origin: ChangeOrigin, canister: Principal, id: Vec<u8>, done: Done) {
@@ -319,7 +331,7 @@ impl Replica {
         })();
         if let Err(reject) = checked {
             drop(st);
-            return done(Err(reject));
+            return done.call(Err(reject));
         }
         if let Some(slot) = st.canisters.get_mut(&canister) {
             slot.queue.push_back(Task::Snapshot(SnapshotJob::Load { id, origin, done }));

@@ -28,6 +28,23 @@ pub struct StableMemory {
     journal: Vec<(u64, Vec<u8>)>,
     /// Size in pages at the last commit, if the execution grew it.
     size_before: Option<usize>,
+    /// Pages the current execution wrote.
+    touched: std::collections::BTreeSet<u32>,
+    /// Pages committed since the state directory last took them (`None`:
+    /// all of them, a memory not stored yet).
+    since_cut: Option<std::collections::BTreeSet<u32>>,
+}
+
+/// Stable memory pages changed since the state directory last took them.
+#[derive(Debug, Default)]
+pub struct ChangedPages {
+    /// The memory was never taken: `pages` is all of it (pages never
+    /// written left out), and whatever was stored before is stale.
+    pub all: bool,
+    /// Size in pages.
+    pub size: u64,
+    /// (page index, its 64 KiB); a changed page is always written.
+    pub pages: Vec<(u32, Vec<u8>)>,
 }
 
 const PAGE: usize = STABLE_PAGE as usize;
@@ -124,6 +141,9 @@ impl StableMemory {
             self.journal.push((offset, old));
         }
         self.copy_in(r.start, bytes);
+        if !r.is_empty() && self.since_cut.is_some() {
+            self.touched.extend((r.start / PAGE) as u32..=((r.end - 1) / PAGE) as u32);
+        }
         Ok(())
     }
 
@@ -131,10 +151,52 @@ impl StableMemory {
     pub fn commit(&mut self) {
         self.journal.clear();
         self.size_before = None;
+        if let Some(set) = &mut self.since_cut {
+            set.append(&mut self.touched);
+        }
+    }
+
+    /// The committed pages changed since the last call (every written
+    /// page of a memory never taken before), for the state directory.
+    /// Call between executions.
+    pub fn take_changed_pages(&mut self) -> ChangedPages {
+        let size = self.pages.len();
+        let (all, wanted): (bool, Vec<u32>) = match self.since_cut.replace(Default::default()) {
+            None => (true, (0..size as u32).collect()),
+            Some(set) => (false, set.into_iter().filter(|p| (*p as usize) < size).collect()),
+        };
+        let pages = wanted
+            .into_iter()
+            .filter_map(|p| self.pages[p as usize].as_ref().map(|bytes| (p, bytes.to_vec())))
+            .collect();
+        ChangedPages { all, size: size as u64, pages }
+    }
+
+    /// Forgets the changes committed so far (the state directory holds
+    /// them).
+    pub fn mark_stored(&mut self) {
+        self.since_cut = Some(Default::default());
+    }
+
+    /// Stable memory of `size` pages holding `pages` (the rest zeros), as
+    /// the state directory stored it: nothing is changed since.
+    pub fn from_stored(max_pages: u64, size: u64, pages: Vec<(u32, Vec<u8>)>) -> Self {
+        let mut memory = Self::new(max_pages);
+        memory.pages.resize_with(size as usize, || None);
+        for (index, bytes) in pages {
+            if let Some(slot) = memory.pages.get_mut(index as usize)
+                && bytes.len() == PAGE
+            {
+                *slot = Some(bytes.into_boxed_slice());
+            }
+        }
+        memory.since_cut = Some(Default::default());
+        memory
     }
 
     /// Undoes everything since the last commit.
     pub fn rollback(&mut self) {
+        self.touched.clear();
         while let Some((offset, old)) = self.journal.pop() {
             self.copy_in(offset as usize, &old);
         }

@@ -19,7 +19,29 @@ use super::{CallResult, ErrorCode, InstallMode, InstallSource, Reject, Status, c
 
 /// Called once with the outcome of a queued lifecycle operation (install,
 /// uninstall, stop).
-pub(super) type Done = Box<dyn FnOnce(Result<(), Reject>) + Send>;
+pub(super) struct Done {
+    run: Box<dyn FnOnce(Result<(), Reject>) + Send>,
+    /// The canister callback the outcome answers (a canister's call to the
+    /// management canister), which is all a state directory keeps of it;
+    /// `None` for a waiter outside the replica.
+    pub(super) answers: Option<u64>,
+}
+
+impl Done {
+    /// A waiter outside the replica (gone after a restart).
+    pub(super) fn new(run: Box<dyn FnOnce(Result<(), Reject>) + Send>) -> Self {
+        Self { run, answers: None }
+    }
+
+    /// An outcome that answers canister callback `callback`.
+    pub(super) fn answering(callback: u64, run: Box<dyn FnOnce(Result<(), Reject>) + Send>) -> Self {
+        Self { run, answers: Some(callback) }
+    }
+
+    pub(super) fn call(self, result: Result<(), Reject>) {
+        (self.run)(result)
+    }
+}
 
 /// Where a call context's response goes.
 pub(super) enum Origin {
@@ -134,7 +156,7 @@ pub(crate) enum ReplyTo {
     Callback(u64),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) enum SystemTask {
     /// `canister_global_timer`: the timer came due.
     Timer,
@@ -258,6 +280,8 @@ pub(super) struct State {
     /// Rounds mode: ingress messages accepted since the last round, in
     /// arrival order; the next round delivers them.
     pub(super) held: Vec<Held>,
+    /// A state directory cut is being taken: no task starts.
+    pub(super) paused: bool,
 }
 
 /// A range of canister ids (by index, see [`super::canister_id`]) and the
@@ -454,7 +478,7 @@ impl State {
             slot.status = Status::Stopped;
             slot.version += 1;
             for (_, w) in std::mem::take(&mut slot.stop_waiters) {
-                w(Ok(()));
+                w.call(Ok(()));
             }
         }
     }

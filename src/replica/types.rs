@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The IC's reject codes (what a caller sees).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(u32)]
 pub enum RejectCode {
     SysFatal = 1,
@@ -46,7 +46,7 @@ impl fmt::Display for RejectCode {
 
 /// `IC0xxx` error codes, numbered as the IC numbers them (its
 /// `error_types` crate); the first digit is the reject code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ErrorCode {
     SubnetOversubscribed = 101,
     MaxNumberOfCanistersReached = 102,

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use wasmtime::Val;
 
 use super::{CanisterInstance, CanisterRuntime, Code, Front, InstallError};
-use crate::replica::stable::StableMemory;
+use crate::replica::memory::ChangedBlocks;
+use crate::replica::stable::{ChangedPages, StableMemory};
 
 /// The committed state of an instance.
 #[derive(Clone)]
@@ -44,6 +45,26 @@ impl CanisterInstance {
                 Front::Component(_) => Vec::new(),
             },
         }
+    }
+
+    /// The committed heap blocks and stable memory pages changed since
+    /// the last call, and the globals: what a state directory's cut takes
+    /// of the instance (call between executions).
+    pub fn take_changes(&mut self) -> (ChangedBlocks, ChangedPages, Vec<Val>) {
+        let heap = self.memory.take_changed_blocks();
+        let stable = self.store.data_mut().stable.take_changed_pages();
+        let globals = match &self.front {
+            Front::Core(c) => c.committed_globals().to_vec(),
+            Front::Component(_) => Vec::new(),
+        };
+        (heap, stable, globals)
+    }
+
+    /// Marks the instance as stored as it is (just restored from a state
+    /// directory): the next cut takes only what changes from here.
+    pub fn mark_stored(&mut self) {
+        self.memory.mark_stored();
+        self.store.data_mut().stable.mark_stored();
     }
 
     /// An instance of `code` in exactly the state `image` captured. Runs no

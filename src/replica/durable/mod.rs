@@ -1,0 +1,203 @@
+//! The replica in a state directory: durable, crash-safe cuts of its
+//! whole state, and "acknowledged means durable".
+//!
+//! A **cut** is taken at a quiescent point: the scheduler stops starting
+//! jobs ([`Inner::quiesce`]), the running ones finish and apply their
+//! effects, and `form::capture` takes everything changed since the last
+//! cut (canister records whose bytes changed, heap blocks and stable pages
+//! committed since, new modules and chunks) while execution waits; then
+//! execution resumes and the persister thread writes the cut in one LMDB
+//! transaction (`db`) and syncs it. A crash leaves the directory at the
+//! last synced cut: a prefix of the committed executions with their
+//! queues and call contexts, never torn.
+//!
+//! **Acknowledged means durable**: whoever answers a caller outside the
+//! replica (the control socket, pid0's session) first awaits
+//! [`Replica::persisted`], which resolves once a cut *started after the
+//! call* is synced. Waiters arriving while a cut is written share the next
+//! one (group commit): one sync serves every reply of a short round.
+//! Without a state directory `persisted` resolves at once.
+//!
+//! Invariants: the persister is the only writer; cuts are numbered and
+//! synced in order; after a failed write nothing is acknowledged again
+//! (the in-memory change sets were consumed), every later `persisted`
+//! fails with the first error.
+
+mod db;
+mod form;
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+pub use db::{FORMAT, StateDirError, encode_record};
+
+use super::Replica;
+use super::scheduler::Inner;
+
+/// A cut is taken at least this often while canisters run (timers,
+/// heartbeats and inter-canister traffic persist without a caller asking).
+pub const BACKGROUND_CUT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The persister's progress, shared with the waiters.
+#[derive(Default)]
+struct Progress {
+    /// Cuts begun (captured or being captured) and synced.
+    started: u64,
+    synced: u64,
+    /// The highest cut a waiter needs.
+    wanted: u64,
+    waiters: Vec<(u64, oneshot::Sender<Result<(), String>>)>,
+    failed: Option<String>,
+}
+
+/// The shared half of the state directory: what [`Replica::persisted`]
+/// talks to.
+pub(super) struct Durability {
+    progress: Mutex<Progress>,
+    wake: Condvar,
+    /// Cuts written and their time, for `ww` statistics.
+    stats: Mutex<CutStats>,
+}
+
+/// What the persister has done.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CutStats {
+    pub cuts: u64,
+    pub bulk_bytes: u64,
+    /// Time execution was paused for captures, and spent writing.
+    pub paused: Duration,
+    pub writing: Duration,
+}
+
+impl Durability {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver resolved once a cut begun after now is synced.
+    fn wait_for_next_cut(&self) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        let mut p = self.lock();
+        if let Some(why) = &p.failed {
+            let _ = tx.send(Err(why.clone()));
+            return rx;
+        }
+        let target = p.started + 1;
+        p.wanted = p.wanted.max(target);
+        p.waiters.push((target, tx));
+        drop(p);
+        self.wake.notify_all();
+        rx
+    }
+}
+
+impl Replica {
+    /// A replica kept in `dir` (created if new): restores what the
+    /// directory holds, then writes a cut whenever [`Replica::persisted`]
+    /// asks and in the background. Refuses a directory of another format,
+    /// a damaged one (naming the file) or one another process uses.
+    pub fn open_durable(engine: crate::engine::Engine, config: super::ReplicaConfig, dir: &Path) -> Result<Self, StateDirError> {
+        if config.clock != super::Clock::Wall {
+            return Err(StateDirError::Restore { path: dir.to_path_buf(), what: "a state directory needs the wall clock (not rounds mode)".into() });
+        }
+        let began = Instant::now();
+        let replica_dir = dir.join("replica");
+        let db = db::StateDb::open(&replica_dir)?;
+        let replica = Replica::new(engine, config).map_err(|e| StateDirError::Restore { path: replica_dir.clone(), what: e.to_string() })?;
+        let loaded = db.load()?;
+        let (canisters, stored) = form::restore(&replica, loaded, db.file())?;
+        tracing::info!(dir = %dir.display(), canisters, elapsed_ms = began.elapsed().as_millis() as u64, "replica state restored");
+        let durability = Arc::new(Durability { progress: Mutex::new(Progress::default()), wake: Condvar::new(), stats: Mutex::new(CutStats::default()) });
+        let _ = replica.inner.durability.set(durability.clone());
+        let weak = Arc::downgrade(&replica.inner);
+        std::thread::Builder::new()
+            .name("ww-persister".into())
+            .spawn(move || persister(weak, durability, db, stored))
+            .map_err(|source| StateDirError::Io { path: replica_dir, source })?;
+        Ok(replica)
+    }
+
+    /// Resolves once everything this replica did before the call is in the
+    /// state directory (at once without one). Await it before
+    /// acknowledging anything to a caller outside the replica.
+    pub async fn persisted(&self) -> Result<(), String> {
+        let Some(d) = self.inner.durability.get() else { return Ok(()) };
+        let rx = d.wait_for_next_cut();
+        rx.await.unwrap_or_else(|_| Err("the replica stopped before its state was written".into()))
+    }
+
+    /// Whether the replica keeps a state directory.
+    pub fn is_durable(&self) -> bool {
+        self.inner.durability.get().is_some()
+    }
+
+    /// What the persister has done so far.
+    pub fn cut_stats(&self) -> CutStats {
+        self.inner.durability.get().map(|d| *d.stats.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default()
+    }
+}
+
+/// The persister thread: takes and writes cuts until the replica is gone.
+fn persister(weak: Weak<Inner>, durability: Arc<Durability>, db: db::StateDb, mut stored: form::Stored) {
+    let mut last_jobs = u64::MAX;
+    loop {
+        // Wait until a waiter needs a cut, or the background interval.
+        let background_due = {
+            let mut p = durability.lock();
+            let deadline = Instant::now() + BACKGROUND_CUT_INTERVAL;
+            while p.wanted <= p.synced && p.failed.is_none() {
+                let now = Instant::now();
+                if now >= deadline || weak.strong_count() == 0 {
+                    break;
+                }
+                p = durability.wake.wait_timeout(p, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            }
+            p.wanted <= p.synced
+        };
+        let Some(inner) = weak.upgrade() else { return };
+        if durability.lock().failed.is_some() {
+            drop(inner);
+            std::thread::sleep(BACKGROUND_CUT_INTERVAL);
+            continue;
+        }
+        let jobs = inner.jobs_run.load(std::sync::atomic::Ordering::SeqCst);
+        if background_due && jobs == last_jobs {
+            continue;
+        }
+        last_jobs = jobs;
+        let seq = {
+            let mut p = durability.lock();
+            p.started += 1;
+            p.started
+        };
+        let began = Instant::now();
+        let cut = inner.quiesce(|st| form::capture(st, &mut stored));
+        drop(inner);
+        let paused = began.elapsed();
+        let wrote = Instant::now();
+        let result = db.write(&cut).map_err(|e| e.to_string());
+        {
+            let mut s = durability.stats.lock().unwrap_or_else(|e| e.into_inner());
+            s.cuts += 1;
+            s.bulk_bytes += cut.bulk_bytes() as u64;
+            s.paused += paused;
+            s.writing += wrote.elapsed();
+        }
+        let mut p = durability.lock();
+        p.synced = seq;
+        if let Err(why) = &result {
+            tracing::error!(error = %why, "writing the state directory failed; nothing more is acknowledged");
+            p.failed = Some(why.clone());
+        }
+        let failed = p.failed.is_some();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut p.waiters).into_iter().partition(|(target, _)| *target <= seq || failed);
+        p.waiters = waiting;
+        drop(p);
+        for (_, tx) in done {
+            let _ = tx.send(result.clone());
+        }
+    }
+}
