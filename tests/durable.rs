@@ -258,3 +258,58 @@ fn damaged_incompatible_and_busy_state_directories_are_refused() {
     // ...which still serves, unharmed.
     assert_eq!(nat(&node.call("p", "get", "()")), 5);
 }
+
+/// `ww run [--serve] --state <dir> <ic-deploy>`, its stderr collected.
+fn deploy(dir: &Path, serve: bool) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = ww();
+    cmd.arg("run");
+    if serve {
+        cmd.arg("--serve");
+    }
+    let mut child = cmd.arg("--state").arg(dir).arg(deploy_image()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// A deploy run to its end: its log, which must say DEPLOY_OK.
+fn deploy_to_end(dir: &Path) -> String {
+    let (child, lines) = deploy(dir, false);
+    let status = wait_output(child, HANG_TIMEOUT).status;
+    let log: String = lines.iter().map(|l| l + "\n").collect();
+    assert!(status.success() && log.contains("DEPLOY_OK"), "the deploy failed ({status}):\n{log}");
+    log
+}
+
+#[test]
+fn the_deploy_resumes_after_sigkills_and_a_redeploy_after_a_restart_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Kill the deploying node at random instants, then let it finish.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..8 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let (mut child, _log) = deploy(dir.path(), true);
+        std::thread::sleep(Duration::from_millis(100 + seed % 1400));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let first = deploy_to_end(dir.path());
+    let overview = normalize(&pipeline_overview(&first));
+    // A node serving the deployment is killed; the restarted one holds the
+    // same deployment, and the pipeline finds nothing to do.
+    let (child, lines) = deploy(dir.path(), true);
+    let node = Served { child, state: dir.path().to_path_buf() };
+    let serving = lines.iter().find(|l| l.contains("serving until") || l.contains("DEPLOY_FAILED"));
+    assert!(serving.as_ref().is_some_and(|l| l.contains("serving until")), "the redeploy did not end serving: {serving:?}");
+    node.kill();
+    let again = deploy_to_end(dir.path());
+    assert_contains(&again, "created=0 upgraded=0 skipped=0 published=0");
+    assert_eq!(normalize(&pipeline_overview(&again)), overview, "the overview changed across the restart");
+}

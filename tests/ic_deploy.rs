@@ -39,30 +39,6 @@ fn summary_id(log: &str, role: &str) -> String {
         .unwrap_or_else(|| panic!("no summary line for {role}:\n{log}"))
 }
 
-/// The overview the pipeline printed: the lines after its heading up to the
-/// summary, without the log prefix.
-fn pipeline_overview(log: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in log.lines() {
-        let Some((_, text)) = line.split_once("pid0: ") else { continue };
-        if text.starts_with("canic_wasm_store_overview:") {
-            inside = true;
-        } else if text.starts_with("Release summary") {
-            break;
-        } else if inside {
-            out.push_str(text);
-            out.push('\n');
-        }
-    }
-    assert!(!out.is_empty(), "no overview in:\n{log}");
-    out
-}
-
-fn normalize(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[test]
 fn ww_run_ic_deploy_stages_bootstraps_and_installs_every_role() {
     let (code, log) = run(&["run", image("ic-deploy").to_str().unwrap()]);

@@ -132,6 +132,39 @@ pub fn read_until(stderr: &mut impl Read, marker: &str, timeout: Duration) -> St
     panic!("never saw {marker:?}; stderr:\n{}", String::from_utf8_lossy(&seen));
 }
 
+/// The IC deploy simulation's image (`make test` assembles it first).
+pub fn deploy_image() -> PathBuf {
+    let dir = repo().join("examples/images/ic-deploy");
+    for needed in ["bin/main.wasm", "lib/release/root.wasm"] {
+        assert!(dir.join(needed).is_file(), "{} is missing: run `make test` (it assembles the example images first)", dir.join(needed).display());
+    }
+    dir
+}
+
+/// The overview the pipeline printed: the lines after its heading up to the
+/// summary, without the log prefix.
+pub fn pipeline_overview(log: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in log.lines() {
+        let Some((_, text)) = line.split_once("pid0: ") else { continue };
+        if text.starts_with("canic_wasm_store_overview:") {
+            inside = true;
+        } else if text.starts_with("Release summary") {
+            break;
+        } else if inside {
+            out.push_str(text);
+            out.push('\n');
+        }
+    }
+    assert!(!out.is_empty(), "no overview in:\n{log}");
+    out
+}
+
+pub fn normalize(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 pub fn assert_contains(haystack: &str, needle: &str) {
     assert!(haystack.contains(needle), "expected {needle:?} in:\n{haystack}");
 }
