@@ -154,6 +154,7 @@ bench: images ic-guests
 	$(CARGO) bench --bench foundation
 	$(CARGO) bench --bench replica
 	$(CARGO) bench --bench ic_canisters
+	$(CARGO) bench --bench durable
 	$(CARGO) build --release
 	$(CARGO) bench --bench deploy
 	@ln -sfn ww target/release/pocket-ic

@@ -10,6 +10,12 @@
 //! (`WW_HEAP_TRACKING=written`, the kernel's write tracking, and
 //! `compare`, the fallback), so both are measured side by side in one run.
 //!
+//! Then the same warm deploy into a fresh state directory (`--state`:
+//! every reply to pid0 waits for the cut that holds it), alternating with
+//! the memory-only one, and the restart of the deployed node (`ww serve
+//! --state`: 11 canisters restored; the replica's own restore time from
+//! its log, and the process start to serving).
+//!
 //! Arguments: `cargo bench --bench deploy -- [cold-runs] [warm-runs]`
 //! (default 3 and 20 per mechanism). Prints a Markdown table for
 //! BENCHMARKS.md.
@@ -35,9 +41,18 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 /// One `ww run` of the image with `cache` as its compile cache: (wall ms,
 /// staging MB/s, the pipeline's own total ms).
 fn deploy(ww: &Path, image: &Path, cache: &Path, heap: &str) -> (f64, f64, f64) {
+    deploy_into(ww, image, cache, heap, None)
+}
+
+/// [`deploy`], keeping the replica in `state` if given.
+fn deploy_into(ww: &Path, image: &Path, cache: &Path, heap: &str, state: Option<&Path>) -> (f64, f64, f64) {
     let started = Instant::now();
-    let out = Command::new(ww)
-        .arg("run")
+    let mut cmd = Command::new(ww);
+    cmd.arg("run");
+    if let Some(dir) = state {
+        cmd.arg("--state").arg(dir);
+    }
+    let out = cmd
         .arg(image)
         .env("WW_CACHE_DIR", cache)
         .env("WW_HEAP_TRACKING", heap)
@@ -61,6 +76,38 @@ fn deploy(ww: &Path, image: &Path, cache: &Path, heap: &str) -> (f64, f64, f64) 
         .find_map(|l| l.split("total_ms=").nth(1)?.trim().parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no DEPLOY_OK line in:\n{log}"));
     (wall, mbs, total)
+}
+
+/// `ww serve --state <dir>` until it serves, then SIGKILL: (the restore's
+/// µs from its log line, ms from the process start to serving).
+fn restart(ww: &Path, cache: &Path, state: &Path) -> (f64, f64) {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let mut child = Command::new(ww)
+        .args(["serve", "--state"])
+        .arg(state)
+        .env("WW_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ww serve");
+    let mut restore = None;
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let wall = loop {
+        let line = lines.next().expect("ww serve ended before serving").expect("read");
+        if let Some(us) = line.split("elapsed_us=").nth(1) {
+            restore = us.split_whitespace().next().and_then(|n| n.parse::<f64>().ok());
+        }
+        if line.contains("serving until") {
+            break started.elapsed().as_secs_f64() * 1e3;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    (restore.expect("no restore line"), wall)
 }
 
 fn main() {
@@ -96,6 +143,22 @@ fn main() {
         }
     }
     let [(warm, mbs, total), (warm_c, mbs_c, total_c)] = runs;
+    // With a state directory, alternating with memory only.
+    let (mut with_state, mut memory_only) = (Vec::new(), Vec::new());
+    let state = tempfile::tempdir().expect("tempdir");
+    for i in 0..warm_runs {
+        let dir = state.path().join(format!("run{i}"));
+        with_state.push(deploy_into(&ww, &image, cache.path(), "written", Some(&dir)).0);
+        memory_only.push(deploy(&ww, &image, cache.path(), "written").0);
+    }
+    // Restarts of the deployed node.
+    let deployed = state.path().join("run0");
+    let (mut restore, mut serving) = (Vec::new(), Vec::new());
+    for _ in 0..warm_runs.min(10) {
+        let (us, wall) = restart(&ww, cache.path(), &deployed);
+        restore.push(us / 1e3);
+        serving.push(wall);
+    }
 
     println!("| measure | result | target |");
     println!("|---|---|---|");
@@ -120,6 +183,18 @@ fn main() {
         "| the pipeline's own time (pid0 start → overview printed), warm, write tracking / compare | median {:.0} ms / {:.0} ms | - |",
         median(total),
         median(total_c)
+    );
+    println!(
+        "| warm deploy into a fresh state directory (`--state`), {warm_runs} runs, alternating with memory only | median {:.0} ms, p90 {:.0} ms; memory only {:.0} ms ({}) | - |",
+        median(with_state.clone()),
+        percentile(with_state.clone(), 0.9),
+        median(memory_only.clone()),
+        ratio(median(with_state), median(memory_only))
+    );
+    println!(
+        "| restart of the deployed node (11 canisters): the replica's restore / `ww serve --state` start to serving | median {:.1} ms / {:.0} ms | < 200 ms |",
+        median(restore),
+        median(serving)
     );
     println!(
         "| staging throughput (pid0 → root, 6.6 MiB), warm, write tracking / compare | median {:.0} MB/s / {:.0} MB/s ({}) | ≥ 1,000 MB/s |",

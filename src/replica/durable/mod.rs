@@ -109,7 +109,7 @@ impl Replica {
         let replica = Replica::new(engine, config).map_err(|e| StateDirError::Restore { path: replica_dir.clone(), what: e.to_string() })?;
         let loaded = db.load()?;
         let (canisters, stored) = form::restore(&replica, loaded, db.file())?;
-        tracing::info!(dir = %dir.display(), canisters, elapsed_ms = began.elapsed().as_millis() as u64, "replica state restored");
+        tracing::info!(dir = %dir.display(), canisters, elapsed_us = began.elapsed().as_micros() as u64, "replica state restored");
         let durability = Arc::new(Durability { progress: Mutex::new(Progress::default()), wake: Condvar::new(), stats: Mutex::new(CutStats::default()) });
         let _ = replica.inner.durability.set(durability.clone());
         let weak = Arc::downgrade(&replica.inner);
