@@ -120,6 +120,11 @@ fn main() {
             (after.paused - before.paused).as_secs_f64() * 1e6 / cuts,
             (after.writing - before.writing).as_secs_f64() * 1e6 / cuts
         );
+        println!(
+            "| per cut: updates acknowledged / page, module and chunk bytes written | {:.1} / {:.0} KiB | - | - |",
+            (d1 + d16) * secs / cuts,
+            (after.bulk_bytes - before.bulk_bytes) as f64 / cuts / 1024.0
+        );
         println!("| the disk: write 4 KiB + `fdatasync` | {fsync:.0} µs | - | - |");
     });
 }

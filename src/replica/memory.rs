@@ -52,9 +52,10 @@ pub const PAGE: usize = 4096;
 /// A private page unchanged for this many commits goes back to the memfd
 /// (comparing) or under write protection (write tracking).
 pub const COLD_AFTER_COMMITS: u8 = 8;
-/// What a state directory stores of a heap as one record: 64 KiB, the
-/// Wasm page (a commit marks the block of every page it copies).
-pub const PERSIST_BLOCK: usize = 64 << 10;
+/// What a state directory stores of a heap as one record: the page a
+/// commit copies (64 KiB blocks cost 8-16× the bytes per small update;
+/// measured in `benches/durable.rs`).
+pub const PERSIST_BLOCK: usize = PAGE;
 
 /// Write tracking, per page: protected (a write is reported once)...
 const PROTECTED: u8 = 0;

@@ -28,26 +28,37 @@ pub struct StableMemory {
     journal: Vec<(u64, Vec<u8>)>,
     /// Size in pages at the last commit, if the execution grew it.
     size_before: Option<usize>,
-    /// Pages the current execution wrote.
+    /// Units ([`STORE_UNIT`]) the current execution wrote.
     touched: std::collections::BTreeSet<u32>,
-    /// Pages committed since the state directory last took them (`None`:
+    /// Units committed since the state directory last took them (`None`:
     /// all of them, a memory not stored yet).
     since_cut: Option<std::collections::BTreeSet<u32>>,
 }
 
-/// Stable memory pages changed since the state directory last took them.
+/// Unit `u` of `pages`, if its page was ever written.
+fn unit(pages: &[Option<Box<[u8]>>], u: u32) -> Option<&[u8]> {
+    let (page, within) = (u as usize / UNITS_PER_PAGE, u as usize % UNITS_PER_PAGE);
+    pages.get(page)?.as_ref().map(|bytes| &bytes[within * STORE_UNIT..(within + 1) * STORE_UNIT])
+}
+
+/// Stable memory changed since the state directory last took it, in
+/// [`STORE_UNIT`]s.
 #[derive(Debug, Default)]
 pub struct ChangedPages {
-    /// The memory was never taken: `pages` is all of it (pages never
-    /// written left out), and whatever was stored before is stale.
+    /// The memory was never taken: `pages` is all of it (units of zeros
+    /// left out), and whatever was stored before is stale.
     pub all: bool,
-    /// Size in pages.
+    /// Size in (64 KiB) pages.
     pub size: u64,
-    /// (page index, its 64 KiB); a changed page is always written.
+    /// (unit index, its 4 KiB).
     pub pages: Vec<(u32, Vec<u8>)>,
 }
 
 const PAGE: usize = STABLE_PAGE as usize;
+/// What a state directory stores of stable memory as one record: 4 KiB
+/// of a page (an update writing a few bytes writes 4 KiB, not 64).
+pub const STORE_UNIT: usize = 4096;
+const UNITS_PER_PAGE: usize = PAGE / STORE_UNIT;
 
 impl StableMemory {
     pub fn new(max_pages: u64) -> Self {
@@ -142,7 +153,7 @@ impl StableMemory {
         }
         self.copy_in(r.start, bytes);
         if !r.is_empty() && self.since_cut.is_some() {
-            self.touched.extend((r.start / PAGE) as u32..=((r.end - 1) / PAGE) as u32);
+            self.touched.extend((r.start / STORE_UNIT) as u32..=((r.end - 1) / STORE_UNIT) as u32);
         }
         Ok(())
     }
@@ -156,18 +167,18 @@ impl StableMemory {
         }
     }
 
-    /// The committed pages changed since the last call (every written
-    /// page of a memory never taken before), for the state directory.
+    /// The committed units changed since the last call (every non-zero
+    /// unit of a memory never taken before), for the state directory.
     /// Call between executions.
     pub fn take_changed_pages(&mut self) -> ChangedPages {
         let size = self.pages.len();
         let (all, wanted): (bool, Vec<u32>) = match self.since_cut.replace(Default::default()) {
-            None => (true, (0..size as u32).collect()),
-            Some(set) => (false, set.into_iter().filter(|p| (*p as usize) < size).collect()),
+            None => (true, (0..(size * UNITS_PER_PAGE) as u32).collect()),
+            Some(set) => (false, set.into_iter().filter(|u| (*u as usize) < size * UNITS_PER_PAGE).collect()),
         };
         let pages = wanted
             .into_iter()
-            .filter_map(|p| self.pages[p as usize].as_ref().map(|bytes| (p, bytes.to_vec())))
+            .filter_map(|u| unit(&self.pages, u).filter(|b| !all || b.iter().any(|x| *x != 0)).map(|b| (u, b.to_vec())))
             .collect();
         ChangedPages { all, size: size as u64, pages }
     }
@@ -178,16 +189,18 @@ impl StableMemory {
         self.since_cut = Some(Default::default());
     }
 
-    /// Stable memory of `size` pages holding `pages` (the rest zeros), as
+    /// Stable memory of `size` pages holding `units` (the rest zeros), as
     /// the state directory stored it: nothing is changed since.
-    pub fn from_stored(max_pages: u64, size: u64, pages: Vec<(u32, Vec<u8>)>) -> Self {
+    pub fn from_stored(max_pages: u64, size: u64, units: Vec<(u32, Vec<u8>)>) -> Self {
         let mut memory = Self::new(max_pages);
         memory.pages.resize_with(size as usize, || None);
-        for (index, bytes) in pages {
-            if let Some(slot) = memory.pages.get_mut(index as usize)
-                && bytes.len() == PAGE
+        for (index, bytes) in units {
+            let (page, within) = (index as usize / UNITS_PER_PAGE, index as usize % UNITS_PER_PAGE);
+            if let Some(slot) = memory.pages.get_mut(page)
+                && bytes.len() == STORE_UNIT
             {
-                *slot = Some(bytes.into_boxed_slice());
+                let page = slot.get_or_insert_with(|| vec![0u8; PAGE].into_boxed_slice());
+                page[within * STORE_UNIT..(within + 1) * STORE_UNIT].copy_from_slice(&bytes);
             }
         }
         memory.since_cut = Some(Default::default());
@@ -265,5 +278,29 @@ mod tests {
         assert_eq!(m.grow(2), 0);
         assert!(m.write(STABLE_PAGE * 2 - 1, b"ab").is_err());
         assert!(m.read(u64::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn the_state_directory_takes_committed_units_and_restores_them() {
+        let mut m = StableMemory::new(100);
+        m.grow(2);
+        m.write(70_000, b"hello").unwrap();
+        m.commit();
+        let all = m.take_changed_pages();
+        assert!(all.all);
+        assert_eq!(all.pages.iter().map(|(u, _)| *u).collect::<Vec<_>>(), vec![17]);
+        m.write(5, b"gone").unwrap();
+        m.rollback();
+        m.write(4095, b"ab").unwrap();
+        m.commit();
+        let changed = m.take_changed_pages();
+        assert!(!changed.all);
+        assert_eq!(changed.pages.iter().map(|(u, _)| *u).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(m.take_changed_pages().pages.is_empty());
+        let mut units = all.pages;
+        units.extend(changed.pages);
+        let restored = StableMemory::from_stored(100, 2, units);
+        assert_eq!(restored.size(), 2);
+        assert_eq!(restored.read(0, 2 * STABLE_PAGE).unwrap(), m.read(0, 2 * STABLE_PAGE).unwrap());
     }
 }

@@ -345,7 +345,7 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
                         cut.memories.push((*id, MemoryKind::Heap, MemoryWrite { truncate_from: Some(heap.size.div_ceil(PERSIST_BLOCK as u64) as u32), ..Default::default() }));
                     }
                     if stable.size < stable_before {
-                        cut.memories.push((*id, MemoryKind::Stable, MemoryWrite { truncate_from: Some(stable.size as u32), ..Default::default() }));
+                        cut.memories.push((*id, MemoryKind::Stable, MemoryWrite { truncate_from: Some((stable.size as usize * crate::replica::stable::STABLE_PAGE as usize / crate::replica::stable::STORE_UNIT) as u32), ..Default::default() }));
                     }
                 }
                 stored.memories.insert(*id);

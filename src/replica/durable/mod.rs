@@ -37,6 +37,13 @@ pub use db::{FORMAT, StateDirError, encode_record};
 use super::Replica;
 use super::scheduler::Inner;
 
+/// A cut a waiter asked for waits at most this long for as many waiters
+/// as the recent cuts served (group commit: under concurrent load the
+/// next callers' replies are moments away; a lone caller never waits).
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_micros(500);
+/// How many recent cuts the expected group size remembers.
+const GROUP_MEMORY: usize = 8;
+
 /// A cut is taken at least this often while canisters run (timers,
 /// heartbeats and inter-canister traffic persist without a caller asking).
 pub const BACKGROUND_CUT_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,8 +51,10 @@ pub const BACKGROUND_CUT_INTERVAL: Duration = Duration::from_secs(1);
 /// The persister's progress, shared with the waiters.
 #[derive(Default)]
 struct Progress {
-    /// Cuts begun (captured or being captured) and synced.
+    /// Cuts begun, captured (set under the state lock, at the capture)
+    /// and synced.
     started: u64,
+    captured: u64,
     synced: u64,
     /// The highest cut a waiter needs.
     wanted: u64,
@@ -85,7 +94,9 @@ impl Durability {
             let _ = tx.send(Err(why.clone()));
             return rx;
         }
-        let target = p.started + 1;
+        // A reply produced before this call is in every cut captured
+        // from now on.
+        let target = p.captured + 1;
         p.wanted = p.wanted.max(target);
         p.waiters.push((target, tx));
         drop(p);
@@ -143,6 +154,8 @@ impl Replica {
 /// The persister thread: takes and writes cuts until the replica is gone.
 fn persister(weak: Weak<Inner>, durability: Arc<Durability>, db: db::StateDb, mut stored: form::Stored) {
     let mut last_jobs = u64::MAX;
+    // Waiters the recent cuts served (the expected group).
+    let mut groups: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
     loop {
         // Wait until a waiter needs a cut, or the background interval.
         let background_due = {
@@ -154,6 +167,17 @@ fn persister(weak: Weak<Inner>, durability: Arc<Durability>, db: db::StateDb, mu
                     break;
                 }
                 p = durability.wake.wait_timeout(p, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            }
+            // Group commit: gather as many waiters as recent cuts served,
+            // for at most the window.
+            let expected = groups.iter().copied().max().unwrap_or(1);
+            let gather_until = Instant::now() + GROUP_COMMIT_WINDOW;
+            while p.wanted > p.synced && p.waiters.len() < expected && p.failed.is_none() {
+                let now = Instant::now();
+                if now >= gather_until {
+                    break;
+                }
+                p = durability.wake.wait_timeout(p, gather_until - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
             }
             p.wanted <= p.synced
         };
@@ -174,7 +198,11 @@ fn persister(weak: Weak<Inner>, durability: Arc<Durability>, db: db::StateDb, mu
             p.started
         };
         let began = Instant::now();
-        let cut = inner.quiesce(|st| form::capture(st, &mut stored));
+        let cut = inner.quiesce(|st| {
+            let cut = form::capture(st, &mut stored);
+            durability.lock().captured = seq;
+            cut
+        });
         drop(inner);
         let paused = began.elapsed();
         let wrote = Instant::now();
@@ -195,7 +223,16 @@ fn persister(weak: Weak<Inner>, durability: Arc<Durability>, db: db::StateDb, mu
         let failed = p.failed.is_some();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut p.waiters).into_iter().partition(|(target, _)| *target <= seq || failed);
         p.waiters = waiting;
+        let p_waiting = p.waiters.len();
         drop(p);
+        if !done.is_empty() {
+            if groups.len() == GROUP_MEMORY {
+                groups.pop_front();
+            }
+            // The group: who this cut served and who already waits for
+            // the next (they made calls while it was written).
+            groups.push_back(done.len() + p_waiting);
+        }
         for (_, tx) in done {
             let _ = tx.send(result.clone());
         }

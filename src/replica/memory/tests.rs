@@ -147,3 +147,29 @@ fn cannot_grow_past_capacity() {
         assert!(m.lock().grow_to(2 << 20).is_err());
     }
 }
+
+#[test]
+fn the_state_directory_takes_exactly_the_pages_committed_since_the_last_cut() {
+    for t in mechanisms() {
+        let m = memory(64 << 20, 1 << 20, t);
+        m.lock().grow_to(1 << 20).unwrap();
+        write(&m, 5 * PAGE + 1, b"first");
+        m.commit().unwrap();
+        // Never taken: everything, zero pages left out.
+        let all = m.take_changed_blocks();
+        assert!(all.all, "{t:?}");
+        assert_eq!(all.blocks.iter().map(|(b, _)| *b).collect::<Vec<_>>(), vec![5], "{t:?}");
+        // A rolled-back write is not a change; a committed one is.
+        write(&m, 9 * PAGE, b"scratch");
+        m.rollback().unwrap();
+        write(&m, 7 * PAGE + 3, b"second");
+        m.commit().unwrap();
+        let changed = m.take_changed_blocks();
+        assert!(!changed.all, "{t:?}");
+        assert_eq!(changed.blocks.len(), 1, "{t:?}");
+        assert_eq!(changed.blocks[0].0, 7, "{t:?}");
+        assert_eq!(&changed.blocks[0].1[3..9], b"second", "{t:?}");
+        assert_eq!(changed.size, 1 << 20, "{t:?}");
+        assert!(m.take_changed_blocks().blocks.is_empty(), "{t:?}: taken twice");
+    }
+}
