@@ -313,3 +313,31 @@ fn the_deploy_resumes_after_sigkills_and_a_redeploy_after_a_restart_changes_noth
     assert_contains(&again, "created=0 upgraded=0 skipped=0 published=0");
     assert_eq!(normalize(&pipeline_overview(&again)), overview, "the overview changed across the restart");
 }
+
+#[test]
+fn snapshots_survive_a_sigkill_and_load_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Served::start(dir.path());
+    install(&node, "p", &guest("probe"));
+    node.call("p", "set", "(1 : nat64)");
+    node.call("p", "stable_set", "(3 : nat64, 30 : nat64)");
+    let id = node.ok(&["canister", "snapshot", "take", "p"]);
+    let second = node.ok(&["canister", "snapshot", "take", "p"]);
+    node.ok(&["canister", "snapshot", "delete", "p", &second]);
+    node.call("p", "set", "(2 : nat64)");
+    node.call("p", "stable_set", "(3 : nat64, 31 : nat64)");
+    let listed = node.ok(&["canister", "snapshot", "list", "p"]);
+    node.kill();
+
+    let node = Served::start(dir.path());
+    assert_eq!(node.ok(&["canister", "snapshot", "list", "p"]), listed, "the snapshots after the restart");
+    assert_eq!(nat(&node.call("p", "get", "()")), 2);
+    node.ok(&["canister", "stop", "p"]);
+    node.ok(&["canister", "snapshot", "load", "p", &id]);
+    node.ok(&["canister", "start", "p"]);
+    assert_eq!(nat(&node.call("p", "get", "()")), 1, "the heap back to the snapshot");
+    assert_eq!(node.call("p", "stable_get", "(3 : nat64)"), "(opt (30 : nat64))", "stable memory back to the snapshot");
+    // A later snapshot gets a new id, never one used before the restart.
+    let third = node.ok(&["canister", "snapshot", "take", "p"]);
+    assert!(third != id && third != second, "snapshot ids repeat: {third}");
+}

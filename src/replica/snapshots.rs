@@ -44,17 +44,17 @@ pub struct SnapshotInfo {
 #[derive(Clone)]
 pub(super) struct CanisterSnapshot {
     pub(super) id: Vec<u8>,
-    taken_at: u64,
+    pub(super) taken_at: u64,
     /// The canister's version when it was taken.
-    canister_version: u64,
-    module_hash: [u8; 32],
+    pub(super) canister_version: u64,
+    pub(super) module_hash: [u8; 32],
     /// The module's bytes as installed.
-    module: Arc<[u8]>,
-    code: Code,
-    image: InstanceImage,
-    certified_data: Arc<Vec<u8>>,
-    chunk_store: ChunkStore,
-    timer: u64,
+    pub(super) module: Arc<[u8]>,
+    pub(super) code: Code,
+    pub(super) image: InstanceImage,
+    pub(super) certified_data: Arc<Vec<u8>>,
+    pub(super) chunk_store: ChunkStore,
+    pub(super) timer: u64,
 }
 
 impl CanisterSnapshot {

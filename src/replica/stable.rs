@@ -183,6 +183,14 @@ impl StableMemory {
         ChangedPages { all, size: size as u64, pages }
     }
 
+    /// Every unit holding a non-zero byte (a snapshot's stable memory, as
+    /// a state directory stores it); changes nothing.
+    pub fn stored_units(&self) -> Vec<(u32, Vec<u8>)> {
+        (0..(self.pages.len() * UNITS_PER_PAGE) as u32)
+            .filter_map(|u| unit(&self.pages, u).filter(|b| b.iter().any(|x| *x != 0)).map(|b| (u, b.to_vec())))
+            .collect()
+    }
+
     /// Forgets the changes committed so far (the state directory holds
     /// them).
     pub fn mark_stored(&mut self) {

@@ -16,7 +16,9 @@
 //! - `heap`, `stable`: canister key ++ block/page index (u32 BE) → 64 KiB
 //!   (a heap's last block may be shorter);
 //! - `modules`: SHA-256 → module bytes;
-//! - `chunks`: canister key ++ SHA-256 → chunk bytes.
+//! - `chunks`: canister key ++ SHA-256 → chunk bytes;
+//! - `snapshots`: canister key ++ snapshot id → the snapshot (written
+//!   once: snapshots never change).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -81,6 +83,9 @@ pub struct CutWrite {
     pub drop_modules: Vec<[u8; 32]>,
     pub chunks: Vec<(Principal, [u8; 32], bytes::Bytes)>,
     pub drop_chunks: Vec<(Principal, [u8; 32])>,
+    /// (canister, snapshot id, the stored snapshot).
+    pub snapshots: Vec<(Principal, Vec<u8>, Vec<u8>)>,
+    pub drop_snapshots: Vec<(Principal, Vec<u8>)>,
 }
 
 impl CutWrite {
@@ -89,6 +94,7 @@ impl CutWrite {
         self.memories.iter().flat_map(|(_, _, m)| &m.blocks).map(|(_, b)| b.len()).sum::<usize>()
             + self.modules.iter().map(|(_, m)| m.len()).sum::<usize>()
             + self.chunks.iter().map(|(_, _, c)| c.len()).sum::<usize>()
+            + self.snapshots.iter().map(|(_, _, s)| s.len()).sum::<usize>()
     }
 }
 
@@ -102,6 +108,8 @@ pub struct Loaded {
     pub stable: std::collections::HashMap<Principal, Vec<(u32, Vec<u8>)>>,
     pub modules: std::collections::HashMap<[u8; 32], Vec<u8>>,
     pub chunks: std::collections::HashMap<Principal, Vec<([u8; 32], Vec<u8>)>>,
+    /// (snapshot id, the stored snapshot), in key order.
+    pub snapshots: std::collections::HashMap<Principal, Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// The open environment.
@@ -114,6 +122,7 @@ pub struct StateDb {
     stable: Database<Bytes, Bytes>,
     modules: Database<Bytes, Bytes>,
     chunks: Database<Bytes, Bytes>,
+    snapshots: Database<Bytes, Bytes>,
     /// Held for the life of the process: one ww per directory.
     _lock: File,
 }
@@ -201,9 +210,16 @@ impl StateDb {
         }
         let mut w = env.write_txn().map_err(engine)?;
         let mut create = |name: &str| env.create_database::<Bytes, Bytes>(&mut w, Some(name)).map_err(engine);
-        let (meta, canisters, heap, stable, modules, chunks) =
-            (create("meta")?, create("canisters")?, create("heap")?, create("stable")?, create("modules")?, create("chunks")?);
-        let db = Self { env: env.clone(), file: file.clone(), meta, canisters, heap, stable, modules, chunks, _lock: lock };
+        let (meta, canisters, heap, stable, modules, chunks, snapshots) = (
+            create("meta")?,
+            create("canisters")?,
+            create("heap")?,
+            create("stable")?,
+            create("modules")?,
+            create("chunks")?,
+            create("snapshots")?,
+        );
+        let db = Self { env: env.clone(), file: file.clone(), meta, canisters, heap, stable, modules, chunks, snapshots, _lock: lock };
         match db.get_checked(&w, &db.meta, "meta", b"format")? {
             None if existing_len.is_none() || db.meta.len(&w).map_err(engine)? == 0 => {
                 let mut payload = FORMAT_TAG.to_vec();
@@ -293,6 +309,10 @@ impl StateDb {
             let hash = <[u8; 32]>::try_from(rest).map_err(|_| bad_key("chunks", &key))?;
             loaded.chunks.entry(id).or_default().push((hash, payload));
         }
+        for (key, payload) in self.all(&r, &self.snapshots, "snapshots")? {
+            let (id, rest) = split_canister_key(&key).ok_or_else(|| bad_key("snapshots", &key))?;
+            loaded.snapshots.entry(id).or_default().push((rest.to_vec(), payload));
+        }
         Ok(loaded)
     }
 
@@ -308,7 +328,7 @@ impl StateDb {
                 None => {
                     self.canisters.delete(&mut w, key).map_err(e)?;
                     let prefix = canister_key(id);
-                    for db in [&self.heap, &self.stable, &self.chunks] {
+                    for db in [&self.heap, &self.stable, &self.chunks, &self.snapshots] {
                         delete_prefix(db, &mut w, &prefix, None).map_err(e)?;
                     }
                 }
@@ -347,6 +367,16 @@ impl StateDb {
             let mut key = canister_key(id);
             key.extend_from_slice(hash);
             self.chunks.delete(&mut w, &key).map_err(e)?;
+        }
+        for (id, snapshot, payload) in &cut.snapshots {
+            let mut key = canister_key(id);
+            key.extend_from_slice(snapshot);
+            self.snapshots.put(&mut w, &key, &encode_record("snapshots", &key, payload)).map_err(e)?;
+        }
+        for (id, snapshot) in &cut.drop_snapshots {
+            let mut key = canister_key(id);
+            key.extend_from_slice(snapshot);
+            self.snapshots.delete(&mut w, &key).map_err(e)?;
         }
         w.commit().map_err(e)
     }

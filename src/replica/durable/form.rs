@@ -23,6 +23,7 @@ use crate::replica::history::{CanisterHistory, ChangeOrigin, InstallSource};
 use crate::replica::logs::CanisterLog;
 use crate::replica::memory::PERSIST_BLOCK;
 use crate::replica::settings::Settings;
+use crate::replica::snapshots::CanisterSnapshot;
 use crate::replica::stable::StableMemory;
 use crate::replica::state::{CallContext, Callback, Done, InstallJob, ModuleSource, Origin, ReplyTo, Slot, State, SystemTask, Task};
 use crate::replica::{CallResult, InstallMode, Reject, RejectCode, Replica, Status, chunks, management, scheduler};
@@ -198,6 +199,38 @@ struct StoredCanister {
     stop_waiters: Vec<(u64, Option<u64>)>,
 }
 
+/// A canister snapshot (written once; snapshots never change).
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    taken_at: u64,
+    canister_version: u64,
+    module_hash: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    heap: Vec<u8>,
+    stable_pages: u64,
+    stable_units: Vec<(u32, serde_bytes::ByteBuf)>,
+    globals: Vec<StoredVal>,
+    #[serde(with = "serde_bytes")]
+    certified_data: Vec<u8>,
+    chunks: Vec<([u8; 32], serde_bytes::ByteBuf)>,
+    timer: u64,
+}
+
+fn store_snapshot(s: &CanisterSnapshot) -> Vec<u8> {
+    encode(&StoredSnapshot {
+        taken_at: s.taken_at,
+        canister_version: s.canister_version,
+        module_hash: s.module_hash,
+        heap: s.image.heap.to_vec(),
+        stable_pages: s.image.stable.size(),
+        stable_units: s.image.stable.stored_units().into_iter().map(|(u, b)| (u, serde_bytes::ByteBuf::from(b))).collect(),
+        globals: s.image.globals.iter().map(store_val).collect(),
+        certified_data: s.certified_data.to_vec(),
+        chunks: s.chunk_store.entries().map(|(h, b)| (*h, serde_bytes::ByteBuf::from(b.to_vec()))).collect(),
+        timer: s.timer,
+    })
+}
+
 /// What the directory holds now (so a cut writes only the difference).
 #[derive(Default)]
 pub(super) struct Stored {
@@ -209,6 +242,8 @@ pub(super) struct Stored {
     memories: HashSet<Principal>,
     /// (heap bytes, stable pages) last stored per canister.
     sizes: HashMap<Principal, (u64, u64)>,
+    /// Snapshot ids stored per canister.
+    snapshots: HashMap<Principal, BTreeSet<Vec<u8>>>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -410,6 +445,19 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
             cut.drop_chunks.push((*id, *hash));
         }
         *before = now;
+        // Snapshots: write the new, drop the gone (module kept alive).
+        let before = stored.snapshots.entry(*id).or_default();
+        for snapshot in &slot.snapshots {
+            module_bytes.push((snapshot.module_hash, snapshot.module.clone()));
+            if !before.contains(&snapshot.id) {
+                cut.snapshots.push((*id, snapshot.id.clone(), store_snapshot(snapshot)));
+            }
+        }
+        let now: BTreeSet<Vec<u8>> = slot.snapshots.iter().map(|s| s.id.clone()).collect();
+        for gone in before.difference(&now) {
+            cut.drop_snapshots.push((*id, gone.clone()));
+        }
+        *before = now;
     }
     for (hash, bytes) in module_bytes {
         referenced_modules.insert(hash);
@@ -430,6 +478,7 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
         stored.chunks.remove(&id);
         stored.memories.remove(&id);
         stored.sizes.remove(&id);
+        stored.snapshots.remove(&id);
         cut.canisters.push((id, None));
     }
     cut
@@ -492,7 +541,7 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
     };
     let mut slots = Vec::new();
     let mut late_rejects = Vec::new();
-    let (mut heap_pages, mut stable_pages, mut chunk_bytes) = (loaded.heap, loaded.stable, loaded.chunks);
+    let (mut heap_pages, mut stable_pages, mut chunk_bytes, mut snapshot_records) = (loaded.heap, loaded.stable, loaded.chunks, loaded.snapshots);
     for (id, payload) in &loaded.canisters {
         let c: StoredCanister = postcard::from_bytes(payload).map_err(|e| damaged(format!("record canisters/{id} cannot be decoded: {e}")))?;
         stored.records.insert(*id, *blake3::hash(payload).as_bytes());
@@ -561,6 +610,31 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
             };
             queue.push_back(task);
         }
+        let mut snapshots = Vec::new();
+        for (snapshot_id, payload) in snapshot_records.remove(id).unwrap_or_default() {
+            let what = || format!("record snapshots/{id}/{}", hex::encode(&snapshot_id));
+            let s: StoredSnapshot = postcard::from_bytes(&payload).map_err(|e| damaged(format!("{} cannot be decoded: {e}", what())))?;
+            let (code, module) = code_for(id, s.module_hash)?;
+            let stable_units = s.stable_units.into_iter().map(|(u, b)| (u, b.into_vec())).collect();
+            let image = InstanceImage {
+                heap: s.heap.into(),
+                stable: Arc::new(StableMemory::from_stored(inner.config.limits.stable_memory_pages, s.stable_pages, stable_units)),
+                globals: s.globals.iter().map(load_val).collect(),
+            };
+            snapshots.push(CanisterSnapshot {
+                id: snapshot_id.clone(),
+                taken_at: s.taken_at,
+                canister_version: s.canister_version,
+                module_hash: s.module_hash,
+                module,
+                code,
+                image,
+                certified_data: Arc::new(s.certified_data),
+                chunk_store: chunks::ChunkStore::restored(s.chunks.into_iter().map(|(h, b)| (h, bytes::Bytes::from(b.into_vec())))),
+                timer: s.timer,
+            });
+        }
+        stored.snapshots.insert(*id, snapshots.iter().map(|s| s.id.clone()).collect());
         let slot = Slot {
             controllers: c.controllers,
             status: c.status,
@@ -587,7 +661,7 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
             certified_data: Arc::new(c.certified_data),
             log: c.log,
             subnet: c.subnet,
-            snapshots: Vec::new(),
+            snapshots,
             next_snapshot: c.next_snapshot,
         };
         slots.push((*id, slot));
