@@ -98,18 +98,23 @@ impl CutWrite {
     }
 }
 
+/// Records of one canister-scoped table: (key suffix, payload) per canister.
+pub type PerCanister<K> = std::collections::HashMap<Principal, Vec<(K, Vec<u8>)>>;
+/// (key, payload) pairs of a table.
+type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What a state directory holds, read and checked.
 #[derive(Default)]
 pub struct Loaded {
     /// `None`: a new, empty directory.
     pub state: Option<Vec<u8>>,
     pub canisters: Vec<(Principal, Vec<u8>)>,
-    pub heap: std::collections::HashMap<Principal, Vec<(u32, Vec<u8>)>>,
-    pub stable: std::collections::HashMap<Principal, Vec<(u32, Vec<u8>)>>,
+    pub heap: PerCanister<u32>,
+    pub stable: PerCanister<u32>,
     pub modules: std::collections::HashMap<[u8; 32], Vec<u8>>,
-    pub chunks: std::collections::HashMap<Principal, Vec<([u8; 32], Vec<u8>)>>,
+    pub chunks: PerCanister<[u8; 32]>,
     /// (snapshot id, the stored snapshot), in key order.
-    pub snapshots: std::collections::HashMap<Principal, Vec<(Vec<u8>, Vec<u8>)>>,
+    pub snapshots: PerCanister<Vec<u8>>,
 }
 
 /// The open environment.
@@ -275,7 +280,7 @@ impl StateDb {
     }
 
     /// Every record of `db`, checked.
-    fn all(&self, txn: &heed::RoTxn, db: &Database<Bytes, Bytes>, table: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateDirError> {
+    fn all(&self, txn: &heed::RoTxn, db: &Database<Bytes, Bytes>, table: &str) -> Result<Records, StateDirError> {
         let mut out = Vec::new();
         for item in db.iter(txn).map_err(|e| self.engine(e))? {
             let (key, record) = item.map_err(|e| self.engine(e))?;
