@@ -75,6 +75,7 @@ canisters! {
     counter => "(null)",
     probe => "(null)",
     keeper => "()",
+    intents => "(null)",
     app => super::ROLE_INIT,
     minimal => super::ROLE_INIT,
     scale => super::ROLE_INIT,

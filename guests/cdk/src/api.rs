@@ -163,10 +163,12 @@ pub fn time() -> u64 {
 }
 
 /// Sets the global timer to `timestamp` (nanoseconds since the epoch; 0
-/// deactivates it) and returns the previous value. When it passes, the
-/// host runs the `#[on_timer]` function once.
+/// deactivates it) and returns the previous value (0 once it fired). When
+/// it passes, the host runs the `#[on_timer]` function once. (The SDK
+/// shares the host's one timer with its own work, the intents' TTL sweep;
+/// this is the canister's timer alone.)
 pub fn set_global_timer(timestamp: u64) -> u64 {
-    ic0::global_timer_set(timestamp)
+    crate::timers::set_canister_timer(timestamp)
 }
 
 /// `ic-cdk`'s name of [`set_global_timer`].

@@ -128,14 +128,19 @@ pub enum CallFailed {
     CallPerformFailed(CallPerformFailed),
     /// The call was rejected (by the system or by the callee).
     CallRejected(CallRejected),
+    /// The call's [intent](crate::intent) did not fit (or was invalid):
+    /// the call was never sent.
+    Intent(crate::intent::IntentFailed),
 }
 
 impl CallFailed {
-    /// The raw reject code, whichever way the call failed.
+    /// The raw reject code, whichever way the call failed (an intent that
+    /// did not fit counts as SYS_TRANSIENT: retrying later may work).
     pub fn code(&self) -> u32 {
         match self {
             Self::CallPerformFailed(e) => e.code,
             Self::CallRejected(e) => e.raw_reject_code,
+            Self::Intent(_) => RejectCode::SysTransient.as_u32(),
         }
     }
 
@@ -144,6 +149,7 @@ impl CallFailed {
         match self {
             Self::CallPerformFailed(e) => &e.message,
             Self::CallRejected(e) => &e.reject_message,
+            Self::Intent(e) => &e.message,
         }
     }
 }
@@ -173,6 +179,7 @@ impl fmt::Display for CallFailed {
         match self {
             Self::CallPerformFailed(e) => e.fmt(f),
             Self::CallRejected(e) => e.fmt(f),
+            Self::Intent(e) => e.fmt(f),
         }
     }
 }
@@ -308,6 +315,7 @@ pub struct Call<'m> {
     arg: Option<Vec<u8>>,
     cycles: u128,
     timeout_seconds: Option<u32>,
+    intent: Option<crate::intent::IntentReservation>,
 }
 
 impl<'m> Call<'m> {
@@ -321,6 +329,7 @@ impl<'m> Call<'m> {
             arg: None,
             cycles: 0,
             timeout_seconds: Some(DEFAULT_TIMEOUT_SECONDS),
+            intent: None,
         }
     }
 
@@ -332,6 +341,7 @@ impl<'m> Call<'m> {
             arg: None,
             cycles: 0,
             timeout_seconds: None,
+            intent: None,
         }
     }
 
@@ -379,19 +389,38 @@ impl<'m> Call<'m> {
         self
     }
 
+    /// Reserves capacity for the call (see [`crate::intent`]): the call
+    /// is sent only if the reservation fits; its reply commits the
+    /// reservation, a reject aborts it.
+    pub fn with_intent(mut self, intent: crate::intent::IntentReservation) -> Self {
+        self.intent = Some(intent);
+        self
+    }
+
     /// Queues the call now and returns the future of its response. A
-    /// synchronous failure (nothing queued) is returned right away.
-    pub fn issue(self) -> Result<CallFuture<'m>, CallPerformFailed> {
-        let env = perform(&self)?;
-        register(env);
+    /// synchronous failure (nothing queued, or an intent that does not
+    /// fit) is returned right away.
+    pub fn issue(self) -> Result<CallFuture<'m>, CallFailed> {
+        let (env, intent) = perform(&self)?;
+        register(env, intent);
         Ok(CallFuture {
             state: State::Issued(env),
         })
     }
 
-    /// Queues the call and ignores its response.
+    /// Queues the call and ignores its response. A call with an intent
+    /// cannot be oneway (nothing would settle the reservation).
     pub fn oneway(&self) -> Result<(), CallPerformFailed> {
-        perform(self).map(drop)
+        if self.intent.is_some() {
+            return Err(CallPerformFailed {
+                code: RejectCode::SysTransient.as_u32(),
+                message: "a oneway call cannot carry an intent: nothing would settle the reservation".to_owned(),
+            });
+        }
+        perform(self).map(drop).map_err(|e| match e {
+            CallFailed::CallPerformFailed(e) => e,
+            other => CallPerformFailed { code: other.code(), message: other.message().to_owned() },
+        })
     }
 }
 
@@ -426,14 +455,14 @@ impl Future for CallFuture<'_> {
         let this = &mut *self;
         let env = match &this.state {
             State::Unissued(call) => match perform(call) {
-                Ok(env) => {
-                    register(env);
+                Ok((env, intent)) => {
+                    register(env, intent);
                     this.state = State::Issued(env);
                     env
                 }
                 Err(e) => {
                     this.state = State::Done;
-                    return Poll::Ready(Err(e.into()));
+                    return Poll::Ready(Err(e));
                 }
             },
             State::Issued(env) => *env,
@@ -499,26 +528,40 @@ struct Slot {
     task: Option<TaskId>,
     /// The future was dropped: discard the response.
     abandoned: bool,
+    /// The pending intent reservation the call's outcome settles.
+    intent: Option<u64>,
 }
 
 thread_local! {
     static CALLS: RefCell<BTreeMap<u64, Slot>> = const { RefCell::new(BTreeMap::new()) };
-    static NEXT_ENV: Cell<u64> = const { Cell::new(1) };
+    static NEXT_ENV: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Queues `call` with a fresh `env`.
-fn perform(call: &Call<'_>) -> Result<u64, CallPerformFailed> {
+/// Queues `call` with a fresh `env`, reserving its intent first: (env,
+/// the pending reservation).
+fn perform(call: &Call<'_>) -> Result<(u64, Option<u64>), CallFailed> {
     let Ok(cycles) = u64::try_from(call.cycles) else {
-        return Err(CallPerformFailed {
+        return Err(CallFailed::CallPerformFailed(CallPerformFailed {
             code: RejectCode::SysTransient.as_u32(),
             message: format!(
                 "cannot attach {} cycles (more than the balance can hold)",
                 call.cycles
             ),
-        });
+        }));
     };
+    let intent = match &call.intent {
+        Some(intent) => Some(crate::intent::workflow::reserve(intent).map_err(CallFailed::Intent)?),
+        None => None,
+    };
+    // Envs never repeat across upgrades: a response to a call the old
+    // module made must not find a call of the new one. The first env of a
+    // module's heap starts at the canister version (which only grows) in
+    // the high half.
     let env = NEXT_ENV.with(|next| {
-        let env = next.get();
+        let mut env = next.get();
+        if env == 0 {
+            env = (api::canister_version() << 32) | 1;
+        }
         next.set(env + 1);
         env
     });
@@ -534,15 +577,21 @@ fn perform(call: &Call<'_>) -> Result<u64, CallPerformFailed> {
         env,
     };
     match ic0::call(&args) {
-        Ok(()) => Ok(env),
-        Err(reject) => Err(CallPerformFailed {
-            code: reject.code,
-            message: reject.message,
-        }),
+        Ok(()) => Ok((env, intent)),
+        Err(reject) => {
+            // Not sent: the reservation goes again at once.
+            if let Some(id) = intent {
+                crate::intent::workflow::settle(id, false);
+            }
+            Err(CallFailed::CallPerformFailed(CallPerformFailed {
+                code: reject.code,
+                message: reject.message,
+            }))
+        }
     }
 }
 
-fn register(env: u64) {
+fn register(env: u64, intent: Option<u64>) {
     CALLS.with(|calls| {
         calls.borrow_mut().insert(
             env,
@@ -551,6 +600,7 @@ fn register(env: u64) {
                 waker: None,
                 task: current_task(),
                 abandoned: false,
+                intent,
             },
         )
     });
@@ -560,6 +610,10 @@ fn register(env: u64) {
 /// `env` and wakes the task awaiting it. Unknown `env`s (oneway calls) are
 /// ignored.
 pub(crate) fn complete(env: u64, result: CallResult<Response>) {
+    let intent = CALLS.with(|calls| calls.borrow_mut().get_mut(&env).and_then(|slot| slot.intent.take()));
+    if let Some(id) = intent {
+        crate::intent::workflow::settle(id, result.is_ok());
+    }
     let waker = CALLS.with(|calls| {
         let mut calls = calls.borrow_mut();
         let slot = calls.get_mut(&env)?;
@@ -588,11 +642,17 @@ pub(crate) fn reject_result() -> CallResult<Response> {
     )))
 }
 
-/// `on-cleanup`: the callback for `env` trapped (and was rolled back). Drops
-/// the task that awaited the call, as `ic-cdk` does.
+/// `on-cleanup`: the callback for `env` trapped (and was rolled back, its
+/// commit or abort of the call's intent too). Aborts the intent (its
+/// continuation failed: the capacity is free again at once) and drops the
+/// task that awaited the call, as `ic-cdk` does.
 pub(crate) fn cleanup(env: u64) {
-    let task = CALLS.with(|calls| calls.borrow_mut().remove(&env).and_then(|slot| slot.task));
-    if let Some(task) = task {
+    let slot = CALLS.with(|calls| calls.borrow_mut().remove(&env));
+    let Some(slot) = slot else { return };
+    if let Some(id) = slot.intent {
+        crate::intent::workflow::settle(id, false);
+    }
+    if let Some(task) = slot.task {
         crate::futures::cancel_task(task);
     }
 }

@@ -149,6 +149,8 @@ impl Guest for Canister {
     }
 
     fn post_upgrade() {
+        enter();
+        crate::intent::workflow::after_upgrade();
         run_hook(EntryKind::PostUpgrade);
     }
 
@@ -179,6 +181,10 @@ impl Guest for Canister {
     }
 
     fn on_timer() {
-        run_hook(EntryKind::Timer);
+        enter();
+        if crate::timers::fired() {
+            run_hook(EntryKind::Timer);
+        }
+        futures::run_ready();
     }
 }

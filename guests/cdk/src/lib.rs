@@ -64,7 +64,10 @@ pub mod call;
 mod candid_export;
 mod entry;
 pub mod futures;
+pub mod intent;
+pub mod memory;
 pub mod stable;
+mod timers;
 
 /// The bindings generated from `wit/canister.wit` (world `canister`). Not a
 /// stable API: use [`api`], [`call`] and [`stable`].

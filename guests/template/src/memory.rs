@@ -5,12 +5,8 @@
 //! compile-time check rejects duplicates, so two structures can never share a
 //! memory by accident.
 
-use std::cell::RefCell;
-use ww_cdk::ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
-use ww_cdk::stable::DefaultMemoryImpl;
-
 /// A virtual stable memory.
-pub type Memory = VirtualMemory<DefaultMemoryImpl>;
+pub type Memory = ww_cdk::memory::Memory;
 
 /// Root: canisters it created (pid → role, parent, module hash).
 pub const SUBNET_REGISTRY: u8 = 9;
@@ -64,12 +60,12 @@ const fn ids_are_distinct(registry: &[(u8, &str)]) -> bool {
 
 const _: () = assert!(ids_are_distinct(REGISTRY), "duplicate stable memory id in ww_template::memory::REGISTRY");
 
-thread_local! {
-    static MANAGER: RefCell<MemoryManager<DefaultMemoryImpl>> =
-        RefCell::new(MemoryManager::init(DefaultMemoryImpl::default()));
-}
+/// The owner name these ids are claimed under in the canister's registry.
+pub const OWNER: &str = "ww-template";
 
-/// The virtual memory with `id` (one of the constants above).
+/// The virtual memory with `id` (one of the constants above), claimed in
+/// the canister's one registry ([`ww_cdk::memory`]).
 pub fn get(id: u8) -> Memory {
-    MANAGER.with(|m| m.borrow().get(MemoryId::new(id)))
+    let label = REGISTRY.iter().find(|(i, _)| *i == id).map_or("unregistered", |(_, l)| *l);
+    ww_cdk::memory::claim(id, OWNER, label)
 }

@@ -1,0 +1,289 @@
+//! Intent storage: single steps over stable memory, knowing nothing about
+//! calls. Memory ids (the canister's registry, owner
+//! [`memory::INTENTS`](crate::memory::INTENTS)): 18 meta (schema version,
+//! the id counter, counts), 19 records (id → key, quantity, state,
+//! created_at, ttl), 20 per-key totals (so limits never scan records), 21
+//! the pending index ((expiry, id) → id: expiry sweeps and recovery);
+//! 22-25 reserved.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{Cell as StableCell, StableBTreeMap, Storable};
+
+use crate::api;
+use crate::memory::{self, Memory};
+
+/// The layout of the records below. A canister whose intent storage says
+/// otherwise traps rather than misread it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: u8 = 18;
+const RECORDS: u8 = 19;
+const TOTALS: u8 = 20;
+const PENDING: u8 = 21;
+
+/// Pending index keys of reservations without a TTL.
+const NEVER: u64 = u64::MAX;
+
+/// Little-endian fields, read back with bounds checks (a short record is
+/// damage: trap rather than misread).
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> &[u8] {
+        if self.0.len() < n {
+            api::trap("intent storage is damaged: a record is too short");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+    fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8));
+        u64::from_le_bytes(b)
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+}
+
+macro_rules! storable {
+    ($t:ty, $max:expr) => {
+        impl Storable for $t {
+            fn to_bytes(&self) -> Cow<'_, [u8]> {
+                Cow::Owned(self.encode())
+            }
+            fn into_bytes(self) -> Vec<u8> {
+                self.encode()
+            }
+            fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+                Self::decode(&mut Reader(&bytes))
+            }
+            const BOUND: Bound = Bound::Bounded { max_size: $max, is_fixed_size: false };
+        }
+    };
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Meta {
+    pub schema_version: u32,
+    pub next_id: u64,
+    pub pending_total: u64,
+    pub committed_total: u64,
+    pub aborted_total: u64,
+}
+storable!(Meta, 40);
+
+impl Meta {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = (self.schema_version as u64).to_le_bytes().to_vec();
+        for v in [self.next_id, self.pending_total, self.committed_total, self.aborted_total] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+    fn decode(r: &mut Reader<'_>) -> Self {
+        Self { schema_version: r.u64() as u32, next_id: r.u64(), pending_total: r.u64(), committed_total: r.u64(), aborted_total: r.u64() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Pending,
+    Committed,
+    Aborted,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Record {
+    pub key: String,
+    pub quantity: u64,
+    pub state: State,
+    pub created_at: u64,
+    pub ttl_secs: Option<u64>,
+}
+storable!(Record, 1 + 64 + 8 + 1 + 8 + 1 + 8);
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.key.len() as u8];
+        out.extend_from_slice(self.key.as_bytes());
+        out.extend_from_slice(&self.quantity.to_le_bytes());
+        out.push(self.state as u8);
+        out.extend_from_slice(&self.created_at.to_le_bytes());
+        out.push(self.ttl_secs.is_some() as u8);
+        out.extend_from_slice(&self.ttl_secs.unwrap_or(0).to_le_bytes());
+        out
+    }
+    fn decode(r: &mut Reader<'_>) -> Self {
+        let n = r.u8() as usize;
+        let key = String::from_utf8_lossy(r.take(n)).into_owned();
+        let quantity = r.u64();
+        let state = match r.u8() {
+            0 => State::Pending,
+            1 => State::Committed,
+            2 => State::Aborted,
+            s => api::trap(format!("intent storage is damaged: state {s}")),
+        };
+        let created_at = r.u64();
+        let has_ttl = r.u8() != 0;
+        let ttl = r.u64();
+        Self { key, quantity, state, created_at, ttl_secs: has_ttl.then_some(ttl) }
+    }
+
+
+    /// Replica time after which the reservation is expired (`NEVER`).
+    pub fn expires_at(&self) -> u64 {
+        self.ttl_secs.and_then(|t| t.checked_mul(1_000_000_000)).and_then(|t| self.created_at.checked_add(t)).unwrap_or(NEVER)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub reserved: u64,
+    pub committed: u64,
+    pub pending_count: u64,
+}
+storable!(Totals, 24);
+
+impl Totals {
+    fn encode(&self) -> Vec<u8> {
+        [self.reserved, self.committed, self.pending_count].iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+    fn decode(r: &mut Reader<'_>) -> Self {
+        Self { reserved: r.u64(), committed: r.u64(), pending_count: r.u64() }
+    }
+}
+
+thread_local! {
+    static META_CELL: RefCell<StableCell<Meta, Memory>> = RefCell::new(StableCell::init(
+        memory::claim(META, memory::INTENTS, "intent meta"),
+        Meta { schema_version: SCHEMA_VERSION, next_id: 1, ..Meta::default() },
+    ));
+    static RECORD_MAP: RefCell<StableBTreeMap<u64, Record, Memory>> =
+        RefCell::new(StableBTreeMap::init(memory::claim(RECORDS, memory::INTENTS, "intent records")));
+    static TOTAL_MAP: RefCell<StableBTreeMap<String, Totals, Memory>> =
+        RefCell::new(StableBTreeMap::init(memory::claim(TOTALS, memory::INTENTS, "intent totals")));
+    static PENDING_MAP: RefCell<StableBTreeMap<u128, u64, Memory>> =
+        RefCell::new(StableBTreeMap::init(memory::claim(PENDING, memory::INTENTS, "intent pending index")));
+}
+
+/// Whether stable memory holds intent storage, read without touching it:
+/// the canister's `MemoryManager` header (magic `MGR`, layout version 1)
+/// gives the meta memory a size.
+pub(crate) fn exists() -> bool {
+    use crate::stable::{stable_read, stable_size};
+    /// `memory_sizes_in_pages[id]` in the header: after magic (3 bytes),
+    /// version (1), bucket count (2), bucket size (2), reserved (32).
+    const SIZES_AT: u64 = 40;
+    if stable_size() == 0 {
+        return false;
+    }
+    let mut magic = [0u8; 4];
+    stable_read(0, &mut magic);
+    if &magic != b"MGR\x01" {
+        return false;
+    }
+    let mut size = [0u8; 8];
+    stable_read(SIZES_AT + 8 * META as u64, &mut size);
+    u64::from_le_bytes(size) > 0
+}
+
+/// Why a step could not be taken (the workflow decides what it means).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StepError {
+    Overflow,
+    NotPending { state: Option<State> },
+}
+
+fn pending_key(expires_at: u64, id: u64) -> u128 {
+    ((expires_at as u128) << 64) | id as u128
+}
+
+fn meta<R>(f: impl FnOnce(&mut Meta) -> R) -> R {
+    META_CELL.with(|c| {
+        let mut cell = c.borrow_mut();
+        let mut m = cell.get().clone();
+        if m.schema_version != SCHEMA_VERSION {
+            api::trap(format!("intent storage has schema version {}, this ww-cdk reads {SCHEMA_VERSION}", m.schema_version));
+        }
+        let out = f(&mut m);
+        cell.set(m);
+        out
+    })
+}
+
+/// The next intent id (ids never repeat, across upgrades too).
+pub(crate) fn allocate_id() -> u64 {
+    meta(|m| {
+        let id = m.next_id;
+        m.next_id += 1;
+        id
+    })
+}
+
+pub(crate) fn totals(key: &str) -> Totals {
+    TOTAL_MAP.with(|t| t.borrow().get(&key.to_owned())).unwrap_or_default()
+}
+
+/// Records reservation `id` as pending and adds it to its key's totals.
+pub(crate) fn insert_pending(id: u64, record: Record) -> Result<(), StepError> {
+    let mut t = totals(&record.key);
+    t.reserved = t.reserved.checked_add(record.quantity).ok_or(StepError::Overflow)?;
+    t.pending_count = t.pending_count.checked_add(1).ok_or(StepError::Overflow)?;
+    TOTAL_MAP.with(|m| m.borrow_mut().insert(record.key.clone(), t));
+    PENDING_MAP.with(|m| m.borrow_mut().insert(pending_key(record.expires_at(), id), id));
+    RECORD_MAP.with(|m| m.borrow_mut().insert(id, record));
+    meta(|m| m.pending_total += 1);
+    Ok(())
+}
+
+/// Moves pending reservation `id` to `to` (committed or aborted),
+/// updating its key's totals and the pending index.
+pub(crate) fn settle(id: u64, to: State) -> Result<Record, StepError> {
+    let Some(mut record) = RECORD_MAP.with(|m| m.borrow().get(&id)) else {
+        return Err(StepError::NotPending { state: None });
+    };
+    if record.state != State::Pending {
+        return Err(StepError::NotPending { state: Some(record.state) });
+    }
+    let mut t = totals(&record.key);
+    t.reserved = t.reserved.saturating_sub(record.quantity);
+    t.pending_count = t.pending_count.saturating_sub(1);
+    if to == State::Committed {
+        t.committed = t.committed.checked_add(record.quantity).ok_or(StepError::Overflow)?;
+    }
+    TOTAL_MAP.with(|m| m.borrow_mut().insert(record.key.clone(), t));
+    PENDING_MAP.with(|m| m.borrow_mut().remove(&pending_key(record.expires_at(), id)));
+    record.state = to;
+    RECORD_MAP.with(|m| m.borrow_mut().insert(id, record.clone()));
+    meta(|m| {
+        m.pending_total = m.pending_total.saturating_sub(1);
+        match to {
+            State::Committed => m.committed_total += 1,
+            _ => m.aborted_total += 1,
+        }
+    });
+    Ok(record)
+}
+
+/// Ids of pending reservations expired at `now` (expiry before `now`).
+pub(crate) fn expired(now: u64) -> Vec<u64> {
+    PENDING_MAP.with(|m| m.borrow().range(..pending_key(now, 0)).map(|e| e.value()).collect())
+}
+
+/// The earliest expiry of a pending reservation, if any expires.
+pub(crate) fn next_expiry() -> Option<u64> {
+    PENDING_MAP.with(|m| m.borrow().first_key_value()).map(|(k, _)| (k >> 64) as u64).filter(|e| *e != NEVER)
+}
+
+/// Pending reservations, by id.
+pub(crate) fn pending() -> Vec<(u64, Record)> {
+    let ids: Vec<u64> = PENDING_MAP.with(|m| m.borrow().iter().map(|e| e.value()).collect());
+    let mut out: Vec<(u64, Record)> = ids.into_iter().filter_map(|id| RECORD_MAP.with(|m| m.borrow().get(&id)).map(|r| (id, r))).collect();
+    out.sort_by_key(|(id, _)| *id);
+    out
+}
