@@ -155,6 +155,7 @@ bench: images ic-guests
 	$(CARGO) bench --bench replica
 	$(CARGO) bench --bench ic_canisters
 	$(CARGO) bench --bench durable
+	$(CARGO) bench --bench intents
 	$(CARGO) build --release
 	$(CARGO) bench --bench deploy
 	@ln -sfn ww target/release/pocket-ic

@@ -41,6 +41,12 @@ pub(crate) fn want_sdk_timer(timestamp: u64) {
     arm();
 }
 
+/// Whether the SDK's own deadline has passed (its work is due).
+pub(crate) fn sdk_due(now: u64) -> bool {
+    let sdk = SDK.with(Cell::get);
+    sdk != 0 && sdk <= now
+}
+
 /// The host's timer fired: runs the SDK's due work and tells whether the
 /// canister's own timer is due (its `#[on_timer]` then runs).
 pub(crate) fn fired() -> bool {

@@ -45,7 +45,11 @@ pub(crate) fn reserve(intent: &IntentReservation) -> Result<u64, IntentFailed> {
         return Err(failed(format!("intent quantity must be at least 1 key={key}")));
     }
     let now = api::time();
-    sweep(now);
+    // Expired reservations never count: abort them first (only when one
+    // is due: the SDK's timer deadline is the earliest expiry).
+    if crate::timers::sdk_due(now) {
+        sweep(now);
+    }
     let t = storage::totals(key);
     let in_flight = t.reserved;
     let after = in_flight.checked_add(requested).ok_or_else(|| failed(format!("intent reservation overflow key={key} in_flight={in_flight} requested={requested}")))?;
