@@ -1,10 +1,14 @@
 //! Intent storage: single steps over stable memory, knowing nothing about
 //! calls. Memory ids (the canister's registry, owner
 //! [`memory::INTENTS`](crate::memory::INTENTS)): 18 meta (schema version,
-//! the id counter, counts), 19 records (id → key, quantity, state,
-//! created_at, ttl), 20 per-key totals (so limits never scan records), 21
-//! the pending index ((expiry, id) → id: expiry sweeps and recovery);
-//! 22-25 reserved.
+//! the id counter, counts), 19 records (a vector indexed by id - 1: key,
+//! quantity, state, created_at, ttl; reading or rewriting one is one
+//! access, however many there are), 20 per-key totals (so limits never
+//! scan records; cached in the heap, written through), 21 the pending
+//! index of reservations with a TTL ((expiry, id) → id: expiry sweeps and
+//! recovery; a reservation without one never expires, and indexing it
+//! would cost every call two tree updates: listing those scans the records
+//! once per module lifetime, then a heap set follows them); 22-25 reserved.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -163,8 +167,14 @@ thread_local! {
         memory::claim(META, memory::INTENTS, "intent meta"),
         Meta { schema_version: SCHEMA_VERSION, next_id: 1, ..Meta::default() },
     ));
-    static RECORD_MAP: RefCell<StableBTreeMap<u64, Record, Memory>> =
-        RefCell::new(StableBTreeMap::init(memory::claim(RECORDS, memory::INTENTS, "intent records")));
+    static RECORD_VEC: ic_stable_structures::Vec<Record, Memory> =
+        ic_stable_structures::Vec::init(memory::claim(RECORDS, memory::INTENTS, "intent records"));
+    /// The totals read so far (the heap is rolled back with stable memory,
+    /// so the two never disagree; an upgrade starts it empty).
+    static TOTALS_CACHE: RefCell<std::collections::BTreeMap<String, Totals>> = const { RefCell::new(std::collections::BTreeMap::new()) };
+    /// Pending reservations without a TTL, once listed (`None` until then:
+    /// the first listing after a start scans the records).
+    static UNTIMED: RefCell<Option<std::collections::BTreeSet<u64>>> = const { RefCell::new(None) };
     static TOTAL_MAP: RefCell<StableBTreeMap<String, Totals, Memory>> =
         RefCell::new(StableBTreeMap::init(memory::claim(TOTALS, memory::INTENTS, "intent totals")));
     static PENDING_MAP: RefCell<StableBTreeMap<u128, u64, Memory>> =
@@ -216,35 +226,49 @@ fn meta<R>(f: impl FnOnce(&mut Meta) -> R) -> R {
     })
 }
 
-/// The next intent id (ids never repeat, across upgrades too).
-pub(crate) fn allocate_id() -> u64 {
-    meta(|m| {
-        let id = m.next_id;
-        m.next_id += 1;
-        id
-    })
-}
-
 pub(crate) fn totals(key: &str) -> Totals {
-    TOTAL_MAP.with(|t| t.borrow().get(&key.to_owned())).unwrap_or_default()
+    if let Some(t) = TOTALS_CACHE.with(|c| c.borrow().get(key).copied()) {
+        return t;
+    }
+    let t = TOTAL_MAP.with(|t| t.borrow().get(&key.to_owned())).unwrap_or_default();
+    TOTALS_CACHE.with(|c| c.borrow_mut().insert(key.to_owned(), t));
+    t
 }
 
-/// Records reservation `id` as pending and adds it to its key's totals.
-pub(crate) fn insert_pending(id: u64, record: Record) -> Result<(), StepError> {
+fn set_totals(key: &str, t: Totals) {
+    TOTAL_MAP.with(|m| m.borrow_mut().insert(key.to_owned(), t));
+    TOTALS_CACHE.with(|c| c.borrow_mut().insert(key.to_owned(), t));
+}
+
+/// Records a new pending reservation and adds it to its key's totals;
+/// returns its id (ids never repeat, across upgrades too).
+pub(crate) fn insert_pending(record: Record) -> Result<u64, StepError> {
     let mut t = totals(&record.key);
     t.reserved = t.reserved.checked_add(record.quantity).ok_or(StepError::Overflow)?;
     t.pending_count = t.pending_count.checked_add(1).ok_or(StepError::Overflow)?;
-    TOTAL_MAP.with(|m| m.borrow_mut().insert(record.key.clone(), t));
-    PENDING_MAP.with(|m| m.borrow_mut().insert(pending_key(record.expires_at(), id), id));
-    RECORD_MAP.with(|m| m.borrow_mut().insert(id, record));
-    meta(|m| m.pending_total += 1);
-    Ok(())
+    let id = meta(|m| {
+        let id = m.next_id;
+        m.next_id += 1;
+        m.pending_total += 1;
+        id
+    });
+    if RECORD_VEC.with(|v| v.len()) != id - 1 {
+        api::trap(format!("intent storage is damaged: {} records for id {id}", RECORD_VEC.with(|v| v.len())));
+    }
+    set_totals(&record.key, t);
+    if record.ttl_secs.is_some() {
+        PENDING_MAP.with(|m| m.borrow_mut().insert(pending_key(record.expires_at(), id), id));
+    } else {
+        UNTIMED.with(|u| u.borrow_mut().as_mut().map(|set| set.insert(id)));
+    }
+    RECORD_VEC.with(|v| v.push(&record));
+    Ok(id)
 }
 
 /// Moves pending reservation `id` to `to` (committed or aborted),
 /// updating its key's totals and the pending index.
 pub(crate) fn settle(id: u64, to: State) -> Result<Record, StepError> {
-    let Some(mut record) = RECORD_MAP.with(|m| m.borrow().get(&id)) else {
+    let Some(mut record) = id.checked_sub(1).and_then(|i| RECORD_VEC.with(|v| v.get(i))) else {
         return Err(StepError::NotPending { state: None });
     };
     if record.state != State::Pending {
@@ -256,10 +280,14 @@ pub(crate) fn settle(id: u64, to: State) -> Result<Record, StepError> {
     if to == State::Committed {
         t.committed = t.committed.checked_add(record.quantity).ok_or(StepError::Overflow)?;
     }
-    TOTAL_MAP.with(|m| m.borrow_mut().insert(record.key.clone(), t));
-    PENDING_MAP.with(|m| m.borrow_mut().remove(&pending_key(record.expires_at(), id)));
+    set_totals(&record.key, t);
+    if record.ttl_secs.is_some() {
+        PENDING_MAP.with(|m| m.borrow_mut().remove(&pending_key(record.expires_at(), id)));
+    } else {
+        UNTIMED.with(|u| u.borrow_mut().as_mut().map(|set| set.remove(&id)));
+    }
     record.state = to;
-    RECORD_MAP.with(|m| m.borrow_mut().insert(id, record.clone()));
+    RECORD_VEC.with(|v| v.set(id - 1, &record));
     meta(|m| {
         m.pending_total = m.pending_total.saturating_sub(1);
         match to {
@@ -280,10 +308,23 @@ pub(crate) fn next_expiry() -> Option<u64> {
     PENDING_MAP.with(|m| m.borrow().first_key_value()).map(|(k, _)| (k >> 64) as u64).filter(|e| *e != NEVER)
 }
 
+/// The record of reservation `id`.
+pub(crate) fn record(id: u64) -> Option<Record> {
+    id.checked_sub(1).and_then(|i| RECORD_VEC.with(|v| v.get(i)))
+}
+
 /// Pending reservations, by id.
 pub(crate) fn pending() -> Vec<(u64, Record)> {
-    let ids: Vec<u64> = PENDING_MAP.with(|m| m.borrow().iter().map(|e| e.value()).collect());
-    let mut out: Vec<(u64, Record)> = ids.into_iter().filter_map(|id| RECORD_MAP.with(|m| m.borrow().get(&id)).map(|r| (id, r))).collect();
+    let mut ids: Vec<u64> = PENDING_MAP.with(|m| m.borrow().iter().map(|e| e.value()).collect());
+    let untimed = UNTIMED.with(|u| u.borrow().clone()).unwrap_or_else(|| {
+        let set: std::collections::BTreeSet<u64> = RECORD_VEC.with(|v| {
+            v.iter().enumerate().filter(|(_, r)| r.state == State::Pending && r.ttl_secs.is_none()).map(|(i, _)| i as u64 + 1).collect()
+        });
+        UNTIMED.with(|u| *u.borrow_mut() = Some(set.clone()));
+        set
+    });
+    ids.extend(untimed);
+    let mut out: Vec<(u64, Record)> = ids.into_iter().filter_map(|id| RECORD_VEC.with(|v| v.get(id - 1)).map(|r| (id, r))).collect();
     out.sort_by_key(|(id, _)| *id);
     out
 }

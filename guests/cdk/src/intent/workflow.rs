@@ -67,10 +67,9 @@ pub(crate) fn reserve(intent: &IntentReservation) -> Result<u64, IntentFailed> {
             )));
         }
     }
-    let id = storage::allocate_id();
     let record = Record { key: key.to_owned(), quantity: requested, state: State::Pending, created_at: now, ttl_secs: intent.ttl_secs };
     let expires = record.expires_at();
-    storage::insert_pending(id, record).map_err(|_| failed(format!("intent reservation overflow key={key} in_flight={in_flight} requested={requested}")))?;
+    let id = storage::insert_pending(record).map_err(|_| failed(format!("intent reservation overflow key={key} in_flight={in_flight} requested={requested}")))?;
     if intent.ttl_secs.is_some() {
         crate::timers::want_sdk_timer(expires.saturating_add(1));
     }
@@ -93,10 +92,8 @@ pub(crate) fn settle(id: u64, replied: bool) {
 pub(crate) fn totals(key: &IntentKey) -> IntentTotals {
     // Expired reservations never count (in a query the sweep's writes are
     // discarded with the rest).
-    let now = api::time();
-    let expired: Vec<u64> = storage::expired(now);
     let mut t = storage::totals(key.as_str());
-    for (_, r) in storage::pending().into_iter().filter(|(id, r)| expired.contains(id) && r.key == key.as_str()) {
+    for r in storage::expired(api::time()).into_iter().filter_map(storage::record).filter(|r| r.key == key.as_str()) {
         t.reserved = t.reserved.saturating_sub(r.quantity);
         t.pending_count = t.pending_count.saturating_sub(1);
     }
