@@ -11,284 +11,19 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use candid::{CandidType, Decode, Deserialize, Encode, Principal};
-use serde::de::DeserializeOwned;
+use candid::{CandidType, Deserialize, Encode, Principal};
 use serde_bytes::ByteBuf;
-use sha2::{Digest, Sha256};
 use ww::replica::install::prepare_module;
-use ww::replica::management::{CanisterIdRecord, CanisterStatusResult, ChunkHashRecord};
-use ww::replica::{CodeDeployment, InstallMode, InstallSource, Replica, ReplicaConfig};
+use ww::replica::{InstallMode, InstallSource, Replica};
 use ww_template::types::*;
-use ww_template::{BOOTSTRAP_BINDING, CHUNK_BYTES, WASM_STORE_ROLE, template_id_for_role};
+use ww_template::{BOOTSTRAP_BINDING, WASM_STORE_ROLE, template_id_for_role};
 
-/// The release set besides wasm_store.
-const ROLES: [&str; 9] = ["app", "minimal", "scale", "scale_hub", "shard", "shard_hub", "test", "user_hub", "user_shard"];
-const V1: &str = "0.1.0";
-const V2: &str = "0.2.0";
+#[path = "deploy/harness.rs"]
+mod harness;
 
-fn admin() -> Principal {
-    Principal::self_authenticating(b"ww-deploy-admin")
-}
-
-fn stranger() -> Principal {
-    Principal::self_authenticating(b"ww-deploy-stranger")
-}
-
-fn mgmt() -> Principal {
-    Principal::management_canister()
-}
-
-fn replica() -> Replica {
-    common::canister_replica(ReplicaConfig::default())
-}
-
-/// The release build of a guest canister (read once per test binary).
-fn payload(name: &str) -> &'static [u8] {
-    static PAYLOADS: OnceLock<BTreeMap<String, Vec<u8>>> = OnceLock::new();
-    let all = PAYLOADS.get_or_init(|| {
-        ROLES
-            .iter()
-            .chain(&[WASM_STORE_ROLE, "root"])
-            .map(|n| (n.to_string(), std::fs::read(common::guest(n)).expect("reading a guest")))
-            .collect()
-    });
-    all.get(name).unwrap_or_else(|| panic!("no payload {name}"))
-}
-
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    Sha256::digest(bytes).to_vec()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).expect("gzip");
-    enc.finish().expect("gzip")
-}
-
-fn no_args() -> Vec<u8> {
-    Encode!().expect("encoding ()")
-}
-
-fn manifest(role: &str, version: &str, bytes: &[u8]) -> TemplateManifestInput {
-    TemplateManifestInput {
-        template_id: template_id_for_role(role),
-        role: role.into(),
-        version: version.into(),
-        payload_hash: ByteBuf::from(sha256(bytes)),
-        payload_size_bytes: bytes.len() as u64,
-        store_binding: BOOTSTRAP_BINDING.into(),
-        chunking_mode: ChunkingMode::Chunked,
-        manifest_state: ManifestState::Approved,
-        approved_at: None,
-        created_at: 0,
-    }
-}
-
-fn prepare_input(role: &str, version: &str, bytes: &[u8]) -> TemplateChunkSetPrepareInput {
-    TemplateChunkSetPrepareInput {
-        template_id: template_id_for_role(role),
-        version: version.into(),
-        payload_hash: ByteBuf::from(sha256(bytes)),
-        payload_size_bytes: bytes.len() as u64,
-        chunk_hashes: bytes.chunks(CHUNK_BYTES).map(|c| ByteBuf::from(sha256(c))).collect(),
-    }
-}
-
-fn chunk_input(role: &str, version: &str, index: u32, bytes: &[u8]) -> TemplateChunkInput {
-    TemplateChunkInput { template_id: template_id_for_role(role), version: version.into(), chunk_index: index, bytes: ByteBuf::from(bytes.to_vec()) }
-}
-
-/// Asserts `result` failed with `code` and a message containing `fragment`.
-#[track_caller]
-fn expect_err<T: std::fmt::Debug>(result: Result<T>, code: ErrorCode, fragment: &str) -> Error {
-    match result {
-        Ok(v) => panic!("expected {code:?} ({fragment:?}), got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(e.code, code, "{e}");
-            assert!(e.message.contains(fragment), "expected {fragment:?} in {e}");
-            e
-        }
-    }
-}
-
-/// The publication invariants, checked on every state the tests see.
-#[track_caller]
-fn check_invariants(p: &WasmStorePublicationStateResponse) {
-    let slots: Vec<&String> = [&p.active_binding, &p.detached_binding, &p.retired_binding].into_iter().flatten().collect();
-    for (i, a) in slots.iter().enumerate() {
-        for b in &slots[i + 1..] {
-            assert_ne!(a, b, "bindings are pairwise distinct: {p:?}");
-        }
-    }
-    assert_eq!(p.retired_at != 0, p.retired_binding.is_some(), "retired_at is set iff a retired binding exists: {p:?}");
-}
-
-/// Root on a replica of its own, with the pipeline's helpers.
-struct Deploy {
-    r: Replica,
-    admin: Principal,
-    root: Principal,
-}
-
-impl Deploy {
-    /// Root's init argument: `auto_create`, the admin as an extra controller
-    /// of every canister root creates (so the test can read their status
-    /// and chunk stores through the management canister), `policy`.
-    fn init(auto_create: &[&str], policy: Option<WasmStorePolicy>) -> RootInitArgs {
-        RootInitArgs { auto_create: auto_create.iter().map(|s| s.to_string()).collect(), controllers: vec![admin()], store_policy: policy }
-    }
-
-    async fn new(init: RootInitArgs) -> Self {
-        let r = replica();
-        let root = r.create_canister(vec![admin()]);
-        let m = prepare_module(&r, &root, payload("root")).expect("preparing root");
-        r.install(admin(), root, InstallMode::Install, m, Encode!(&init).expect("encoding RootInitArgs"))
-            .await
-            .expect("installing root");
-        Self { r, admin: admin(), root }
-    }
-
-    async fn update_as<T: CandidType + DeserializeOwned>(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> T {
-        let bytes = self.r.call(caller, canister, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
-        Decode!(&bytes, T).unwrap_or_else(|e| panic!("{method}: {e}"))
-    }
-
-    async fn query_as<T: CandidType + DeserializeOwned>(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> T {
-        let bytes = self.r.query(caller, canister, method, arg).await.unwrap_or_else(|e| panic!("{method}: {e}"));
-        Decode!(&bytes, T).unwrap_or_else(|e| panic!("{method}: {e}"))
-    }
-
-    /// An update call to root by the admin.
-    async fn root_update<T: CandidType + DeserializeOwned>(&self, method: &str, arg: Vec<u8>) -> T {
-        self.update_as(self.admin, self.root, method, arg).await
-    }
-
-    async fn stage_manifest(&self, input: &TemplateManifestInput) -> Result<()> {
-        self.root_update("canic_template_stage_manifest_admin", Encode!(input).expect("encoding")).await
-    }
-
-    async fn prepare(&self, input: &TemplateChunkSetPrepareInput) -> Result<TemplateChunkSetInfoResponse> {
-        self.root_update("canic_template_prepare_admin", Encode!(input).expect("encoding")).await
-    }
-
-    async fn publish_chunk(&self, input: &TemplateChunkInput) -> Result<()> {
-        self.root_update("canic_template_publish_chunk_admin", Encode!(input).expect("encoding")).await
-    }
-
-    /// Stages one release the way the pipeline does: manifest, prepare,
-    /// every 1 MiB chunk.
-    async fn stage(&self, role: &str, version: &str, bytes: &[u8]) -> Result<()> {
-        self.stage_manifest(&manifest(role, version, bytes)).await?;
-        let info = self.prepare(&prepare_input(role, version, bytes)).await?;
-        assert_eq!(info.chunk_hashes.len(), bytes.len().div_ceil(CHUNK_BYTES));
-        for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-            self.publish_chunk(&chunk_input(role, version, i as u32, chunk)).await?;
-        }
-        Ok(())
-    }
-
-    /// Stages wasm_store, then `roles`, each its release build at `V1`.
-    async fn stage_release_set(&self, roles: &[&str]) {
-        self.stage(WASM_STORE_ROLE, V1, payload(WASM_STORE_ROLE)).await.expect("staging wasm_store");
-        for role in roles {
-            self.stage(role, V1, payload(role)).await.unwrap_or_else(|e| panic!("staging {role}: {e}"));
-        }
-    }
-
-    async fn resume(&self) -> Result<BootstrapReport> {
-        self.root_update("canic_wasm_store_bootstrap_resume_root_admin", no_args()).await
-    }
-
-    async fn overview(&self) -> WasmStoreOverviewResponse {
-        let o: Result<WasmStoreOverviewResponse> =
-            self.query_as(self.admin, self.root, "canic_wasm_store_overview", no_args()).await;
-        let o = o.expect("overview");
-        check_invariants(&o.publication);
-        o
-    }
-
-    async fn admin(&self, command: WasmStoreAdminCommand) -> Result<WasmStoreAdminResponse> {
-        let r: Result<WasmStoreAdminResponse> = self.root_update("canic_wasm_store_admin", Encode!(&command).expect("encoding")).await;
-        // Every admin command leaves a state that keeps the invariants.
-        self.overview().await;
-        r
-    }
-
-    async fn debug(&self) -> WasmStoreBootstrapDebugResponse {
-        let d: Result<WasmStoreBootstrapDebugResponse> =
-            self.query_as(self.admin, self.root, "canic_wasm_store_bootstrap_debug", no_args()).await;
-        d.expect("bootstrap debug")
-    }
-
-    async fn ready(&self) -> bool {
-        self.query_as(self.admin, self.root, "canic_ready", no_args()).await
-    }
-
-    async fn registry(&self) -> Vec<CanisterRecordResponse> {
-        self.query_as(self.admin, self.root, "canic_subnet_registry", no_args()).await
-    }
-
-    async fn role_pid(&self, role: &str) -> Principal {
-        let regs = self.registry().await;
-        let found: Vec<_> = regs.iter().filter(|r| r.role == role).collect();
-        assert_eq!(found.len(), 1, "one {role} in the registry: {regs:?}");
-        found[0].pid
-    }
-
-    /// `canister_status` through the management canister, as the admin (a
-    /// controller of everything root creates).
-    async fn canister_status(&self, id: Principal) -> CanisterStatusResult {
-        self.update_as(self.admin, mgmt(), "canister_status", Encode!(&CanisterIdRecord { canister_id: id }).expect("encoding")).await
-    }
-
-    async fn stored_chunks(&self, id: Principal) -> Vec<Vec<u8>> {
-        let hashes: Vec<ChunkHashRecord> =
-            self.update_as(self.admin, mgmt(), "stored_chunks", Encode!(&CanisterIdRecord { canister_id: id }).expect("encoding")).await;
-        hashes.into_iter().map(|h| h.hash).collect()
-    }
-
-    /// A store query made as root (the only caller a store answers).
-    async fn store_status(&self, store: Principal) -> WasmStoreStatusResponse {
-        let s: Result<WasmStoreStatusResponse> = self.query_as(self.root, store, "canic_wasm_store_status", no_args()).await;
-        s.expect("store status")
-    }
-
-    async fn store_catalog(&self, store: Principal) -> Vec<WasmStoreCatalogEntryResponse> {
-        let c: Result<Vec<WasmStoreCatalogEntryResponse>> =
-            self.query_as(self.root, store, "canic_wasm_store_catalog", no_args()).await;
-        c.expect("store catalog")
-    }
-
-    fn history(&self, id: Principal) -> Vec<CodeDeployment> {
-        self.r.install_history(&id).unwrap_or_else(|| panic!("{id} does not exist"))
-    }
-
-    /// The one store, after a bootstrap.
-    async fn only_store(&self) -> Principal {
-        let o = self.overview().await;
-        assert_eq!(o.stores.len(), 1, "one store: {o:?}");
-        o.stores[0].pid
-    }
-}
-
-/// `canic_env` of a role canister.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-struct CanicEnv {
-    role: String,
-    root: Principal,
-    parent: Principal,
-    version: String,
-    installed_at: u64,
-    upgrades: u32,
-}
-
-fn role_of<'a>(report: &'a BootstrapReport, role: &str) -> &'a RoleReport {
-    report.roles.iter().find(|r| r.role == role).unwrap_or_else(|| panic!("{role} is not in the report: {report:?}"))
-}
+use harness::*;
 
 // ---------------------------------------------------------------------------
 // 1. Bootstrap happy path
@@ -1067,4 +802,109 @@ async fn root_upgrade_keeps_the_staged_set_and_the_bootstrap_goes_on() {
     let overview = d.overview().await;
     assert_eq!(overview.stores.len(), 1);
     assert_eq!(overview.stores[0].template_count, 1, "{overview:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The scale pool: concurrent create_worker calls stop exactly at the maximum
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+struct PoolStatus {
+    max_workers: u32,
+    created: u64,
+    creating: u64,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+struct Worker {
+    id: Principal,
+    weight: u32,
+    registered_at: u64,
+    dispatched: u64,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+struct JobRequest {
+    kind: String,
+    payload: ByteBuf,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+struct Dispatched {
+    worker: Principal,
+    job_id: u64,
+    checksum: u64,
+}
+
+/// `create_worker` as `caller`: the hub's own Ok/Err.
+async fn create_worker(d: &Deploy, caller: Principal, hub: Principal) -> std::result::Result<Principal, String> {
+    d.update_as(caller, hub, "create_worker", no_args()).await
+}
+
+#[tokio::test]
+async fn concurrent_create_worker_calls_stop_exactly_at_the_pool_maximum() {
+    let d = Deploy::new(Deploy::init(&ROLES, None)).await;
+    d.stage_release_set(&ROLES).await;
+    d.resume().await.expect("bootstrap");
+    let hub = d.role_pid("scale_hub").await;
+    let deployed_scale = d.role_pid("scale").await;
+    let set: std::result::Result<(), String> = d.update_as(admin(), hub, "set_max_workers", Encode!(&5u32).unwrap()).await;
+    set.expect("set_max_workers");
+
+    // Twelve callers at once: the calls interleave at the hub's call to root.
+    let attempts = futures::future::join_all((0..12).map(|_| create_worker(&d, admin(), hub))).await;
+    let created: Vec<Principal> = attempts.iter().filter_map(|a| a.as_ref().ok().copied()).collect();
+    assert_eq!(created.len(), 5, "exactly the maximum: {attempts:?}");
+    for refused in attempts.iter().filter_map(|a| a.as_ref().err()) {
+        assert!(
+            refused.contains("intent capacity exceeded key=scale_hub:pool") && refused.contains("capacity=5"),
+            "refused with the capacity error: {refused}"
+        );
+    }
+    let pool: PoolStatus = d.query_as(admin(), hub, "pool", no_args()).await;
+    assert_eq!(pool, PoolStatus { max_workers: 5, created: 5, creating: 0 });
+
+    // Each worker is a real `scale` canister root installed under the hub.
+    let registry = d.registry().await;
+    for id in &created {
+        let record = registry.iter().find(|r| r.pid == *id).unwrap_or_else(|| panic!("{id} is not in root's registry: {registry:?}"));
+        assert_eq!((record.role.as_str(), record.parent), ("scale", hub));
+        let env: CanicEnv = d.query_as(admin(), *id, "canic_env", no_args()).await;
+        assert_eq!((env.role.as_str(), env.root, env.parent), ("scale", d.root, hub));
+        let store = d.only_store().await;
+        assert!(
+            d.history(*id).iter().any(|h| h.source == InstallSource::InstallChunkedCode { store }),
+            "installed chunked from the store"
+        );
+    }
+    assert_eq!(registry.iter().filter(|r| r.role == "scale").count(), 6, "the deployed scale plus five workers");
+    let mut workers: Vec<Principal> = d.query_as::<Vec<Worker>>(admin(), hub, "workers", no_args()).await.into_iter().map(|w| w.id).collect();
+    let mut expected = created.clone();
+    workers.sort();
+    expected.sort();
+    assert_eq!(workers, expected, "the hub registered exactly the workers it made");
+    assert!(!workers.contains(&deployed_scale));
+
+    // The workers take jobs from their parent.
+    let job = JobRequest { kind: "resize".into(), payload: ByteBuf::from(b"an image".to_vec()) };
+    let sent: std::result::Result<Dispatched, String> = d.update_as(admin(), hub, "dispatch", Encode!(&job).unwrap()).await;
+    assert!(created.contains(&sent.expect("dispatch").worker));
+
+    // Raising the maximum by one allows exactly one more.
+    let set: std::result::Result<(), String> = d.update_as(admin(), hub, "set_max_workers", Encode!(&6u32).unwrap()).await;
+    set.expect("set_max_workers");
+    create_worker(&d, admin(), hub).await.expect("the sixth worker");
+    let refused = create_worker(&d, admin(), hub).await.expect_err("past the maximum");
+    assert!(refused.contains("committed=6 capacity=6"), "{refused}");
+
+    // Nobody else may make workers: not a stranger at the hub, not a canister
+    // root did not create, not a role that has no pool of that role.
+    let stranger_err = create_worker(&d, stranger(), hub).await.expect_err("a stranger");
+    assert!(stranger_err.contains("is not allowed"), "{stranger_err}");
+    let direct = d.r.call(admin(), d.root, "canic_create_child", Encode!(&"scale").unwrap()).await.expect_err("not a child");
+    assert!(direct.message.contains("is not a canister root created"), "{}", direct.message);
+    let app = d.role_pid("app").await;
+    let wrong = d.r.call(app, d.root, "canic_create_child", Encode!(&"scale").unwrap()).await.expect_err("app has no pool");
+    assert!(wrong.message.contains("a app may not create a scale"), "{}", wrong.message);
+    let pool: PoolStatus = d.query_as(admin(), hub, "pool", no_args()).await;
+    assert_eq!(pool, PoolStatus { max_workers: 6, created: 6, creating: 0 });
 }

@@ -66,6 +66,7 @@ mod entry;
 pub mod futures;
 pub mod intent;
 pub mod memory;
+mod reply;
 pub mod stable;
 mod timers;
 
@@ -85,6 +86,7 @@ pub mod bindings {
 pub use call::Call;
 pub use candid::{self, CandidType, Deserialize, Principal};
 pub use futures::spawn;
+pub use reply::ManualReply;
 pub use ic_stable_structures;
 pub use ww_cdk_macros::{composite_query, init, on_timer, post_upgrade, pre_upgrade, query, timer, update};
 

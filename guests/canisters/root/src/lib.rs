@@ -41,6 +41,8 @@ use ww_template::storage::{self, ChunkSetRecord, ManifestRecord, ReleaseKey, Sta
 use ww_template::types::*;
 use ww_template::{BOOTSTRAP_BINDING, WASM_STORE_ROLE, format_bytes, gc};
 
+mod children;
+
 /// A store in root's inventory.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 struct StoreRecord {
@@ -376,7 +378,7 @@ async fn reconcile() -> Result<BootstrapReport> {
         };
         let started = ww_cdk::api::time();
         let set = chunk_set_of(&key)?;
-        let pid = create_role(role, &key, &manifest, &set).await?;
+        let pid = create_role(role, ww_cdk::api::canister_self(), &key, &manifest, &set).await?;
         report_roles.push(role_report(role, Some(pid), &key, &manifest, &set, RoleAction::Created, started));
     }
 
@@ -556,20 +558,19 @@ fn store_for_manifest(key: &ReleaseKey, manifest: &ManifestRecord) -> Result<Sto
     })
 }
 
-fn role_init_arg(role: &str, version: &str) -> Vec<u8> {
+fn role_init_arg(role: &str, parent: Principal, version: &str) -> Vec<u8> {
     let me = ww_cdk::api::canister_self();
-    Encode!(&RoleInitArgs { role: role.into(), root: me, parent: me, version: version.into() }).expect("encoding a role init argument")
+    Encode!(&RoleInitArgs { role: role.into(), root: me, parent, version: version.into() }).expect("encoding a role init argument")
 }
 
-/// Creates a role's canister and installs it chunked from its store.
-async fn create_role(role: &str, key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSetRecord) -> Result<Principal> {
+/// Creates a role's canister under `parent` and installs it chunked from its store.
+async fn create_role(role: &str, parent: Principal, key: &ReleaseKey, manifest: &ManifestRecord, set: &ChunkSetRecord) -> Result<Principal> {
     let store = store_for_manifest(key, manifest)?;
     let pid = mgmt::create_canister(controllers_for_children()).await?;
-    let me = ww_cdk::api::canister_self();
     register(CanisterRecordResponse {
         pid,
         role: role.into(),
-        parent: me,
+        parent,
         module_hash: manifest.payload_hash.clone(),
         created_at: now_secs(),
     });
@@ -579,7 +580,7 @@ async fn create_role(role: &str, key: &ReleaseKey, manifest: &ManifestRecord, se
         store.pid,
         &set.chunk_hashes,
         &manifest.payload_hash,
-        role_init_arg(role, &key.version),
+        role_init_arg(role, parent, &key.version),
     )
     .await;
     if let Err(e) = installed {
@@ -611,7 +612,7 @@ async fn upgrade_role(record: &CanisterRecordResponse, key: &ReleaseKey, manifes
         store.pid,
         &set.chunk_hashes,
         &manifest.payload_hash,
-        role_init_arg(&record.role, &key.version),
+        role_init_arg(&record.role, record.parent, &key.version),
     )
     .await
     .map_err(|e| Error::new(e.code, format!("failed to upgrade canister {} ({}): {}", record.pid, record.role, e.message)))?;

@@ -1,8 +1,20 @@
 //! The `scale_hub` role: the registry of a pool's `scale` workers, and the
 //! dispatcher that spreads jobs over them by weighted round robin.
 //!
-//! Stable memory: the workers (memory 0, principal -> [`Worker`]) and the
-//! dispatch cursor (memory 1), besides the common environment (memory 13).
+//! The pool: `create_worker` asks root for a new `scale` canister with this
+//! hub as its parent (root installs it from the wasm_store) and registers
+//! it. The pool's maximum (`set_max_workers`, default 32 as in Canic's
+//! scaling policy) bounds the workers `create_worker` ever makes: each
+//! creation reserves one unit of the intent key [`POOL_KEY`] with the
+//! maximum as its capacity, so concurrent `create_worker` calls that would
+//! overshoot fail at once, before anything is created. Root's reply commits
+//! the unit; its reject (or a lost continuation, after [`CREATE_TTL_SECS`])
+//! frees it. Removing a worker does not give its unit back. Workers added
+//! with `register_worker` (created elsewhere) are not counted.
+//!
+//! Stable memory: the workers (memory 0, principal -> [`Worker`]), the
+//! dispatch cursor (memory 1) and the pool's maximum (memory 2), besides
+//! the common environment (memory 13) and ww-cdk's intents (18-25).
 //! A worker accepts jobs from its parent, so root installs workers with
 //! this hub as their parent.
 //!
@@ -14,12 +26,23 @@ use serde_bytes::ByteBuf;
 use std::cell::RefCell;
 use ww_cdk::call::Call;
 use ww_cdk::ic_stable_structures::{StableBTreeMap, StableCell};
+use ww_cdk::intent::{self, IntentKey, IntentReservation};
 use ww_cdk::{CandidType, Deserialize, Principal, api, init, post_upgrade, query, update};
 
 /// The largest weight a worker may have.
 const MAX_WEIGHT: u32 = 100;
 /// The most workers in the pool.
 const MAX_WORKERS: u64 = 500;
+/// The pool's maximum until `set_max_workers` changes it (Canic's
+/// scaling policy default).
+const DEFAULT_MAX_WORKERS: u32 = 32;
+/// The intent key that counts the workers `create_worker` made.
+const POOL_KEY: &str = "scale_hub:pool";
+/// The role root creates for the pool.
+const WORKER_ROLE: &str = "scale";
+/// How long a creation's reservation may stay pending before the sweep
+/// frees it (only a continuation lost to an upgrade waits this long).
+const CREATE_TTL_SECS: u64 = 600;
 
 /// A registered worker.
 #[derive(CandidType, Deserialize, Clone, Debug)]
@@ -61,6 +84,20 @@ thread_local! {
     /// Dispatches so far: the round-robin position.
     static CURSOR: RefCell<StableCell<u64, Memory>> =
         RefCell::new(StableCell::init(memory(1), 0));
+    /// The most workers `create_worker` makes.
+    static MAX_POOL: RefCell<StableCell<u32, Memory>> =
+        RefCell::new(StableCell::init(memory(2), DEFAULT_MAX_WORKERS));
+}
+
+/// The pool as `pool` reports it.
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct PoolStatus {
+    /// The most workers `create_worker` makes.
+    pub max_workers: u32,
+    /// Workers it made.
+    pub created: u64,
+    /// Creations in flight.
+    pub creating: u64,
 }
 
 #[init]
@@ -102,6 +139,59 @@ fn register_worker(id: Principal, weight: u32) -> Result<(), String> {
         w.insert(id, Candid(worker));
         Ok(())
     })
+}
+
+/// Sets the pool's maximum (administrators only), 0 to 500. Lowering it
+/// below the workers already made only stops further creations.
+#[update]
+fn set_max_workers(max: u32) -> Result<(), String> {
+    role_common::require_admin()?;
+    if u64::from(max) > MAX_WORKERS {
+        return Err(format!("the maximum is {max}; it must be 0 to {MAX_WORKERS}"));
+    }
+    MAX_POOL.with(|m| m.borrow_mut().set(max));
+    Ok(())
+}
+
+fn pool_key() -> IntentKey {
+    IntentKey::try_new(POOL_KEY).unwrap_or_else(|e| api::trap(format!("the pool key: {e}")))
+}
+
+/// The pool's maximum, the workers made and the creations in flight.
+#[query]
+fn pool() -> PoolStatus {
+    let totals = intent::totals(&pool_key());
+    PoolStatus {
+        max_workers: MAX_POOL.with(|m| *m.borrow().get()),
+        created: totals.committed,
+        creating: totals.pending_count,
+    }
+}
+
+/// Makes a new worker (administrators only): root creates a `scale`
+/// canister with this hub as its parent; the hub registers it with weight
+/// 1 and returns it. Fails at once, creating nothing, when the pool's
+/// maximum is reached counting the creations in flight.
+#[update]
+async fn create_worker() -> Result<Principal, String> {
+    role_common::require_admin()?;
+    let root = role_common::env().ok_or("the hub has no environment (not installed by root)")?.root;
+    let max = MAX_POOL.with(|m| *m.borrow().get());
+    let reservation = IntentReservation::new(pool_key(), 1).with_capacity(u64::from(max)).with_ttl_secs(CREATE_TTL_SECS);
+    let response = Call::unbounded_wait(root, "canic_create_child")
+        .with_intent(reservation)
+        .with_arg(WORKER_ROLE)
+        .await
+        .map_err(|e| format!("creating a worker: {e}"))?;
+    let id = response
+        .candid::<Principal>()
+        .map_err(|e| format!("root replied to canic_create_child with something else: {e}"))?;
+    WORKERS.with(|w| {
+        let mut w = w.borrow_mut();
+        let worker = Worker { id, weight: 1, registered_at: api::time(), dispatched: 0 };
+        w.insert(id, Candid(worker));
+    });
+    Ok(id)
 }
 
 /// Removes a worker (administrators only); true if it was registered.
