@@ -1,35 +1,56 @@
 //! Intent storage: single steps over stable memory, knowing nothing about
 //! calls. Memory ids (the canister's registry, owner
-//! [`memory::INTENTS`](crate::memory::INTENTS)): 18 meta (schema version,
-//! the id counter, counts), 19 records (a vector indexed by id - 1: key,
-//! quantity, state, created_at, ttl; reading or rewriting one is one
-//! access, however many there are), 20 per-key totals (so limits never
-//! scan records; cached in the heap, written through), 21 the pending
-//! index of reservations with a TTL ((expiry, id) → id: expiry sweeps and
-//! recovery; a reservation without one never expires, and indexing it
-//! would cost every call two tree updates: listing those scans the records
-//! once per module lifetime, then a heap set follows them); 22-25 reserved.
+//! [`memory::INTENTS`](crate::memory::INTENTS)):
+//! - 18 meta: one fixed 48-byte block (magic, schema version, the id
+//!   counter, counts), written whole in one write;
+//! - 19 records: a vector of fixed-size records indexed by id - 1 (key,
+//!   quantity, state, created_at, ttl): reading or rewriting one is one
+//!   access, however many there are;
+//! - 20 per-key totals: a vector of fixed-size (key, reserved, committed,
+//!   pending count) entries, so limits never scan records; a heap index
+//!   (key → slot, built by one pass over the totals after a start) makes
+//!   an update one write;
+//! - 21 the pending index of reservations with a TTL ((expiry, id) → id:
+//!   expiry sweeps and recovery; a reservation without one never expires,
+//!   and indexing it would cost every call two tree updates: listing those
+//!   scans the records once per module lifetime, then a heap set follows
+//!   them);
+//! - 22-25 reserved.
+//!
+//! Every step is a handful of `ic0.stable64_*` calls, each a crossing into
+//! the host (a reservation and its settlement: 7 writes and 7 reads; the
+//! first layout, with B-trees for records and totals, took 27 and 18).
+//! The heap caches (meta, totals) are safe: the replica rolls the
+//! heap back with stable memory, and an upgrade starts them empty.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use ic_stable_structures::storable::Bound;
-use ic_stable_structures::{Cell as StableCell, StableBTreeMap, Storable};
+use ic_stable_structures::{Memory as _, StableBTreeMap, Storable};
 
+use super::MAX_KEY_BYTES;
 use crate::api;
 use crate::memory::{self, Memory};
 
 /// The layout of the records below. A canister whose intent storage says
 /// otherwise traps rather than misread it.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META: u8 = 18;
 const RECORDS: u8 = 19;
 const TOTALS: u8 = 20;
 const PENDING: u8 = 21;
 
+/// The first bytes of the meta block.
+const META_MAGIC: &[u8; 4] = b"WWIM";
+
 /// Pending index keys of reservations without a TTL.
 const NEVER: u64 = u64::MAX;
+
+/// A key in a fixed-size slot: its length, then [`MAX_KEY_BYTES`] bytes.
+const KEY_SLOT: usize = 1 + MAX_KEY_BYTES;
 
 /// Little-endian fields, read back with bounds checks (a short record is
 /// damage: trap rather than misread).
@@ -49,13 +70,34 @@ impl Reader<'_> {
         b.copy_from_slice(self.take(8));
         u64::from_le_bytes(b)
     }
+    fn u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4));
+        u32::from_le_bytes(b)
+    }
     fn u8(&mut self) -> u8 {
         self.take(1)[0]
     }
+    fn key(&mut self) -> String {
+        let n = self.u8() as usize;
+        let slot = self.take(MAX_KEY_BYTES);
+        if n > MAX_KEY_BYTES {
+            api::trap(format!("intent storage is damaged: a key of {n} bytes"));
+        }
+        String::from_utf8_lossy(&slot[..n]).into_owned()
+    }
 }
 
-macro_rules! storable {
-    ($t:ty, $max:expr) => {
+fn put_key(out: &mut Vec<u8>, key: &str) {
+    // Keys are checked by `IntentKey::try_new`; a longer one is a bug here.
+    let bytes = &key.as_bytes()[..key.len().min(MAX_KEY_BYTES)];
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
+    out.resize(out.len() + MAX_KEY_BYTES - bytes.len(), 0);
+}
+
+macro_rules! fixed_storable {
+    ($t:ty, $size:expr) => {
         impl Storable for $t {
             fn to_bytes(&self) -> Cow<'_, [u8]> {
                 Cow::Owned(self.encode())
@@ -66,7 +108,7 @@ macro_rules! storable {
             fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
                 Self::decode(&mut Reader(&bytes))
             }
-            const BOUND: Bound = Bound::Bounded { max_size: $max, is_fixed_size: false };
+            const BOUND: Bound = Bound::Bounded { max_size: $size, is_fixed_size: true };
         }
     };
 }
@@ -79,18 +121,24 @@ pub(crate) struct Meta {
     pub committed_total: u64,
     pub aborted_total: u64,
 }
-storable!(Meta, 40);
 
 impl Meta {
+    const SIZE: usize = 4 + 4 + 8 * 4;
+
     fn encode(&self) -> Vec<u8> {
-        let mut out = (self.schema_version as u64).to_le_bytes().to_vec();
+        let mut out = Vec::with_capacity(Self::SIZE);
+        out.extend_from_slice(META_MAGIC);
+        out.extend_from_slice(&self.schema_version.to_le_bytes());
         for v in [self.next_id, self.pending_total, self.committed_total, self.aborted_total] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out
     }
     fn decode(r: &mut Reader<'_>) -> Self {
-        Self { schema_version: r.u64() as u32, next_id: r.u64(), pending_total: r.u64(), committed_total: r.u64(), aborted_total: r.u64() }
+        if r.take(4) != META_MAGIC {
+            api::trap("intent storage is damaged or in another layout: the meta block (memory 18) does not start with WWIM");
+        }
+        Self { schema_version: r.u32(), next_id: r.u64(), pending_total: r.u64(), committed_total: r.u64(), aborted_total: r.u64() }
     }
 }
 
@@ -109,12 +157,12 @@ pub(crate) struct Record {
     pub created_at: u64,
     pub ttl_secs: Option<u64>,
 }
-storable!(Record, 1 + 64 + 8 + 1 + 8 + 1 + 8);
+fixed_storable!(Record, (KEY_SLOT + 8 + 1 + 8 + 1 + 8) as u32);
 
 impl Record {
     fn encode(&self) -> Vec<u8> {
-        let mut out = vec![self.key.len() as u8];
-        out.extend_from_slice(self.key.as_bytes());
+        let mut out = Vec::with_capacity(KEY_SLOT + 26);
+        put_key(&mut out, &self.key);
         out.extend_from_slice(&self.quantity.to_le_bytes());
         out.push(self.state as u8);
         out.extend_from_slice(&self.created_at.to_le_bytes());
@@ -123,8 +171,7 @@ impl Record {
         out
     }
     fn decode(r: &mut Reader<'_>) -> Self {
-        let n = r.u8() as usize;
-        let key = String::from_utf8_lossy(r.take(n)).into_owned();
+        let key = r.key();
         let quantity = r.u64();
         let state = match r.u8() {
             0 => State::Pending,
@@ -138,7 +185,6 @@ impl Record {
         Self { key, quantity, state, created_at, ttl_secs: has_ttl.then_some(ttl) }
     }
 
-
     /// Replica time after which the reservation is expired (`NEVER`).
     pub fn expires_at(&self) -> u64 {
         self.ttl_secs.and_then(|t| t.checked_mul(1_000_000_000)).and_then(|t| self.created_at.checked_add(t)).unwrap_or(NEVER)
@@ -151,32 +197,44 @@ pub(crate) struct Totals {
     pub committed: u64,
     pub pending_count: u64,
 }
-storable!(Totals, 24);
 
-impl Totals {
+/// One key's totals as stored (memory 20).
+struct TotalsEntry {
+    key: String,
+    totals: Totals,
+}
+fixed_storable!(TotalsEntry, (KEY_SLOT + 24) as u32);
+
+impl TotalsEntry {
     fn encode(&self) -> Vec<u8> {
-        [self.reserved, self.committed, self.pending_count].iter().flat_map(|v| v.to_le_bytes()).collect()
+        let mut out = Vec::with_capacity(KEY_SLOT + 24);
+        put_key(&mut out, &self.key);
+        let t = &self.totals;
+        for v in [t.reserved, t.committed, t.pending_count] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
     }
     fn decode(r: &mut Reader<'_>) -> Self {
-        Self { reserved: r.u64(), committed: r.u64(), pending_count: r.u64() }
+        let key = r.key();
+        Self { key, totals: Totals { reserved: r.u64(), committed: r.u64(), pending_count: r.u64() } }
     }
 }
 
 thread_local! {
-    static META_CELL: RefCell<StableCell<Meta, Memory>> = RefCell::new(StableCell::init(
-        memory::claim(META, memory::INTENTS, "intent meta"),
-        Meta { schema_version: SCHEMA_VERSION, next_id: 1, ..Meta::default() },
-    ));
+    static META_MEMORY: Memory = memory::claim(META, memory::INTENTS, "intent meta");
+    /// The meta block as last read or written (`None` until first used).
+    static META_CACHE: RefCell<Option<Meta>> = const { RefCell::new(None) };
     static RECORD_VEC: ic_stable_structures::Vec<Record, Memory> =
         ic_stable_structures::Vec::init(memory::claim(RECORDS, memory::INTENTS, "intent records"));
-    /// The totals read so far (the heap is rolled back with stable memory,
-    /// so the two never disagree; an upgrade starts it empty).
-    static TOTALS_CACHE: RefCell<std::collections::BTreeMap<String, Totals>> = const { RefCell::new(std::collections::BTreeMap::new()) };
+    static TOTALS_VEC: ic_stable_structures::Vec<TotalsEntry, Memory> =
+        ic_stable_structures::Vec::init(memory::claim(TOTALS, memory::INTENTS, "intent totals"));
+    /// Key → (slot in the totals vector, its totals), built by one pass
+    /// over the vector on first use.
+    static TOTALS_INDEX: RefCell<Option<BTreeMap<String, (u64, Totals)>>> = const { RefCell::new(None) };
     /// Pending reservations without a TTL, once listed (`None` until then:
     /// the first listing after a start scans the records).
     static UNTIMED: RefCell<Option<std::collections::BTreeSet<u64>>> = const { RefCell::new(None) };
-    static TOTAL_MAP: RefCell<StableBTreeMap<String, Totals, Memory>> =
-        RefCell::new(StableBTreeMap::init(memory::claim(TOTALS, memory::INTENTS, "intent totals")));
     static PENDING_MAP: RefCell<StableBTreeMap<u128, u64, Memory>> =
         RefCell::new(StableBTreeMap::init(memory::claim(PENDING, memory::INTENTS, "intent pending index")));
 }
@@ -213,31 +271,63 @@ fn pending_key(expires_at: u64, id: u64) -> u128 {
     ((expires_at as u128) << 64) | id as u128
 }
 
-fn meta<R>(f: impl FnOnce(&mut Meta) -> R) -> R {
-    META_CELL.with(|c| {
-        let mut cell = c.borrow_mut();
-        let mut m = cell.get().clone();
-        if m.schema_version != SCHEMA_VERSION {
-            api::trap(format!("intent storage has schema version {}, this ww-cdk reads {SCHEMA_VERSION}", m.schema_version));
+fn load_meta() -> Meta {
+    META_MEMORY.with(|m| {
+        if m.size() == 0 {
+            if m.grow(1) < 0 {
+                api::trap("intent storage: stable memory cannot grow for the meta block");
+            }
+            let fresh = Meta { schema_version: SCHEMA_VERSION, next_id: 1, ..Meta::default() };
+            m.write(0, &fresh.encode());
+            return fresh;
         }
-        let out = f(&mut m);
-        cell.set(m);
-        out
+        let mut bytes = [0u8; Meta::SIZE];
+        m.read(0, &mut bytes);
+        Meta::decode(&mut Reader(&bytes))
+    })
+}
+
+fn meta<R>(f: impl FnOnce(&mut Meta) -> R) -> R {
+    let mut m = META_CACHE.with(|c| c.borrow().clone()).unwrap_or_else(load_meta);
+    if m.schema_version != SCHEMA_VERSION {
+        api::trap(format!("intent storage has schema version {}, this ww-cdk reads {SCHEMA_VERSION}", m.schema_version));
+    }
+    let out = f(&mut m);
+    META_MEMORY.with(|mem| mem.write(0, &m.encode()));
+    META_CACHE.with(|c| *c.borrow_mut() = Some(m));
+    out
+}
+
+/// Runs `f` on the totals index, building it on first use.
+fn with_totals_index<R>(f: impl FnOnce(&mut BTreeMap<String, (u64, Totals)>) -> R) -> R {
+    TOTALS_INDEX.with(|i| {
+        let mut i = i.borrow_mut();
+        let index = i.get_or_insert_with(|| {
+            TOTALS_VEC.with(|v| v.iter().enumerate().map(|(slot, e)| (e.key, (slot as u64, e.totals))).collect())
+        });
+        f(index)
     })
 }
 
 pub(crate) fn totals(key: &str) -> Totals {
-    if let Some(t) = TOTALS_CACHE.with(|c| c.borrow().get(key).copied()) {
-        return t;
-    }
-    let t = TOTAL_MAP.with(|t| t.borrow().get(&key.to_owned())).unwrap_or_default();
-    TOTALS_CACHE.with(|c| c.borrow_mut().insert(key.to_owned(), t));
-    t
+    with_totals_index(|i| i.get(key).map(|(_, t)| *t)).unwrap_or_default()
 }
 
-fn set_totals(key: &str, t: Totals) {
-    TOTAL_MAP.with(|m| m.borrow_mut().insert(key.to_owned(), t));
-    TOTALS_CACHE.with(|c| c.borrow_mut().insert(key.to_owned(), t));
+fn set_totals(key: &str, totals: Totals) {
+    let entry = TotalsEntry { key: key.to_owned(), totals };
+    with_totals_index(|i| match i.get_mut(key) {
+        Some((slot, t)) => {
+            *t = totals;
+            TOTALS_VEC.with(|v| v.set(*slot, &entry));
+        }
+        None => {
+            let slot = TOTALS_VEC.with(|v| {
+                v.push(&entry);
+                v.len() - 1
+            });
+            i.insert(key.to_owned(), (slot, totals));
+        }
+    })
 }
 
 /// Records a new pending reservation and adds it to its key's totals;
