@@ -1,5 +1,7 @@
-//! The node's admin identity: an Ed25519 key kept in the state directory,
-//! whose self-authenticating principal controls what pid0 and the CLI create.
+//! The node's identity: an Ed25519 key kept in the state directory. Its
+//! self-authenticating principal is the admin that controls what pid0 and
+//! the CLI create; the same key is the node's libp2p identity, so a node
+//! keeps its peer id across restarts (peers list it in `boot/`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,15 +34,39 @@ pub fn principal_of(public: &ed25519::PublicKey) -> Principal {
     Principal::self_authenticating(&der)
 }
 
-/// Loads the admin key from `dir`, creating it (mode 0600) if missing.
-pub fn load_or_create(dir: &Path) -> Result<Principal, IdentityError> {
+/// A node's key and the admin principal derived from it.
+#[derive(Clone)]
+pub struct NodeIdentity {
+    pub keypair: ed25519::Keypair,
+    pub admin: Principal,
+}
+
+impl NodeIdentity {
+    fn new(keypair: ed25519::Keypair) -> Self {
+        let admin = principal_of(&keypair.public());
+        Self { keypair, admin }
+    }
+
+    /// The libp2p peer id of the key.
+    pub fn peer_id(&self) -> libp2p::PeerId {
+        libp2p::identity::PublicKey::from(self.keypair.public()).to_peer_id()
+    }
+
+    /// The key as libp2p takes it.
+    pub fn libp2p_keypair(&self) -> libp2p::identity::Keypair {
+        libp2p::identity::Keypair::from(self.keypair.clone())
+    }
+}
+
+/// Loads the key from `dir`, creating it (mode 0600) if missing.
+pub fn load_or_create(dir: &Path) -> Result<NodeIdentity, IdentityError> {
     let path = dir.join(KEY_FILE);
     let io = |source| IdentityError::Io { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let mut bytes = hex::decode(text.trim()).map_err(|_| IdentityError::Malformed { path: path.clone() })?;
             let secret = ed25519::SecretKey::try_from_bytes(&mut bytes).map_err(|_| IdentityError::Malformed { path: path.clone() })?;
-            Ok(principal_of(&ed25519::Keypair::from(secret).public()))
+            Ok(NodeIdentity::new(ed25519::Keypair::from(secret)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).map_err(io)?;
@@ -50,15 +76,15 @@ pub fn load_or_create(dir: &Path) -> Result<Principal, IdentityError> {
                 std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?
             };
             writeln!(file, "{}", hex::encode(keypair.secret().as_ref())).map_err(io)?;
-            Ok(principal_of(&keypair.public()))
+            Ok(NodeIdentity::new(keypair))
         }
         Err(e) => Err(io(e)),
     }
 }
 
 /// A fresh identity that is not kept anywhere.
-pub fn ephemeral() -> Principal {
-    principal_of(&ed25519::Keypair::generate().public())
+pub fn ephemeral() -> NodeIdentity {
+    NodeIdentity::new(ed25519::Keypair::generate())
 }
 
 #[cfg(test)]
@@ -68,9 +94,10 @@ mod tests {
     #[test]
     fn key_is_created_once_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create(dir.path()).unwrap();
+        let a = load_or_create(dir.path()).unwrap().admin;
         let b = load_or_create(dir.path()).unwrap();
-        assert_eq!(a, b);
+        assert_eq!(a, b.admin);
+        assert_eq!(b.peer_id(), load_or_create(dir.path()).unwrap().peer_id(), "the peer id is kept too");
         assert_eq!(a.as_slice().len(), 29, "self-authenticating principals are 29 bytes");
         assert_eq!(a.as_slice()[28], 0x02);
         std::fs::write(dir.path().join(KEY_FILE), "zz").unwrap();

@@ -57,6 +57,10 @@ pub enum ImageError {
     },
     #[error("{}: lists no addresses", .0.display())]
     NoBootAddrs(PathBuf),
+    #[error("{}:{line}: not a valid peer id: {reason}", path.display())]
+    BadTrustedPeer { path: PathBuf, line: usize, reason: String },
+    #[error("{}: {reason}", path.display())]
+    BadCanisterRange { path: PathBuf, reason: String },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
 }
@@ -176,6 +180,37 @@ impl MergedImage {
             peers.push(parse_boot_peer(&origin(&path), &name, &text)?);
         }
         Ok(peers)
+    }
+
+    /// The peers `etc/peers` trusts besides the boot peers: one peer id per
+    /// line (`#` starts a comment). None when the file is missing.
+    pub fn trusted_peers(&self) -> Result<Vec<PeerId>, ImageError> {
+        let path = self.root.join("etc/peers");
+        let Some(text) = read_optional(&path, &self.origin(&path))? else { return Ok(Vec::new()) };
+        let mut peers = Vec::new();
+        for (line, text) in (1..).zip(text.lines().map(str::trim)) {
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            let peer = text.parse().map_err(|e: libp2p::identity::ParseError| ImageError::BadTrustedPeer {
+                path: self.origin(&path),
+                line,
+                reason: e.to_string(),
+            })?;
+            peers.push(peer);
+        }
+        Ok(peers)
+    }
+
+    /// The canister ids the node hosts when networked, from
+    /// `etc/canister-range` (`START-END`, canister indexes); `None` when
+    /// the file is missing.
+    pub fn canister_range(&self) -> Result<Option<std::ops::RangeInclusive<u64>>, ImageError> {
+        let path = self.root.join("etc/canister-range");
+        let Some(text) = read_optional(&path, &self.origin(&path))? else { return Ok(None) };
+        crate::net::routing::parse_range(&text)
+            .map(Some)
+            .map_err(|reason| ImageError::BadCanisterRange { path: self.origin(&path), reason })
     }
 
     /// Where a path under the merged root came from, for error messages: the
@@ -315,6 +350,15 @@ fn list_services(root: &Path, origin: Origin) -> Result<Vec<ServiceImage>, Image
         services.push(ServiceImage { name, root: path });
     }
     Ok(services)
+}
+
+/// A configuration file's text, `None` when it does not exist.
+fn read_optional(path: &Path, shown: &Path) -> Result<Option<String>, ImageError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(shown)(e)),
+    }
 }
 
 fn parse_boot_peer(path: &Path, file_name: &OsStr, text: &str) -> Result<BootPeer, ImageError> {

@@ -78,6 +78,15 @@ enum Command {
     /// command line. WW_POCKET_IC_VERSION (13 or 16) selects the version
     /// `--version` reports.
     PocketIc(PocketIcArgs),
+
+    /// Print the identity of a state directory (created if missing): its
+    /// libp2p peer id (the name of its file under other images' boot/), then
+    /// its admin principal.
+    Id {
+        /// State directory of the node.
+        #[arg(long, default_value = ".ww", value_name = "DIR")]
+        state: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -289,6 +298,11 @@ struct NodeArgs {
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
 
+    /// Trust this peer (repeatable): it may connect and call this node's
+    /// canisters. The image's boot/ peers and etc/peers are trusted too.
+    #[arg(long, value_name = "PEER_ID")]
+    trust: Vec<libp2p::PeerId>,
+
     /// Directory of the compile cache.
     #[arg(long, env = "WW_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -408,6 +422,13 @@ fn ww_main(cli: Cli) -> ExitCode {
             Command::Deploy(args) => client::deploy(args).await,
             Command::Canister { command, state } => client::canister(command, state).await,
             Command::PocketIc(_) => unreachable!("main serves `ww pocket-ic` without this runtime"),
+            Command::Id { state } => {
+                let id = ww::identity::load_or_create(&state).map_err(NodeError::from)?;
+                use std::io::Write;
+                // A closed stdout (`ww id | head -1`) is not an error.
+                let _ = writeln!(std::io::stdout(), "{}\n{}", id.peer_id(), id.admin);
+                Ok(0)
+            }
         }
     });
     // Guests may still be unwinding on worker threads; do not wait for them.
@@ -437,6 +458,7 @@ fn node_config(args: NodeArgs) -> NodeConfig {
         },
         memory_limit: args.memory_limit.saturating_mul(1 << 20),
         listen: args.listen,
+        trusted: args.trust,
         ..NodeConfig::default()
     };
     if let Some(n) = args.workers {
@@ -454,6 +476,9 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let state_dir = args.state.or_else(|| args.serve.then(|| PathBuf::from(".ww")));
     config.state_dir = state_dir.clone();
     let image = ww::image::merge_layers(&args.images).map_err(NodeError::from)?;
+    config.boot = image.boot_peers().map_err(NodeError::from)?;
+    config.trusted.extend(image.trusted_peers().map_err(NodeError::from)?);
+    config.canister_range = image.canister_range().map_err(NodeError::from)?;
     let node = Node::start(config).await?;
     spawn_epoch_on_sighup(node.clone())?;
     let control = match &state_dir {

@@ -12,14 +12,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::Multiaddr;
-use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::watch;
 use wasmtime::component::Component;
 
 use crate::engine::{Engine, EngineConfig, LoadError, WasmHash};
-use crate::image::{ImageError, MergedImage};
-use crate::net::{NetError, Network, NetworkView};
+use crate::image::{BootPeer, ImageError, MergedImage};
+use crate::net::routing::{self, CanisterRange};
+use crate::net::{NetConfig, NetError, Network, NetworkView, XnetConfig};
 use crate::process::{self, LogTee, ProcessHandle, ProcessSpec, SpawnError, Spawner, StdioSpec};
 use crate::rpc::{Grant, serve_session};
 
@@ -39,6 +39,13 @@ pub struct NodeConfig {
     pub memory_limit: usize,
     /// Addresses to listen on; empty means no sockets at all.
     pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and keep connected (the image's `boot/`).
+    pub boot: Vec<BootPeer>,
+    /// Further peers trusted to connect (the image's `etc/peers`, `--trust`).
+    pub trusted: Vec<PeerId>,
+    /// The canister ids this node hosts when it is networked (the image's
+    /// `etc/canister-range`); derived from the peer id when `None`.
+    pub canister_range: Option<CanisterRange>,
     /// Where the admin identity and the control socket live; `None`
     /// means an ephemeral identity.
     pub state_dir: Option<std::path::PathBuf>,
@@ -54,6 +61,9 @@ impl Default for NodeConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_limit: process::DEFAULT_MEMORY_LIMIT,
             listen: Vec::new(),
+            boot: Vec::new(),
+            trusted: Vec::new(),
+            canister_range: None,
             state_dir: None,
             durable: false,
             replica: crate::replica::ReplicaConfig::default(),
@@ -93,6 +103,8 @@ struct NodeInner {
     admin: candid::Principal,
     epoch: watch::Sender<u64>,
     network: Network,
+    /// The boot peers the node started with.
+    boot: Vec<PeerId>,
     memory_limit: usize,
 }
 
@@ -106,15 +118,26 @@ impl Node {
             kind: crate::engine::EngineKind::Canister,
             ..config.engine.clone()
         })?;
-        let replica = match (&config.state_dir, config.durable) {
-            (Some(dir), true) => crate::replica::Replica::open_durable(canister_engine, config.replica.clone(), dir)?,
-            _ => crate::replica::Replica::new(canister_engine, config.replica.clone())?,
-        };
-        let admin = match &config.state_dir {
+        let identity = match &config.state_dir {
             Some(dir) => crate::identity::load_or_create(dir)?,
             None => crate::identity::ephemeral(),
         };
-        let network = Network::start(Keypair::generate_ed25519(), &config.listen).await?;
+        let networked = !config.listen.is_empty() || !config.boot.is_empty();
+        let mut replica_config = config.replica.clone();
+        let peer_id = identity.peer_id();
+        let range = config.canister_range.clone().unwrap_or_else(|| routing::derived_range(&peer_id));
+        if networked {
+            // Each node is a subnet: its own canister id range.
+            replica_config.subnets = vec![crate::replica::SubnetRange { id: routing::subnet_of(&peer_id), canisters: range.clone() }];
+        }
+        let replica = match (&config.state_dir, config.durable) {
+            (Some(dir), true) => crate::replica::Replica::open_durable(canister_engine, replica_config, dir)?,
+            _ => crate::replica::Replica::new(canister_engine, replica_config)?,
+        };
+        let admin = identity.admin;
+        let net = NetConfig { keypair: identity.libp2p_keypair(), listen: config.listen.clone(), boot: config.boot.clone(), trusted: config.trusted.clone() };
+        let xnet = networked.then(|| XnetConfig { replica: replica.clone(), range, subnet: routing::subnet_of(&peer_id) });
+        let network = Network::start(net, xnet).await?;
         let (epoch, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(NodeInner {
@@ -123,6 +146,7 @@ impl Node {
                 admin,
                 epoch,
                 network,
+                boot: config.boot.iter().map(|p| p.peer_id).collect(),
                 memory_limit: config.memory_limit,
             }),
         })
@@ -144,6 +168,11 @@ impl Node {
 
     pub fn network(&self) -> &NetworkView {
         self.inner.network.view()
+    }
+
+    /// Cross-node calls, when the node is networked.
+    pub fn xnet(&self) -> Option<&Arc<crate::net::xnet::Xnet>> {
+        self.inner.network.xnet()
     }
 
     pub fn memory_limit(&self) -> usize {
@@ -268,8 +297,8 @@ impl Node {
     ) -> Result<i32, NodeError> {
         let services = image.services()?;
         let peers = image.boot_peers()?;
-        if !peers.is_empty() {
-            tracing::info!(count = peers.len(), "boot peers listed (dialing comes with networking)");
+        if peers.iter().any(|p| !self.inner.boot.contains(&p.peer_id)) {
+            tracing::info!("the image's boot/ peers are dialed when a node starts with it (`ww run`); this node started without them");
         }
         // Load (compile if needed) every component concurrently.
         let main_path = image.main_wasm();

@@ -68,6 +68,7 @@ impl Inner {
             let cb_id = key.1;
             let Some(cb) = st.callbacks.get(&cb_id) else { continue };
             let caller = cb.caller;
+            let remote = cb.callee_context.is_none() && cb.callee != Principal::management_canister();
             // The callee still owes a response (its reply succeeds and its
             // execution commits), but the response no longer reaches us.
             if let Some(cctx) = cb.callee_context
@@ -82,6 +83,9 @@ impl Inner {
                 message: "IC0601: the call's deadline expired before a response arrived; the call may or may not have been executed".into(),
             };
             // The response (and any refund in it) is dropped when it comes.
+            if remote {
+                st.remote_expired.insert(cb_id);
+            }
             self.enqueue(&mut st, caller, Task::Response { callback: cb_id, result: Err(reject), refund: 0 });
         }
     }

@@ -43,6 +43,7 @@ mod lifecycle;
 pub mod logs;
 pub mod management;
 pub mod memory;
+pub mod remote;
 mod scheduler;
 pub mod settings;
 pub mod snapshots;
@@ -319,6 +320,7 @@ impl Replica {
                 round_budget: 0,
                 held: Vec::new(),
                 paused: false,
+                remote_expired: std::collections::HashSet::new(),
             }),
             config,
             jobs: Mutex::new(VecDeque::new()),
@@ -332,6 +334,7 @@ impl Replica {
             idle: Condvar::new(),
             jobs_run: std::sync::atomic::AtomicU64::new(0),
             durability: std::sync::OnceLock::new(),
+            remote: std::sync::OnceLock::new(),
         });
         tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
         for i in 0..inner.config.threads.max(1) {

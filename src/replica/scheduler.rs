@@ -52,6 +52,8 @@ pub(super) struct Inner {
     pub(super) jobs_run: std::sync::atomic::AtomicU64,
     /// The state directory, when the replica keeps one.
     pub(super) durability: std::sync::OnceLock<Arc<super::durable::Durability>>,
+    /// Where calls to other nodes' canisters go (see [`super::remote`]).
+    pub(super) remote: std::sync::OnceLock<Arc<dyn super::remote::RemoteRouter>>,
 }
 
 impl Inner {
@@ -696,6 +698,21 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
                 cycles: call.cycles,
                 reply: ReplyTo::Callback(callback),
             },
+        });
+        return;
+    }
+    if !st.canisters.contains_key(&call.callee)
+        && let Some(router) = inner.remote.get()
+        && router.routes(&call.callee)
+    {
+        router.send(super::remote::RemoteRequest {
+            callback,
+            caller,
+            callee: call.callee,
+            method: call.method,
+            arg: call.arg,
+            cycles: call.cycles,
+            deadline: deadline.unwrap_or(0),
         });
         return;
     }

@@ -47,6 +47,9 @@ impl Done {
 pub(super) enum Origin {
     Ingress(oneshot::Sender<CallResult>),
     Canister { callback: u64 },
+    /// A call a canister on another node made: answered through the channel
+    /// with the unaccepted cycles (see [`super::remote`]).
+    Remote(oneshot::Sender<super::remote::RemoteResponse>),
     /// A bounded-wait call whose deadline passed: the caller got SYS_UNKNOWN.
     /// The callee still owes a response (it may reply, and its execution
     /// commits as usual); the response is dropped on its way back.
@@ -282,6 +285,9 @@ pub(super) struct State {
     pub(super) held: Vec<Held>,
     /// A state directory cut is being taken: no task starts.
     pub(super) paused: bool,
+    /// Callbacks of calls to other nodes whose deadline answered them: a
+    /// response that still comes is dropped.
+    pub(super) remote_expired: std::collections::HashSet<u64>,
 }
 
 /// A range of canister ids (by index, see [`super::canister_id`]) and the
@@ -424,6 +430,11 @@ impl State {
                 }
                 caller.map(|caller| (caller, Task::Response { callback, result, refund }))
             }
+            Origin::Remote(tx) => {
+                let refund = std::mem::take(&mut ctx.cycles);
+                let _ = tx.send(super::remote::RemoteResponse { result, refund });
+                None
+            }
             Origin::Expired => {
                 // The caller was answered with SYS_UNKNOWN; the response and
                 // the cycles it would refund are dropped (as on the IC).
@@ -442,6 +453,7 @@ impl State {
         if self.callbacks.remove(&callback).is_none() {
             return;
         }
+        self.remote_expired.remove(&callback);
         if let Some(n) = self.outstanding.get_mut(&(canister, callee)) {
             *n = n.saturating_sub(1);
         }

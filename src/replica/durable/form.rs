@@ -489,7 +489,7 @@ fn store_context(c: &CallContext) -> StoredContext {
         canister: c.canister,
         caller: c.caller,
         origin: match &c.origin {
-            Origin::Ingress(_) => StoredOrigin::Outside,
+            Origin::Ingress(_) | Origin::Remote(_) => StoredOrigin::Outside,
             Origin::Canister { callback } => StoredOrigin::Canister { callback: *callback },
             Origin::Expired => StoredOrigin::Expired,
             Origin::System => StoredOrigin::System,

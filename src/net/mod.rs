@@ -1,0 +1,350 @@
+//! The node's network: its libp2p swarm, who it trusts, and cross-node
+//! canister messages ([`xnet`]) routed by canister id ranges ([`routing`]).
+//!
+//! - Nothing listens unless asked (`ww run --listen <multiaddr>`); without
+//!   `--listen` and without `boot/` peers no swarm runs at all.
+//! - Connections are authenticated (noise, peer ids) and only trusted
+//!   peers get one: the image's `boot/` peers, its `etc/peers` allow list
+//!   and `--trust` peers. Anyone else is refused at the handshake and
+//!   logged.
+//! - `boot/` peers are dialed at start and again, with backoff, whenever
+//!   they are not connected, so nodes may start in any order.
+//! - What identify tells about connected peers is recorded
+//!   ([`NetworkSnapshot::learned`]).
+//!
+//! The [`NetworkView`] is the snapshot guests read through `Host`.
+
+pub mod routing;
+pub mod xnet;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ListenError, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, allow_block_list, identify, noise, tcp, yamux};
+use tokio::sync::mpsc;
+
+use crate::image::BootPeer;
+use crate::replica::Replica;
+use routing::CanisterRange;
+use xnet::Xnet;
+
+/// How long the node waits for its listeners to come up.
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Redialing a boot peer: from the first delay to the last, doubling.
+pub const REDIAL_FIRST: Duration = Duration::from_millis(100);
+pub const REDIAL_LAST: Duration = Duration::from_secs(2);
+/// How long an idle connection stays open (XNet streams keep it busy).
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("--listen {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("network setup failed: {0}")]
+    Setup(String),
+}
+
+/// How a node's network starts.
+pub struct NetConfig {
+    pub keypair: Keypair,
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialed at start and kept connected (trusted).
+    pub boot: Vec<BootPeer>,
+    /// Further trusted peers (they may dial us; we do not dial them).
+    pub trusted: Vec<PeerId>,
+}
+
+/// Cross-node calls for a replica: its range and subnet id.
+pub struct XnetConfig {
+    pub replica: Replica,
+    pub range: CanisterRange,
+    pub subnet: candid::Principal,
+}
+
+/// What the node knows about its place in the network right now.
+#[derive(Clone, Debug)]
+pub struct NetworkSnapshot {
+    pub peer_id: PeerId,
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Connected peers with the addresses we know them by.
+    pub peers: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// What identify told us: each peer's listen addresses.
+    pub learned: Vec<(PeerId, Vec<Multiaddr>)>,
+}
+
+/// Shared, always-current network snapshot. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NetworkView(Arc<RwLock<NetworkState>>);
+
+#[derive(Debug)]
+struct NetworkState {
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    peers: BTreeMap<PeerId, Vec<Multiaddr>>,
+    learned: BTreeMap<PeerId, Vec<Multiaddr>>,
+}
+
+impl NetworkView {
+    fn new(peer_id: PeerId) -> Self {
+        Self(Arc::new(RwLock::new(NetworkState {
+            peer_id,
+            listen_addrs: Vec::new(),
+            peers: BTreeMap::new(),
+            learned: BTreeMap::new(),
+        })))
+    }
+
+    pub fn snapshot(&self) -> NetworkSnapshot {
+        let st = self.0.read().unwrap_or_else(|e| e.into_inner());
+        NetworkSnapshot {
+            peer_id: st.peer_id,
+            listen_addrs: st.listen_addrs.clone(),
+            peers: st.peers.iter().map(|(p, a)| (*p, a.clone())).collect(),
+            learned: st.learned.iter().map(|(p, a)| (*p, a.clone())).collect(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut NetworkState)) {
+        let mut st = self.0.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut st);
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    identify: identify::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// The running network side of a node. Dropping it stops the swarm.
+pub struct Network {
+    view: NetworkView,
+    xnet: Option<Arc<Xnet>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Network {
+    pub fn view(&self) -> &NetworkView {
+        &self.view
+    }
+
+    /// Cross-node calls, when the network runs.
+    pub fn xnet(&self) -> Option<&Arc<Xnet>> {
+        self.xnet.as_ref()
+    }
+
+    /// Starts the network. With no listen addresses and no boot peers no
+    /// swarm is started: the node has an identity but no sockets.
+    pub async fn start(config: NetConfig, xnet: Option<XnetConfig>) -> Result<Self, NetError> {
+        let peer_id = config.keypair.public().to_peer_id();
+        let view = NetworkView::new(peer_id);
+        if config.listen.is_empty() && config.boot.is_empty() {
+            return Ok(Self { view, xnet: None, task: None });
+        }
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_behaviour(|key| Behaviour {
+                allow: allow_block_list::Behaviour::default(),
+                identify: identify::Behaviour::new(identify::Config::new("/ww/0.1.0".into(), key.public())),
+                stream: libp2p_stream::Behaviour::new(),
+            })
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build();
+        let mut trusted: HashSet<PeerId> = config.trusted.iter().copied().collect();
+        let mut boot = HashMap::new();
+        for peer in &config.boot {
+            trusted.insert(peer.peer_id);
+            boot.insert(peer.peer_id, peer.addrs.clone());
+            for addr in &peer.addrs {
+                swarm.add_peer_address(peer.peer_id, addr.clone());
+            }
+        }
+        for peer in &trusted {
+            swarm.behaviour_mut().allow.allow_peer(*peer);
+        }
+        listen(&mut swarm, &config.listen, &view).await?;
+        let xnet = xnet.map(|x| Xnet::start(x.replica, swarm.behaviour().stream.new_control(), x.range, x.subnet));
+        let (redial_tx, redial_rx) = mpsc::unbounded_channel();
+        let driver = Driver { swarm, view: view.clone(), boot, trusted, xnet: xnet.clone(), redial_tx, backoff: HashMap::new() };
+        let task = tokio::spawn(driver.run(redial_rx));
+        Ok(Self { view, xnet, task: Some(task) })
+    }
+}
+
+/// Starts the listeners and waits until each reports an address (or
+/// fails), so guests see real addresses from their first call.
+async fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr], view: &NetworkView) -> Result<(), NetError> {
+    let mut pending = Vec::new();
+    for addr in addrs {
+        let id = swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+        pending.push((id, addr.clone()));
+    }
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| NetError::Listen { addr: pending[0].1.clone(), reason: "timed out waiting for the listener".into() })?;
+        match event {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                view.update(|s| s.listen_addrs.push(address));
+                pending.retain(|(id, _)| *id != listener_id);
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason: Err(e), .. } | SwarmEvent::ListenerError { listener_id, error: e } => {
+                if let Some((_, addr)) = pending.iter().find(|(id, _)| *id == listener_id) {
+                    return Err(NetError::Listen { addr: addr.clone(), reason: e.to_string() });
+                }
+            }
+            _ => {}
+        }
+    }
+    let snapshot = view.snapshot();
+    if !addrs.is_empty() {
+        let shown: Vec<String> = snapshot.listen_addrs.iter().map(|a| a.to_string()).collect();
+        tracing::info!("peer id {} listening on {}", snapshot.peer_id, shown.join(" "));
+    }
+    Ok(())
+}
+
+/// The swarm's event loop.
+struct Driver {
+    swarm: Swarm<Behaviour>,
+    view: NetworkView,
+    boot: HashMap<PeerId, Vec<Multiaddr>>,
+    trusted: HashSet<PeerId>,
+    xnet: Option<Arc<Xnet>>,
+    redial_tx: mpsc::UnboundedSender<PeerId>,
+    /// The next redial delay of each boot peer.
+    backoff: HashMap<PeerId, Duration>,
+}
+
+impl Driver {
+    async fn run(mut self, mut redial: mpsc::UnboundedReceiver<PeerId>) {
+        let peers: Vec<PeerId> = self.boot.keys().copied().collect();
+        for peer in peers {
+            self.dial(peer);
+        }
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                Some(peer) = redial.recv() => self.dial(peer),
+            }
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let addrs = self.boot.get(&peer).cloned().unwrap_or_default();
+        let opts = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, "dialing: {e}");
+            self.redial_later(peer);
+        }
+    }
+
+    /// Dials a boot peer again after its backoff.
+    fn redial_later(&mut self, peer: PeerId) {
+        if !self.boot.contains_key(&peer) {
+            return;
+        }
+        let delay = self.backoff.get(&peer).copied().unwrap_or(REDIAL_FIRST);
+        self.backoff.insert(peer, (delay * 2).min(REDIAL_LAST));
+        let tx = self.redial_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(peer);
+        });
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => self.view.update(|s| s.listen_addrs.push(address)),
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.view.update(|s| s.listen_addrs.retain(|a| *a != address)),
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let addr = endpoint.get_remote_address().clone();
+                self.view.update(|s| {
+                    let addrs = s.peers.entry(peer_id).or_default();
+                    if !addrs.contains(&addr) {
+                        addrs.push(addr.clone());
+                    }
+                });
+                self.backoff.remove(&peer_id);
+                if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, %addr, "connected to peer");
+                }
+                if let Some(x) = &self.xnet
+                    && self.trusted.contains(&peer_id)
+                {
+                    x.connected(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                tracing::info!(peer = %peer_id, "disconnected from peer");
+                self.view.update(|s| {
+                    s.peers.remove(&peer_id);
+                });
+                self.redial_later(peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                tracing::debug!(%peer, "could not reach the peer: {error}");
+                self.redial_later(peer);
+            }
+            SwarmEvent::IncomingConnectionError { error: ListenError::Denied { .. }, peer_id, send_back_addr, .. } => {
+                let who = peer_id.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
+                tracing::warn!("refused a connection from {who} at {send_back_addr}: not a trusted peer");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for addr in &info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr.clone());
+                }
+                self.view.update(|s| {
+                    s.learned.insert(peer_id, info.listen_addrs.clone());
+                });
+            }
+            other => tracing::trace!(?other, "swarm event"),
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_listen_means_no_addrs() {
+        let net = Network::start(NetConfig { keypair: Keypair::generate_ed25519(), listen: vec![], boot: vec![], trusted: vec![] }, None).await.unwrap();
+        let s = net.view().snapshot();
+        assert!(s.listen_addrs.is_empty());
+        assert!(s.peers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn listens_on_loopback_when_asked() {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        let kp = Keypair::generate_ed25519();
+        let id = kp.public().to_peer_id();
+        let net = Network::start(NetConfig { keypair: kp, listen: vec![addr], boot: vec![], trusted: vec![] }, None).await.unwrap();
+        let s = net.view().snapshot();
+        assert_eq!(s.peer_id, id);
+        assert_eq!(s.listen_addrs.len(), 1);
+        assert!(s.listen_addrs[0].to_string().starts_with("/ip4/127.0.0.1/tcp/"));
+    }
+}

@@ -1,0 +1,152 @@
+//! Calls between this replica's canisters and canisters other nodes host:
+//! the replica's half of cross-node messaging (the network half, streams
+//! and routing, is `crate::net`). The promises are the ones calls on one
+//! replica keep:
+//!
+//! - **Outgoing.** A committed call to a canister this replica does not
+//!   host, whose id the [`RemoteRouter`] routes, leaves as a
+//!   [`RemoteRequest`] naming its callback. The callback stays registered
+//!   here: it counts against the caller's outstanding calls to that callee
+//!   (backpressure), and a bounded-wait deadline answers `SYS_UNKNOWN` on
+//!   this replica's clock whatever the network does.
+//! - **Exactly one response.** [`Replica::deliver_remote_response`] runs
+//!   the callback at most once: a response for a callback that is gone, or
+//!   whose deadline already answered it, is dropped.
+//!   [`Replica::fail_remote_calls`] answers calls the network lost (the
+//!   peer came back without them) with a reject instead.
+//! - **Incoming.** [`Replica::accept_remote_call`] opens a call context for
+//!   a call a canister on another node made, checked as ingress is
+//!   (payload limit, callable method), answered through a channel with the
+//!   unaccepted cycles.
+
+use candid::Principal;
+use tokio::sync::oneshot;
+
+use super::state::{Origin, Task};
+use super::{CallResult, ErrorCode, Reject, RejectCode, Replica};
+
+/// Where calls to canisters of other nodes go (the network layer).
+pub trait RemoteRouter: Send + Sync {
+    /// Whether a connected or known node hosts `canister`.
+    fn routes(&self, canister: &Principal) -> bool;
+    /// Takes a request to send. Called with the replica's state locked:
+    /// queue it, never block or call back into the replica.
+    fn send(&self, request: RemoteRequest);
+}
+
+/// A call from a canister of this replica to one another node hosts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteRequest {
+    /// The caller's callback here: the response names it.
+    pub callback: u64,
+    pub caller: Principal,
+    pub callee: Principal,
+    pub method: String,
+    #[serde(with = "serde_bytes")]
+    pub arg: Vec<u8>,
+    pub cycles: u64,
+    /// The bounded-wait deadline on the caller's clock (0: unbounded).
+    pub deadline: u64,
+}
+
+/// The answer to a [`RemoteRequest`]: the result and the cycles the callee
+/// did not accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteResponse {
+    pub result: CallResult,
+    pub refund: u64,
+}
+
+impl Replica {
+    /// Routes calls to canisters this replica does not host through
+    /// `router`. Set once (later calls are ignored).
+    pub fn set_remote_router(&self, router: std::sync::Arc<dyn RemoteRouter>) {
+        if self.inner.remote.set(router).is_err() {
+            tracing::warn!("a remote router is already set; keeping the first");
+        }
+    }
+
+    /// Whether this replica hosts `canister` (it exists here now).
+    pub fn hosts(&self, canister: &Principal) -> bool {
+        self.lock().canisters.contains_key(canister)
+    }
+
+    /// A call `caller` (a canister on another node) makes to `callee` here.
+    /// The receiver gets exactly one response (a reject when the call
+    /// cannot run); it is dropped if the replica restarts first.
+    pub fn accept_remote_call(&self, request: RemoteRequest) -> oneshot::Receiver<RemoteResponse> {
+        let (tx, rx) = oneshot::channel();
+        let refuse = |tx: oneshot::Sender<RemoteResponse>, cycles: u64, reject: Reject| {
+            let _ = tx.send(RemoteResponse { result: Err(reject), refund: cycles });
+        };
+        let limit = self.inner.config.limits.max_inter_canister_payload;
+        let RemoteRequest { caller, callee, method, arg, cycles, deadline, .. } = request;
+        if arg.len() > limit {
+            let reject = Reject::system(
+                ErrorCode::CanisterRejectedMessage,
+                format!("the request from {caller} to {callee} ({} bytes) is larger than {limit} bytes", arg.len()),
+            );
+            refuse(tx, cycles, reject);
+            return rx;
+        }
+        if callee == Principal::management_canister() {
+            let reject = Reject {
+                code: RejectCode::DestinationInvalid,
+                error_code: None,
+                message: "the management canister only takes calls from its own node's canisters".into(),
+            };
+            refuse(tx, cycles, reject);
+            return rx;
+        }
+        let mut st = self.lock();
+        if let Err(reject) = st.check_callable(&callee, &method, false) {
+            let reject = if reject.error_code == Some(ErrorCode::CanisterNotFound) {
+                Reject { code: RejectCode::DestinationInvalid, ..reject }
+            } else {
+                reject
+            };
+            drop(st);
+            refuse(tx, cycles, reject);
+            return rx;
+        }
+        let context = st.new_context(callee, caller, Origin::Remote(tx), deadline);
+        if let Some(c) = st.contexts.get_mut(&context) {
+            c.cycles = cycles;
+        }
+        self.inner.enqueue(&mut st, callee, Task::Call { context, method, arg, caller, query: None, cycles });
+        rx
+    }
+
+    /// The response to the remote call of `callback`. Runs the callback,
+    /// unless it is gone or its deadline already answered it (then the
+    /// response is dropped, as a late response on one node is).
+    pub fn deliver_remote_response(&self, callback: u64, response: RemoteResponse) {
+        let mut st = self.lock();
+        if st.remote_expired.remove(&callback) {
+            tracing::debug!(callback, "dropping a remote response that came after its deadline");
+            return;
+        }
+        let Some(cb) = st.callbacks.get(&callback) else {
+            tracing::debug!(callback, "dropping a remote response without a callback");
+            return;
+        };
+        let caller = cb.caller;
+        st.credit(&caller, response.refund);
+        self.inner.enqueue(&mut st, caller, Task::Response { callback, result: response.result, refund: response.refund });
+    }
+
+    /// Answers the remote calls of `callbacks` with `reject` (those still
+    /// waiting; the rest are skipped), refunding their cycles.
+    pub fn fail_remote_calls(&self, callbacks: &[u64], reject: &Reject) {
+        let mut st = self.lock();
+        for &callback in callbacks {
+            if st.remote_expired.remove(&callback) {
+                continue;
+            }
+            let Some(cb) = st.callbacks.get(&callback) else { continue };
+            let (caller, refund) = (cb.caller, cb.cycles);
+            st.credit(&caller, refund);
+            self.inner.enqueue(&mut st, caller, Task::Response { callback, result: Err(reject.clone()), refund });
+        }
+    }
+}
