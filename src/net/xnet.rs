@@ -65,6 +65,8 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Reconnect backoff: from the first to the last, doubling.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_LAST: Duration = Duration::from_secs(2);
+/// After a refusal (an overlapping range) the next try waits this long.
+const BACKOFF_REFUSED: Duration = Duration::from_secs(30);
 
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -309,7 +311,14 @@ impl Xnet {
         let mut backoff = BACKOFF_FIRST;
         loop {
             match self.run_outbound(peer, &mut backoff).await {
-                Err(XnetError::Refused(reason)) => tracing::warn!(%peer, "xnet: the peer refused us: {reason}"),
+                Err(XnetError::Refused(reason)) => {
+                    tracing::warn!(%peer, "xnet: the peer refused us: {reason}");
+                    backoff = BACKOFF_REFUSED;
+                }
+                Err(XnetError::Protocol(reason)) => {
+                    tracing::warn!(%peer, "xnet: stream to the peer closed: {reason}");
+                    backoff = BACKOFF_REFUSED;
+                }
                 Err(e) => tracing::debug!(%peer, "xnet: stream to the peer ended: {e}"),
                 Ok(()) => {}
             }

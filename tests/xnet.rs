@@ -1,0 +1,318 @@
+//! Several nodes over libp2p, end to end: real `ww run --serve` processes on
+//! 127.0.0.1, each a subnet with its own canister range, connected through
+//! their images' `boot/` peers, with `probe` canisters (`guests/canisters/
+//! probe`) calling across nodes through `ww call`. Every process is
+//! killed when its [`Peer`] drops.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// How long a node may take to connect to its peers.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The empty Candid argument, as a `blob` literal.
+const NO_ARGS: &str = r#"blob "DIDL\00\00""#;
+
+/// A node: its directory (identity and control socket in `.ww`), its
+/// image, its port, and its `ww` process while it runs.
+struct Peer {
+    dir: tempfile::TempDir,
+    image: ImageDir,
+    peer_id: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Peer {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = ww().args(["id", "--state"]).arg(dir.path().join(".ww")).output().unwrap();
+        assert!(out.status.success(), "ww id: {}", String::from_utf8_lossy(&out.stderr));
+        let peer_id = String::from_utf8(out.stdout).unwrap().lines().next().unwrap().to_string();
+        Self { dir, image: ImageDir::testkit(), peer_id, port: free_port(), child: None }
+    }
+
+    fn addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.port)
+    }
+
+    /// Lists `peer` under `boot/` (dialed and trusted).
+    fn boot(&self, peer: &Peer) -> &Self {
+        self.image.write(&format!("boot/{}", peer.peer_id), format!("{}\n", peer.addr()));
+        self
+    }
+
+    /// Trusts `peers` in `etc/peers` without dialing them.
+    fn trust(&self, peers: &[&Peer]) -> &Self {
+        let list: Vec<&str> = peers.iter().map(|p| p.peer_id.as_str()).collect();
+        self.image.write("etc/peers", format!("# trusted\n{}\n", list.join("\n")));
+        self
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts `ww run --serve --listen` (an empty replica; pid0 exits).
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = ww()
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info,ww::net=debug")
+            .args(["run", "--serve", "--listen", &self.addr()])
+            .arg(self.image.path())
+            .args(["--", "exit", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_log("serving until", 1);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until the log holds `needle` at least `times` times.
+    fn wait_log(&self, needle: &str, times: usize) {
+        let started = Instant::now();
+        while self.log().matches(needle).count() < times {
+            assert!(started.elapsed() < CONNECT_TIMEOUT, "never saw {needle:?} x{times} in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the XNet streams to `n` peers are open (both ways).
+    fn wait_streams(&self, n: usize) {
+        self.wait_log("xnet: stream to the peer open", n);
+    }
+
+    /// `ww <args>` against this node: (exit code, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let child = ww()
+            .current_dir(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_output(child, HANG_TIMEOUT);
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// `ww call` that must succeed: its Candid output.
+    fn call(&self, canister: &str, method: &str, args: &str) -> String {
+        let (code, out, err) = self.cli(&["call", canister, method, args]);
+        assert_eq!(code, 0, "ww call {canister} {method} {args}: {err}\nnode log:\n{}", self.log());
+        out
+    }
+
+    /// Creates and installs a probe canister named `name`: its id.
+    fn probe(&self, name: &str) -> String {
+        let (code, out, err) = self.cli(&["canister", "create", name]);
+        assert_eq!(code, 0, "create: {err}");
+        let id = out.trim().to_string();
+        let (code, _, err) = self.cli(&["canister", "install", name, guest("probe").to_str().unwrap()]);
+        assert_eq!(code, 0, "install: {err}");
+        id
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Two nodes that boot each other, started in order, streams open.
+fn pair() -> (Peer, Peer) {
+    let (mut a, mut b) = (Peer::new(), Peer::new());
+    a.boot(&b);
+    b.boot(&a);
+    a.start();
+    b.start();
+    a.wait_streams(1);
+    b.wait_streams(1);
+    (a, b)
+}
+
+#[test]
+fn a_call_crosses_nodes_and_its_reply_comes_back() {
+    let (a, b) = pair();
+    let pa = a.probe("pa");
+    let pb = b.probe("pb");
+    assert_ne!(pa, pb, "each node allocates from its own range");
+    b.call("pb", "set", "(42 : nat64)");
+    assert_eq!(a.call("pa", "call_get", &format!(r#"(principal "{pb}")"#)).trim(), "(42 : nat64)");
+    a.call("pa", "set", "(7 : nat64)");
+    assert_eq!(b.call("pb", "call_get", &format!(r#"(principal "{pa}")"#)).trim(), "(7 : nat64)");
+    // The callee sees the calling canister of the other node as its caller.
+    let who = a.call("pa", "call_method", &format!(r#"(principal "{pb}", "whoami", {NO_ARGS})"#));
+    let pa_bytes: String = candid::Principal::from_text(&pa).unwrap().as_slice().iter().map(|b| format!("\\{b:02x}")).collect();
+    assert!(who.contains("Ok = blob") && who.contains(&pa_bytes), "whoami is {pa}: {who}");
+    // A canister no node hosts is DESTINATION_INVALID, as on one node.
+    let nowhere = a.call("pa", "call_method", &format!(r#"(principal "rrkah-fqaaa-aaaaa-aaaaq-cai", "get", {NO_ARGS})"#));
+    assert!(nowhere.contains("code = 3"), "{nowhere}");
+}
+
+#[test]
+fn three_nodes_call_each_other() {
+    let (mut a, mut b, mut c) = (Peer::new(), Peer::new(), Peer::new());
+    a.boot(&b).boot(&c);
+    b.boot(&a).boot(&c);
+    c.boot(&a).boot(&b);
+    for p in [&mut a, &mut b, &mut c] {
+        p.start();
+    }
+    for p in [&a, &b, &c] {
+        p.wait_streams(2);
+    }
+    let (_pa, pb, pc) = (a.probe("pa"), b.probe("pb"), c.probe("pc"));
+    b.call("pb", "set", "(2 : nat64)");
+    c.call("pc", "set", "(3 : nat64)");
+    assert_eq!(a.call("pa", "call_get", &format!(r#"(principal "{pb}")"#)).trim(), "(2 : nat64)");
+    assert_eq!(a.call("pa", "call_get", &format!(r#"(principal "{pc}")"#)).trim(), "(3 : nat64)");
+    assert_eq!(b.call("pb", "call_get", &format!(r#"(principal "{pc}")"#)).trim(), "(3 : nat64)");
+}
+
+#[test]
+fn a_node_started_before_its_peer_keeps_dialing_until_it_is_up() {
+    let (mut a, mut b) = (Peer::new(), Peer::new());
+    // Only `a` dials; `b` merely trusts it, so only a retry connects them.
+    a.boot(&b);
+    b.trust(&[&a]);
+    a.start();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!a.log().contains("connected to peer"), "b is not up yet");
+    b.start();
+    a.wait_streams(1);
+    b.wait_streams(1);
+    let pb = b.probe("pb");
+    let _pa = a.probe("pa");
+    b.call("pb", "set", "(5 : nat64)");
+    assert_eq!(a.call("pa", "call_get", &format!(r#"(principal "{pb}")"#)).trim(), "(5 : nat64)");
+}
+
+#[test]
+fn a_hundred_calls_arrive_in_order_across_nodes() {
+    let (a, b) = pair();
+    let _pa = a.probe("pa");
+    let pb = b.probe("pb");
+    a.call("pa", "send_in_order", &format!(r#"(principal "{pb}", 100 : nat32)"#));
+    let log = b.call("pb", "log", "()");
+    let expected: Vec<String> = (0..100).map(|i| format!("\"{i}\"")).collect();
+    let got: Vec<String> = log.split(['{', '}', ';']).map(str::trim).filter(|s| s.starts_with('"')).map(String::from).collect();
+    assert_eq!(got, expected, "{log}");
+}
+
+#[test]
+fn backpressure_holds_across_nodes() {
+    let (a, b) = pair();
+    let _pa = a.probe("pa");
+    let pb = b.probe("pb");
+    // 500 calls outstanding from one caller to one callee; the 501st fails
+    // at once, in the calling execution.
+    let flood = a.call("pa", "flood", &format!(r#"(principal "{pb}", 600 : nat32)"#));
+    assert!(flood.contains("queued = 500"), "{flood}");
+    assert!(flood.contains("first_error = opt record"), "{flood}");
+}
+
+#[test]
+fn a_bounded_wait_call_to_a_killed_node_gets_sys_unknown_at_its_deadline() {
+    let (a, mut b) = pair();
+    let _pa = a.probe("pa");
+    let pb = b.probe("pb");
+    let started = Instant::now();
+    let pending = {
+        let dir = a.dir.path().to_path_buf();
+        let arg = format!(r#"(principal "{pb}", "wait_gate", {NO_ARGS}, 3 : nat32)"#);
+        std::thread::spawn(move || {
+            let out = ww().current_dir(dir).args(["call", "pa", "bounded_call", &arg]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    while !b.call("pb", "log", "()").contains("waiting") {
+        assert!(started.elapsed() < CONNECT_TIMEOUT, "the call never reached b");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.kill();
+    let out = pending.join().unwrap();
+    assert!(out.contains("code = 6"), "SYS_UNKNOWN: {out}\nnode log:\n{}", a.log());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(20), "answered at the deadline, after {waited:?}");
+}
+
+#[test]
+fn a_guaranteed_call_to_a_node_that_restarts_without_state_gets_sys_transient() {
+    let (a, mut b) = pair();
+    let _pa = a.probe("pa");
+    let pb = b.probe("pb");
+    let pending = {
+        let dir = a.dir.path().to_path_buf();
+        let arg = format!(r#"(principal "{pb}", "wait_gate", {NO_ARGS})"#);
+        std::thread::spawn(move || {
+            let out = ww().current_dir(dir).args(["call", "pa", "call_method", &arg]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    // The call is waiting at b (its gate is shut); b dies and comes back
+    // with the same identity and an empty replica.
+    let started = Instant::now();
+    while !b.call("pb", "log", "()").contains("waiting") {
+        assert!(started.elapsed() < CONNECT_TIMEOUT, "the call never reached b");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.kill();
+    b.start();
+    let out = pending.join().unwrap();
+    assert!(out.contains("code = 2") && out.contains("restarted without this call"), "SYS_TRANSIENT: {out}\nnode log:\n{}", a.log());
+}
+
+#[test]
+fn an_untrusted_peer_is_refused() {
+    let (mut a, mut c) = (Peer::new(), Peer::new());
+    // c dials a, but a trusts nobody.
+    c.boot(&a);
+    a.start();
+    c.start();
+    a.wait_log(&format!("refused a connection from {}", c.peer_id), 1);
+    assert!(a.log().contains("not a trusted peer"));
+    let pa = a.probe("pa");
+    let _pc = c.probe("pc");
+    let out = c.call("pc", "call_method", &format!(r#"(principal "{pa}", "get", {NO_ARGS})"#));
+    assert!(out.contains("code = 3"), "c cannot reach a's canisters: {out}");
+}
+
+#[test]
+fn overlapping_canister_ranges_are_refused() {
+    let (mut a, mut b) = (Peer::new(), Peer::new());
+    a.boot(&b);
+    b.boot(&a);
+    a.image.write("etc/canister-range", "0x8000000000100000-0x80000000001fffff\n");
+    b.image.write("etc/canister-range", "0x8000000000180000-0x80000000002fffff\n");
+    a.start();
+    b.start();
+    a.wait_log("overlaps this node's", 1);
+    b.wait_log("overlaps this node's", 1);
+    assert!(!a.log().contains("xnet: stream to the peer open"), "{}", a.log());
+}
