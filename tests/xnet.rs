@@ -6,7 +6,9 @@
 
 mod common;
 
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -315,4 +317,138 @@ fn overlapping_canister_ranges_are_refused() {
     a.wait_log("overlaps this node's", 1);
     b.wait_log("overlaps this node's", 1);
     assert!(!a.log().contains("xnet: stream to the peer open"), "{}", a.log());
+}
+
+/// A TCP proxy in front of a node, to break its connections at will.
+struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    /// Swallow what the node sends back (its acknowledgements, responses).
+    mute_back: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn to(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let mute_back = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (o, m, c) = (open.clone(), mute_back.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                if !o.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let pump = |mut from: TcpStream, mut to: TcpStream, mute: Option<Arc<AtomicBool>>| {
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 << 10];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            if mute.as_ref().is_some_and(|m| m.load(Ordering::SeqCst)) {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    })
+                };
+                let mut list = c.lock().unwrap();
+                list.push(inbound.try_clone().unwrap());
+                list.push(outbound.try_clone().unwrap());
+                pump(inbound.try_clone().unwrap(), outbound.try_clone().unwrap(), None);
+                pump(outbound, inbound, Some(m.clone()));
+            }
+        });
+        Self { port, open, mute_back, conns }
+    }
+
+    /// Breaks every connection through the proxy.
+    fn cut(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Refuses (or takes again) new connections.
+    fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::SeqCst);
+    }
+}
+
+/// `send_in_order(callee, n)` on `pa` of `node`, in the background.
+fn send_in_order(node: &Peer, callee: &str, n: u32) -> std::thread::JoinHandle<(bool, String)> {
+    let dir = node.dir.path().to_path_buf();
+    let arg = format!(r#"(principal "{callee}", {n} : nat32)"#);
+    std::thread::spawn(move || {
+        let out = ww().current_dir(dir).args(["call", "pa", "send_in_order", &arg]).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+}
+
+#[test]
+fn calls_are_delivered_exactly_once_across_dropped_connections() {
+    let (mut a, mut b) = (Peer::new(), Peer::new());
+    let proxy = Proxy::to(b.port);
+    // a reaches b only through the proxy; b does not dial a.
+    a.image.write(&format!("boot/{}", b.peer_id), format!("/ip4/127.0.0.1/tcp/{}\n", proxy.port));
+    b.trust(&[&a]);
+    a.start();
+    b.start();
+    a.wait_streams(1);
+    b.wait_streams(1);
+    let _pa = a.probe("pa");
+    let pb = b.probe("pb");
+    let mut expected = Vec::new();
+
+    // Calls made while the link is down wait in a's outbox, then arrive.
+    proxy.set_open(false);
+    proxy.cut();
+    let round = send_in_order(&a, &pb, 50);
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.set_open(true);
+    let (ok, err) = round.join().unwrap();
+    assert!(ok, "the calls completed after the link came back: {err}");
+    expected.extend((0..50).map(|i| i.to_string()));
+
+    // Delivered but never acknowledged: b runs the calls while a hears
+    // nothing back; after the cut a sends them all again, and b must not
+    // run them twice.
+    proxy.mute_back.store(true, Ordering::SeqCst);
+    let calls = send_in_order(&a, &pb, 100);
+    let started = Instant::now();
+    while b.call("pb", "log", "()").matches('"').count() < 2 * (expected.len() + 100) {
+        assert!(started.elapsed() < CONNECT_TIMEOUT, "b never ran the calls");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    proxy.cut();
+    proxy.mute_back.store(false, Ordering::SeqCst);
+    let (ok, err) = calls.join().unwrap();
+    assert!(ok, "{err}");
+    expected.extend((0..100).map(|i| i.to_string()));
+
+    // Cuts while calls and responses are in flight, at varying moments.
+    for (round, delay_ms) in [1u64, 3, 7, 15, 30].into_iter().enumerate() {
+        let calls = send_in_order(&a, &pb, 200);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        proxy.cut();
+        let (ok, err) = calls.join().unwrap();
+        assert!(ok, "round {round}: {err}\nnode a:\n{}", a.log());
+        expected.extend((0..200).map(|i| i.to_string()));
+    }
+    let log = b.call("pb", "log", "()");
+    let got: Vec<String> = log.split(['{', '}', ';']).map(str::trim).filter(|s| s.starts_with('"')).map(|s| s.trim_matches('"').to_string()).collect();
+    assert_eq!(got.len(), expected.len(), "every call exactly once");
+    assert_eq!(got, expected, "in order");
+    assert!(a.log().matches("xnet: stream to the peer open").count() > 1, "the link was really broken and resumed:\n{}", a.log());
 }

@@ -153,7 +153,9 @@ impl Network {
             .map_err(|e| NetError::Setup(e.to_string()))?
             .with_behaviour(|key| Behaviour {
                 allow: allow_block_list::Behaviour::default(),
-                identify: identify::Behaviour::new(identify::Config::new("/ww/0.1.0".into(), key.public())),
+                // No address cache: identify's findings are recorded, never
+                // dialed (a node dials only what its image lists).
+                identify: identify::Behaviour::new(identify::Config::new("/ww/0.1.0".into(), key.public()).with_cache_size(0)),
                 stream: libp2p_stream::Behaviour::new(),
             })
             .map_err(|e| NetError::Setup(e.to_string()))?
@@ -304,9 +306,8 @@ impl Driver {
                 tracing::warn!("refused a connection from {who} at {send_back_addr}: not a trusted peer");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                for addr in &info.listen_addrs {
-                    self.swarm.add_peer_address(peer_id, addr.clone());
-                }
+                // Recorded, not dialed: a node dials only the addresses its
+                // image lists (a peer's own claims may point elsewhere).
                 self.view.update(|s| {
                     s.learned.insert(peer_id, info.listen_addrs.clone());
                 });
