@@ -21,6 +21,7 @@
 //!
 //! `ARCHITECTURE.md` at the repository root has the map and the invariants.
 
+pub mod bench;
 pub mod control;
 pub mod engine;
 pub mod identity;

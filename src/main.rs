@@ -79,6 +79,12 @@ enum Command {
     /// `--version` reports.
     PocketIc(PocketIcArgs),
 
+    /// Measure and print a benchmark table.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+
     /// Print the identity of a state directory (created if missing): its
     /// libp2p peer id (the name of its file under other images' boot/), then
     /// its admin principal.
@@ -290,6 +296,34 @@ struct RunArgs {
     state: Option<PathBuf>,
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The messaging throughput table (BENCHMARKS.md): a probe canister A
+    /// calling B's `pong`, one-way, request and reply, composite queries
+    /// and fan-out, on one node and across two nodes over loopback TCP, and
+    /// what a caller sees past 500 outstanding calls. Prints Markdown.
+    Messaging {
+        /// The probe canister (built by `make guests`).
+        #[arg(long, value_name = "WASM", default_value = "guests/target/wasm32-wasip2/release/probe.wasm")]
+        probe: PathBuf,
+        /// Messages per row.
+        #[arg(long, value_name = "N", default_value_t = 20_000)]
+        calls: u32,
+    },
+}
+
+async fn bench_messaging(probe: PathBuf, calls: u32) -> anyhow::Result<i32> {
+    let wasm = std::fs::read(&probe).with_context(|| format!("{}: the probe canister (build it with `make guests`)", probe.display()))?;
+    let report = ww::bench::messaging(&wasm, calls.max(100), default_cache_dir()).await?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    print!("{}", report.markdown(&format!("{cores} vCPU {cpu}")));
+    Ok(0)
+}
+
 /// How a node runs (shared by `run` and `serve`).
 #[derive(clap::Args)]
 struct NodeArgs {
@@ -422,6 +456,7 @@ fn ww_main(cli: Cli) -> ExitCode {
             Command::Deploy(args) => client::deploy(args).await,
             Command::Canister { command, state } => client::canister(command, state).await,
             Command::PocketIc(_) => unreachable!("main serves `ww pocket-ic` without this runtime"),
+            Command::Bench { command: BenchCommand::Messaging { probe, calls } } => bench_messaging(probe, calls).await,
             Command::Id { state } => {
                 let id = ww::identity::load_or_create(&state).map_err(NodeError::from)?;
                 use std::io::Write;

@@ -62,6 +62,8 @@ const TRAP_KEY: u64 = 1;
 
 thread_local! {
     static N: Cell<u64> = const { Cell::new(0) };
+    /// `pong` calls so far.
+    static PONGS: Cell<u64> = const { Cell::new(0) };
     static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     /// Heap kept on purpose (`grow_heap`, `trap_after_mutate`).
     static BALLAST: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -535,9 +537,58 @@ fn self_id() -> Principal {
 ww_cdk::export_canister!();
 ww_cdk::export_candid!();
 
-/// Does nothing; the callee of the call benchmarks.
+/// Counts itself; the callee of the call benchmarks.
 #[update]
-fn pong() {}
+fn pong() {
+    PONGS.with(|p| p.set(p.get() + 1));
+}
+
+/// How many `pong` calls ran.
+#[query]
+fn pongs() -> u64 {
+    PONGS.with(Cell::get)
+}
+
+/// Sends up to `n` one-way calls to `callee.pong` in this execution (their
+/// responses are ignored) and returns how many were queued: it stops at
+/// the first that fails at once (the 500 outstanding calls per callee).
+#[update]
+fn oneway_burst(callee: Principal, n: u32) -> u32 {
+    let mut queued = 0;
+    for _ in 0..n {
+        if Call::unbounded_wait(callee, "pong").oneway().is_err() {
+            break;
+        }
+        queued += 1;
+    }
+    queued
+}
+
+/// Makes `n` calls to `pong`, spread round robin over `callees`, with up
+/// to `window` in flight; returns how many succeeded. For benchmarks.
+#[update]
+async fn ping_spread(callees: Vec<Principal>, n: u32, window: u32) -> u32 {
+    if callees.is_empty() {
+        return 0;
+    }
+    let window = window.max(1);
+    let (mut ok, mut sent) = (0u32, 0u32);
+    while sent < n {
+        let batch = window.min(n - sent);
+        let futures: Vec<_> = (sent..sent + batch)
+            .map(|i| Call::unbounded_wait(callees[i as usize % callees.len()], "pong").issue())
+            .collect();
+        sent += batch;
+        for f in futures {
+            if let Ok(f) = f
+                && f.await.is_ok()
+            {
+                ok += 1;
+            }
+        }
+    }
+    ok
+}
 
 /// Makes `n` calls to `callee.pong` with up to `window` in flight (window 1:
 /// one after the other) and returns how many succeeded. For benchmarks.
