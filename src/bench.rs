@@ -83,7 +83,8 @@ async fn side(engine: &Engine, keypair: Keypair, net: (Vec<Multiaddr>, Vec<BootP
     let (listen, boot, trusted) = net;
     let config = ReplicaConfig { subnets: vec![SubnetRange { id: routing::subnet_of(&peer), canisters: range.clone() }], ..ReplicaConfig::default() };
     let replica = Replica::new(engine.clone(), config).map_err(setup)?;
-    let xnet = XnetConfig { replica: replica.clone(), range, subnet: routing::subnet_of(&peer) };
+    let admin = Principal::self_authenticating(peer.to_bytes());
+    let xnet = XnetConfig { replica: replica.clone(), admin, range, subnet: routing::subnet_of(&peer) };
     let network = Network::start(NetConfig { keypair, listen, boot, trusted }, Some(xnet)).await.map_err(setup)?;
     Ok(Side { replica, network, admin: Principal::self_authenticating(b"ww bench messaging") })
 }

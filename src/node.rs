@@ -136,7 +136,7 @@ impl Node {
         };
         let admin = identity.admin;
         let net = NetConfig { keypair: identity.libp2p_keypair(), listen: config.listen.clone(), boot: config.boot.clone(), trusted: config.trusted.clone() };
-        let xnet = networked.then(|| XnetConfig { replica: replica.clone(), range, subnet: routing::subnet_of(&peer_id) });
+        let xnet = networked.then(|| XnetConfig { replica: replica.clone(), admin, range, subnet: routing::subnet_of(&peer_id) });
         let network = Network::start(net, xnet).await?;
         let (epoch, _) = watch::channel(0);
         Ok(Self {

@@ -172,6 +172,11 @@ fn a_call_crosses_nodes_and_its_reply_comes_back() {
     let who = a.call("pa", "call_method", &format!(r#"(principal "{pb}", "whoami", {NO_ARGS})"#));
     let pa_bytes: String = candid::Principal::from_text(&pa).unwrap().as_slice().iter().map(|b| format!("\\{b:02x}")).collect();
     assert!(who.contains("Ok = blob") && who.contains(&pa_bytes), "whoami is {pa}: {who}");
+    // `ww call` on either node reaches a canister of the other (the
+    // message is forwarded to the node hosting it).
+    a.call(&pb, "set", "(9 : nat64)");
+    assert_eq!(a.call(&pb, "get", "()").trim(), "(9 : nat64)");
+    assert_eq!(b.call(&pa, "get", "()").trim(), "(7 : nat64)");
     // A canister no node hosts is DESTINATION_INVALID, as on one node.
     let nowhere = a.call("pa", "call_method", &format!(r#"(principal "rrkah-fqaaa-aaaaa-aaaaq-cai", "get", {NO_ARGS})"#));
     assert!(nowhere.contains("code = 3"), "{nowhere}");

@@ -62,6 +62,8 @@ pub struct NetConfig {
 /// Cross-node calls for a replica: its range and subnet id.
 pub struct XnetConfig {
     pub replica: Replica,
+    /// The node's admin principal (forwarded messages never act as it).
+    pub admin: candid::Principal,
     pub range: CanisterRange,
     pub subnet: candid::Principal,
 }
@@ -174,7 +176,7 @@ impl Network {
             swarm.behaviour_mut().allow.allow_peer(*peer);
         }
         listen(&mut swarm, &config.listen, &view).await?;
-        let xnet = xnet.map(|x| Xnet::start(x.replica, swarm.behaviour().stream.new_control(), x.range, x.subnet));
+        let xnet = xnet.map(|x| Xnet::start(x.replica, swarm.behaviour().stream.new_control(), x.range, x.subnet, x.admin));
         let (redial_tx, redial_rx) = mpsc::unbounded_channel();
         let driver = Driver { swarm, view: view.clone(), boot, trusted, xnet: xnet.clone(), redial_tx, backoff: HashMap::new() };
         let task = tokio::spawn(driver.run(redial_rx));

@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::routing::{CanisterRange, RoutingTable};
-use crate::replica::remote::{RemoteRequest, RemoteResponse, RemoteRouter};
+use crate::replica::remote::{ForwardedIngress, RemoteRequest, RemoteResponse, RemoteRouter};
 use crate::replica::{ErrorCode, Reject, RejectCode, Replica};
 
 /// The stream protocol of cross-node canister messages.
@@ -98,6 +98,9 @@ enum Frame {
 enum Message {
     Request(RemoteRequest),
     Response { callback: u64, result: WireResult, refund: u64 },
+    /// A `ww call` made on the sending node for a canister this one hosts.
+    Ingress { id: u64, ingress: ForwardedIngress },
+    IngressResponse { id: u64, result: WireResult },
 }
 
 impl Message {
@@ -106,6 +109,9 @@ impl Message {
             Message::Request(r) => r.arg.len() + r.method.len(),
             Message::Response { result: WireResult::Reply(b), .. } => b.len(),
             Message::Response { result: WireResult::Reject { message, .. }, .. } => message.len(),
+            Message::Ingress { ingress, .. } => ingress.arg.len() + ingress.method.len(),
+            Message::IngressResponse { result: WireResult::Reply(b), .. } => b.len(),
+            Message::IngressResponse { result: WireResult::Reject { message, .. }, .. } => message.len(),
         }
     }
 }
@@ -169,6 +175,8 @@ struct Link {
     outbox: VecDeque<(u64, Message)>,
     /// Callbacks of requests sent to the peer without a response yet.
     awaiting: HashSet<u64>,
+    /// Ingress forwarded to the peer, by id, waiting for the result.
+    ingress: HashMap<u64, tokio::sync::oneshot::Sender<crate::replica::CallResult>>,
     /// Incoming: the number of the next message expected.
     inbox_next: u64,
     /// New messages in the outbox.
@@ -186,6 +194,7 @@ impl Link {
             next_seq: 0,
             outbox: VecDeque::new(),
             awaiting: HashSet::new(),
+            ingress: HashMap::new(),
             inbox_next: 0,
             wake: Arc::new(Notify::new()),
             delivering: Arc::new(tokio::sync::Mutex::new(())),
@@ -203,11 +212,15 @@ impl Link {
 struct State {
     routing: RoutingTable,
     links: HashMap<PeerId, Link>,
+    /// The id of the next forwarded ingress message.
+    next_ingress: u64,
 }
 
 /// The XNet side of a node.
 pub struct Xnet {
     replica: Replica,
+    /// This node's admin principal: forwarded ingress never acts as it.
+    admin: Principal,
     control: libp2p_stream::Control,
     incarnation: u64,
     subnet: Principal,
@@ -218,14 +231,15 @@ impl Xnet {
     /// XNet for `replica`, owning `range`, on the swarm behind `control`.
     /// Sets itself as the replica's remote router and starts accepting
     /// streams.
-    pub fn start(replica: Replica, mut control: libp2p_stream::Control, range: CanisterRange, subnet: Principal) -> Arc<Self> {
+    pub fn start(replica: Replica, mut control: libp2p_stream::Control, range: CanisterRange, subnet: Principal, admin: Principal) -> Arc<Self> {
         let incoming = control.accept(PROTOCOL);
         let me = Arc::new(Self {
             replica: replica.clone(),
             control,
             incarnation: fresh_incarnation(),
             subnet,
-            state: Mutex::new(State { routing: RoutingTable::new(range), links: HashMap::new() }),
+            state: Mutex::new(State { routing: RoutingTable::new(range), links: HashMap::new(), next_ingress: 0 }),
+            admin,
         });
         replica.set_remote_router(me.clone());
         match incoming {
@@ -272,7 +286,7 @@ impl Xnet {
         if range.0 > range.1 {
             return Err(format!("an empty canister range {:#x}-{:#x}", range.0, range.1));
         }
-        let (lost, generation) = {
+        let (lost, lost_ingress, generation) = {
             let mut st = self.lock();
             st.routing.admit(peer, range.0..=range.1).map_err(|e| e.to_string())?;
             let link = st.links.entry(peer).or_insert_with(Link::new);
@@ -283,16 +297,23 @@ impl Xnet {
                     link.next_seq = 0;
                     link.inbox_next = 0;
                     link.incarnation = Some(incarnation);
-                    link.awaiting.drain().collect()
+                    (link.awaiting.drain().collect(), link.ingress.drain().map(|(_, tx)| tx).collect())
                 }
-                Some(_) => Vec::new(),
+                Some(_) => (Vec::new(), Vec::new()),
                 None => {
                     link.incarnation = Some(incarnation);
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 }
             };
-            (lost, link.generation)
+            (lost.0, lost.1, link.generation)
         };
+        for tx in lost_ingress {
+            let _ = tx.send(Err(Reject {
+                code: RejectCode::SysTransient,
+                error_code: None,
+                message: format!("the node {peer} hosting the canister restarted without this message; it was lost"),
+            }));
+        }
         if !lost.is_empty() {
             tracing::warn!(%peer, calls = lost.len(), "peer restarted without our calls; rejecting them");
             let reject = Reject {
@@ -373,7 +394,9 @@ impl Xnet {
                     let mut bytes = 0;
                     let mut first = None;
                     let mut messages = Vec::new();
-                    for (seq, m) in link.outbox.iter().skip_while(|(seq, _)| *seq < next) {
+                    // The outbox holds consecutive numbers from its front.
+                    let skip = link.outbox.front().map_or(0, |(front, _)| next.saturating_sub(*front) as usize);
+                    for (seq, m) in link.outbox.range(skip.min(link.outbox.len())..) {
                         if bytes > 0 && bytes + m.payload_len() > BATCH_BYTES {
                             break;
                         }
@@ -508,6 +531,34 @@ impl Xnet {
                     }
                 });
             }
+            Message::Ingress { id, ingress } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let result = if ingress.caller == me.admin {
+                        Err(Reject {
+                            code: RejectCode::CanisterReject,
+                            error_code: None,
+                            message: format!("{peer} forwarded a message as this node's admin; refused"),
+                        })
+                    } else if ingress.query {
+                        me.replica.query(ingress.caller, ingress.callee, &ingress.method, ingress.arg).await
+                    } else {
+                        me.replica.call(ingress.caller, ingress.callee, &ingress.method, ingress.arg).await
+                    };
+                    let mut st = me.lock();
+                    if let Some(link) = st.links.get_mut(&peer)
+                        && link.incarnation == incarnation
+                    {
+                        link.push(Message::IngressResponse { id, result: result.into() });
+                    }
+                });
+            }
+            Message::IngressResponse { id, result } => {
+                let waiter = self.lock().links.get_mut(&peer).and_then(|l| l.ingress.remove(&id));
+                if let Some(tx) = waiter {
+                    let _ = tx.send(result.into());
+                }
+            }
             Message::Response { callback, result, refund } => {
                 let expected = self.lock().links.get_mut(&peer).is_some_and(|l| l.awaiting.remove(&callback));
                 if !expected {
@@ -547,5 +598,20 @@ impl RemoteRouter for Xnet {
         let link = st.links.entry(peer).or_insert_with(Link::new);
         link.awaiting.insert(request.callback);
         link.push(Message::Request(request));
+    }
+
+    fn forward_ingress(&self, ingress: ForwardedIngress) -> tokio::sync::oneshot::Receiver<crate::replica::CallResult> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut st = self.lock();
+        let Some(peer) = st.routing.route(&ingress.callee) else {
+            let _ = tx.send(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {} not found on any node", ingress.callee))));
+            return rx;
+        };
+        let id = st.next_ingress;
+        st.next_ingress += 1;
+        let link = st.links.entry(peer).or_insert_with(Link::new);
+        link.ingress.insert(id, tx);
+        link.push(Message::Ingress { id, ingress });
+        rx
     }
 }

@@ -63,6 +63,9 @@ impl Replica {
     /// message that is not admitted is answered at once with the reason;
     /// `canister_inspect_message` runs just before the message executes.
     pub fn submit_call(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
+        if let Some(forwarded) = self.forward(caller, canister, method, &arg, false) {
+            return forwarded;
+        }
         match self.admit(&canister, method, arg.len(), false) {
             Ok(()) => self.enter(caller, canister, method, arg, false),
             Err(reject) => {
@@ -115,6 +118,9 @@ impl Replica {
     /// A query call from outside (non-replicated; state changes discarded).
     /// Runs at once in either clock mode.
     pub fn submit_query(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
+        if let Some(forwarded) = self.forward(caller, canister, method, &arg, true) {
+            return forwarded;
+        }
         let (tx, rx) = oneshot::channel();
         match self.admit(&canister, method, arg.len(), true) {
             Err(reject) => {

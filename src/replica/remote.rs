@@ -32,6 +32,22 @@ pub trait RemoteRouter: Send + Sync {
     /// Takes a request to send. Called with the replica's state locked:
     /// queue it, never block or call back into the replica.
     fn send(&self, request: RemoteRequest);
+    /// Forwards an ingress message for a canister another node hosts (a
+    /// `ww call` made on this node); the receiver gets its result. Called
+    /// without the replica's state locked.
+    fn forward_ingress(&self, ingress: ForwardedIngress) -> oneshot::Receiver<CallResult>;
+}
+
+/// An ingress message (update or query) for a canister another node hosts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForwardedIngress {
+    /// The user who sent it, as this node knows them.
+    pub caller: Principal,
+    pub callee: Principal,
+    pub method: String,
+    #[serde(with = "serde_bytes")]
+    pub arg: Vec<u8>,
+    pub query: bool,
 }
 
 /// A call from a canister of this replica to one another node hosts.
@@ -64,6 +80,25 @@ impl Replica {
         if self.inner.remote.set(router).is_err() {
             tracing::warn!("a remote router is already set; keeping the first");
         }
+    }
+
+    /// Sends an ingress message for a canister this replica does not host
+    /// to the node that does, if a router knows one.
+    pub(super) fn forward(&self, caller: Principal, canister: Principal, method: &str, arg: &[u8], query: bool) -> Option<oneshot::Receiver<CallResult>> {
+        let router = self.inner.remote.get()?;
+        if canister == Principal::management_canister() || self.hosts(&canister) || !router.routes(&canister) {
+            return None;
+        }
+        let limit = self.inner.config.limits.max_inter_canister_payload;
+        if arg.len() > limit {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(Reject::system(
+                ErrorCode::CanisterRejectedMessage,
+                format!("the ingress payload ({} bytes) is larger than {limit} bytes", arg.len()),
+            )));
+            return Some(rx);
+        }
+        Some(router.forward_ingress(ForwardedIngress { caller, callee: canister, method: method.to_string(), arg: arg.to_vec(), query }))
     }
 
     /// Whether this replica hosts `canister` (it exists here now).
