@@ -69,6 +69,17 @@ interface Replica {
   # refuses ingress): the Candid `canister_info_result` with up to `changes`
   # of the most recent changes (creation, code deployments, uninstalls,
   # controller changes). Empty when the canister does not exist.
+
+  hosts @8 () -> (ranges :List(HostedRange));
+  # Which node hosts which canister ids: this node's ranges first (empty
+  # `node`), then each connected peer's, as its peer id.
+}
+
+struct HostedRange {
+  node @0 :Text;
+  first @1 :Data;
+  last @2 :Data;
+  # The first and last canister ids of the range.
 }
 
 struct CallResult {

@@ -559,6 +559,19 @@ impl replica::Server for ReplicaServer {
         Ok(())
     }
 
+    async fn hosts(self: CapRc<Self>, _: replica::HostsParams, mut results: replica::HostsResults) -> Result<(), capnp::Error> {
+        self.check()?;
+        let ranges = self.replica.hosted_ranges();
+        let mut list = results.get().init_ranges(len_u32(ranges.len())?);
+        for (i, (node, range)) in ranges.iter().enumerate() {
+            let mut e = list.reborrow().get(i as u32);
+            e.set_node(node.as_deref().unwrap_or(""));
+            e.set_first(crate::replica::canister_id(*range.start()).as_slice());
+            e.set_last(crate::replica::canister_id(*range.end()).as_slice());
+        }
+        Ok(())
+    }
+
     async fn principal(self: CapRc<Self>, _: replica::PrincipalParams, mut results: replica::PrincipalResults) -> Result<(), capnp::Error> {
         self.check()?;
         results.get().set_principal(self.caller.as_slice());

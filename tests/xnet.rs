@@ -177,6 +177,10 @@ fn a_call_crosses_nodes_and_its_reply_comes_back() {
     a.call(&pb, "set", "(9 : nat64)");
     assert_eq!(a.call(&pb, "get", "()").trim(), "(9 : nat64)");
     assert_eq!(b.call(&pa, "get", "()").trim(), "(7 : nat64)");
+    // `ww canister list` shows which node hosts which ids.
+    let (code, list, err) = a.cli(&["canister", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(list.contains("this node") && list.contains(&b.peer_id), "{list}");
     // A canister no node hosts is DESTINATION_INVALID, as on one node.
     let nowhere = a.call("pa", "call_method", &format!(r#"(principal "rrkah-fqaaa-aaaaa-aaaaq-cai", "get", {NO_ARGS})"#));
     assert!(nowhere.contains("code = 3"), "{nowhere}");

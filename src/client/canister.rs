@@ -97,6 +97,19 @@ async fn list(replica: &replica::Client) -> anyhow::Result<i32> {
             e.get_cycles()
         );
     }
+    // Which node hosts which ids, when the node has peers.
+    let resp = replica.hosts_request().send().promise.await?;
+    let ranges = resp.get()?.get_ranges()?;
+    if ranges.iter().any(|r| r.get_node().is_ok_and(|n| !n.is_empty())) {
+        outln!("");
+        outln!("{:<54} {:<29}   {:<29}", "NODE", "FIRST CANISTER ID", "LAST CANISTER ID");
+        for r in ranges.iter() {
+            let node = r.get_node()?.to_str()?;
+            let node = if node.is_empty() { "this node" } else { node };
+            let (first, last) = (Principal::try_from_slice(r.get_first()?)?, Principal::try_from_slice(r.get_last()?)?);
+            outln!("{:<54} {:<29} - {:<29}", node, first.to_text(), last.to_text());
+        }
+    }
     Ok(0)
 }
 

@@ -600,6 +600,10 @@ impl RemoteRouter for Xnet {
         link.push(Message::Request(request));
     }
 
+    fn peer_ranges(&self) -> Vec<(String, std::ops::RangeInclusive<u64>)> {
+        self.lock().routing.ranges().into_iter().filter_map(|(p, r)| p.map(|p| (p.to_string(), r))).collect()
+    }
+
     fn forward_ingress(&self, ingress: ForwardedIngress) -> tokio::sync::oneshot::Receiver<crate::replica::CallResult> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut st = self.lock();

@@ -36,6 +36,8 @@ pub trait RemoteRouter: Send + Sync {
     /// `ww call` made on this node); the receiver gets its result. Called
     /// without the replica's state locked.
     fn forward_ingress(&self, ingress: ForwardedIngress) -> oneshot::Receiver<CallResult>;
+    /// The canister index ranges of the peers, by peer id.
+    fn peer_ranges(&self) -> Vec<(String, std::ops::RangeInclusive<u64>)>;
 }
 
 /// An ingress message (update or query) for a canister another node hosts.
@@ -99,6 +101,16 @@ impl Replica {
             return Some(rx);
         }
         Some(router.forward_ingress(ForwardedIngress { caller, callee: canister, method: method.to_string(), arg: arg.to_vec(), query }))
+    }
+
+    /// Which node hosts which canister indexes: this replica's ranges
+    /// (`None`), then the peers' the router knows (by peer id).
+    pub fn hosted_ranges(&self) -> Vec<(Option<String>, std::ops::RangeInclusive<u64>)> {
+        let mut out: Vec<_> = self.lock().ranges.iter().map(|r| (None, r.start..=r.end)).collect();
+        if let Some(router) = self.inner.remote.get() {
+            out.extend(router.peer_ranges().into_iter().map(|(p, r)| (Some(p), r)));
+        }
+        out
     }
 
     /// Whether this replica hosts `canister` (it exists here now).
