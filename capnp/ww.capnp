@@ -146,6 +146,14 @@ interface Host {
 
   peers @2 () -> (peers :List(PeerInfo));
   # Peers the node is connected to.
+
+  dial @3 (peer :Text) -> (replica :Replica);
+  # The capability a trusted peer exports to this node: its `Replica`,
+  # calling as this node's principal there (the self-authenticating
+  # principal of this node's key, not the peer's admin). Carried as Cap'n
+  # Proto over the libp2p stream protocol `/ww/capnp/1`; the peer guards it
+  # with its own epoch, like a local session. Fails with a message naming
+  # the peer when it is not trusted, not reachable or not networked.
 }
 
 struct PeerInfo {

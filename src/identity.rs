@@ -58,6 +58,17 @@ impl NodeIdentity {
     }
 }
 
+/// The principal of the node whose peer id is `peer` (its key is in the id:
+/// Ed25519 peer ids inline the public key); `None` for other key types.
+pub fn principal_of_peer(peer: &libp2p::PeerId) -> Option<Principal> {
+    let hash: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    if hash.code() != 0 {
+        return None;
+    }
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(hash.digest()).ok()?;
+    Some(principal_of(&key.try_into_ed25519().ok()?))
+}
+
 /// Loads the key from `dir`, creating it (mode 0600) if missing.
 pub fn load_or_create(dir: &Path) -> Result<NodeIdentity, IdentityError> {
     let path = dir.join(KEY_FILE);
@@ -98,6 +109,7 @@ mod tests {
         let b = load_or_create(dir.path()).unwrap();
         assert_eq!(a, b.admin);
         assert_eq!(b.peer_id(), load_or_create(dir.path()).unwrap().peer_id(), "the peer id is kept too");
+        assert_eq!(principal_of_peer(&b.peer_id()), Some(b.admin), "a peer's principal comes from its id");
         assert_eq!(a.as_slice().len(), 29, "self-authenticating principals are 29 bytes");
         assert_eq!(a.as_slice()[28], 0x02);
         std::fs::write(dir.path().join(KEY_FILE), "zz").unwrap();

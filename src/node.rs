@@ -139,7 +139,7 @@ impl Node {
         let xnet = networked.then(|| XnetConfig { replica: replica.clone(), admin, range, subnet: routing::subnet_of(&peer_id) });
         let network = Network::start(net, xnet).await?;
         let (epoch, _) = watch::channel(0);
-        Ok(Self {
+        let node = Self {
             inner: Arc::new(NodeInner {
                 spawner,
                 replica,
@@ -149,7 +149,9 @@ impl Node {
                 boot: config.boot.iter().map(|p| p.peer_id).collect(),
                 memory_limit: config.memory_limit,
             }),
-        })
+        };
+        crate::rpc::serve_peer_sessions(&node);
+        Ok(node)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -168,6 +170,11 @@ impl Node {
 
     pub fn network(&self) -> &NetworkView {
         self.inner.network.view()
+    }
+
+    /// Raw streams to and from peers, when the node is networked.
+    pub fn network_streams(&self) -> Option<libp2p_stream::Control> {
+        self.inner.network.streams()
     }
 
     /// Cross-node calls, when the node is networked.

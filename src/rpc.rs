@@ -194,6 +194,62 @@ struct HostServer {
     scope: Scope,
 }
 
+fn reader_options() -> capnp::message::ReaderOptions {
+    let mut options = capnp::message::ReaderOptions::new();
+    options.traversal_limit_in_words(Some(MAX_MESSAGE_WORDS));
+    options
+}
+
+/// Serves `Host.dial` sessions from trusted peers: each stream on
+/// [`crate::net::PEER_SESSION_PROTOCOL`] bootstraps a `Replica` calling as
+/// the dialing node's principal, guarded by this node's epoch. Runs on a
+/// thread of its own (Cap'n Proto sessions are not `Send`).
+pub fn serve_peer_sessions(node: &Node) {
+    let Some(mut control) = node.network_streams() else { return };
+    let mut incoming = match control.accept(crate::net::PEER_SESSION_PROTOCOL) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!("cannot accept {}: {e}", crate::net::PEER_SESSION_PROTOCOL);
+            return;
+        }
+    };
+    // Not the node itself: the thread must not keep it alive.
+    let (replica, epoch) = (node.replica().clone(), node.subscribe_epoch());
+    let spawned = std::thread::Builder::new().name("ww-peer-sessions".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return tracing::error!("peer sessions: {e}"),
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            use futures::{AsyncReadExt, StreamExt};
+            while let Some((peer, stream)) = incoming.next().await {
+                let Some(caller) = crate::identity::principal_of_peer(&peer) else {
+                    tracing::warn!(%peer, "refusing a session: the peer id carries no Ed25519 key");
+                    continue;
+                };
+                tracing::info!(%peer, "a peer opened a session to this node's Replica");
+                let (rd, wr) = stream.split();
+                let network = VatNetwork::new(rd, wr, Side::Server, reader_options());
+                let server: replica::Client = capnp_rpc::new_client(ReplicaServer {
+                    replica: replica.clone(),
+                    caller,
+                    guard: Some(EpochGuard::new(epoch.clone())),
+                });
+                let rpc = RpcSystem::new(Box::new(network), Some(server.client));
+                tokio::task::spawn_local(async move {
+                    if let Err(e) = rpc.await {
+                        tracing::debug!(%peer, "peer session ended: {e}");
+                    }
+                });
+            }
+        });
+    });
+    if let Err(e) = spawned {
+        tracing::error!("peer sessions: {e}");
+    }
+}
+
 impl host::Server for HostServer {
     async fn id(self: CapRc<Self>, _: host::IdParams, mut results: host::IdResults) -> Result<(), capnp::Error> {
         self.scope.guard.check()?;
@@ -213,6 +269,29 @@ impl host::Server for HostServer {
         for (i, a) in snap.listen_addrs.iter().enumerate() {
             list.set(i as u32, a.to_string());
         }
+        Ok(())
+    }
+
+    async fn dial(self: CapRc<Self>, params: host::DialParams, mut results: host::DialResults) -> Result<(), capnp::Error> {
+        use futures::AsyncReadExt;
+        self.scope.guard.check()?;
+        let text = params.get()?.get_peer()?.to_str()?.to_string();
+        let peer: libp2p::PeerId = text.parse().map_err(|e| capnp::Error::failed(format!("dial {text}: not a peer id: {e}")))?;
+        let mut control = self.scope.node.network_streams().ok_or_else(|| capnp::Error::failed(format!("dial {peer}: this node is not networked (no --listen, no boot/ peers)")))?;
+        let stream = control
+            .open_stream(peer, crate::net::PEER_SESSION_PROTOCOL)
+            .await
+            .map_err(|e| capnp::Error::failed(format!("dial {peer}: {e} (is it a trusted, reachable peer?)")))?;
+        let (rd, wr) = stream.split();
+        let network = VatNetwork::new(rd, wr, Side::Client, reader_options());
+        let mut rpc = RpcSystem::new(Box::new(network), None);
+        let replica: replica::Client = rpc.bootstrap(Side::Server);
+        tokio::task::spawn_local(async move {
+            if let Err(e) = rpc.await {
+                tracing::debug!(%peer, "session to the peer ended: {e}");
+            }
+        });
+        results.get().set_replica(replica);
         Ok(())
     }
 

@@ -461,3 +461,24 @@ fn calls_are_delivered_exactly_once_across_dropped_connections() {
     assert_eq!(got, expected, "in order");
     assert!(a.log().matches("xnet: stream to the peer open").count() > 1, "the link was really broken and resumed:\n{}", a.log());
 }
+
+#[test]
+fn a_guest_dials_a_peers_replica() {
+    let (a, b) = pair();
+    let pb = b.probe("pb");
+    let out = ww().args(["id", "--state"]).arg(a.dir.path().join(".ww")).output().unwrap();
+    let a_principal = String::from_utf8(out.stdout).unwrap().lines().nth(1).unwrap().to_string();
+    // pid0 of an image run on a: Host.dial(b) gives b's Replica, calling as
+    // a's principal (not b's admin), which probe's whoami sees.
+    let image = a.image.path().to_str().unwrap().to_string();
+    let (code, out, err) = a.cli(&["deploy", &image, "--", "dial", &b.peer_id, &pb, "whoami"]);
+    let both = format!("{out}{err}");
+    assert_eq!(code, 0, "{both}\nnode a:\n{}\nnode b:\n{}", a.log(), b.log());
+    assert!(both.contains(&format!("DIALED as={a_principal} reply_principal={a_principal}")), "{both}");
+    assert!(b.log().contains("a peer opened a session to this node's Replica"), "{}", b.log());
+    // A peer that is not trusted (never started, unknown) cannot be dialed.
+    let stranger = Peer::new();
+    let (code, out, err) = a.cli(&["deploy", &image, "--", "dial", &stranger.peer_id, &pb, "whoami"]);
+    assert_ne!(code, 0);
+    assert!(format!("{out}{err}").contains(&format!("dial {}", stranger.peer_id)), "{out}{err}");
+}

@@ -33,6 +33,9 @@ use crate::replica::Replica;
 use routing::CanisterRange;
 use xnet::Xnet;
 
+/// Cap'n Proto sessions between nodes (`Host.dial`).
+pub const PEER_SESSION_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/ww/capnp/1");
+
 /// How long the node waits for its listeners to come up.
 pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Redialing a boot peer: from the first delay to the last, doubling.
@@ -128,12 +131,19 @@ struct Behaviour {
 pub struct Network {
     view: NetworkView,
     xnet: Option<Arc<Xnet>>,
+    /// Opens and accepts raw streams (for Cap'n Proto sessions to peers).
+    streams: Option<libp2p_stream::Control>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Network {
     pub fn view(&self) -> &NetworkView {
         &self.view
+    }
+
+    /// A handle for raw streams to and from peers, when the network runs.
+    pub fn streams(&self) -> Option<libp2p_stream::Control> {
+        self.streams.clone()
     }
 
     /// Cross-node calls, when the network runs.
@@ -147,7 +157,7 @@ impl Network {
         let peer_id = config.keypair.public().to_peer_id();
         let view = NetworkView::new(peer_id);
         if config.listen.is_empty() && config.boot.is_empty() {
-            return Ok(Self { view, xnet: None, task: None });
+            return Ok(Self { view, xnet: None, streams: None, task: None });
         }
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair)
             .with_tokio()
@@ -177,10 +187,11 @@ impl Network {
         }
         listen(&mut swarm, &config.listen, &view).await?;
         let xnet = xnet.map(|x| Xnet::start(x.replica, swarm.behaviour().stream.new_control(), x.range, x.subnet, x.admin));
+        let streams = Some(swarm.behaviour().stream.new_control());
         let (redial_tx, redial_rx) = mpsc::unbounded_channel();
         let driver = Driver { swarm, view: view.clone(), boot, trusted, xnet: xnet.clone(), redial_tx, backoff: HashMap::new() };
         let task = tokio::spawn(driver.run(redial_rx));
-        Ok(Self { view, xnet, task: Some(task) })
+        Ok(Self { view, xnet, streams, task: Some(task) })
     }
 }
 

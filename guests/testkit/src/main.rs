@@ -182,6 +182,22 @@ async fn session_scenario(scenario: &str, rest: &[String], membrane: Membrane) -
             let peers = peers.get()?.get_peers()?.len();
             eprintln!("HOST id={id} addrs={} peers={peers}", addrs.join(","));
         }
+        "dial" => {
+            // dial <peer-id> <canister> <method>: the peer's Replica, then
+            // one update call on it with no arguments.
+            let [peer, canister, method] = [0, 1, 2].map(|i| rest.get(i).cloned().unwrap_or_default());
+            let mut req = session.host.dial_request();
+            req.get().set_peer(peer.as_str());
+            let remote = ww_guest::Replica { client: req.send().pipeline.get_replica() };
+            let me = candid::Principal::from_slice(&remote.principal().await?);
+            let id = candid::Principal::from_text(&canister).map_err(|e| fail(format!("{canister}: {e}")))?;
+            let reply = remote
+                .call(id.as_slice(), &method, &candid::encode_args(()).unwrap_or_default())
+                .await?
+                .map_err(|r| fail(format!("{method} on {canister} at {peer}: {r}")))?;
+            let who = candid::decode_one::<candid::Principal>(&reply).map(|p| p.to_text()).unwrap_or_default();
+            eprintln!("DIALED as={me} reply_principal={who}");
+        }
         "attenuate" => {
             // The child asks for nothing but an executor; it must not get a host.
             let wasm = self_wasm()?;
