@@ -157,6 +157,7 @@ bench: images ic-guests
 	$(CARGO) bench --bench durable
 	$(CARGO) bench --bench intents
 	$(CARGO) build --release
+	./target/release/ww bench messaging
 	$(CARGO) bench --bench deploy
 	@ln -sfn ww target/release/pocket-ic
 	POCKET_IC_BIN=$(CURDIR)/target/release/pocket-ic $(CARGO) bench --manifest-path $(POCKET_IC_SUITE) --target-dir target --bench pocket_ic

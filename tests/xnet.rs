@@ -108,17 +108,16 @@ impl Peer {
         self.wait_log("xnet: stream to the peer open", n);
     }
 
-    /// `ww <args>` against this node: (exit code, stdout, stderr).
+    /// `ww <args>` against this node: (exit code, stdout, stderr). Both
+    /// pipes are drained while it runs (replies may be megabytes).
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let child = ww()
-            .current_dir(self.dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = wait_output(child, HANG_TIMEOUT);
+        let mut cmd = ww();
+        cmd.current_dir(self.dir.path()).args(args).stdin(Stdio::null());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(cmd.output());
+        });
+        let out = rx.recv_timeout(HANG_TIMEOUT).unwrap_or_else(|_| panic!("ww {args:?} hung for {HANG_TIMEOUT:?}")).unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
@@ -481,4 +480,22 @@ fn a_guest_dials_a_peers_replica() {
     let (code, out, err) = a.cli(&["deploy", &image, "--", "dial", &stranger.peer_id, &pb, "whoami"]);
     assert_ne!(code, 0);
     assert!(format!("{out}{err}").contains(&format!("dial {}", stranger.peer_id)), "{out}{err}");
+}
+
+#[test]
+fn the_payload_limit_holds_across_nodes() {
+    let (a, b) = pair();
+    let _pa = a.probe("pa");
+    let pb = b.probe("pb");
+    let encoded = |n: u32| {
+        let bytes = candid::encode_one(n).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+        format!(r#"(principal "{pb}", "big_reply", blob "{hex}")"#)
+    };
+    // A reply of 1.5 MiB crosses (one frame, within the 2 MiB limit).
+    let out = a.call("pa", "call_method", &encoded(3 << 19));
+    assert!(out.contains("Ok = blob") && out.len() > 3 << 19, "{}", &out[..out.len().min(300)]);
+    // One over 2 MiB is refused where it is made, as on one node.
+    let out = a.call("pa", "call_method", &encoded((2 << 20) + 1));
+    assert!(out.contains("Err = record"), "{}", &out[..out.len().min(300)]);
 }
