@@ -131,7 +131,14 @@ impl Node {
             replica_config.subnets = vec![crate::replica::SubnetRange { id: routing::subnet_of(&peer_id), canisters: range.clone() }];
         }
         let replica = match (&config.state_dir, config.durable) {
-            (Some(dir), true) => crate::replica::Replica::open_durable(canister_engine, replica_config, dir)?,
+            (Some(dir), true) => {
+                let replica = crate::replica::Replica::open_durable(canister_engine, replica_config, dir)?;
+                let lost = replica.fail_lost_remote_calls();
+                if lost > 0 {
+                    tracing::warn!(calls = lost, "calls to other nodes were in flight at the last stop; answered SYS_TRANSIENT");
+                }
+                replica
+            }
             _ => crate::replica::Replica::new(canister_engine, replica_config)?,
         };
         let admin = identity.admin;

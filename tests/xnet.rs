@@ -71,11 +71,21 @@ impl Peer {
 
     /// Starts `ww run --serve --listen` (an empty replica; pid0 exits).
     fn start(&mut self) {
-        let log = std::fs::File::create(self.log_path()).unwrap();
+        self.start_with(&[]);
+    }
+
+    /// Starts with the replica kept in `.ww` (restored at the next start).
+    fn start_durable(&mut self) {
+        self.start_with(&["--state", ".ww"]);
+    }
+
+    fn start_with(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let child = ww()
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info,ww::net=debug")
             .args(["run", "--serve", "--listen", &self.addr()])
+            .args(extra)
             .arg(self.image.path())
             .args(["--", "exit", "0"])
             .stdin(Stdio::null())
@@ -498,4 +508,41 @@ fn the_payload_limit_holds_across_nodes() {
     // One over 2 MiB is refused where it is made, as on one node.
     let out = a.call("pa", "call_method", &encoded((2 << 20) + 1));
     assert!(out.contains("Err = record"), "{}", &out[..out.len().min(300)]);
+}
+
+#[test]
+fn a_node_restarted_from_its_state_fails_its_own_calls_to_other_nodes() {
+    let (mut a, mut b) = (Peer::new(), Peer::new());
+    a.boot(&b);
+    b.boot(&a);
+    a.start_durable();
+    b.start();
+    a.wait_streams(1);
+    b.wait_streams(1);
+    let _pa = a.probe("pa");
+    let pb = b.probe("pb");
+    // pa waits on b's shut gate; then a is killed and restarted from its
+    // state directory: the call's stream is gone, so pa's callback gets
+    // SYS_TRANSIENT (and traps, which its log shows).
+    let dir = a.dir.path().to_path_buf();
+    let arg = format!(r#"(principal "{pb}")"#);
+    std::thread::spawn(move || ww().current_dir(dir).args(["call", "pa", "record_after_gate", &arg]).output());
+    let started = Instant::now();
+    while !b.call("pb", "log", "()").contains("waiting") {
+        assert!(started.elapsed() < CONNECT_TIMEOUT, "the call never reached b");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // a background cut
+    a.kill();
+    a.start_durable();
+    a.wait_log("answered SYS_TRANSIENT", 1);
+    let started = Instant::now();
+    loop {
+        let (_, logs, _) = a.cli(&["canister", "logs", "pa"]);
+        if logs.contains("restarted while the call to another node was in flight") {
+            break;
+        }
+        assert!(started.elapsed() < CONNECT_TIMEOUT, "pa never heard: {logs}\nnode a:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

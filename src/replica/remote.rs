@@ -182,6 +182,29 @@ impl Replica {
         self.inner.enqueue(&mut st, caller, Task::Response { callback, result: response.result, refund: response.refund });
     }
 
+    /// After a restart from a state directory: every call to another node's
+    /// canister still waiting is answered SYS_TRANSIENT (the streams that
+    /// carried it are not in the state directory). Returns how many.
+    pub fn fail_lost_remote_calls(&self) -> usize {
+        let lost: Vec<u64> = {
+            let st = self.lock();
+            st.callbacks
+                .iter()
+                .filter(|(_, cb)| cb.callee_context.is_none() && cb.callee != Principal::management_canister() && !st.canisters.contains_key(&cb.callee))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        if !lost.is_empty() {
+            let reject = Reject {
+                code: RejectCode::SysTransient,
+                error_code: None,
+                message: "this node restarted while the call to another node was in flight; it was lost".into(),
+            };
+            self.fail_remote_calls(&lost, &reject);
+        }
+        lost.len()
+    }
+
     /// Answers the remote calls of `callbacks` with `reject` (those still
     /// waiting; the rest are skipped), refunding their cycles.
     pub fn fail_remote_calls(&self, callbacks: &[u64], reject: &Reject) {
