@@ -145,7 +145,8 @@ interface Host {
   # Multiaddrs the node is listening on (empty unless started with --listen).
 
   peers @2 () -> (peers :List(PeerInfo));
-  # Peers the node is connected to.
+  # Peers the node is connected to, each with the addresses its connections
+  # came from, then the listen addresses it announced (identify).
 
   dial @3 (peer :Text) -> (replica :Replica);
   # The capability a trusted peer exports to this node: its `Replica`,

@@ -303,7 +303,12 @@ impl host::Server for HostServer {
         self.scope.guard.check()?;
         let snap = self.scope.node.network().snapshot();
         let mut list = results.get().init_peers(len_u32(snap.peers.len())?);
-        for (i, (peer, addrs)) in snap.peers.iter().enumerate() {
+        // The addresses a connection came from, then those the peer told
+        // (identify).
+        let learned: std::collections::HashMap<_, _> = snap.learned.iter().cloned().collect();
+        for (i, (peer, seen)) in snap.peers.iter().enumerate() {
+            let mut addrs = seen.clone();
+            addrs.extend(learned.get(peer).into_iter().flatten().filter(|a| !seen.contains(a)).cloned());
             let mut p = list.reborrow().get(i as u32);
             p.set_peer_id(peer.to_string());
             let mut al = p.init_addrs(len_u32(addrs.len())?);

@@ -485,6 +485,11 @@ fn a_guest_dials_a_peers_replica() {
     assert_eq!(code, 0, "{both}\nnode a:\n{}\nnode b:\n{}", a.log(), b.log());
     assert!(both.contains(&format!("DIALED as={a_principal} reply_principal={a_principal}")), "{both}");
     assert!(b.log().contains("a peer opened a session to this node's Replica"), "{}", b.log());
+    // Host.peers lists the connected peer with the address it announced.
+    let (code, out, err) = a.cli(&["deploy", &image, "--", "host-info"]);
+    let both = format!("{out}{err}");
+    assert_eq!(code, 0, "{both}");
+    assert!(both.contains("peers=1"), "{both}");
     // A peer that is not trusted (never started, unknown) cannot be dialed.
     let stranger = Peer::new();
     let (code, out, err) = a.cli(&["deploy", &image, "--", "dial", &stranger.peer_id, &pb, "whoami"]);
