@@ -138,6 +138,15 @@ impl Peer {
         out
     }
 
+    /// Waits until this node's `pb` logged that a call waits at its gate.
+    fn wait_until_pb_waits(&self) {
+        let started = Instant::now();
+        while !self.call("pb", "log", "()").contains("waiting") {
+            assert!(started.elapsed() < CONNECT_TIMEOUT, "the call never reached pb");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Creates and installs a probe canister named `name`: its id.
     fn probe(&self, name: &str) -> String {
         let (code, out, err) = self.cli(&["canister", "create", name]);
@@ -271,10 +280,7 @@ fn a_bounded_wait_call_to_a_killed_node_gets_sys_unknown_at_its_deadline() {
             String::from_utf8_lossy(&out.stdout).into_owned()
         })
     };
-    while !b.call("pb", "log", "()").contains("waiting") {
-        assert!(started.elapsed() < CONNECT_TIMEOUT, "the call never reached b");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    b.wait_until_pb_waits();
     b.kill();
     let out = pending.join().unwrap();
     assert!(out.contains("code = 6"), "SYS_UNKNOWN: {out}\nnode log:\n{}", a.log());
@@ -297,11 +303,7 @@ fn a_guaranteed_call_to_a_node_that_restarts_without_state_gets_sys_transient() 
     };
     // The call is waiting at b (its gate is shut); b dies and comes back
     // with the same identity and an empty replica.
-    let started = Instant::now();
-    while !b.call("pb", "log", "()").contains("waiting") {
-        assert!(started.elapsed() < CONNECT_TIMEOUT, "the call never reached b");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    b.wait_until_pb_waits();
     b.kill();
     b.start();
     let out = pending.join().unwrap();
@@ -532,11 +534,7 @@ fn a_node_restarted_from_its_state_fails_its_own_calls_to_other_nodes() {
     let dir = a.dir.path().to_path_buf();
     let arg = format!(r#"(principal "{pb}")"#);
     std::thread::spawn(move || ww().current_dir(dir).args(["call", "pa", "record_after_gate", &arg]).output());
-    let started = Instant::now();
-    while !b.call("pb", "log", "()").contains("waiting") {
-        assert!(started.elapsed() < CONNECT_TIMEOUT, "the call never reached b");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    b.wait_until_pb_waits();
     std::thread::sleep(Duration::from_millis(1500)); // a background cut
     a.kill();
     a.start_durable();
