@@ -138,6 +138,12 @@ impl Peer {
         out
     }
 
+    /// `ww call canister method arg` against this node, in the background.
+    fn call_in_background(&self, canister: &str, method: &str, arg: String) -> std::thread::JoinHandle<std::process::Output> {
+        let (dir, canister, method) = (self.dir.path().to_path_buf(), canister.to_string(), method.to_string());
+        std::thread::spawn(move || ww().current_dir(dir).args(["call", &canister, &method, &arg]).output().unwrap())
+    }
+
     /// Waits until this node's `pb` logged that a call waits at its gate.
     fn wait_until_pb_waits(&self) {
         let started = Instant::now();
@@ -272,17 +278,10 @@ fn a_bounded_wait_call_to_a_killed_node_gets_sys_unknown_at_its_deadline() {
     let _pa = a.probe("pa");
     let pb = b.probe("pb");
     let started = Instant::now();
-    let pending = {
-        let dir = a.dir.path().to_path_buf();
-        let arg = format!(r#"(principal "{pb}", "wait_gate", {NO_ARGS}, 3 : nat32)"#);
-        std::thread::spawn(move || {
-            let out = ww().current_dir(dir).args(["call", "pa", "bounded_call", &arg]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
-    };
+    let pending = a.call_in_background("pa", "bounded_call", format!(r#"(principal "{pb}", "wait_gate", {NO_ARGS}, 3 : nat32)"#));
     b.wait_until_pb_waits();
     b.kill();
-    let out = pending.join().unwrap();
+    let out = String::from_utf8_lossy(&pending.join().unwrap().stdout).into_owned();
     assert!(out.contains("code = 6"), "SYS_UNKNOWN: {out}\nnode log:\n{}", a.log());
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(20), "answered at the deadline, after {waited:?}");
@@ -293,20 +292,13 @@ fn a_guaranteed_call_to_a_node_that_restarts_without_state_gets_sys_transient() 
     let (a, mut b) = pair();
     let _pa = a.probe("pa");
     let pb = b.probe("pb");
-    let pending = {
-        let dir = a.dir.path().to_path_buf();
-        let arg = format!(r#"(principal "{pb}", "wait_gate", {NO_ARGS})"#);
-        std::thread::spawn(move || {
-            let out = ww().current_dir(dir).args(["call", "pa", "call_method", &arg]).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
-    };
+    let pending = a.call_in_background("pa", "call_method", format!(r#"(principal "{pb}", "wait_gate", {NO_ARGS})"#));
     // The call is waiting at b (its gate is shut); b dies and comes back
     // with the same identity and an empty replica.
     b.wait_until_pb_waits();
     b.kill();
     b.start();
-    let out = pending.join().unwrap();
+    let out = String::from_utf8_lossy(&pending.join().unwrap().stdout).into_owned();
     assert!(out.contains("code = 2") && out.contains("restarted without this call"), "SYS_TRANSIENT: {out}\nnode log:\n{}", a.log());
 }
 
@@ -407,13 +399,8 @@ impl Proxy {
 }
 
 /// `send_in_order(callee, n)` on `pa` of `node`, in the background.
-fn send_in_order(node: &Peer, callee: &str, n: u32) -> std::thread::JoinHandle<(bool, String)> {
-    let dir = node.dir.path().to_path_buf();
-    let arg = format!(r#"(principal "{callee}", {n} : nat32)"#);
-    std::thread::spawn(move || {
-        let out = ww().current_dir(dir).args(["call", "pa", "send_in_order", &arg]).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-    })
+fn send_in_order(node: &Peer, callee: &str, n: u32) -> std::thread::JoinHandle<std::process::Output> {
+    node.call_in_background("pa", "send_in_order", format!(r#"(principal "{callee}", {n} : nat32)"#))
 }
 
 #[test]
@@ -437,7 +424,8 @@ fn calls_are_delivered_exactly_once_across_dropped_connections() {
     let round = send_in_order(&a, &pb, 50);
     std::thread::sleep(Duration::from_millis(300));
     proxy.set_open(true);
-    let (ok, err) = round.join().unwrap();
+    let out = round.join().unwrap();
+    let (ok, err) = (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(ok, "the calls completed after the link came back: {err}");
     expected.extend((0..50).map(|i| i.to_string()));
 
@@ -453,7 +441,8 @@ fn calls_are_delivered_exactly_once_across_dropped_connections() {
     }
     proxy.cut();
     proxy.mute_back.store(false, Ordering::SeqCst);
-    let (ok, err) = calls.join().unwrap();
+    let out = calls.join().unwrap();
+    let (ok, err) = (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(ok, "{err}");
     expected.extend((0..100).map(|i| i.to_string()));
 
@@ -462,7 +451,8 @@ fn calls_are_delivered_exactly_once_across_dropped_connections() {
         let calls = send_in_order(&a, &pb, 200);
         std::thread::sleep(Duration::from_millis(delay_ms));
         proxy.cut();
-        let (ok, err) = calls.join().unwrap();
+        let out = calls.join().unwrap();
+        let (ok, err) = (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned());
         assert!(ok, "round {round}: {err}\nnode a:\n{}", a.log());
         expected.extend((0..200).map(|i| i.to_string()));
     }
@@ -531,9 +521,7 @@ fn a_node_restarted_from_its_state_fails_its_own_calls_to_other_nodes() {
     // pa waits on b's shut gate; then a is killed and restarted from its
     // state directory: the call's stream is gone, so pa's callback gets
     // SYS_TRANSIENT (and traps, which its log shows).
-    let dir = a.dir.path().to_path_buf();
-    let arg = format!(r#"(principal "{pb}")"#);
-    std::thread::spawn(move || ww().current_dir(dir).args(["call", "pa", "record_after_gate", &arg]).output());
+    let _pending = a.call_in_background("pa", "record_after_gate", format!(r#"(principal "{pb}")"#));
     b.wait_until_pb_waits();
     std::thread::sleep(Duration::from_millis(1500)); // a background cut
     a.kill();
