@@ -251,6 +251,18 @@ pub struct CanisterInfo {
     pub subnet: Principal,
 }
 
+/// How the host prints what canisters `debug_print` (each line once, when
+/// the execution prints it, whatever becomes of the execution).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrintStyle {
+    /// ww's log (`tracing`, info): `[<canister name>] <line>`.
+    #[default]
+    Log,
+    /// `[Canister <id>] <line>` straight to stderr, as PocketIC (the IC's
+    /// hypervisor) prints it.
+    PocketIc,
+}
+
 /// Counts a canister's outstanding calls to a callee (for backpressure).
 pub type OutstandingCalls = Arc<dyn Fn(&Principal) -> u32 + Send + Sync>;
 
@@ -295,6 +307,8 @@ pub struct ExecState {
     memory: Option<wasmtime::Memory>,
     /// Log lines not yet taken by the replica.
     log: Vec<LogLine>,
+    /// How `debug_print` lines are printed on the host.
+    print_style: PrintStyle,
 }
 
 impl WasiView for ExecState {
@@ -338,6 +352,7 @@ pub struct CanisterRuntime {
     core_linker64: Arc<wasmtime::Linker<ExecState>>,
     limits: Limits,
     heap_tracking: HeapTracking,
+    print_style: PrintStyle,
 }
 
 impl CanisterRuntime {
@@ -352,7 +367,13 @@ impl CanisterRuntime {
             core_linker64: Arc::new(core_linker64),
             limits,
             heap_tracking: HeapTracking::host_default(),
+            print_style: PrintStyle::default(),
         })
+    }
+
+    /// Instances created from now on print `debug_print` lines in `style`.
+    pub fn set_print_style(&mut self, style: PrintStyle) {
+        self.print_style = style;
     }
 
     /// Canister heaps created from now on use `tracking`.

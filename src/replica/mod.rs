@@ -138,8 +138,9 @@ pub struct ReplicaConfig {
     /// creator's range, or of the first range (ingress). Default: one
     /// subnet, [`exec::subnet_id`] with [`DEFAULT_CANISTER_RANGE`].
     pub subnets: Vec<SubnetRange>,
-    /// Also log every canister log line (`debug_print`, traps) through
-    /// `tracing` as `[Canister <id>] <line>`, as PocketIC prints them.
+    /// Print canisters' `debug_print` lines as PocketIC does,
+    /// `[Canister <id>] <line>` on stderr, instead of into ww's log
+    /// ([`exec::PrintStyle`]); each line once, from every execution.
     pub echo_logs: bool,
     /// How canister heaps find written pages at commit (default: the best
     /// the kernel offers, see [`memory::HeapTracking::host_default`]).
@@ -285,6 +286,9 @@ impl Replica {
         let mut runtime = CanisterRuntime::new(engine, config.limits.clone())
             .map_err(|e| exec::InstallError::Invalid(format!("setting up the canister linker: {}", crate::engine::one_line(&e))))?;
         runtime.set_heap_tracking(config.heap_tracking);
+        if config.echo_logs {
+            runtime.set_print_style(exec::PrintStyle::PocketIc);
+        }
         let inner = Arc::new(Inner {
             runtime,
             interfaces: Mutex::new(std::collections::HashMap::new()),

@@ -219,11 +219,6 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
         task => run_message(inner, canister, instance, task),
     };
     let logs = finished.instance.as_mut().map(|i| i.take_logs()).unwrap_or_default();
-    if inner.config.echo_logs {
-        for line in &logs {
-            tracing::info!(target: "ww::canister", "[Canister {canister}] {}", String::from_utf8_lossy(&line.content));
-        }
-    }
     inner.executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&canister);
     inner.in_flight.fetch_sub(1, SeqCst);
     let mut st = inner.lock();

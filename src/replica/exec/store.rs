@@ -33,6 +33,7 @@ pub(super) fn new_store(runtime: &CanisterRuntime, stable: StableMemory, clock: 
         log_name: name,
         memory: None,
         log: Vec::new(),
+        print_style: runtime.print_style,
     };
     let mut store = Store::new(runtime.engine.wasmtime(), state);
     // Fuel is set per execution; instantiation itself is not metered here.

@@ -11,7 +11,7 @@ use candid::Principal;
 use wasmtime::StoreContextMut;
 
 use super::component::ic0;
-use super::{Continuation, EntryPoint, ExecContext, ExecState, LogLine, OutgoingCall, Response, trap};
+use super::{Continuation, EntryPoint, ExecContext, ExecState, LogLine, OutgoingCall, PrintStyle, Response, trap};
 use crate::replica::types::{ErrorCode, RejectCode};
 
 use EntryPoint as E;
@@ -277,11 +277,21 @@ impl ExecState {
         Ok(self.cx("env_var_count")?.info.env_vars.clone())
     }
 
-    /// Prints to the node's log, and (if the execution is replicated and
-    /// commits or traps) to the canister's log.
+    /// Prints on the host, once, in the runtime's [`PrintStyle`] (the one
+    /// place that prints `debug_print` lines), and keeps the line for the
+    /// canister's log (which keeps it if the execution is replicated and
+    /// commits or traps).
     pub(super) fn print(&mut self, message: &[u8]) {
         let text = String::from_utf8_lossy(message);
-        tracing::info!(target: "ww::canister", "[{}] {}", self.log_name, text);
+        match self.print_style {
+            PrintStyle::Log => tracing::info!(target: "ww::canister", "[{}] {}", self.log_name, text),
+            PrintStyle::PocketIc => {
+                use std::io::Write;
+                let id = self.ctx.as_ref().map_or_else(|| self.log_name.to_string(), |c| c.info.id.to_text());
+                // A closed stderr must not trap the canister: the line is lost.
+                let _ = writeln!(std::io::stderr().lock(), "[Canister {id}] {text}");
+            }
+        }
         let time = self.ctx.as_ref().map_or(0, |c| c.input.time);
         self.log.push(LogLine { time, content: message.to_vec() });
     }

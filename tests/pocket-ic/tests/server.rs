@@ -2,7 +2,8 @@
 //! it (`POCKET_IC_BIN --version`, then `POCKET_IC_BIN [--ttl N] [--hard-ttl N]
 //! --port-file <path>`): the version line the client checks, one server per
 //! port file (a second spawn defers to the first and exits), and the TTL
-//! (the server exits after it, idle, and removes its port file).
+//! (the server exits after it, idle, and removes its port file), and what it
+//! prints of canisters (each `debug_print` once, as PocketIC does).
 //!
 //! Every process a test starts is killed by its guard if the test fails.
 
@@ -220,4 +221,34 @@ fn an_unusable_port_file_is_a_one_line_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("/nonexistent-dir/x.port") && stderr.contains("port file"), "{stderr}");
+}
+
+/// A canister's `debug_print` is one line on the server's stderr,
+/// `[Canister <id>] <message>`, as PocketIC prints it (PicJS shows the
+/// server's stderr as the canister logs).
+#[test]
+fn a_debug_print_is_one_line_on_the_server_s_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("print.port");
+    let stderr_path = dir.path().join("stderr");
+    let child = Command::new(server_bin())
+        .args(["--ttl", "60", "--port-file"])
+        .arg(&port_file)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn POCKET_IC_BIN");
+    let mut server = Server(child);
+    let port = wait_for_port(&port_file, &mut server);
+    let pic = pocket_ic::PocketIcBuilder::new()
+        .with_server_url(format!("http://127.0.0.1:{port}/").parse().unwrap())
+        .with_application_subnet()
+        .build();
+    let id = common::counter(&pic);
+    let marker = "printed once by cdk_counter's log";
+    let () = common::update(&pic, id, "log", (marker,)).expect("log");
+    drop(pic);
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(marker)).collect();
+    assert_eq!(lines, vec![format!("[Canister {id}] {marker}")], "the server's stderr:\n{stderr}");
 }
