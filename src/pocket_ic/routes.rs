@@ -9,8 +9,13 @@
 //! what ww does not have (the HTTP gateway, CBOR `read_state`, signature
 //! verification, snapshots on disk) answer with an error saying so.
 //!
+//! The routes are those of the pocket-ic clients (13 and 16) and of PicJS
+//! 0.23 (`@dfinity/pic`), which also reads the topology at
+//! `GET /instances/<id>/_/topology` (as dfx and agents do).
+//!
 //! An instance's operations run one at a time (its async mutex); rounds
-//! block, so they run on the blocking thread pool.
+//! block, so they run on the blocking thread pool. Only `tick`,
+//! `await_ingress_message` and auto progress run rounds.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -94,6 +99,7 @@ pub fn router() -> Result<Router, crate::engine::LoadError> {
         .route("/blobstore/", post(upload_blob))
         .route("/blobstore/{blob}", get(download_blob))
         .route(&format!("{i}/read/topology"), get(topology))
+        .route(&format!("{i}/_/topology"), get(topology))
         .route(&format!("{i}/read/get_time"), get(get_time))
         .route(&format!("{i}/update/set_time"), post(set_time))
         .route(&format!("{i}/update/set_certified_time"), post(set_time))

@@ -133,3 +133,17 @@ fn several_subnets_have_their_own_ids_ranges_and_canisters_that_call_across() {
     let (child,): (Principal,) = update(&pic, on[0], "create_with_cycles", (candid::Nat::from(1_000_000_000_000u64),)).expect("create_with_cycles");
     assert_eq!(pic.get_subnet(child), Some(apps[0]));
 }
+
+/// dfx, agents and PicJS (`getTopology`, `getDefaultEffectiveCanisterId`)
+/// read an instance's topology at `GET <instance url>/_/topology`, which
+/// pocket-ic's `get_default_effective_canister_id` also asks.
+#[test]
+fn agents_find_the_topology_at_the_instance_url() {
+    let pic = pic();
+    let instance_url = format!("{}instances/{}", pic.get_server_url(), pic.instance_id());
+    let effective = pocket_ic::get_default_effective_canister_id(instance_url).expect("GET <instance url>/_/topology");
+    let topology = pic.topology();
+    assert_eq!(effective, Principal::from_slice(&topology.default_effective_canister_id.canister_id));
+    assert_eq!(pic.get_subnet(effective), None, "no canister there yet");
+    assert_eq!(topology.get_subnet(effective), topology.get_app_subnets().first().copied(), "on the application subnet");
+}
