@@ -167,9 +167,16 @@ impl Instance {
         subnet.range.clone().map(canister_id).find(|id| !self.replica.exists(id) && !self.replica.was_deleted(id))
     }
 
-    /// Accepts an ingress update for the next round; the message id, or
-    /// the reject that refused it at once.
-    pub async fn submit(&mut self, sender: Principal, canister: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, replica::Reject> {
+    /// Accepts an ingress update (with the sender's info, if any) for the
+    /// next round; the message id, or the reject that refused it at once.
+    pub async fn submit(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        payload: Vec<u8>,
+        sender_info: Option<replica::exec::CallerInfo>,
+    ) -> Result<Vec<u8>, replica::Reject> {
         self.submitted += 1;
         let mut hasher = Sha256::new();
         hasher.update(self.submitted.to_be_bytes());
@@ -178,7 +185,7 @@ impl Instance {
         hasher.update(method.as_bytes());
         hasher.update(&payload);
         let id = hasher.finalize().to_vec();
-        let rx = self.replica.submit_ingress(sender, canister, method, payload).await?;
+        let rx = self.replica.submit_ingress_with_info(sender, canister, method, payload, sender_info).await?;
         self.messages.insert(id.clone(), Message { sender, pending: Some(rx), outcome: None });
         Ok(id)
     }

@@ -314,7 +314,7 @@ async fn submit_ingress(State(server): State<Shared>, Path(id): Path<usize>, bod
     let instance = server.instance(id)?;
     let mut guard = instance.lock().await;
     let (sender, canister, payload) = route(&guard, &call)?;
-    ok(match guard.submit(sender, canister, &call.method, payload).await {
+    ok(match guard.submit(sender, canister, &call.method, payload, call.caller_info()).await {
         Ok(message_id) => Ok(wire::RawMessageId { effective_principal: call.effective_principal, message_id }),
         Err(reject) => Err(wire::reject_to_response(&reject, false)),
     })
@@ -347,7 +347,7 @@ async fn query(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes)
     let instance = server.instance(id)?;
     let guard = instance.lock().await;
     let (sender, canister, payload) = route(&guard, &call)?;
-    let rx = guard.replica.submit_query(sender, canister, &call.method, payload);
+    let rx = guard.replica.submit_query_with_info(sender, canister, &call.method, payload, call.caller_info());
     let result = rx.await.map_err(|_| Failure(StatusCode::INTERNAL_SERVER_ERROR, "the replica dropped the query".into()))?;
     ok(RawCanisterResult::from_replica(result, false))
 }

@@ -10,9 +10,9 @@
 //! `candid::Principal` (the [`Topology`] map keys), and u128 cycles as plain
 //! JSON numbers. Fields the client always sends but ww does not act on are
 //! accepted as raw JSON (`serde_json::Value`) or ignored; unknown fields are
-//! ignored everywhere (newer clients add some, e.g. `sender_info` on
-//! [`RawCanisterCall`]). Missing `Option` fields read as `None` and missing
-//! lists as empty.
+//! ignored everywhere. Fields newer clients add are optional (`sender_info`
+//! on [`RawCanisterCall`], 14+). Missing `Option` fields read as `None` and
+//! missing lists as empty.
 //!
 //! Plain `Vec<u8>` results without the base64 marking (the `read/pub_key`
 //! reply) are JSON arrays of numbers: send them as `Vec<u8>` directly.
@@ -394,6 +394,20 @@ pub struct RawCanisterCall {
     pub method: String,
     #[serde(with = "b64")]
     pub payload: Vec<u8>,
+    /// The sender's info (clients 14+, `*_with_sender_info`): what the
+    /// callee's `ic0.msg_caller_info_*` give.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_info: Option<RawSenderInfo>,
+}
+
+/// `RawCanisterCall::sender_info`: data about the sender and the principal
+/// (bytes) of the canister that signed it; PocketIC checks neither.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawSenderInfo {
+    #[serde(with = "b64")]
+    pub info: Vec<u8>,
+    #[serde(with = "b64")]
+    pub signer: Vec<u8>,
 }
 
 impl RawCanisterCall {
@@ -402,6 +416,11 @@ impl RawCanisterCall {
     }
     pub fn canister_principal(&self) -> Result<Principal, WireError> {
         principal_from_bytes("canister_id", &self.canister_id)
+    }
+
+    /// The sender info as the replica hands it to the callee.
+    pub fn caller_info(&self) -> Option<replica::exec::CallerInfo> {
+        self.sender_info.as_ref().map(|i| replica::exec::CallerInfo { data: i.info.clone(), signer: i.signer.clone() })
     }
 }
 

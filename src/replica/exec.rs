@@ -235,7 +235,8 @@ pub enum Outcome {
     Trapped { code: ErrorCode, message: String, instructions: u64 },
 }
 
-/// Facts about the canister that `ic0` exposes; kept current by the replica.
+/// Facts about the canister that `ic0` exposes, and about the call context
+/// the execution runs in; kept current by the replica.
 #[derive(Clone, Debug)]
 pub struct CanisterInfo {
     pub id: Principal,
@@ -249,6 +250,21 @@ pub struct CanisterInfo {
     pub certified_data: Arc<Vec<u8>>,
     /// The subnet the canister lives on (`ic0.subnet_self`).
     pub subnet: Principal,
+    /// The sender info of the ingress message whose call context this
+    /// execution belongs to (`ic0.msg_caller_info_*`); `None` (empty) for
+    /// everything else.
+    pub caller_info: Option<Arc<CallerInfo>>,
+}
+
+/// What an ingress message's sender info says of its sender, as
+/// `ic0.msg_caller_info_data` and `ic0.msg_caller_info_signer` give it: data
+/// about the caller and the principal (bytes) of the canister that signed
+/// it. Only messages from outside carry one (PocketIC's `sender_info`); ww
+/// verifies nothing, as PocketIC.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerInfo {
+    pub data: Vec<u8>,
+    pub signer: Vec<u8>,
 }
 
 /// How the host prints what canisters `debug_print` (each line once, when

@@ -28,6 +28,9 @@ use std::time::Duration;
 use candid::Principal;
 use tokio::sync::oneshot;
 
+use std::sync::Arc;
+
+use super::exec::CallerInfo;
 use super::scheduler::{Inner, Job};
 use super::state::{Origin, State, Task};
 use super::{CallResult, Clock, ErrorCode, Reject, Replica, ReplyTo};
@@ -67,7 +70,7 @@ impl Replica {
             return forwarded;
         }
         match self.admit(&canister, method, arg.len(), false) {
-            Ok(()) => self.enter(caller, canister, method, arg, false),
+            Ok(()) => self.enter(caller, canister, method, arg, false, None),
             Err(reject) => {
                 let (tx, rx) = oneshot::channel();
                 let _ = tx.send(Err(reject));
@@ -82,14 +85,29 @@ impl Replica {
     /// function's error) and the message waits for the next round. The
     /// receiver gets the response.
     pub async fn submit_ingress(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> Result<oneshot::Receiver<CallResult>, Reject> {
+        self.submit_ingress_with_info(caller, canister, method, arg, None).await
+    }
+
+    /// [`Replica::submit_ingress`] of a message with sender info (what
+    /// `ic0.msg_caller_info_*` give every execution of its call context).
+    pub async fn submit_ingress_with_info(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        caller_info: Option<CallerInfo>,
+    ) -> Result<oneshot::Receiver<CallResult>, Reject> {
         self.admit(&canister, method, arg.len(), false)?;
+        let caller_info = caller_info.map(Arc::new);
         let rounds = self.inner.config.clock != Clock::Wall;
         if rounds && canister != Principal::management_canister() {
             let (tx, rx) = oneshot::channel();
             {
                 let mut st = self.lock();
                 if let Some(slot) = st.canisters.get_mut(&canister) {
-                    slot.queue.push_back(Task::Inspect { method: method.to_string(), arg: arg.clone(), caller, reply: tx });
+                    let task = Task::Inspect { method: method.to_string(), arg: arg.clone(), caller, caller_info: caller_info.clone(), reply: tx };
+                    slot.queue.push_back(task);
                     self.inner.schedule(&mut st, canister);
                 }
             }
@@ -98,14 +116,23 @@ impl Replica {
                 verdict?;
             }
         }
-        Ok(self.enter(caller, canister, method, arg, rounds))
+        Ok(self.enter(caller, canister, method, arg, rounds, caller_info))
     }
 
     /// Delivers an admitted message now, or holds it for the next round.
-    fn enter(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>, inspected: bool) -> oneshot::Receiver<CallResult> {
+    fn enter(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        inspected: bool,
+        caller_info: Option<Arc<CallerInfo>>,
+    ) -> oneshot::Receiver<CallResult> {
         let (tx, rx) = oneshot::channel();
         let method = method.to_string();
-        let deliver = move |inner: &Inner, st: &mut State| deliver(inner, st, caller, canister, method, arg, None, inspected, tx);
+        let message = Message { caller, canister, method, arg, caller_info };
+        let deliver = move |inner: &Inner, st: &mut State| deliver(inner, st, message, None, inspected, tx);
         let mut st = self.lock();
         if st.manual_time.is_some() {
             st.held.push(Box::new(deliver));
@@ -118,6 +145,18 @@ impl Replica {
     /// A query call from outside (non-replicated; state changes discarded).
     /// Runs at once in either clock mode.
     pub fn submit_query(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
+        self.submit_query_with_info(caller, canister, method, arg, None)
+    }
+
+    /// [`Replica::submit_query`] of a query with sender info.
+    pub fn submit_query_with_info(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        caller_info: Option<CallerInfo>,
+    ) -> oneshot::Receiver<CallResult> {
         if let Some(forwarded) = self.forward(caller, canister, method, &arg, true) {
             return forwarded;
         }
@@ -128,7 +167,8 @@ impl Replica {
             }
             Ok(()) => {
                 let mut st = self.lock();
-                deliver(&self.inner, &mut st, caller, canister, method.to_string(), arg, Some(false), false, tx);
+                let message = Message { caller, canister, method: method.to_string(), arg, caller_info: caller_info.map(Arc::new) };
+                deliver(&self.inner, &mut st, message, Some(false), false, tx);
             }
         }
         rx
@@ -233,21 +273,20 @@ impl Replica {
     }
 }
 
-/// Delivers an admitted message: a management job, or a call context and a
-/// task on the canister's queue (`inspected`: its inspection already ran). Checks again (the canister may have changed
-/// since admission) and answers `tx` with the reason if it cannot run.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    inner: &Inner,
-    st: &mut State,
+/// A message from outside, as admitted.
+struct Message {
     caller: Principal,
     canister: Principal,
     method: String,
     arg: Vec<u8>,
-    query: Option<bool>,
-    inspected: bool,
-    tx: oneshot::Sender<CallResult>,
-) {
+    caller_info: Option<Arc<CallerInfo>>,
+}
+
+/// Delivers an admitted message: a management job, or a call context and a
+/// task on the canister's queue (`inspected`: its inspection already ran). Checks again (the canister may have changed
+/// since admission) and answers `tx` with the reason if it cannot run.
+fn deliver(inner: &Inner, st: &mut State, message: Message, query: Option<bool>, inspected: bool, tx: oneshot::Sender<CallResult>) {
+    let Message { caller, canister, method, arg, caller_info } = message;
     if canister == Principal::management_canister() {
         inner.push_job(Job {
             canister,
@@ -263,6 +302,7 @@ fn deliver(
     let context = st.new_context(canister, caller, Origin::Ingress(tx), 0);
     if let Some(ctx) = st.contexts.get_mut(&context) {
         ctx.inspected = inspected;
+        ctx.caller_info = caller_info;
     }
     if let Some(slot) = st.canisters.get_mut(&canister) {
         slot.queue.push_back(Task::Call { context, method, arg, caller, query, cycles: 0 });

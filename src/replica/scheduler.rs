@@ -212,7 +212,7 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
         inner.overlaps.fetch_add(1, SeqCst);
     }
     let mut finished = match task {
-        Task::Inspect { method, arg, caller, reply } => run_inspect(inner, canister, instance, method, arg, caller, reply),
+        Task::Inspect { method, arg, caller, caller_info, reply } => run_inspect(inner, canister, instance, method, arg, caller, caller_info, reply),
         Task::Install(install) => lifecycle::run_install(inner, canister, instance, install),
         Task::Uninstall { origin, done } => lifecycle::run_uninstall(canister, instance, origin, done),
         Task::Snapshot(job) => super::snapshots::run(inner, canister, instance, job),
@@ -266,10 +266,18 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
     let (info, timer, time, heap_limit, prep) = {
         let mut st = inner.lock();
         let time = st.now();
+        // Every execution in a call context sees its ingress sender info.
+        let context = match &task {
+            Task::Call { context, .. } => Some(*context),
+            Task::Response { callback, .. } => st.callbacks.get(callback).map(|cb| cb.context),
+            _ => None,
+        };
+        let caller_info = context.and_then(|c| st.contexts.get(&c)).and_then(|c| c.caller_info.clone());
         let Some(slot) = st.canisters.get(&canister) else {
             return Finished::unchanged(instance);
         };
-        let info = slot.info(canister);
+        let mut info = slot.info(canister);
+        info.caller_info = caller_info;
         let timer = slot.timer;
         let heap_limit = slot.settings.heap_limit();
         let prep = match &task {
@@ -553,6 +561,7 @@ fn run_inspect(
     method: String,
     arg: Vec<u8>,
     caller: Principal,
+    caller_info: Option<Arc<exec::CallerInfo>>,
     reply: tokio::sync::oneshot::Sender<Result<(), Reject>>,
 ) -> Finished {
     let Some(mut instance) = instance else {
@@ -567,7 +576,7 @@ fn run_inspect(
         let mut st = inner.lock();
         let time = st.now();
         match st.canisters.get(&canister) {
-            Some(slot) => (slot.info(canister), slot.timer, time),
+            Some(slot) => (exec::CanisterInfo { caller_info, ..slot.info(canister) }, slot.timer, time),
             None => {
                 let _ = reply.send(Ok(()));
                 return Finished::unchanged(Some(instance));

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use candid::Principal;
 use tokio::sync::oneshot;
-use super::exec::{CanisterInfo, CanisterInstance, Code, Continuation, MethodKind};
+use super::exec::{CallerInfo, CanisterInfo, CanisterInstance, Code, Continuation, MethodKind};
 use super::{CallResult, ErrorCode, InstallMode, InstallSource, Reject, Status, chunks, history, wall_clock_ns};
 
 /// Called once with the outcome of a queued lifecycle operation (install,
@@ -77,6 +77,9 @@ pub(super) struct CallContext {
     /// An ingress message whose `canister_inspect_message` already accepted
     /// it at submission (rounds mode): not inspected again.
     pub(super) inspected: bool,
+    /// The sender info of the ingress message that opened the context
+    /// (every execution in it sees it); `None` for everything else.
+    pub(super) caller_info: Option<std::sync::Arc<CallerInfo>>,
 }
 
 pub(super) struct Callback {
@@ -122,6 +125,7 @@ pub(super) enum Task {
         method: String,
         arg: Vec<u8>,
         caller: Principal,
+        caller_info: Option<std::sync::Arc<CallerInfo>>,
         reply: oneshot::Sender<Result<(), Reject>>,
     },
     Install(InstallJob),
@@ -250,6 +254,7 @@ impl Slot {
             env_vars: self.settings.env_vars(),
             certified_data: self.certified_data.clone(),
             subnet: self.subnet,
+            caller_info: None,
         }
     }
 }
@@ -353,6 +358,7 @@ impl State {
                 instructions: 0,
                 cycles: 0,
                 inspected: false,
+                caller_info: None,
             },
         );
         if let Some(s) = self.canisters.get_mut(&canister) {

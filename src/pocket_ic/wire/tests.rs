@@ -35,7 +35,7 @@ fn submit_reply_round_trips() {
 }
 
 #[test]
-fn canister_call_ignores_newer_fields() {
+fn canister_call_reads_the_sender_info_of_newer_clients() {
     let json = format!(
         r#"{{"sender":"BA==","canister_id":"{CANISTER_B64}","effective_principal":{{"CanisterId":"{CANISTER_B64}"}},"method":"greet","payload":"RElETAAA"}}"#
     );
@@ -43,12 +43,18 @@ fn canister_call_ignores_newer_fields() {
     assert_eq!(call.sender_principal().unwrap(), Principal::anonymous());
     assert_eq!(call.canister_principal().unwrap().to_text(), CANISTER_TEXT);
     assert_eq!(call.payload, b"DIDL\0\0");
+    assert_eq!(call.caller_info(), None, "13's calls carry no sender info");
     let newer = format!(
-        r#"{{"sender":"BA==","canister_id":"{CANISTER_B64}","effective_principal":"None","method":"m","payload":"","sender_info":{{"x":[1]}}}}"#
+        r#"{{"sender":"BA==","canister_id":"{CANISTER_B64}","effective_principal":"None","method":"m","payload":"","sender_info":{{"info":"AQID","signer":"{CANISTER_B64}"}},"later":1}}"#
     );
-    let call: RawCanisterCall = serde_json::from_str(&newer).expect("sender_info ignored");
+    let call: RawCanisterCall = round_trip(&newer.replace(r#","later":1"#, ""));
     assert_eq!(call.effective_principal, RawEffectivePrincipal::None);
     assert!(call.payload.is_empty());
+    let info = call.caller_info().expect("16.1's sender_info");
+    assert_eq!(info.data, vec![1, 2, 3]);
+    assert_eq!(Principal::from_slice(&info.signer).to_text(), CANISTER_TEXT);
+    let call: RawCanisterCall = serde_json::from_str(&newer).expect("unknown fields are ignored");
+    assert!(call.sender_info.is_some());
 }
 
 #[test]

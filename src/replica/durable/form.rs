@@ -702,6 +702,9 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
                 instructions: c.instructions,
                 cycles: c.cycles,
                 inspected: c.inspected,
+                // Sender info comes only with PocketIC's ingress, which no
+                // state directory holds.
+                caller_info: None,
             };
             (id, context)
         })

@@ -147,9 +147,11 @@ fn reject_bytes(s: &mut ExecState) -> wasmtime::Result<&[u8]> {
 fn method_bytes(s: &mut ExecState) -> wasmtime::Result<&[u8]> {
     s.method_name().map(str::as_bytes)
 }
-fn nothing(s: &mut ExecState) -> wasmtime::Result<&[u8]> {
-    s.cx("msg_caller_info_data_copy")?;
-    Ok(&[])
+fn caller_info_data(s: &mut ExecState) -> wasmtime::Result<&[u8]> {
+    s.caller_info("msg_caller_info_data_copy", true)
+}
+fn caller_info_signer(s: &mut ExecState) -> wasmtime::Result<&[u8]> {
+    s.caller_info("msg_caller_info_signer_copy", false)
 }
 
 fn amount(high: u64, low: u64) -> u128 {
@@ -215,11 +217,11 @@ macro_rules! define_ic0 {
             let p = c.data_mut().caller()?;
             copy_owned(&mut c, "msg_caller_copy", (d as u64, o as u64, s as u64), p.as_slice())
         })?;
-        // ww's callers carry no caller info (as ingress without delegation).
-        l.func_wrap("ic0", "msg_caller_info_data_size", |mut c: C<'_>| -> R<P> { c.data_mut().cx("msg_caller_info_data_size")?; Ok(0) })?;
-        l.func_wrap("ic0", "msg_caller_info_data_copy", |mut c: C<'_>, d: P, o: P, s: P| copy_out(&mut c, "msg_caller_info_data_copy", (d as u64, o as u64, s as u64), nothing))?;
-        l.func_wrap("ic0", "msg_caller_info_signer_size", |mut c: C<'_>| -> R<P> { c.data_mut().cx("msg_caller_info_signer_size")?; Ok(0) })?;
-        l.func_wrap("ic0", "msg_caller_info_signer_copy", |mut c: C<'_>, d: P, o: P, s: P| copy_out(&mut c, "msg_caller_info_signer_copy", (d as u64, o as u64, s as u64), nothing))?;
+        // The sender info of the call context's ingress message (empty without one).
+        l.func_wrap("ic0", "msg_caller_info_data_size", |mut c: C<'_>| -> R<P> { Ok(c.data_mut().caller_info("msg_caller_info_data_size", true)?.len() as P) })?;
+        l.func_wrap("ic0", "msg_caller_info_data_copy", |mut c: C<'_>, d: P, o: P, s: P| copy_out(&mut c, "msg_caller_info_data_copy", (d as u64, o as u64, s as u64), caller_info_data))?;
+        l.func_wrap("ic0", "msg_caller_info_signer_size", |mut c: C<'_>| -> R<P> { Ok(c.data_mut().caller_info("msg_caller_info_signer_size", false)?.len() as P) })?;
+        l.func_wrap("ic0", "msg_caller_info_signer_copy", |mut c: C<'_>, d: P, o: P, s: P| copy_out(&mut c, "msg_caller_info_signer_copy", (d as u64, o as u64, s as u64), caller_info_signer))?;
         l.func_wrap("ic0", "msg_reject_code", |mut c: C<'_>| -> R<u32> { c.data_mut().reject_code() })?;
         l.func_wrap("ic0", "msg_reject_msg_size", |mut c: C<'_>| -> R<P> { Ok(c.data_mut().reject_message()?.len() as P) })?;
         l.func_wrap("ic0", "msg_reject_msg_copy", |mut c: C<'_>, d: P, o: P, s: P| copy_out(&mut c, "msg_reject_msg_copy", (d as u64, o as u64, s as u64), reject_bytes))?;

@@ -65,6 +65,22 @@ impl ExecState {
         Ok(self.cx("msg_caller_copy")?.input.caller)
     }
 
+    /// `ic0.msg_caller_info_data_*` (`data`) or `ic0.msg_caller_info_signer_*`:
+    /// the sender info of the call context's ingress message; empty without
+    /// one (a canister's call, or ingress without sender info). Not in
+    /// init, upgrade hooks or system tasks (the spec's U RQ NRQ CQ Ry Rt CRy
+    /// CRt C CC F).
+    pub(super) fn caller_info(&mut self, function: &str, data: bool) -> wasmtime::Result<&[u8]> {
+        let cx = self.allowed(function, |e| {
+            matches!(e, E::Update(_) | E::Query { .. } | E::Reply(_) | E::Reject(_) | E::Cleanup(_) | E::Inspect { .. })
+        })?;
+        Ok(match &cx.info.caller_info {
+            Some(info) if data => &info.data,
+            Some(info) => &info.signer,
+            None => &[],
+        })
+    }
+
     pub(super) fn reject_code(&mut self) -> wasmtime::Result<u32> {
         let cx = self.allowed("msg_reject_code", is_callback)?;
         Ok(cx.input.reject.as_ref().map_or(0, |(c, _)| *c as u32))

@@ -1,11 +1,13 @@
 //! pocket-ic 16.x against ww (`WW_POCKET_IC_VERSION=16`,
 //! `POCKET_IC_BIN` = ww's `pocket-ic` symlink): the version handshake, the
 //! essential flow (instance, create, install, update, query), rejects as the
-//! 16.x client names them, and submit + tick + await with time.
+//! 16.x client names them, submit + tick + await with time, and sender info
+//! (16.1's `*_with_sender_info`) as the callee sees it.
 
 use std::path::PathBuf;
 
-use candid::{Decode, Encode, Principal};
+use candid::{CandidType, Decode, Deserialize, Encode, Principal};
+use pocket_ic::common::rest::RawSenderInfo;
 use pocket_ic::{ErrorCode, PocketIc, PocketIcBuilder, RejectCode};
 
 fn wasm(name: &str) -> Vec<u8> {
@@ -66,4 +68,60 @@ fn submit_tick_and_await_with_time_under_the_test_s_control() {
     assert_eq!(Decode!(&reply, u64).unwrap(), 1);
     pic.advance_time(std::time::Duration::from_secs(60));
     assert!(pic.get_time() >= t0 + std::time::Duration::from_secs(60));
+}
+
+/// cdk_counter's `CallerInfo` (`ic0.msg_caller_info_data` and `_signer`).
+#[derive(CandidType, Deserialize, Debug, PartialEq, Eq, Clone)]
+struct CallerInfo {
+    data: Vec<u8>,
+    signer: Option<Principal>,
+}
+
+fn no_info() -> CallerInfo {
+    CallerInfo { data: Vec::new(), signer: None }
+}
+
+#[test]
+fn the_callee_sees_the_sender_info_of_the_call() {
+    let pic = pic();
+    let id = counter(&pic);
+    let signer = Principal::from_text("rdmx6-jaaaa-aaaaa-aaadq-cai").unwrap();
+    let info = b"attributes the signer vouches for".to_vec();
+    let sender_info = || RawSenderInfo { info: info.clone(), signer: signer.as_slice().to_vec() };
+    let expected = CallerInfo { data: info.clone(), signer: Some(signer) };
+    let user = Principal::self_authenticating([7u8; 32]);
+
+    // An update: the method and its callback (after a self-call) see it.
+    let reply = pic
+        .update_call_with_sender_info(id, user, "caller_info_around_call", Encode!().unwrap(), sender_info())
+        .expect("caller_info_around_call");
+    let (in_method, in_callback) = Decode!(&reply, CallerInfo, CallerInfo).unwrap();
+    assert_eq!(in_method, expected);
+    assert_eq!(in_callback, expected, "a callback runs in the original call's context");
+
+    // A query.
+    let reply = pic.query_call_with_sender_info(id, user, "caller_info", Encode!().unwrap(), sender_info()).expect("caller_info");
+    assert_eq!(Decode!(&reply, CallerInfo).unwrap(), expected);
+
+    // Without sender info: empty.
+    let reply = pic.update_call(id, user, "caller_info_around_call", Encode!().unwrap()).expect("no info");
+    assert_eq!(Decode!(&reply, CallerInfo, CallerInfo).unwrap(), (no_info(), no_info()));
+    let reply = pic.query_call(id, user, "caller_info", Encode!().unwrap()).expect("no info");
+    assert_eq!(Decode!(&reply, CallerInfo).unwrap(), no_info());
+
+    // A canister caller carries none, whatever its own caller's was.
+    let caller = pic.create_canister();
+    pic.install_canister(caller, wasm("cdk_caller"), Encode!().unwrap(), None);
+    let arg = Encode!(&id, &"caller_info", &Encode!().unwrap(), &None::<u32>).unwrap();
+    let reply = pic.update_call_with_sender_info(caller, user, "call_method", arg, sender_info()).expect("call_method");
+    let bytes = Decode!(&reply, Result<Vec<u8>, CallError>).unwrap().expect("the call went through");
+    assert_eq!(Decode!(&bytes, CallerInfo).unwrap(), no_info());
+}
+
+/// cdk_caller's `CallError`.
+#[derive(CandidType, Deserialize, Debug)]
+#[allow(dead_code)]
+struct CallError {
+    code: u32,
+    message: String,
 }

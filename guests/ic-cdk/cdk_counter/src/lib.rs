@@ -163,6 +163,34 @@ fn whoami() -> Principal {
     ic_cdk::api::msg_caller()
 }
 
+/// What the system says about the caller beyond its principal
+/// (`ic0.msg_caller_info_*`): the sender info's data and its signer.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CallerInfo {
+    pub data: Vec<u8>,
+    pub signer: Option<Principal>,
+}
+
+fn caller_info_now() -> CallerInfo {
+    CallerInfo { data: ic_cdk::api::msg_caller_info_data(), signer: ic_cdk::api::msg_caller_info_signer() }
+}
+
+#[query]
+fn caller_info() -> CallerInfo {
+    caller_info_now()
+}
+
+/// The caller info in the method, then in its reply callback after a
+/// self-call (a callback runs in the original call's context).
+#[update]
+async fn caller_info_around_call() -> (CallerInfo, CallerInfo) {
+    let before = caller_info_now();
+    if let Err(e) = Call::unbounded_wait(ic_cdk::api::canister_self(), "noop").await {
+        ic_cdk::trap(format!("caller_info_around_call: self-call failed: {e}"));
+    }
+    (before, caller_info_now())
+}
+
 #[query]
 fn self_id() -> Principal {
     ic_cdk::api::canister_self()
