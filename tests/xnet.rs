@@ -31,8 +31,19 @@ struct Peer {
     child: Option<Child>,
 }
 
+/// A port free now and never handed out before in this process: ww's
+/// listeners set SO_REUSEPORT, so two nodes given the same port would both
+/// listen on it (and each would take the other's address for its own).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl Peer {
@@ -303,18 +314,37 @@ fn a_guaranteed_call_to_a_node_that_restarts_without_state_gets_sys_transient() 
 }
 
 #[test]
-fn an_untrusted_peer_is_refused() {
+fn an_untrusted_peer_is_refused_once_redialed_with_backoff_and_named_in_errors() {
     let (mut a, mut c) = (Peer::new(), Peer::new());
-    // c dials a, but a trusts nobody.
+    // c dials a, but a trusts nobody: a refuses c after every handshake.
     c.boot(&a);
     a.start();
     c.start();
-    a.wait_log(&format!("refused a connection from {}", c.peer_id), 1);
-    assert!(a.log().contains("not a trusted peer"));
+    // Over ~6 s from the first connection, c dials a only a few times
+    // (backoff after a refusal; it used to redial every ~100 ms, ~50
+    // times), and each side logs the refusal once, naming the reason.
+    c.wait_log("connected to peer", 1);
+    std::thread::sleep(Duration::from_secs(6));
+    let (a_log, c_log) = (a.log(), c.log());
+    let attempts = c_log.matches("connected to peer").count();
+    assert!(attempts <= 6, "c redialed a {attempts} times in ~6 s:\n{c_log}");
+    let refused_here = format!("peer {} closed the connection right after the handshake", a.peer_id);
+    assert_eq!(c_log.matches(&refused_here).count(), 1, "c logs the refusal once:\n{c_log}");
+    assert!(c_log.contains("not in its trusted peers"), "{c_log}");
+    let refused_there = format!("refused {} at", c.peer_id);
+    assert_eq!(a_log.matches(&refused_there).count(), 1, "a logs the refusal once:\n{a_log}");
+    assert!(a_log.contains("not in this node's trusted peers"), "{a_log}");
+    // A call through c to a canister in a's range names a and the reason,
+    // on one line: as ingress (`ww call`) and from a canister of c.
     let pa = a.probe("pa");
     let _pc = c.probe("pc");
+    let (code, out, err) = c.cli(&["call", &pa, "get", "()"]);
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&a.peer_id) && err.contains("refuses this node"), "{err}");
     let out = c.call("pc", "call_method", &format!(r#"(principal "{pa}", "get", {NO_ARGS})"#));
     assert!(out.contains("code = 3"), "c cannot reach a's canisters: {out}");
+    assert!(out.contains(&a.peer_id) && out.contains("refuses this node"), "{out}");
 }
 
 #[test]

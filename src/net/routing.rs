@@ -114,6 +114,11 @@ impl RoutingTable {
         self.peers.iter().find(|(_, r)| r.contains(&index)).map(|(p, _)| *p)
     }
 
+    /// Whether `peer` announced a range (it opened a stream with this node).
+    pub fn announced(&self, peer: &PeerId) -> bool {
+        self.peers.contains_key(peer)
+    }
+
     /// Whether `canister` is in `peer`'s announced range.
     pub fn hosted_by(&self, peer: &PeerId, canister: &Principal) -> bool {
         canister_index(canister).is_some_and(|i| self.peers.get(peer).is_some_and(|r| r.contains(&i)))

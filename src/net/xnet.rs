@@ -39,6 +39,16 @@
 //! - **Locks.** The replica calls [`RemoteRouter::send`] with its state
 //!   locked, so this module never calls the replica while holding its own
 //!   lock.
+//!
+//! # Peers
+//!
+//! The swarm's driver tells each trusted peer's [`PeerState`]. A peer's
+//! stream is opened once it is [`PeerState::Connected`] (or it opened
+//! one to us) and retried only while it stays connected: the driver alone
+//! dials. A canister that no announced range holds is explained
+//! ([`RemoteRouter::unreachable`]) when a peer this node cannot reach owns
+//! its id's derived range ([`super::routing::derived_range`]): that peer
+//! refuses this node, or is unreachable and why.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -51,7 +61,7 @@ use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::routing::{CanisterRange, RoutingTable};
+use super::routing::{CanisterRange, RoutingTable, derived_range};
 use crate::replica::remote::{ForwardedIngress, RemoteRequest, RemoteResponse, RemoteRouter};
 use crate::replica::{ErrorCode, Reject, RejectCode, Replica};
 
@@ -67,6 +77,35 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_LAST: Duration = Duration::from_secs(2);
 /// After a refusal (an overlapping range) the next try waits this long.
 const BACKOFF_REFUSED: Duration = Duration::from_secs(30);
+
+/// What the network knows of a peer, as the swarm's driver tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// A boot peer being dialed, not connected yet.
+    Pending,
+    /// Connected, and it accepts this node (identify answered).
+    Connected,
+    /// It closed our connection right after the handshake: it does not
+    /// trust this node.
+    Refused,
+    /// Dialing it failed: why.
+    Unreachable(String),
+    /// Its connection ended; it is being redialed (if a boot peer).
+    Disconnected,
+}
+
+impl PeerState {
+    /// What the node hosting a range is, said of this peer.
+    fn describe(&self) -> String {
+        match self {
+            PeerState::Pending => "is not connected yet".into(),
+            PeerState::Connected => "is connected but has not announced its canister range to this node".into(),
+            PeerState::Refused => "refuses this node (this node is not in its trusted peers)".into(),
+            PeerState::Unreachable(why) => format!("is unreachable ({why})"),
+            PeerState::Disconnected => "is disconnected (being redialed)".into(),
+        }
+    }
+}
 
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +251,8 @@ impl Link {
 struct State {
     routing: RoutingTable,
     links: HashMap<PeerId, Link>,
+    /// Each trusted peer's state, as the driver last told it.
+    peers: HashMap<PeerId, PeerState>,
     /// The id of the next forwarded ingress message.
     next_ingress: u64,
 }
@@ -238,7 +279,7 @@ impl Xnet {
             control,
             incarnation: fresh_incarnation(),
             subnet,
-            state: Mutex::new(State { routing: RoutingTable::new(range), links: HashMap::new(), next_ingress: 0 }),
+            state: Mutex::new(State { routing: RoutingTable::new(range), links: HashMap::new(), peers: HashMap::new(), next_ingress: 0 }),
             admin,
         });
         replica.set_remote_router(me.clone());
@@ -261,8 +302,18 @@ impl Xnet {
         self.lock().routing.ranges()
     }
 
-    /// Keeps a stream open to `peer` (a trusted peer just connected).
-    pub fn connected(self: &Arc<Self>, peer: PeerId) {
+    /// What the driver learned of a trusted peer. A connected peer gets a
+    /// stream.
+    pub fn peer_state(self: &Arc<Self>, peer: PeerId, state: PeerState) {
+        let connected = state == PeerState::Connected;
+        self.lock().peers.insert(peer, state);
+        if connected {
+            self.open_stream(peer);
+        }
+    }
+
+    /// Keeps a stream open to `peer` while it is connected.
+    fn open_stream(self: &Arc<Self>, peer: PeerId) {
         {
             let mut st = self.lock();
             let link = st.links.entry(peer).or_insert_with(Link::new);
@@ -345,7 +396,24 @@ impl Xnet {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_LAST);
+            if !self.still_connected(peer) {
+                return;
+            }
         }
+    }
+
+    /// Whether `peer`'s stream should be tried again (it is connected, as
+    /// far as the driver said); if not, the stream loop ends and the next
+    /// [`PeerState::Connected`] starts another.
+    fn still_connected(&self, peer: PeerId) -> bool {
+        let mut st = self.lock();
+        if st.peers.get(&peer).is_none_or(|s| *s == PeerState::Connected) {
+            return true;
+        }
+        if let Some(link) = st.links.get_mut(&peer) {
+            link.outbound_running = false;
+        }
+        false
     }
 
     async fn run_outbound(&self, peer: PeerId, backoff: &mut Duration) -> Result<(), XnetError> {
@@ -476,7 +544,7 @@ impl Xnet {
         write_frame(&mut wr, &Frame::Welcome { incarnation: self.incarnation, range: self.range_pair(), resume_from: resume }).await?;
         // Before this stream reads: the opener may already have connected
         // (we were dialed), so make sure ours runs too.
-        self.connected(peer);
+        self.open_stream(peer);
         loop {
             let Frame::Messages { first_seq, messages } = read_frame(&mut rd).await? else {
                 return Err(XnetError::Protocol("expected Messages".into()));
@@ -588,6 +656,11 @@ impl RemoteRouter for Xnet {
         self.lock().routing.route(canister).is_some()
     }
 
+    fn unreachable(&self, canister: &Principal) -> Option<String> {
+        let st = self.lock();
+        explain_unreachable(&st.routing, &st.peers, canister)
+    }
+
     fn send(&self, request: RemoteRequest) {
         let mut st = self.lock();
         let Some(peer) = st.routing.route(&request.callee) else {
@@ -617,5 +690,52 @@ impl RemoteRouter for Xnet {
         link.ingress.insert(id, tx);
         link.push(Message::Ingress { id, ingress });
         rx
+    }
+}
+
+/// Why `canister`, in no known range, may be out of reach: the peer whose
+/// derived range holds it and that never announced a range (it refuses
+/// this node, is unreachable, ...), else the peers whose range is unknown.
+fn explain_unreachable(routing: &RoutingTable, peers: &HashMap<PeerId, PeerState>, canister: &Principal) -> Option<String> {
+    let index = crate::replica::canister_index(canister)?;
+    if routing.local().contains(&index) || routing.route(canister).is_some() {
+        return None;
+    }
+    let mut silent: Vec<(&PeerId, &PeerState)> = peers.iter().filter(|(p, _)| !routing.announced(p)).collect();
+    silent.sort_by_key(|(p, _)| **p);
+    if let Some((peer, state)) = silent.iter().find(|(p, _)| derived_range(p).contains(&index)) {
+        return Some(format!("Canister {canister} cannot be reached: the node hosting its range ({peer}) {}", state.describe()));
+    }
+    if silent.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = silent.iter().take(3).map(|(p, s)| format!("{p}, which {}", s.describe())).collect();
+    let more = if silent.len() > 3 { format!(" and {} more", silent.len() - 3) } else { String::new() };
+    Some(format!("Canister {canister} not found on any node this node reaches; it may be on a peer whose range is unknown: {}{more}", shown.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::canister_id;
+
+    #[test]
+    fn an_unroutable_canister_names_the_peer_that_owns_its_range() {
+        let (refusing, lost, streaming) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut routing = RoutingTable::new(100..=199);
+        routing.admit(streaming, 200..=299).unwrap();
+        let mut peers = HashMap::from([(refusing, PeerState::Refused), (streaming, PeerState::Connected)]);
+        let in_range = canister_id(*derived_range(&refusing).start() + 5);
+        let why = explain_unreachable(&routing, &peers, &in_range).unwrap();
+        assert!(why.contains(&refusing.to_string()) && why.contains("refuses this node"), "{why}");
+        assert_eq!(explain_unreachable(&routing, &peers, &canister_id(150)), None, "this node's own");
+        assert_eq!(explain_unreachable(&routing, &peers, &canister_id(250)), None, "routed");
+        assert_eq!(explain_unreachable(&routing, &peers, &Principal::anonymous()), None, "not a canister id");
+        // An id in no derived range: the peers whose range is unknown.
+        peers.insert(lost, PeerState::Unreachable("connection refused".into()));
+        let why = explain_unreachable(&routing, &peers, &canister_id(5)).unwrap();
+        assert!(why.contains(&lost.to_string()) && why.contains("is unreachable (connection refused)"), "{why}");
+        assert!(why.contains(&refusing.to_string()) && !why.contains(&streaming.to_string()), "{why}");
+        assert_eq!(explain_unreachable(&RoutingTable::new(100..=199), &HashMap::new(), &canister_id(5)), None);
     }
 }

@@ -18,6 +18,12 @@
 //!   a call a canister on another node made, checked as ingress is
 //!   (payload limit, callable method), answered through a channel with the
 //!   unaccepted cycles.
+//! - **Unroutable.** A call to a canister neither this replica nor a routed
+//!   node hosts fails as on one node (`CanisterNotFound`,
+//!   `DESTINATION_INVALID` between canisters), with the router's
+//!   explanation as its message when it has one
+//!   ([`RemoteRouter::unreachable`]: the node owning that range refuses
+//!   this node or cannot be reached).
 
 use candid::Principal;
 use tokio::sync::oneshot;
@@ -29,6 +35,12 @@ use super::{CallResult, ErrorCode, Reject, RejectCode, Replica};
 pub trait RemoteRouter: Send + Sync {
     /// Whether a connected or known node hosts `canister`.
     fn routes(&self, canister: &Principal) -> bool;
+    /// Why `canister`, which [`RemoteRouter::routes`] does not route, may
+    /// be out of reach (a node this one cannot reach owns its range), on
+    /// one line; `None` when nothing is known.
+    fn unreachable(&self, _canister: &Principal) -> Option<String> {
+        None
+    }
     /// Takes a request to send. Called with the replica's state locked:
     /// queue it, never block or call back into the replica.
     fn send(&self, request: RemoteRequest);
@@ -75,6 +87,15 @@ pub struct RemoteResponse {
     pub refund: u64,
 }
 
+/// `reject` (a canister not found) with the router's explanation as its
+/// message when it has one ([`RemoteRouter::unreachable`]).
+pub(super) fn explain_not_found(remote: Option<&std::sync::Arc<dyn RemoteRouter>>, canister: &Principal, reject: Reject) -> Reject {
+    match remote.and_then(|r| r.unreachable(canister)) {
+        Some(why) => Reject { message: Reject::system(ErrorCode::CanisterNotFound, why).message, ..reject },
+        None => reject,
+    }
+}
+
 impl Replica {
     /// Routes calls to canisters this replica does not host through
     /// `router`. Set once (later calls are ignored).
@@ -85,20 +106,28 @@ impl Replica {
     }
 
     /// Sends an ingress message for a canister this replica does not host
-    /// to the node that does, if a router knows one.
+    /// to the node that does, if a router knows one; a canister the router
+    /// cannot route but can explain (its node is out of reach) is refused
+    /// with the reason.
     pub(super) fn forward(&self, caller: Principal, canister: Principal, method: &str, arg: &[u8], query: bool) -> Option<oneshot::Receiver<CallResult>> {
         let router = self.inner.remote.get()?;
-        if canister == Principal::management_canister() || self.hosts(&canister) || !router.routes(&canister) {
+        if canister == Principal::management_canister() || self.hosts(&canister) {
             return None;
+        }
+        let answer = |reject: Reject| {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(reject));
+            Some(rx)
+        };
+        if !router.routes(&canister) {
+            return answer(Reject::system(ErrorCode::CanisterNotFound, router.unreachable(&canister)?));
         }
         let limit = self.inner.config.limits.max_inter_canister_payload;
         if arg.len() > limit {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Err(Reject::system(
+            return answer(Reject::system(
                 ErrorCode::CanisterRejectedMessage,
                 format!("the ingress payload ({} bytes) is larger than {limit} bytes", arg.len()),
-            )));
-            return Some(rx);
+            ));
         }
         Some(router.forward_ingress(ForwardedIngress { caller, callee: canister, method: method.to_string(), arg: arg.to_vec(), query }))
     }

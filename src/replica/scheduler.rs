@@ -722,7 +722,8 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
     }
     if let Err(reject) = st.check_callable(&call.callee, &call.method, false) {
         let reject = if reject.error_code == Some(ErrorCode::CanisterNotFound) {
-            Reject { code: RejectCode::DestinationInvalid, ..reject }
+            // Saying why when a node out of reach owns the id.
+            Reject { code: RejectCode::DestinationInvalid, ..super::remote::explain_not_found(inner.remote.get(), &call.callee, reject) }
         } else {
             reject
         };
