@@ -287,6 +287,38 @@ async fn timers_fire_when_time_is_advanced() {
     assert!(after >= before + 60_000_000_000, "time is monotonic and advanced");
 }
 
+/// On the IC the global timer is deactivated when it fires, before the
+/// timer entry point runs, so a trap there leaves it deactivated: the next
+/// `set_global_timer` returns 0, not the old deadline (ww-cdk keeps its
+/// deadlines in linear memory, which the trap rolls back).
+#[tokio::test]
+async fn a_timer_that_traps_is_spent_as_on_the_ic() {
+    let r = replica();
+    let id = install(&r, "probe", none_arg()).await;
+    update::<()>(&r, id, "arm_trapping_timer", Encode!(&60_000_000_000u64).unwrap()).await;
+    r.advance_time(Duration::from_secs(61));
+    let trapped = |r: &Replica| {
+        r.fetch_logs(&id, &admin())
+            .unwrap()
+            .canister_log_records
+            .iter()
+            .any(|l| String::from_utf8_lossy(&l.content).contains("the timer traps as asked"))
+    };
+    for _ in 0..200 {
+        if trapped(&r) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(trapped(&r), "the timer ran and trapped");
+    assert_eq!(query::<u64>(&r, id, "timer_fired", no_args()).await, 0, "the trap rolled its count back");
+    assert_eq!(update::<u64>(&r, id, "set_global_timer", Encode!(&0u64).unwrap()).await, 0, "the timer is spent");
+    // A timer set again fires again (and its previous value is reported).
+    let at = r.time() + 3_600_000_000_000;
+    assert_eq!(update::<u64>(&r, id, "set_global_timer", Encode!(&at).unwrap()).await, 0);
+    assert_eq!(update::<u64>(&r, id, "set_global_timer", Encode!(&at).unwrap()).await, at);
+}
+
 #[tokio::test]
 async fn management_canister_with_candid() {
     use ww::replica::management::{CanisterIdRecord, CanisterInstallMode, InstallCodeArgs, ProvisionalCreateCanisterArgs};

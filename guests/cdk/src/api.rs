@@ -112,6 +112,7 @@ pub fn canister_self() -> Principal {
 
 /// A canister's status, as [`canister_status`] returns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CanisterStatusCode {
     /// Running.
     Running,

@@ -39,6 +39,7 @@ pub const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
 
 /// An IC reject code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum RejectCode {
     /// 1: fatal system error.
     SysFatal = 1,
@@ -123,6 +124,7 @@ impl CallRejected {
 
 /// Why a call produced no reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallFailed {
     /// The call could not be queued.
     CallPerformFailed(CallPerformFailed),
@@ -217,6 +219,7 @@ impl std::error::Error for CandidDecodeFailed {}
 
 /// Any failure of "call, then decode the reply", for `?` in one place.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The call failed.
     CallFailed(CallFailed),

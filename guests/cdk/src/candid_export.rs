@@ -24,6 +24,7 @@ pub const CANDID_METHOD: &str = "__get_candid_interface_tmp_hack";
 
 /// What a recorded signature belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CandidKind {
     /// An `#[update]` method.
     Update,

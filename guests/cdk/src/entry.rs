@@ -18,6 +18,7 @@ pub struct Canister;
 
 /// What a registered function is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EntryKind {
     /// `#[update]`.
     Update,

@@ -4,6 +4,11 @@
 //! (in linear memory, so they roll back with a trap) and arms the host's
 //! timer with the earlier one.
 //!
+//! The host's timer fires once and is then deactivated, even when the
+//! timer entry point traps and both deadlines here roll back: the next
+//! time either is set, the host's previous value (0) shows that the
+//! deadline it was armed with is spent.
+//!
 //! An upgrade starts with both cleared, as the IC clears the timer: the
 //! canister sets its own again in `#[post_upgrade]`, the SDK re-arms its
 //! sweep before that hook runs.
@@ -24,21 +29,46 @@ fn earliest(a: u64, b: u64) -> u64 {
     }
 }
 
-fn arm() {
-    ic0::global_timer_set(earliest(CANISTER.with(Cell::get), SDK.with(Cell::get)));
+/// Arms the host's timer with the earlier deadline; returns the host's
+/// previous value.
+fn arm() -> u64 {
+    ic0::global_timer_set(earliest(CANISTER.with(Cell::get), SDK.with(Cell::get)))
 }
 
-/// The canister sets its timer (0 clears it); returns its previous value.
+/// Whether the host's timer fired without this bookkeeping seeing it: the
+/// host deactivates its timer when it fires, before the timer entry point
+/// runs, and a trap in that entry point leaves it deactivated while both
+/// deadlines here (linear memory) roll back. `armed` is what the host was
+/// last armed with, `host_previous` what it held just now.
+fn fired_unseen(armed: u64, host_previous: u64) -> bool {
+    armed != 0 && host_previous == 0
+}
+
+/// The canister sets its timer (0 clears it); returns its previous value
+/// (0 once it fired, as on the IC, even if the timer entry point trapped).
 pub(crate) fn set_canister_timer(timestamp: u64) -> u64 {
+    let armed = earliest(CANISTER.with(Cell::get), SDK.with(Cell::get));
     let previous = CANISTER.with(|c| c.replace(timestamp));
-    arm();
+    let host_previous = arm();
+    if fired_unseen(armed, host_previous) && previous == armed {
+        // It fired (the SDK's deadline, if it was the same, is still armed:
+        // its work did not happen).
+        return 0;
+    }
     previous
 }
 
 /// The SDK needs the timer at `timestamp` (or earlier, if already asked).
 pub(crate) fn want_sdk_timer(timestamp: u64) {
+    let armed = earliest(CANISTER.with(Cell::get), SDK.with(Cell::get));
     SDK.with(|s| s.set(earliest(s.get(), timestamp)));
-    arm();
+    let host_previous = arm();
+    if fired_unseen(armed, host_previous) && CANISTER.with(Cell::get) == armed {
+        // The canister's timer fired (and its entry point trapped): it is
+        // spent, as the IC leaves it; arm the SDK's alone.
+        CANISTER.with(|c| c.set(0));
+        arm();
+    }
 }
 
 /// Whether the SDK's own deadline has passed (its work is due).
@@ -61,6 +91,8 @@ pub(crate) fn fired() -> bool {
     if due {
         CANISTER.with(|c| c.set(0));
     }
+    // The host deactivated its timer when it fired; re-arm it with what is
+    // left.
     arm();
     due
 }

@@ -68,6 +68,8 @@ thread_local! {
     /// Heap kept on purpose (`grow_heap`, `trap_after_mutate`).
     static BALLAST: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static TIMER_FIRED: Cell<u64> = const { Cell::new(0) };
+    /// `#[on_timer]` traps (after counting) while set.
+    static TIMER_TRAPS: Cell<bool> = const { Cell::new(false) };
     /// Set by `open_gate`; `wait_gate` returns once it is.
     static GATE_OPEN: Cell<bool> = const { Cell::new(false) };
 
@@ -510,6 +512,22 @@ fn set_timer_in(nanos: u64) {
 fn on_timer() {
     TIMER_FIRED.with(|t| t.set(t.get() + 1));
     LOG.with(|l| l.borrow_mut().push("timer".to_owned()));
+    if TIMER_TRAPS.with(Cell::get) {
+        api::trap("the timer traps as asked");
+    }
+}
+
+/// Arms the timer `nanos` from now with an `#[on_timer]` that traps.
+#[update]
+fn arm_trapping_timer(nanos: u64) {
+    TIMER_TRAPS.with(|t| t.set(true));
+    set_timer_in(nanos);
+}
+
+/// `set_global_timer` as the canister sees it: the previous deadline.
+#[update]
+fn set_global_timer(timestamp: u64) -> u64 {
+    api::set_global_timer(timestamp)
 }
 
 #[query]

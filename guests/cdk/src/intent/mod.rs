@@ -43,6 +43,7 @@ pub struct IntentKey(String);
 
 /// A key that cannot name a resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IntentKeyError {
     Empty,
     TooLong { bytes: usize },
