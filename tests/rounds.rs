@@ -1,8 +1,11 @@
 //! The replica in deterministic rounds (`Clock::Rounds`, what the PocketIC
-//! front end runs): ingress waits for a round, time moves only when set (and
-//! 1 ns per round), timers fire in rounds, and a canister that keeps calling
-//! itself cannot keep a round from ending. With an unmodified ic-cdk
-//! canister (`guests/ic-cdk/cdk_counter`).
+//! front end runs): ingress waits for a round; time moves as PocketIC moves
+//! it (a round runs at the time set, or 1 ns after the last round if it was
+//! not set since; queries see the time of the last round); a canister's call
+//! to the management canister runs in the next round and its response in
+//! the one after; timers fire in rounds, and a canister that keeps calling
+//! itself cannot keep a round from ending. With unmodified ic-cdk canisters
+//! (`guests/ic-cdk/cdk_counter`, `cdk_caller`).
 
 mod common;
 
@@ -25,13 +28,18 @@ async fn round(r: &Replica) -> RoundReport {
 
 /// Installs cdk_counter; the install itself waits for a round.
 async fn counter(r: &Replica) -> Principal {
-    let p = common::repo().join("guests/target/wasm32-unknown-unknown/release/cdk_counter.wasm");
+    install_cdk(r, "cdk_counter", Encode!(&Option::<()>::None).unwrap()).await
+}
+
+/// Installs ic-cdk canister `name` with `arg`, running rounds until done.
+async fn install_cdk(r: &Replica, name: &str, arg: Vec<u8>) -> Principal {
+    let p = common::repo().join(format!("guests/target/wasm32-unknown-unknown/release/{name}.wasm"));
     let wasm = std::fs::read(&p).unwrap_or_else(|e| panic!("{} is missing ({e}): run `make test`", p.display()));
     let id = r.create_canister(vec![admin()]);
     let m = ww::replica::install::prepare_module(r, &id, &wasm).expect("prepare");
     let install = {
         let r = r.clone();
-        tokio::spawn(async move { r.install(admin(), id, InstallMode::Install, m, Encode!(&Option::<()>::None).unwrap()).await })
+        tokio::spawn(async move { r.install(admin(), id, InstallMode::Install, m, arg).await })
     };
     // The spawned install queues itself when it first runs: round until done.
     while !install.is_finished() {
@@ -78,15 +86,62 @@ async fn time_moves_only_when_set_and_one_nanosecond_per_round() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(r.time(), START, "the wall clock does not move a rounds replica");
     round(&r).await;
-    assert_eq!(r.time(), START + 1);
+    assert_eq!(r.time(), START + 1, "time had not moved since the last round (the start): 1 ns later");
     assert_eq!(r.set_time(START), Err(ClockError::TimeIntoPast { current: START + 1, requested: START }));
     r.set_time(START + 5_000).unwrap();
     r.advance_time(Duration::from_nanos(10));
     assert_eq!(r.time(), START + 5_010);
+    round(&r).await;
+    assert_eq!(r.time(), START + 5_010, "a round after set_time runs at exactly that time");
+    round(&r).await;
+    assert_eq!(r.time(), START + 5_011);
+    r.set_time(START + 5_011).expect("setting the current time is no change");
+    round(&r).await;
+    assert_eq!(r.time(), START + 5_012, "setting the current time did not move it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_see_the_time_of_the_last_round() {
+    let r = rounds_replica();
     let id = counter(&r).await;
-    let now = r.time();
-    assert!(now > START + 5_010, "every round moved time by 1 ns");
-    assert_eq!(get(&r, id, "time_now").await, now, "a query sees the replica's time");
+    let last = r.time();
+    assert_eq!(get(&r, id, "time_now").await, last);
+    r.set_time(last + 1_000_000).unwrap();
+    assert_eq!(r.time(), last + 1_000_000, "the replica's time shows set_time at once");
+    assert_eq!(get(&r, id, "time_now").await, last, "a query still sees the last round");
+    round(&r).await;
+    assert_eq!(get(&r, id, "time_now").await, last + 1_000_000, "the round ran at exactly the time set");
+    r.set_certified_time(last + 2_000_000).unwrap();
+    assert_eq!(get(&r, id, "time_now").await, last + 2_000_000, "a certified time is seen without a round");
+    round(&r).await;
+    assert_eq!(get(&r, id, "time_now").await, last + 2_000_001);
+    assert_eq!(
+        r.set_certified_time(last),
+        Err(ClockError::TimeIntoPast { current: last + 2_000_001, requested: last })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canister_s_management_call_runs_in_the_next_round_and_its_response_in_the_one_after() {
+    let r = rounds_replica();
+    let caller = install_cdk(&r, "cdk_caller", Encode!().unwrap()).await;
+    let mut rand = r.submit_ingress(admin(), caller, "rand", no_args()).await.expect("admitted");
+    let first = round(&r).await;
+    assert!(rand.try_recv().is_err(), "round 1 ran the method; raw_rand waits for round 2");
+    assert_eq!(first.carried, 1, "the request is carried to the next round: {first:?}");
+    let second = round(&r).await;
+    assert!(rand.try_recv().is_err(), "round 2 ran raw_rand; its response waits for round 3");
+    assert_eq!(second.carried, 1, "the response is carried to the next round: {second:?}");
+    let third = round(&r).await;
+    assert_eq!(third.carried, 0, "{third:?}");
+    let bytes = rand.await.expect("answered").expect("rand");
+    assert_eq!(Decode!(&bytes, Vec<u8>).unwrap().len(), 32, "round 3 ran the callback, which replied");
+    // Calls between canisters need no round boundary: they run within one.
+    let counter = counter(&r).await;
+    let call = r.submit_ingress(admin(), caller, "call_inc", Encode!(&counter).unwrap()).await.expect("admitted");
+    round(&r).await;
+    let reply = call.await.expect("answered in one round").expect("call_inc");
+    assert_eq!(Decode!(&reply, Result<u64, String>).unwrap(), Ok(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,12 @@
 //! subnets share one replica and one scheduler, so calls between subnets
 //! behave like calls within one (ww has no cross-subnet latency).
 //!
+//! Time is PocketIC's, to the nanosecond (the replica's rounds mode, see
+//! `replica::ingress`): a round runs at the time set if it moved since the
+//! last round, else 1 ns after it; queries see the last round's time; a
+//! message awaited runs rounds until it completes (one for ingress, two
+//! more per management call a canister makes).
+//!
 //! Invariants: a message id names one submitted message forever; its
 //! outcome, once known, is kept (ingress history) until the instance is
 //! deleted; only its sender may read its status.
@@ -191,7 +197,8 @@ impl Instance {
     }
 
     /// Runs rounds until message `id` completes (at most
-    /// [`MAX_AWAIT_ROUNDS`], and no longer once nothing is left to run).
+    /// [`MAX_AWAIT_ROUNDS`], and no longer once nothing is left to run), as
+    /// PocketIC awaits: its status first, then a round, and again.
     /// Blocking: call it off the async runtime's worker threads.
     pub fn await_message(&mut self, id: &[u8]) -> Result<CallResult, InstanceError> {
         let name = hex::encode(id);
@@ -200,7 +207,7 @@ impl Instance {
                 return Ok(outcome);
             }
             let report = self.replica.execute_round()?;
-            if report.jobs == 0 && report.deferred == 0 && self.replica.held_ingress() == 0 {
+            if report.jobs == 0 && report.deferred == 0 && report.carried == 0 && self.replica.held_ingress() == 0 {
                 return self.outcome(id, &name)?.ok_or_else(|| InstanceError::Incomplete {
                     id: name.clone(),
                     why: "no canister has work left that could answer it".into(),

@@ -15,7 +15,8 @@
 //!
 //! An instance's operations run one at a time (its async mutex); rounds
 //! block, so they run on the blocking thread pool. Only `tick`,
-//! `await_ingress_message` and auto progress run rounds.
+//! `await_ingress_message` and auto progress run rounds (see
+//! [`super::instance`] for how time moves).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -102,7 +103,7 @@ pub fn router() -> Result<Router, crate::engine::LoadError> {
         .route(&format!("{i}/_/topology"), get(topology))
         .route(&format!("{i}/read/get_time"), get(get_time))
         .route(&format!("{i}/update/set_time"), post(set_time))
-        .route(&format!("{i}/update/set_certified_time"), post(set_time))
+        .route(&format!("{i}/update/set_certified_time"), post(set_certified_time))
         .route(&format!("{i}/update/tick"), post(tick))
         .route(&format!("{i}/update/submit_ingress_message"), post(submit_ingress))
         .route(&format!("{i}/update/await_ingress_message"), post(await_ingress))
@@ -252,11 +253,21 @@ async fn get_time(State(server): State<Shared>, Path(id): Path<usize>) -> Reply<
     ok(wire::RawTime { nanos_since_epoch: server.instance(id)?.lock().await.replica.time() })
 }
 
+/// The time of the next round; queries see it once that round has run.
 async fn set_time(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<()> {
     let time: wire::RawTime = parse("set_time", &body)?;
     let instance = server.instance(id)?;
     let guard = instance.lock().await;
     guard.replica.set_time(time.nanos_since_epoch).map_err(|e| Failure::bad(e.to_string()))?;
+    ok(())
+}
+
+/// The time queries see at once; the next round runs 1 ns later.
+async fn set_certified_time(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<()> {
+    let time: wire::RawTime = parse("set_certified_time", &body)?;
+    let instance = server.instance(id)?;
+    let guard = instance.lock().await;
+    guard.replica.set_certified_time(time.nanos_since_epoch).map_err(|e| Failure::bad(e.to_string()))?;
     ok(())
 }
 
@@ -430,13 +441,14 @@ async fn create_http_gateway() -> Json<serde_json::Value> {
     Json(serde_json::json!({"Error": {"message": "ww's PocketIC server does not support an HTTP gateway (the IC's HTTP interface)"}}))
 }
 
-/// Rounds every `delay` (default [`AUTO_PROGRESS_INTERVAL_MS`]) with the
-/// time following the wall clock, until stopped.
+/// Rounds every `delay`, at least [`AUTO_PROGRESS_INTERVAL_MS`] (as
+/// PocketIC: PicJS asks for a delay of 0), with the time following the wall
+/// clock, until stopped.
 async fn start_auto_progress(instance: &Arc<tokio::sync::Mutex<Instance>>, delay_ms: Option<u64>) {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     instance.lock().await.auto_progress = Some(stop);
     let weak = Arc::downgrade(instance);
-    let interval = std::time::Duration::from_millis(delay_ms.unwrap_or(AUTO_PROGRESS_INTERVAL_MS).max(1));
+    let interval = std::time::Duration::from_millis(delay_ms.unwrap_or(0).max(AUTO_PROGRESS_INTERVAL_MS));
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -460,8 +472,9 @@ async fn start_auto_progress(instance: &Arc<tokio::sync::Mutex<Instance>>, delay
     });
 }
 
-/// Time between automatic rounds when the client gives no delay.
-pub const AUTO_PROGRESS_INTERVAL_MS: u64 = 10;
+/// The least time between automatic rounds (PocketIC's minimum operation
+/// delay in auto progress, whatever delay the client gives).
+pub const AUTO_PROGRESS_INTERVAL_MS: u64 = 100;
 
 async fn auto_progress(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<()> {
     let config: wire::AutoProgressConfig = parse("auto_progress", &body)?;

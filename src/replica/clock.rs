@@ -4,7 +4,9 @@
 //! bounded-wait calls at their deadline (`SYS_UNKNOWN`; the callee still
 //! owes its response, which is dropped on the way back). It sleeps until
 //! the next of these is due, at most 100 ms, or until woken
-//! (`clock_changed`).
+//! (`clock_changed`). In rounds mode it does nothing: each round does the
+//! same at the round's time (see `ingress`), and nothing happens between
+//! rounds.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -109,7 +111,9 @@ impl Inner {
 pub(super) fn clock_thread(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        inner.tick();
+        if inner.config.clock == super::Clock::Wall {
+            inner.tick();
+        }
         let wait = match inner.next_wakeup() {
             Some(at) => Duration::from_nanos(at.saturating_sub(wall_clock_ns())).min(Duration::from_millis(100)),
             None => Duration::from_millis(100),

@@ -7,17 +7,44 @@
 //! [`Clock::Wall`] delivery is immediate; under [`Clock::Rounds`] admitted
 //! messages wait, in arrival order, for the next [`Replica::execute_round`].
 //!
+//! Time in rounds mode moves as PocketIC (13 and 16) moves a subnet's:
+//! - the replica keeps its *time* (what `get_time` shows) and the *last
+//!   round's time* (the certified state's batch time), both the start time
+//!   at first;
+//! - a round runs at the time if it moved since the last round, else 1 ns
+//!   after the last round; then both are the round's time;
+//! - `set_time(t)` (and `advance_time`, which the clients build from
+//!   get_time + set_time) only sets the time: no round runs, nothing
+//!   executes, and queries keep seeing the last round's time until the next
+//!   round, which runs at exactly `t`; `t` earlier than the time is an
+//!   error, equal to it no change;
+//! - `set_certified_time(t)` sets both: queries see `t` at once and the next
+//!   round runs at `t + 1`;
+//! - every execution in a round sees the round's time; query calls and
+//!   `canister_inspect_message` see the last round's.
+//!
 //! A round (rounds mode):
-//! 1. delivers the waiting ingress messages;
+//! 1. takes its time (above), delivers what the previous round carried
+//!    over (canisters' calls to the management canister, then the
+//!    management canister's responses to canisters) and the waiting
+//!    ingress messages;
 //! 2. fires what is due at the round's time: global timers, one heartbeat
 //!    per canister that has one, expired bounded-wait deadlines, stop
 //!    timeouts;
 //! 3. runs every canister's queued tasks, and everything they cause (calls
-//!    between canisters, responses, management calls), until nothing is
-//!    left or [`ROUND_EXECUTION_BUDGET`] canister tasks have started (the
-//!    rest stay queued for the next round, as a busy IC subnet defers work
-//!    past its round limit);
-//! 4. moves time forward by 1 ns (block times strictly increase).
+//!    between canisters and their responses, ingress to the management
+//!    canister), until nothing is left or [`ROUND_EXECUTION_BUDGET`]
+//!    canister tasks have started (the rest stay queued for the next round,
+//!    as a busy IC subnet defers work past its round limit). A canister's
+//!    call to the management canister is carried to the next round, and the
+//!    management canister's response to the round after that: the IC runs
+//!    subnet messages at the start of a round and their responses reach
+//!    canisters in the next (calls between canisters are inducted between
+//!    a round's inner rounds, so they run on within it).
+//!
+//! So each operation a client awaits takes PocketIC's number of rounds: one
+//! for ingress to a canister or to the management canister, two more for
+//! each management call a canister makes on the way.
 //!
 //! Queries are never held: they run at once, ahead of queued replicated
 //! tasks (which have not executed, so the query sees the latest committed
@@ -59,6 +86,9 @@ pub struct RoundReport {
     pub jobs: u64,
     /// Canister tasks still queued for later rounds (the budget ran out).
     pub deferred: usize,
+    /// Messages the round carries to the next: canisters' calls to the
+    /// management canister and its responses to canisters.
+    pub carried: usize,
 }
 
 impl Replica {
@@ -202,7 +232,9 @@ impl Replica {
     }
 
     /// Current replica time (ns). Wall clock mode: the wall clock plus any
-    /// advance, strictly increasing. Rounds mode: the time last set.
+    /// advance, strictly increasing. Rounds mode: the time last set or of
+    /// the last round, whichever came later (PocketIC's `get_time`); queries
+    /// see the last round's time (see the module doc).
     pub fn time(&self) -> u64 {
         self.lock().now()
     }
@@ -224,7 +256,9 @@ impl Replica {
         self.inner.clock_changed.notify_all();
     }
 
-    /// Sets replica time to `ns` (never backwards).
+    /// Sets replica time to `ns` (never backwards). In rounds mode the next
+    /// round runs at exactly `ns` (unless it is the current time, which
+    /// changes nothing); until then queries see the last round's time.
     pub fn set_time(&self, ns: u64) -> Result<(), ClockError> {
         let current = self.time();
         if ns < current {
@@ -232,6 +266,27 @@ impl Replica {
         }
         self.advance_time(Duration::from_nanos(ns - current));
         Ok(())
+    }
+
+    /// Sets replica time to `ns` and, in rounds mode, certifies it: queries
+    /// see `ns` at once, as if a round had run at it, and the next round
+    /// runs 1 ns later (PocketIC's `set_certified_time`). On the wall clock,
+    /// [`Replica::set_time`].
+    pub fn set_certified_time(&self, ns: u64) -> Result<(), ClockError> {
+        {
+            let mut st = self.lock();
+            if let Some(current) = st.manual_time {
+                if ns < current {
+                    return Err(ClockError::TimeIntoPast { current, requested: ns });
+                }
+                if ns > current {
+                    st.manual_time = Some(ns);
+                    st.rounds.last_time = ns;
+                }
+                return Ok(());
+            }
+        }
+        self.set_time(ns)
     }
 
     /// Runs one round (rounds mode; see the module doc). Blocks until the
@@ -243,8 +298,21 @@ impl Replica {
         let jobs_before = self.inner.jobs_run.load(std::sync::atomic::Ordering::SeqCst);
         {
             let mut st = self.lock();
+            let time = st.manual_time.unwrap_or_default();
+            let round_time = if time == st.rounds.last_time { time.saturating_add(1) } else { time };
+            st.manual_time = Some(round_time);
+            st.rounds.last_time = round_time;
             st.round_open = true;
             st.round_budget = ROUND_EXECUTION_BUDGET;
+            // What the last round carried over: canisters' management calls
+            // (run first, as the IC runs subnet messages), then the
+            // management canister's responses; then the new ingress.
+            for task in std::mem::take(&mut st.rounds.requests) {
+                self.inner.push_job(Job { canister: Principal::management_canister(), instance: None, task });
+            }
+            for (callback, result) in std::mem::take(&mut st.rounds.responses) {
+                super::scheduler::deliver_management_response(&self.inner, &mut st, callback, result);
+            }
             for deliver in std::mem::take(&mut st.held) {
                 deliver(&self.inner, &mut st);
             }
@@ -260,11 +328,9 @@ impl Replica {
         self.inner.wait_idle();
         let mut st = self.lock();
         st.round_open = false;
-        if let Some(t) = st.manual_time.as_mut() {
-            *t = t.saturating_add(1);
-        }
         let deferred = st.canisters.values().map(|s| s.queue.len()).sum();
-        Ok(RoundReport { jobs: self.inner.jobs_run.load(std::sync::atomic::Ordering::SeqCst) - jobs_before, deferred })
+        let carried = st.rounds.carried();
+        Ok(RoundReport { jobs: self.inner.jobs_run.load(std::sync::atomic::Ordering::SeqCst) - jobs_before, deferred, carried })
     }
 
     /// Ingress messages waiting for the next round.

@@ -162,10 +162,13 @@ pub enum Clock {
     #[default]
     Wall,
     /// Deterministic rounds, as PocketIC runs a subnet: time starts at
-    /// `start_ns` and moves only with `set_time`/`advance_time` (and 1 ns
-    /// after every round); accepted ingress messages wait for the next
+    /// `start_ns` and moves only with `set_time`/`advance_time` and when a
+    /// round runs (at the time set, or 1 ns after the last round when it was
+    /// not set since); accepted ingress messages wait for the next
     /// [`Replica::execute_round`], which also fires due timers, heartbeats
-    /// and deadlines. Queries run at once.
+    /// and deadlines; a canister's management call runs in the round after
+    /// the one that made it, its response in the round after that. Queries
+    /// run at once, at the last round's time (see the `ingress` module).
     Rounds { start_ns: u64 },
 }
 
@@ -320,6 +323,7 @@ impl Replica {
                     Clock::Wall => None,
                     Clock::Rounds { start_ns } => Some(start_ns),
                 },
+                rounds: state::Rounds::new(config.clock),
                 round_open: false,
                 round_budget: 0,
                 held: Vec::new(),

@@ -265,7 +265,8 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
     // Gather what the execution needs under the lock.
     let (info, timer, time, heap_limit, prep) = {
         let mut st = inner.lock();
-        let time = st.now();
+        // A query call sees the last round's time (rounds mode).
+        let time = if matches!(task, Task::Call { query: Some(false), .. }) { st.query_time() } else { st.now() };
         // Every execution in a call context sees its ingress sender info.
         let context = match &task {
             Task::Call { context, .. } => Some(*context),
@@ -574,7 +575,8 @@ fn run_inspect(
     }
     let (info, timer, time) = {
         let mut st = inner.lock();
-        let time = st.now();
+        // Non-replicated: the last round's time (rounds mode).
+        let time = st.query_time();
         match st.canisters.get(&canister) {
             Some(slot) => (exec::CanisterInfo { caller_info, ..slot.info(canister) }, slot.timer, time),
             None => {
@@ -691,18 +693,20 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
         inner.clock_changed.notify_all();
     }
     if call.callee == Principal::management_canister() {
-        inner.push_job(Job {
-            canister: call.callee,
-            instance: None,
-            task: Task::Management {
-                caller,
-                caller_version: Some(call.caller_version),
-                method: call.method,
-                arg: call.arg,
-                cycles: call.cycles,
-                reply: ReplyTo::Callback(callback),
-            },
-        });
+        let task = Task::Management {
+            caller,
+            caller_version: Some(call.caller_version),
+            method: call.method,
+            arg: call.arg,
+            cycles: call.cycles,
+            reply: ReplyTo::Callback(callback),
+        };
+        // Rounds mode: the management canister takes it in the next round.
+        if st.manual_time.is_some() {
+            st.rounds.requests.push(task);
+        } else {
+            inner.push_job(Job { canister: call.callee, instance: None, task });
+        }
         return;
     }
     if !st.canisters.contains_key(&call.callee)
@@ -763,12 +767,22 @@ pub(super) fn deliver_response(inner: &Arc<Inner>, callback: u64, result: CallRe
     });
 }
 
-/// Enqueues a management canister response for the calling canister.
+/// Enqueues a management canister response for the calling canister (in
+/// rounds mode, at the start of the next round).
 pub(super) fn enqueue_management_response(inner: &Arc<Inner>, callback: u64, result: CallResult) {
     let mut st = inner.lock();
+    if st.manual_time.is_some() {
+        st.rounds.responses.push((callback, result));
+        return;
+    }
+    deliver_management_response(inner, &mut st, callback, result);
+}
+
+/// Hands a management canister response to the calling canister's queue.
+pub(super) fn deliver_management_response(inner: &Inner, st: &mut State, callback: u64, result: CallResult) {
     let Some(cb) = st.callbacks.get(&callback) else { return };
     let caller = cb.caller;
     let refund = if result.is_ok() && cb.management_accepts { 0 } else { cb.cycles };
     st.credit(&caller, refund);
-    inner.enqueue(&mut st, caller, Task::Response { callback, result, refund });
+    inner.enqueue(st, caller, Task::Response { callback, result, refund });
 }

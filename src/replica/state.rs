@@ -278,9 +278,12 @@ pub(super) struct State {
     pub(super) time_offset: u64,
     pub(super) last_time: u64,
     pub(super) rng: rand::rngs::StdRng,
-    /// Rounds mode only (see [`super::Clock::Rounds`]): the replica time,
-    /// which moves only with `set_time`/`advance_time` and 1 ns per round.
+    /// Rounds mode only (see [`super::Clock::Rounds`]): the replica time
+    /// (PocketIC's `get_time`), which moves only with `set_time` /
+    /// `advance_time` and when a round runs (see [`Rounds`]).
     pub(super) manual_time: Option<u64>,
+    /// Rounds mode: the last round's time, and what waits for the next round.
+    pub(super) rounds: Rounds,
     /// Rounds mode: a round is executing; `round_budget` canister tasks may
     /// still start in it.
     pub(super) round_open: bool,
@@ -313,6 +316,38 @@ impl IdRange {
 /// An accepted ingress message waiting for the next round: delivers itself.
 pub(super) type Held = Box<dyn FnOnce(&super::scheduler::Inner, &mut State) + Send>;
 
+/// Rounds mode: when the last round ran, and the messages that cross a
+/// round boundary as they do between a subnet's canisters and its
+/// management canister (the IC executes subnet messages at the start of a
+/// round, and their responses reach canisters in the next).
+pub(super) struct Rounds {
+    /// The time of the last round (or of `set_certified_time`), the batch
+    /// time of the certified state: what queries see. A round runs at the
+    /// replica time if it moved since, else 1 ns after this.
+    pub(super) last_time: u64,
+    /// Canisters' calls to the management canister made in this round: they
+    /// run at the start of the next.
+    pub(super) requests: Vec<Task>,
+    /// The management canister's responses to canisters produced in this
+    /// round (callback, result): delivered at the start of the next.
+    pub(super) responses: Vec<(u64, CallResult)>,
+}
+
+impl Rounds {
+    pub(super) fn new(clock: super::Clock) -> Self {
+        let last_time = match clock {
+            super::Clock::Wall => 0,
+            super::Clock::Rounds { start_ns } => start_ns,
+        };
+        Self { last_time, requests: Vec::new(), responses: Vec::new() }
+    }
+
+    /// Messages carried to the next round.
+    pub(super) fn carried(&self) -> usize {
+        self.requests.len() + self.responses.len()
+    }
+}
+
 
 impl State {
     /// The next free canister id in the id range of `near` (a canister
@@ -339,6 +374,16 @@ impl State {
         let t = wall_clock_ns().saturating_add(self.time_offset).max(self.last_time + 1);
         self.last_time = t;
         t
+    }
+
+    /// The time a non-replicated execution (a query call, an inspection)
+    /// sees: in rounds mode the last round's (the certified state's batch
+    /// time, whatever the time was set to since), else [`State::now`].
+    pub(super) fn query_time(&mut self) -> u64 {
+        if self.manual_time.is_some() {
+            return self.rounds.last_time;
+        }
+        self.now()
     }
 
     /// Opens a call context on `canister` for a call from `caller` (the

@@ -1,14 +1,15 @@
 //! pocket-ic 16.x against ww (`WW_POCKET_IC_VERSION=16`,
 //! `POCKET_IC_BIN` = ww's `pocket-ic` symlink): the version handshake, the
 //! essential flow (instance, create, install, update, query), rejects as the
-//! 16.x client names them, submit + tick + await with time, and sender info
-//! (16.1's `*_with_sender_info`) as the callee sees it.
+//! 16.x client names them, submit + tick + await with time, time exact to the
+//! nanosecond as PocketIC 16 moves it, and sender info (16.1's
+//! `*_with_sender_info`) as the callee sees it.
 
 use std::path::PathBuf;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
 use pocket_ic::common::rest::RawSenderInfo;
-use pocket_ic::{ErrorCode, PocketIc, PocketIcBuilder, RejectCode};
+use pocket_ic::{ErrorCode, PocketIc, PocketIcBuilder, RejectCode, Time};
 
 fn wasm(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/target/wasm32-unknown-unknown/release").join(format!("{name}.wasm"));
@@ -124,4 +125,73 @@ fn the_callee_sees_the_sender_info_of_the_call() {
 struct CallError {
     code: u32,
     message: String,
+}
+
+fn nanos(pic: &PocketIc) -> u64 {
+    pic.get_time().as_nanos_since_unix_epoch()
+}
+
+fn canister_time(pic: &PocketIc, id: Principal) -> u64 {
+    let reply = pic.query_call(id, Principal::anonymous(), "time_now", Encode!().unwrap()).expect("time_now");
+    Decode!(&reply, u64).unwrap()
+}
+
+#[test]
+fn queries_see_the_last_round_and_set_time_takes_effect_in_the_next() {
+    let pic = pic();
+    let id = counter(&pic);
+    let last_round = nanos(&pic);
+    assert_eq!(canister_time(&pic, id), last_round);
+    let t = last_round + 60_000_000_000;
+    pic.set_time(Time::from_nanos_since_unix_epoch(t));
+    assert_eq!(nanos(&pic), t);
+    assert_eq!(canister_time(&pic, id), last_round, "no round has run at the new time");
+    pic.tick();
+    assert_eq!(canister_time(&pic, id), t);
+    pic.tick();
+    assert_eq!(canister_time(&pic, id), t + 1);
+    pic.set_certified_time(Time::from_nanos_since_unix_epoch(t + 1_000));
+    assert_eq!(canister_time(&pic, id), t + 1_000, "a certified time is seen at once");
+    pic.tick();
+    assert_eq!(canister_time(&pic, id), t + 1_001);
+}
+
+/// `canister_info`'s reply, as far as this test reads it.
+#[derive(CandidType, Deserialize, Debug, PartialEq, Eq)]
+struct CanisterInfo {
+    total_num_changes: u64,
+    recent_changes: Vec<Change>,
+    module_hash: Option<Vec<u8>>,
+    controllers: Vec<Principal>,
+}
+
+#[derive(CandidType, Deserialize, Debug, PartialEq, Eq)]
+struct Change {
+    timestamp_nanos: u64,
+    canister_version: u64,
+}
+
+/// With the 16 client too, each operation moves time by the rounds it runs
+/// (DFINITY's cdk-rs `canister_info` test): creation at t0 + 4, then a
+/// change every 2 ns while a canister makes management calls, then 1 ns
+/// per ingress management call.
+#[test]
+fn each_operation_moves_time_by_the_rounds_it_runs() {
+    let pic = pic();
+    let t0 = nanos(&pic);
+    let caller = pic.create_canister();
+    pic.install_canister(caller, wasm("cdk_caller"), Encode!().unwrap(), None);
+    let empty = b"\0asm\x01\0\0\0".to_vec();
+    let reply = pic.update_call(caller, Principal::anonymous(), "lifecycle", Encode!(&empty).unwrap()).expect("lifecycle");
+    let child = Decode!(&reply, Principal).unwrap();
+    pic.uninstall_canister(child, Some(Principal::anonymous())).expect("uninstall");
+    pic.install_canister(child, empty, vec![], Some(Principal::anonymous()));
+    let reply = pic.update_call(caller, Principal::anonymous(), "info", Encode!(&child).unwrap()).expect("info");
+    let info = Decode!(&reply, CanisterInfo).unwrap();
+    let seen: Vec<(u64, u64)> = info.recent_changes.iter().map(|c| (c.timestamp_nanos - t0, c.canister_version)).collect();
+    assert_eq!(seen, vec![(4, 0), (6, 1), (8, 2), (10, 3), (12, 4), (14, 5), (16, 6), (18, 7), (19, 8)], "t0 = {t0}");
+    assert_eq!(info.total_num_changes, 9);
+    let mut controllers = info.controllers;
+    controllers.sort(); // the IC's order; ww keeps the order given
+    assert_eq!(controllers, vec![Principal::anonymous(), caller, child]);
 }

@@ -184,6 +184,43 @@ async fn status(target: Principal) -> String {
     }
 }
 
+/// A new canister taken through its whole life by this one, one management
+/// call at a time: created (1T cycles on top of the fee), `module`
+/// installed, uninstalled, installed again, reinstalled, upgraded, then its
+/// controllers set to this canister, itself and the anonymous principal.
+/// Traps on the first failure; returns the new canister's id.
+#[update]
+async fn lifecycle(module: Vec<u8>) -> Principal {
+    fn check<T>(step: &str, r: Result<T, impl std::fmt::Display>) -> T {
+        r.unwrap_or_else(|e| ic_cdk::trap(format!("lifecycle: {step}: {e}")))
+    }
+    let created = mgmt::create_canister_with_extra_cycles(&mgmt::CreateCanisterArgs { settings: None }, 1_000_000_000_000).await;
+    let id = check("create_canister", created).canister_id;
+    let code = |mode| mgmt::InstallCodeArgs { mode, canister_id: id, wasm_module: module.clone(), arg: Vec::new() };
+    check("install", mgmt::install_code(&code(mgmt::CanisterInstallMode::Install)).await);
+    check("uninstall_code", mgmt::uninstall_code(&mgmt::UninstallCodeArgs { canister_id: id }).await);
+    check("install again", mgmt::install_code(&code(mgmt::CanisterInstallMode::Install)).await);
+    check("reinstall", mgmt::install_code(&code(mgmt::CanisterInstallMode::Reinstall)).await);
+    check("upgrade", mgmt::install_code(&code(mgmt::CanisterInstallMode::Upgrade(None))).await);
+    let settings = mgmt::CanisterSettings {
+        controllers: Some(vec![ic_cdk::api::canister_self(), id, Principal::anonymous()]),
+        ..Default::default()
+    };
+    let update = mgmt::UpdateSettingsArgs { canister_id: id, settings };
+    check("update_settings", mgmt::update_settings(&update).await);
+    id
+}
+
+/// `canister_info` of `target` with its 20 most recent changes.
+#[update]
+async fn info(target: Principal) -> mgmt::CanisterInfoResult {
+    let arg = mgmt::CanisterInfoArgs { canister_id: target, num_requested_changes: Some(20) };
+    match mgmt::canister_info(&arg).await {
+        Ok(info) => info,
+        Err(e) => ic_cdk::trap(format!("canister_info: {e}")),
+    }
+}
+
 // --- cycles ----------------------------------------------------------------
 
 /// The subnet this canister runs on (`ic0.subnet_self`).
