@@ -34,7 +34,8 @@ enum Command {
     /// Layers merge per file, later layers win. The merged image must have
     /// bin/main.wasm (pid0); each svc/<name>/ is started as a service. ww
     /// exits with pid0's exit code, or 2 when the input is unusable.
-    /// SIGHUP advances the session epoch; SIGINT/SIGTERM stop pid0.
+    /// SIGHUP advances the session epoch; one SIGINT or SIGTERM stops the
+    /// node (pid0, services and, with --serve, the serving; exit 130).
     Run(RunArgs),
 
     /// Resume a node from its state directory and serve it (the control
@@ -242,12 +243,18 @@ struct InstallArgs {
     module: PathBuf,
     /// The init (or post_upgrade) argument in Candid text, e.g.
     /// '(opt record { greeting = "hey" })'. Default: (). Typed by the
-    /// interface the module carries, if it carries one.
+    /// module's interface (see --candid); untyped, with a warning, when
+    /// none is known.
     #[arg(long, value_name = "CANDID", conflicts_with = "argument_file")]
     argument: Option<String>,
     /// Read the Candid text argument from FILE (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     argument_file: Option<PathBuf>,
+    /// The module's Candid interface (a `.did` file) to type the argument
+    /// with. Default: the interface the module declares (its
+    /// `candid:service` section, or ic-cdk's `get_candid_pointer`).
+    #[arg(long, value_name = "FILE")]
+    candid: Option<PathBuf>,
     /// install (an empty canister), reinstall (start over) or upgrade
     /// (pre_upgrade, then post_upgrade; stable memory kept).
     #[arg(long, value_enum, default_value = "install")]
@@ -284,7 +291,8 @@ struct RunArgs {
     #[command(flatten)]
     node: NodeArgs,
 
-    /// Keep the node serving after pid0 exits, until Ctrl-C or SIGTERM.
+    /// Keep the node serving after pid0 exits, until Ctrl-C or SIGTERM (a
+    /// signal while pid0 still runs stops both).
     #[arg(long)]
     serve: bool,
 
@@ -520,9 +528,17 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         Some(dir) => Some(ww::control::serve(node.clone(), dir)?),
         None => None,
     };
-    let code = node.run_image(&image, args.args, shutdown.recv()).await?;
+    // One SIGINT or SIGTERM stops the whole node: pid0 first (it is killed),
+    // then, with --serve, the serving too; no second signal is needed.
+    let mut signalled = false;
+    let interrupt = async {
+        shutdown.recv().await;
+        signalled = true;
+    };
+    let code = node.run_image(&image, args.args, interrupt).await?;
     if let Some(control) = &control
         && args.serve
+        && !signalled
     {
         tracing::info!(socket = %control.path().display(), "pid0 exited with {code}; serving until Ctrl-C or SIGTERM");
         shutdown.recv().await;

@@ -398,6 +398,143 @@ fn a_ww_cdk_component_installs_through_the_same_command() {
     assert_eq!(node.ok(&["call", "comp", "get"]), "(0 : nat64)");
 }
 
+/// A built Motoko canister (it carries its interface as the
+/// `candid:service` section). Fails (never skips) when missing.
+fn motoko(name: &str) -> PathBuf {
+    let p = repo().join("guests/target/motoko").join(format!("{name}.wasm"));
+    assert!(p.is_file(), "Motoko canister {} is missing: run `make motoko` (make test builds it)", p.display());
+    p
+}
+
+/// An ic-cdk module built with plain `cargo build` carries no
+/// `candid:service` section; its interface comes from `get_candid_pointer`.
+/// `(opt 5)` must reach `#[init] fn init(start: Option<u64>)` as `opt nat64`
+/// (untyped it is `opt int`, which Candid decodes as null).
+#[test]
+fn install_types_the_init_argument_of_an_ic_cdk_module_without_a_candid_section() {
+    let node = Node::start();
+    node.create("c");
+    let wasm = cdk("cdk_caller");
+    assert!(ww::replica::install::candid_section(&std::fs::read(&wasm).unwrap()).is_none(), "the module carries no section");
+    let (code, _, err) = node.cli(&["canister", "install", "c", path(&wasm), "--argument", "(opt 5)"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("untyped"), "the interface was found: {err}");
+    assert_eq!(node.ok(&["call", "c", "start"]), "(opt (5 : nat64))");
+    // --candid types it from a file instead (the value 7 proves it was used).
+    let dir = tempfile::tempdir().unwrap();
+    let did = dir.path().join("caller.did");
+    std::fs::write(&did, "service : (opt nat64) -> { start : () -> (opt nat64) query }").unwrap();
+    node.ok(&["canister", "install", "c", path(&wasm), "--mode", "reinstall", "--candid", path(&did), "--argument", "(opt 7)"]);
+    assert_eq!(node.ok(&["call", "c", "start"]), "(opt (7 : nat64))");
+    // A bad value for the declared type: a usage error naming the interface.
+    let (code, _, err) = node.cli(&["canister", "install", "c", path(&wasm), "--mode", "reinstall", "--argument", r#"(opt "five")"#]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("init arguments") && err.lines().count() == 1, "{err}");
+    // A missing --candid file: one line naming it.
+    let (code, _, err) = node.cli(&["canister", "install", "c", path(&wasm), "--candid", "/no/such.did", "--argument", "(opt 1)"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/no/such.did") && err.lines().count() == 1, "{err}");
+    // A module that declares nothing: a warning, then the untyped argument.
+    let bare = dir.path().join("bare.wasm");
+    std::fs::write(&bare, wat_module_without_interface()).unwrap();
+    node.create("bare");
+    let (code, _, err) = node.cli(&["canister", "install", "bare", path(&bare), "--argument", "(opt 5)"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("declares no Candid interface") && err.contains("untyped"), "{err}");
+}
+
+/// The smallest IC module: no exports but its memory, no interface.
+fn wat_module_without_interface() -> Vec<u8> {
+    // (module (memory (export "memory") 1))
+    vec![0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 3, 1, 0, 1, 7, 10, 1, 6, b'm', b'e', b'm', b'o', b'r', b'y', 2, 0]
+}
+
+/// A Motoko method taking an actor reference: `ww call` encodes it with the
+/// declared service type (Motoko refuses `service {}`), from `service "id"`
+/// or principal text, also nested in records, vectors and options.
+#[test]
+fn ww_call_encodes_service_references_with_their_declared_types() {
+    let node = Node::start();
+    node.create("mo");
+    let counter = node.create("counter");
+    node.ok(&["canister", "install", "mo", path(&motoko("mo_caller"))]);
+    node.ok(&["canister", "install", "counter", path(&motoko("mo_counter"))]);
+    assert_eq!(node.ok(&["call", "mo", "incOther", &format!(r#"(service "{counter}")"#)]), "(1 : nat)");
+    assert_eq!(node.ok(&["call", "mo", "incOther", &format!(r#"(principal "{counter}")"#)]), "(2 : nat)");
+    let nested = format!(r#"(record {{ counters = vec {{ principal "{counter}"; service "{counter}" }}; extra = opt principal "{counter}" }})"#);
+    // 3 + 4 + 5
+    assert_eq!(node.ok(&["call", "mo", "incMany", &nested]), "(12 : nat)");
+    // `moc` without `--public-metadata candid:service` keeps the interface
+    // private: ww reads that one too.
+    let dir = tempfile::tempdir().unwrap();
+    let module = std::fs::read(motoko("mo_caller")).unwrap();
+    let private = dir.path().join("private.wasm");
+    std::fs::write(&private, with_candid_section_renamed(&module, Some("icp:private candid:service"))).unwrap();
+    node.create("private");
+    node.ok(&["canister", "install", "private", path(&private)]);
+    assert_eq!(node.ok(&["call", "private", "incOther", &format!(r#"(principal "{counter}")"#)]), "(6 : nat)");
+    // A module that declares no interface at all: --candid gives it; without
+    // it ww says why the reference cannot be typed before sending it.
+    let bare = dir.path().join("bare.wasm");
+    std::fs::write(&bare, with_candid_section_renamed(&module, None)).unwrap();
+    node.create("bare");
+    node.ok(&["canister", "install", "bare", path(&bare)]);
+    let did = repo().join("guests/target/motoko/mo_caller.did");
+    let arg = format!(r#"(service "{counter}")"#);
+    assert_eq!(node.ok(&["call", "bare", "incOther", &arg, "--candid", path(&did)]), "(7 : nat)");
+    let (code, _, err) = node.cli(&["call", "bare", "incOther", &arg]);
+    assert_eq!(code, 1, "Motoko refuses `service {{}}`: {err}");
+    assert!(err.contains("no Candid interface") && err.contains("--candid"), "{err}");
+}
+
+/// `module` with its `icp:public candid:service` section renamed to
+/// `to`, or dropped when `to` is `None`.
+fn with_candid_section_renamed(module: &[u8], to: Option<&str>) -> Vec<u8> {
+    fn read_leb(bytes: &[u8], at: &mut usize) -> usize {
+        let (mut n, mut shift) = (0usize, 0);
+        loop {
+            let b = bytes[*at];
+            *at += 1;
+            n |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return n;
+            }
+            shift += 7;
+        }
+    }
+    let mut out = module[..8].to_vec();
+    let mut at = 8;
+    let mut found = false;
+    while at < module.len() {
+        let id = module[at];
+        at += 1;
+        let size = read_leb(module, &mut at);
+        let body = &module[at..at + size];
+        at += size;
+        if id == 0 {
+            let mut name_at = 0;
+            let len = read_leb(body, &mut name_at);
+            if &body[name_at..name_at + len] == b"icp:public candid:service" {
+                found = true;
+                let Some(to) = to else { continue };
+                let mut payload = Vec::new();
+                leb128(to.len(), &mut payload);
+                payload.extend_from_slice(to.as_bytes());
+                payload.extend_from_slice(&body[name_at + len..]);
+                out.push(0);
+                leb128(payload.len(), &mut out);
+                out.extend_from_slice(&payload);
+                continue;
+            }
+        }
+        out.push(id);
+        leb128(size, &mut out);
+        out.extend_from_slice(body);
+    }
+    assert!(found, "the module had no icp:public candid:service section");
+    out
+}
+
 /// `ww call` on a composite query: the interface marks it
 /// `composite_query`, so it goes as a query call and its calls run.
 #[test]

@@ -221,23 +221,46 @@ fn host_reports_identity_and_listens_only_when_asked() {
     assert_contains(&stderr, "addrs=/ip4/127.0.0.1/tcp/");
 }
 
+/// `ww <args>` whose pid0 spins (the testkit's `spin`), once it spins.
+fn spinning(args: &[&str]) -> std::process::Child {
+    let mut child = ww().args(args).args(["--", "spin"]).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    read_until(&mut stderr, "spinning", Duration::from_secs(30));
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    child
+}
+
+fn sigterm(child: &std::process::Child) {
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+}
+
 #[test]
 fn sigterm_stops_a_spinning_pid0() {
     let img = ImageDir::testkit();
-    let mut child = ww()
-        .args(["run", img.path().to_str().unwrap(), "--", "spin"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    read_until(&mut stderr, "spinning", Duration::from_secs(30));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let child = spinning(&["run", img.path().to_str().unwrap()]);
+    sigterm(&child);
     let out = wait_output(child, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(130));
+}
+
+/// Supervisors send one SIGTERM, then SIGKILL: one signal must stop a
+/// serving node whose pid0 still runs, not just pid0.
+#[test]
+fn one_sigterm_stops_a_serving_node_while_pid0_runs() {
+    let img = ImageDir::testkit();
+    let state = tempfile::tempdir().unwrap();
+    let child = spinning(&["run", "--serve", "--state", state.path().to_str().unwrap(), img.path().to_str().unwrap()]);
+    let socket = state.path().join("control.sock");
+    assert!(socket.exists(), "the node serves its control socket");
+    sigterm(&child);
+    // wait_output fails the test if one signal does not stop the node.
+    let status = wait_output(child, Duration::from_secs(15)).status;
+    assert_eq!(status.code(), Some(130));
+    assert!(!socket.exists(), "the control socket is removed");
+    // The state directory was closed cleanly: a node resumes from it.
+    let (code, out) = run(&["run", "--state", state.path().to_str().unwrap(), img.path().to_str().unwrap(), "--", "exit", "0"]);
+    assert_eq!(code, 0, "{out}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use ww::replica::management::{
 };
 use ww::ww_capnp::replica;
 
-use super::{Outcome, UsageError, argument_text, invoke, note, one_line, parse_args, report_reject, resolve, with_replica};
+use super::{Outcome, UsageError, argument_text, invoke, note, one_line, parse_args, report_reject, resolve, typed_bytes, with_replica};
 use crate::{InstallArgs, InstallModeArg, PersistenceArg};
 
 /// The IC's limit on an ingress message's payload (the replica refuses a
@@ -38,7 +38,7 @@ pub async fn install(args: InstallArgs, state: &Path) -> anyhow::Result<i32> {
         (None, None) => None,
         (inline, file) => Some(argument_text(inline.as_deref(), file.as_deref())?),
     };
-    let arg = init_arg(text.as_deref(), &module)?;
+    let arg = init_arg(text.as_deref(), &module, &args.module, args.candid.as_deref())?;
     let mode = install_mode(args.mode, args.wasm_memory_persistence)?;
     let hash: [u8; 32] = Sha256::digest(&module).into();
     let size = module.len();
@@ -89,54 +89,53 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The init (or post_upgrade) argument: `()` when none is given; else the
-/// Candid text encoded against the init arguments of the interface the
-/// module carries (its `icp:public candid:service` section), or untyped
-/// when it carries none.
-fn init_arg(text: Option<&str>, module: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// Candid text encoded against the init arguments of the module's interface
+/// (`--candid FILE`, else the one the module declares: see
+/// [`module_interface`]), so `(opt 5)` is an `opt nat64` where init takes
+/// one. With no interface known the text is encoded untyped, after a
+/// warning on stderr (Candid then decodes a mismatched `opt` as null).
+fn init_arg(text: Option<&str>, module: &[u8], path: &Path, candid: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     let Some(text) = text else {
         return Ok(candid::encode_args(())?);
     };
     let idl = parse_args(text)?;
-    let Some((env, types)) = init_types(module) else {
+    let interface = match candid {
+        Some(file) => Some(std::fs::read_to_string(file).map_err(|e| UsageError(format!("{}: cannot read the Candid interface: {e}", file.display())))?),
+        None => module_interface(module),
+    };
+    let Some(did) = interface else {
+        note(format_args!(
+            "ww: warning: {} declares no Candid interface (no `candid:service` section, no `get_candid_pointer` export) and no --candid was given: the init argument is sent untyped",
+            path.display()
+        ));
         return Ok(idl
             .to_bytes()
             .map_err(|e| UsageError(format!("cannot encode the Candid argument: {}", one_line(&e.to_string()))))?);
     };
+    let source = candid.map_or_else(|| format!("{}'s Candid interface", path.display()), |f| f.display().to_string());
+    let (env, actor) = candid_parser::utils::CandidSource::Text(&did)
+        .load()
+        .map_err(|e| UsageError(format!("{source}: bad Candid interface: {}", one_line(&e.to_string()))))?;
+    let types = match actor.as_ref().map(|a| a.as_ref()) {
+        Some(candid::types::TypeInner::Class(args, _)) => args.clone(),
+        _ => Vec::new(),
+    };
     if idl.args.len() > types.len() {
-        return Err(UsageError(format!(
-            "the module's interface takes {} init argument(s); {} given",
-            types.len(),
-            idl.args.len()
-        ))
-        .into());
+        return Err(UsageError(format!("{source} takes {} init argument(s); {} given", types.len(), idl.args.len())).into());
     }
     // Trailing arguments left out are absent (an `opt` one decodes as null).
     let types = &types[..idl.args.len()];
-    Ok(idl
-        .annotate_types(true, &env, types)
-        .and_then(|typed| typed.to_bytes_with_types(&env, types))
-        .map_err(|e| UsageError(format!("the argument does not match the module's init arguments: {}", one_line(&e.to_string()))))?)
+    Ok(typed_bytes(idl, &env, types)
+        .map_err(|e| UsageError(format!("the argument does not match the init arguments in {source}: {}", one_line(&e.to_string()))))?)
 }
 
-/// The init argument types of the interface a module carries (gzipped or
-/// not), when it carries one that declares them.
-fn init_types(module: &[u8]) -> Option<(candid::types::TypeEnv, Vec<candid::types::Type>)> {
-    use std::io::Read;
-    let raw;
-    let module = if module.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(module).take(MAX_FILE).read_to_end(&mut out).ok()?;
-        raw = out;
-        &raw[..]
-    } else {
-        module
-    };
-    let did = ww::replica::install::candid_section(module)?;
-    let (env, actor) = candid_parser::utils::CandidSource::Text(&did).load().ok()?;
-    match actor?.as_ref() {
-        candid::types::TypeInner::Class(args, _) => Some((env, args.clone())),
-        _ => None,
-    }
+/// The interface a module declares: its section, else (an ic-cdk module)
+/// its `get_candid_pointer`, compiled through the default compile cache.
+fn module_interface(module: &[u8]) -> Option<String> {
+    use ww::engine::{Engine, EngineConfig, EngineKind, default_cache_dir};
+    let engine = Engine::new(&EngineConfig { kind: EngineKind::Canister, cache_dir: default_cache_dir(), ..EngineConfig::default() }).ok()?;
+    let runtime = ww::replica::exec::CanisterRuntime::new(engine, ww::replica::Limits::default()).ok()?;
+    ww::replica::install::module_interface(&runtime, module)
 }
 
 fn install_mode(mode: InstallModeArg, persistence: Option<PersistenceArg>) -> Result<CanisterInstallMode, UsageError> {
@@ -296,22 +295,23 @@ mod tests {
     #[test]
     fn init_arguments_take_the_carried_interface_types() {
         let module = module_with_candid("service : (opt nat64, opt text) -> { get : () -> (nat64) query }");
-        let bytes = init_arg(Some("(opt 5)"), &module).unwrap();
+        let p = Path::new("m.wasm");
+        let bytes = init_arg(Some("(opt 5)"), &module, p, None).unwrap();
         let (n,) = candid::decode_args::<(Option<u64>,)>(&bytes).unwrap();
         assert_eq!(n, Some(5));
         let (n, t) = candid::decode_args::<(Option<u64>, Option<String>)>(&bytes).unwrap();
         assert_eq!((n, t), (Some(5), None));
-        assert!(init_arg(Some(r#"(opt "five")"#), &module).is_err(), "a text is not a nat64");
-        assert!(init_arg(Some("(opt 1, opt \"a\", 3)"), &module).is_err(), "too many arguments");
-        assert_eq!(init_arg(None, &module).unwrap(), b"DIDL\0\0");
+        assert!(init_arg(Some(r#"(opt "five")"#), &module, p, None).is_err(), "a text is not a nat64");
+        assert!(init_arg(Some("(opt 1, opt \"a\", 3)"), &module, p, None).is_err(), "too many arguments");
+        assert_eq!(init_arg(None, &module, p, None).unwrap(), b"DIDL\0\0");
         // No interface: untyped, a number literal is an int.
-        let bytes = init_arg(Some("(opt record { greeting = \"hey\" })"), b"\0asm\x01\0\0\0").unwrap();
+        let bytes = init_arg(Some("(opt record { greeting = \"hey\" })"), b"\0asm\x01\0\0\0", p, None).unwrap();
         #[derive(candid::CandidType, candid::Deserialize)]
         struct Init {
             greeting: String,
         }
         let (init,) = candid::decode_args::<(Option<Init>,)>(&bytes).unwrap();
         assert_eq!(init.unwrap().greeting, "hey");
-        assert!(init_arg(Some("(oops"), b"").is_err());
+        assert!(init_arg(Some("(oops"), b"", p, None).is_err());
     }
 }

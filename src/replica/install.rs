@@ -29,19 +29,73 @@ const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 /// dfx uses on the IC).
 pub const CANDID_SECTION: &str = "icp:public candid:service";
 
-/// The Candid interface a module carries, if any (the first
-/// [`CANDID_SECTION`] in the component or its core modules, if UTF-8).
+/// The same interface kept private: `moc` without
+/// `--public-metadata candid:service` emits this one. ww reads it for its
+/// admin's tools (`ww call`, `ww canister install`), never shows it to
+/// other callers.
+pub const PRIVATE_CANDID_SECTION: &str = "icp:private candid:service";
+
+/// The Candid interface a module carries, if any: the first
+/// [`CANDID_SECTION`] in the component or its core modules, else the first
+/// [`PRIVATE_CANDID_SECTION`] (if UTF-8).
 pub fn candid_section(module: &[u8]) -> Option<String> {
+    let mut private = None;
     for payload in wasmparser::Parser::new(0).parse_all(module) {
         match payload {
             Ok(wasmparser::Payload::CustomSection(c)) if c.name() == CANDID_SECTION => {
                 return std::str::from_utf8(c.data()).ok().map(str::to_string);
             }
+            Ok(wasmparser::Payload::CustomSection(c)) if c.name() == PRIVATE_CANDID_SECTION && private.is_none() => {
+                private = std::str::from_utf8(c.data()).ok().map(str::to_string);
+            }
             Ok(_) => {}
-            Err(_) => return None,
+            Err(_) => return private,
         }
     }
-    None
+    private
+}
+
+/// The Candid interface a module declares, read without installing it (what
+/// `ww canister install` types an init argument with): its
+/// `icp:public candid:service` section, else, for an IC core module that
+/// exports `get_candid_pointer` (ic-cdk's `export_candid!`, present in every
+/// ic-cdk canister built the usual way), that function's answer, run in a
+/// sandbox as candid-extractor runs it. Compiling goes through `runtime`'s
+/// engine and its on-disk cache, so a node sharing the cache directory does
+/// not compile the module again at install. `None` when the module declares
+/// no interface (or is not a module at all: the install reports that).
+pub fn module_interface(runtime: &super::exec::CanisterRuntime, module: &[u8]) -> Option<String> {
+    let raw: Cow<'_, [u8]> = if module.starts_with(&GZIP_MAGIC) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(module).take(MAX_WASM_MODULE as u64 + 1).read_to_end(&mut out).ok()?;
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(module)
+    };
+    if let Some(did) = candid_section(&raw) {
+        return Some(did);
+    }
+    if !raw.starts_with(&[0, b'a', b's', b'm', 1, 0, 0, 0]) || !exports_candid_pointer(&raw) {
+        return None;
+    }
+    let checked = check_core_module(&raw).ok()?;
+    let compiled = CoreModule::compile(runtime, "module (for its Candid interface)", checked).ok()?;
+    extract_candid(runtime, &compiled)
+}
+
+/// Whether a core module exports `get_candid_pointer` (a cheap look at its
+/// export section, before anything is compiled).
+fn exports_candid_pointer(module: &[u8]) -> bool {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload {
+            Ok(wasmparser::Payload::ExportSection(exports)) => {
+                return exports.into_iter().any(|e| e.is_ok_and(|e| e.name == "get_candid_pointer"));
+            }
+            Ok(wasmparser::Payload::CodeSectionStart { .. }) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+    false
 }
 
 /// A module ready to install.

@@ -17,4 +17,24 @@ persistent actor {
     let c : actor { inc : () -> async Nat64 } = actor (Principal.toText(target));
     await c.inc();
   };
+
+  // A service reference as the argument (`ww call` must encode it with
+  // this declared service type, or Motoko refuses it).
+  public func incOther(c : actor { inc : () -> async Nat }) : async Nat {
+    await c.inc();
+  };
+
+  // Service references nested in a record, a vector and an option: calls
+  // `inc` on each and returns the sum.
+  public func incMany(args : { counters : [actor { inc : () -> async Nat }]; extra : ?(actor { inc : () -> async Nat }) }) : async Nat {
+    var sum = 0;
+    for (c in args.counters.vals()) {
+      sum += (await c.inc());
+    };
+    switch (args.extra) {
+      case (?c) { sum += (await c.inc()) };
+      case null {};
+    };
+    sum;
+  };
 };

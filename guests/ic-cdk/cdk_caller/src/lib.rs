@@ -9,7 +9,7 @@
 use candid::{CandidType, Deserialize, Principal};
 use futures::future::join_all;
 use ic_cdk::call::{Call, CallFailed, Response};
-use ic_cdk::{query, update};
+use ic_cdk::{init, query, update};
 use ic_cdk_management_canister as mgmt;
 
 /// `SYS_TRANSIENT`: what the IC reports when `ic0.call_perform` fails (the
@@ -63,6 +63,40 @@ async fn call_inc(target: Principal) -> Result<u64, String> {
         .await
         .map_err(|e| e.to_string())?;
     response.candid::<u64>().map_err(|e| e.to_string())
+}
+
+/// An optional `nat64` init argument (`ww canister install --argument
+/// '(opt 5)'` must type it from this module's interface).
+#[init]
+fn init(start: Option<u64>) {
+    START.with(|s| s.set(start));
+}
+
+/// The init argument as this canister decoded it.
+#[query]
+fn start() -> Option<u64> {
+    START.with(|s| s.get())
+}
+
+/// Spawns a task when dropped. Dropped while ic-cdk recovers from a trap
+/// (in the cleanup callback, which drops the trapped method's future), the
+/// spawn panics with "tasks cannot be spawned while recovering from a trap".
+struct SpawnsOnDrop;
+
+impl Drop for SpawnsOnDrop {
+    fn drop(&mut self) {
+        ic_cdk::futures::spawn(async {});
+    }
+}
+
+/// Calls `inc` on `target`, then panics in the reply callback while a
+/// [`SpawnsOnDrop`] is alive: the callback traps, then the cleanup callback
+/// traps too. The caller's reject carries both.
+#[update]
+async fn trap_in_callback_and_cleanup(target: Principal) {
+    let _guard = SpawnsOnDrop;
+    let _ = Call::unbounded_wait(target, "inc").await;
+    panic!("the callback panics as asked");
 }
 
 /// Raw bytes in, raw bytes out. Bounded wait with `bounded_timeout_secs` if
@@ -244,6 +278,8 @@ fn accept_cycles() -> u64 {
 // --- composite queries ------------------------------------------------------
 
 thread_local! {
+    /// The init argument, as decoded.
+    static START: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
     static COMPOSITE_RUNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
