@@ -129,6 +129,29 @@ async fn ic_cdk_calls_ic_cdk_and_ww_cdk_canisters() {
     assert_eq!(out.unwrap_err().code, RejectCode::CanisterError as u32);
 }
 
+/// ic-cdk's cleanup drops the trapped method's future; a destructor that
+/// spawns a task then panics ("tasks cannot be spawned while recovering
+/// from a trap"). The IC reports both traps to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_in_the_cleanup_callback_is_reported_with_the_callbacks() {
+    let r = replica();
+    let caller = install_cdk(&r, "cdk_caller", no_args()).await;
+    let counter = install_cdk(&r, "cdk_counter", no_init()).await;
+    let err = r.call(admin(), caller, "trap_in_callback_and_cleanup", Encode!(&counter).unwrap()).await.unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError, "{err}");
+    assert_eq!(err.error_code, Some(ww::replica::ErrorCode::CanisterCalledTrap), "{err}");
+    let (callback, cleanup) = err
+        .message
+        .split_once("\n\ncall_on_cleanup also failed:\n\n")
+        .unwrap_or_else(|| panic!("the reject does not report the cleanup's trap: {:?}", err.message));
+    assert!(callback.starts_with(&format!("IC0503: Error from Canister {caller}: Canister called `ic0.trap` with message: ")), "{callback}");
+    assert!(callback.contains("the callback panics as asked"), "{callback}");
+    assert!(cleanup.starts_with("Canister called `ic0.trap` with message: "), "{cleanup}");
+    assert!(cleanup.contains("tasks cannot be spawned while recovering from a trap"), "{cleanup}");
+    // The callee's call went through; the caller keeps serving.
+    assert_eq!(update::<Result<u64, String>>(&r, caller, "call_inc", Encode!(&counter).unwrap()).await, Ok(2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_to_one_callee_arrive_in_order() {
     let r = replica();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use candid::Principal;
 
 use super::exec::{CanisterInstance, EntryPoint, MessageInput, MethodKind, Outcome, OutgoingCall, Response};
-use super::scheduler::{Inner, outstanding_counter, trap_reject};
+use super::scheduler::{Inner, cleanup_trap_reject, outstanding_counter, trap_reject};
 use super::{CallResult, ErrorCode, Reject, RejectCode};
 
 /// The deepest call graph (the IC's `MAX_QUERY_CALL_DEPTH`).
@@ -81,11 +81,13 @@ impl<'a> Graph<'a> {
         let mut outcome = instance.execute(input, info, timer, outstanding.clone());
         let mut pending: VecDeque<OutgoingCall> = VecDeque::new();
         let mut last_trap = None;
+        // A callback's trap and then its cleanup's, reported together.
+        let mut both_trapped = None;
         let result = loop {
             match outcome {
                 Outcome::Trapped { code, message, instructions } => {
                     self.spend(instructions);
-                    last_trap = Some(trap_reject(canister, code, &message));
+                    last_trap = Some(both_trapped.take().unwrap_or_else(|| trap_reject(canister, code, &message)));
                 }
                 Outcome::Committed(effects) => {
                     self.spend(effects.instructions);
@@ -116,12 +118,17 @@ impl<'a> Graph<'a> {
             input.arg = arg;
             input.reject = reject;
             outcome = instance.execute(input, info.clone(), timer, outstanding.clone());
-            if matches!(outcome, Outcome::Trapped { .. }) {
-                // The callback trapped: its cleanup runs; its own trap is ignored.
+            if let Outcome::Trapped { code, message, .. } = &outcome {
+                // The callback trapped: its cleanup runs; if it traps too,
+                // the reject reports both.
                 let (mut cleanup, _, _) = self.input(canister, EntryPoint::Cleanup(call.continuation), caller);
                 cleanup.needs_response = false;
-                if let Outcome::Committed(e) = instance.execute(cleanup, info, timer, outstanding.clone()) {
-                    self.spend(e.instructions);
+                match instance.execute(cleanup, info, timer, outstanding.clone()) {
+                    Outcome::Committed(e) => self.spend(e.instructions),
+                    Outcome::Trapped { code: cleanup_code, message: cleanup_message, instructions } => {
+                        self.spend(instructions);
+                        both_trapped = Some(cleanup_trap_reject(canister, (*code, message), (cleanup_code, &cleanup_message)));
+                    }
                 }
             }
         };

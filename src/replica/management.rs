@@ -371,7 +371,7 @@ pub(crate) fn accepts_cycles(method: &str) -> bool {
 fn controllers_or(caller: Principal, settings: Option<&CanisterSettings>) -> Result<Vec<Principal>, Reject> {
     let controllers = settings.and_then(|s| s.controllers.clone()).unwrap_or_else(|| vec![caller]);
     super::settings::check_controllers(&controllers)?;
-    Ok(controllers)
+    Ok(super::settings::controller_set(controllers))
 }
 
 /// A cycles amount; ww keeps balances in 64 bits.
@@ -383,6 +383,8 @@ fn nat_to_u64(method: &str, field: &str, n: &candid::Nat) -> Result<u64, Reject>
 
 /// Management methods whose argument names a `canister_id` that only its
 /// controllers may act on (checked for ingress before execution).
+/// `canister_status` and `list_canister_snapshots` also let in whom the
+/// canister's `status_visibility` / `snapshot_visibility` allows.
 const CONTROLLERS_ONLY: &[&str] = &[
     "take_canister_snapshot",
     "load_canister_snapshot",
@@ -416,6 +418,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
         && let Ok(CanisterIdRecord { canister_id }) = candid::decode_one::<CanisterIdRecord>(&arg)
         && replica.exists(&canister_id)
         && !replica.is_controller(&canister_id, &caller)
+        && !replica.visible_to(method, &canister_id, &caller)
     {
         let reject = Reject::system(ErrorCode::CanisterInvalidController, format!("Only controllers of canister {canister_id} can call ic00 method {method}"));
         return send(reply, replica, Err(reject));
@@ -517,7 +520,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 let Some(s) = replica.status(&id) else {
                     return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {id} not found")));
                 };
-                if !s.controllers.contains(&caller) && caller != id {
+                if caller != id && !s.settings.status_visibility.allows(&caller, &s.controllers) {
                     return Err(controller_check(replica, &id, &caller));
                 }
                 encode(&CanisterStatusResult {

@@ -559,13 +559,7 @@ impl Replica {
         let Some(slot) = st.canisters.get(id) else {
             return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {id} not found")));
         };
-        let allowed = slot.controllers.contains(caller)
-            || match &slot.settings.log_visibility {
-                settings::LogVisibility::Controllers => false,
-                settings::LogVisibility::Public => true,
-                settings::LogVisibility::AllowedViewers(viewers) => viewers.contains(caller),
-            };
-        if !allowed {
+        if !slot.settings.log_visibility.allows(caller, &slot.controllers) {
             return Err(Reject::system(
                 ErrorCode::CanisterRejectedMessage,
                 format!("Caller {caller} is not allowed to query ic00 method fetch_canister_logs"),
@@ -678,12 +672,13 @@ impl Replica {
         slot.settings.apply(update)?;
         slot.version += 1;
         if let Some(controllers) = &update.controllers {
+            let controllers = settings::controller_set(controllers.clone());
             slot.controllers = controllers.clone();
             slot.history.record(history::Change {
                 time,
                 canister_version: slot.version,
                 origin,
-                details: history::ChangeDetails::ControllersChange { controllers: controllers.clone() },
+                details: history::ChangeDetails::ControllersChange { controllers },
             });
         }
         Ok(())
@@ -704,6 +699,20 @@ impl Replica {
     pub fn candid_interface(&self, canister: &Principal) -> Option<Arc<str>> {
         let hash = self.status(canister)?.module_hash?;
         self.inner.interfaces.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).cloned()
+    }
+
+    /// Whether `caller` may read what `method` shows of `canister` by its
+    /// visibility settings (`canister_status`: `status_visibility`;
+    /// `list_canister_snapshots`: `snapshot_visibility`).
+    pub fn visible_to(&self, method: &str, canister: &Principal, caller: &Principal) -> bool {
+        let st = self.lock();
+        let Some(slot) = st.canisters.get(canister) else { return false };
+        let visibility = match method {
+            "canister_status" => &slot.settings.status_visibility,
+            "list_canister_snapshots" => &slot.settings.snapshot_visibility,
+            _ => return false,
+        };
+        visibility.allows(caller, &slot.controllers)
     }
 
     pub fn deposit_cycles(&self, canister: Principal, amount: u64) -> Result<(), Reject> {

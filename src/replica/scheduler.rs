@@ -423,21 +423,21 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             let outcome = instance.execute(input, info.clone(), timer, outstanding.clone());
             // What a committed cleanup callback left in the global timer.
             let mut cleanup_timer = None;
-            let outcome = match outcome {
-                Outcome::Trapped { code, message, instructions } => {
-                    // The callback trapped: its cleanup runs, as a separate
-                    // execution whose own trap is ignored.
-                    let mut cleanup = MessageInput::new(EntryPoint::Cleanup(continuation), caller, time, limits.instructions_per_update);
-                    cleanup.deadline = deadline;
-                    match instance.execute(cleanup, info, timer, outstanding) {
-                        Outcome::Trapped { message: m, .. } => tracing::debug!(canister = %canister, "cleanup callback trapped: {m}"),
-                        Outcome::Committed(effects) => cleanup_timer = effects.timer,
+            // The caller's reject when the cleanup trapped too.
+            let mut both_trapped = None;
+            if let Outcome::Trapped { code, message, .. } = &outcome {
+                // The callback trapped: its cleanup runs, as a separate
+                // execution; if it traps too, the reject reports both.
+                let mut cleanup = MessageInput::new(EntryPoint::Cleanup(continuation), caller, time, limits.instructions_per_update);
+                cleanup.deadline = deadline;
+                match instance.execute(cleanup, info, timer, outstanding) {
+                    Outcome::Trapped { code: cleanup_code, message: cleanup_message, .. } => {
+                        both_trapped = Some(cleanup_trap_reject(canister, (*code, message), (cleanup_code, &cleanup_message)));
                     }
-                    Outcome::Trapped { code, message, instructions }
+                    Outcome::Committed(effects) => cleanup_timer = effects.timer,
                 }
-                other => other,
-            };
-            let mut finished = finish(instance, canister, context, outcome, true);
+            }
+            let mut finished = finish_with(instance, canister, context, outcome, true, both_trapped);
             let apply = finished.apply;
             finished.apply = Box::new(move |inner, st| {
                 // The call this callback belongs to is no longer outstanding.
@@ -513,6 +513,19 @@ enum Prep {
 /// `bumps_version`: a committed execution of this kind increments the
 /// canister version (updates, replicated queries, callbacks, timers).
 pub(super) fn finish(instance: Box<CanisterInstance>, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool) -> Finished {
+    finish_with(instance, canister, context, outcome, bumps_version, None)
+}
+
+/// [`finish`], with the reject a trap answers the call with given
+/// (`trap_reject`'s when `None`).
+fn finish_with(
+    instance: Box<CanisterInstance>,
+    canister: Principal,
+    context: u64,
+    outcome: Outcome,
+    bumps_version: bool,
+    trap: Option<Reject>,
+) -> Finished {
     Finished {
         instance: Some(instance),
         apply: Box::new(move |inner, st| {
@@ -523,7 +536,7 @@ pub(super) fn finish(instance: Box<CanisterInstance>, canister: Principal, conte
             if let Some(ctx) = st.contexts.get_mut(&context) {
                 ctx.instructions = ctx.instructions.saturating_add(instructions);
             }
-            apply_outcome(inner, st, canister, context, outcome, bumps_version)
+            apply_outcome(inner, st, canister, context, outcome, bumps_version, trap)
         }),
     }
 }
@@ -592,7 +605,7 @@ fn run_inspect(
 }
 
 /// Applies a finished execution's outcome under the state lock.
-fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool) {
+fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool, trap: Option<Reject>) {
     match outcome {
             Outcome::Committed(effects) => {
                 if let Some(slot) = st.canisters.get_mut(&canister) {
@@ -637,7 +650,7 @@ fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, contex
             }
             Outcome::Trapped { code, message, .. } => {
                 tracing::debug!(canister = %canister, "execution trapped: {code}: {message}");
-                let delivery = starve(st, context, || trap_reject(canister, code, &message));
+                let delivery = starve(st, context, || trap.unwrap_or_else(|| trap_reject(canister, code, &message)));
                 if let Some((to, task)) = delivery {
                     inner.enqueue(st, to, task);
                 }
@@ -647,12 +660,30 @@ fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, contex
 
 /// The reject a caller sees when `canister`'s execution trapped.
 pub(super) fn trap_reject(canister: Principal, code: ErrorCode, message: &str) -> Reject {
-    let what = match code {
+    Reject::system(code, format!("Error from Canister {canister}: {}", trap_description(code, message)))
+}
+
+/// The reject a caller sees when a callback of `canister` trapped and then
+/// its cleanup callback trapped too: both, as the IC words it, with the
+/// callback's error code.
+pub(super) fn cleanup_trap_reject(canister: Principal, callback: (ErrorCode, &str), cleanup: (ErrorCode, &str)) -> Reject {
+    Reject::system(
+        callback.0,
+        format!(
+            "Error from Canister {canister}: {}\n\ncall_on_cleanup also failed:\n\n{}",
+            trap_description(callback.0, callback.1),
+            trap_description(cleanup.0, cleanup.1)
+        ),
+    )
+}
+
+/// What a trap was, as the IC describes it after "Error from Canister <id>: ".
+fn trap_description(code: ErrorCode, message: &str) -> String {
+    match code {
         ErrorCode::CanisterCalledTrap => format!("Canister called `ic0.trap` with message: '{message}'"),
         ErrorCode::CanisterInstructionLimitExceeded | ErrorCode::CanisterContractViolation => message.to_string(),
         _ => format!("Canister trapped: {message}"),
-    };
-    Reject::system(code, format!("Error from Canister {canister}: {what}"))
+    }
 }
 
 /// If nothing can answer context `id` anymore, answers it with `reject()`.

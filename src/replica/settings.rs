@@ -59,6 +59,10 @@ pub struct CanisterSettings {
     pub freezing_threshold: Option<Nat>,
     pub reserved_cycles_limit: Option<Nat>,
     pub log_visibility: Option<LogVisibility>,
+    pub log_memory_limit: Option<Nat>,
+    pub snapshot_visibility: Option<Visibility>,
+    pub status_visibility: Option<Visibility>,
+    pub minimum_incoming_canister_call_cycles: Option<Nat>,
     pub wasm_memory_limit: Option<Nat>,
     pub wasm_memory_threshold: Option<Nat>,
     pub environment_variables: Option<Vec<EnvironmentVariable>>,
@@ -91,6 +95,14 @@ pub struct Settings {
     pub freezing_threshold: u64,
     pub reserved_cycles_limit: u64,
     pub log_visibility: LogVisibility,
+    /// 0 (the default, as PocketIC reports it) means the subnet's log
+    /// window ([`super::logs::LOG_BUFFER_BYTES`]).
+    pub log_memory_limit: u64,
+    /// Who may list the canister's snapshots.
+    pub snapshot_visibility: Visibility,
+    /// Who may read `canister_status`.
+    pub status_visibility: Visibility,
+    pub minimum_incoming_canister_call_cycles: u128,
     pub wasm_memory_limit: u64,
     pub wasm_memory_threshold: u64,
     pub environment_variables: Vec<EnvironmentVariable>,
@@ -108,6 +120,10 @@ impl Default for Settings {
             freezing_threshold: 2_592_000,
             reserved_cycles_limit: 5_000_000_000_000,
             log_visibility: LogVisibility::Controllers,
+            log_memory_limit: 0,
+            snapshot_visibility: Visibility::Controllers,
+            status_visibility: Visibility::Controllers,
+            minimum_incoming_canister_call_cycles: 0,
             wasm_memory_limit: 3 << 30,
             wasm_memory_threshold: 0,
             environment_variables: Vec::new(),
@@ -126,6 +142,41 @@ fn bounded(field: &str, n: &Nat, max: u64) -> Result<u64, Reject> {
         Ok(v) if v <= max => Ok(v),
         _ => Err(invalid(format!("Invalid settings: {field} {n} must be at most {max}"))),
     }
+}
+
+/// A visibility setting, checked: at most [`MAX_ALLOWED_VIEWERS`] viewers.
+fn checked_visibility(field: &str, v: &Visibility) -> Result<Visibility, Reject> {
+    if let Visibility::AllowedViewers(viewers) = v
+        && viewers.len() > MAX_ALLOWED_VIEWERS
+    {
+        return Err(invalid(format!(
+            "Invalid settings: {field}: at most {MAX_ALLOWED_VIEWERS} allowed viewers, {} given",
+            viewers.len()
+        )));
+    }
+    Ok(v.clone())
+}
+
+impl Visibility {
+    /// Whether `caller` may see what this visibility guards, given the
+    /// canister's `controllers` (who always may).
+    pub fn allows(&self, caller: &Principal, controllers: &[Principal]) -> bool {
+        controllers.contains(caller)
+            || match self {
+                Visibility::Controllers => false,
+                Visibility::Public => true,
+                Visibility::AllowedViewers(viewers) => viewers.contains(caller),
+            }
+    }
+}
+
+/// A controller list as the IC keeps it: a set, in principal order (by
+/// length, then bytes), each once. `canister_status`, `canister_info` and
+/// the change history report it so.
+pub fn controller_set(mut controllers: Vec<Principal>) -> Vec<Principal> {
+    controllers.sort();
+    controllers.dedup();
+    controllers
 }
 
 /// Checks a new controller list.
@@ -165,15 +216,20 @@ impl Settings {
             next.reserved_cycles_limit = bounded("reserved_cycles_limit", n, u64::MAX)?;
         }
         if let Some(v) = &update.log_visibility {
-            if let LogVisibility::AllowedViewers(viewers) = v
-                && viewers.len() > MAX_ALLOWED_VIEWERS
-            {
-                return Err(invalid(format!(
-                    "Invalid settings: at most {MAX_ALLOWED_VIEWERS} allowed viewers, {} given",
-                    viewers.len()
-                )));
-            }
-            next.log_visibility = v.clone();
+            next.log_visibility = checked_visibility("log_visibility", v)?;
+        }
+        if let Some(n) = &update.log_memory_limit {
+            next.log_memory_limit = bounded("log_memory_limit", n, MAX_MEMORY_SETTING)?;
+        }
+        if let Some(v) = &update.snapshot_visibility {
+            next.snapshot_visibility = checked_visibility("snapshot_visibility", v)?;
+        }
+        if let Some(v) = &update.status_visibility {
+            next.status_visibility = checked_visibility("status_visibility", v)?;
+        }
+        if let Some(n) = &update.minimum_incoming_canister_call_cycles {
+            next.minimum_incoming_canister_call_cycles = u128::try_from(&n.0)
+                .map_err(|_| invalid(format!("Invalid settings: minimum_incoming_canister_call_cycles {n} must be at most {}", u128::MAX)))?;
         }
         if let Some(n) = &update.wasm_memory_limit {
             next.wasm_memory_limit = bounded("wasm_memory_limit", n, MAX_MEMORY_SETTING)?;
@@ -231,11 +287,11 @@ impl Settings {
             memory_allocation: self.memory_allocation.into(),
             freezing_threshold: self.freezing_threshold.into(),
             reserved_cycles_limit: self.reserved_cycles_limit.into(),
-            minimum_incoming_canister_call_cycles: 0u64.into(),
+            minimum_incoming_canister_call_cycles: self.minimum_incoming_canister_call_cycles.into(),
             log_visibility: self.log_visibility.clone(),
-            log_memory_limit: (super::logs::LOG_BUFFER_BYTES as u64).into(),
-            snapshot_visibility: Visibility::Controllers,
-            status_visibility: Visibility::Controllers,
+            log_memory_limit: self.log_memory_limit.into(),
+            snapshot_visibility: self.snapshot_visibility.clone(),
+            status_visibility: self.status_visibility.clone(),
             wasm_memory_limit: self.wasm_memory_limit.into(),
             wasm_memory_threshold: self.wasm_memory_threshold.into(),
             environment_variables: self.environment_variables.clone(),

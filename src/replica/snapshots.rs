@@ -343,7 +343,7 @@ impl Replica {
     pub fn list_snapshots(&self, caller: Principal, canister: Principal) -> Result<Vec<SnapshotInfo>, Reject> {
         let st = self.lock();
         let slot = st.canisters.get(&canister).ok_or_else(|| not_found(&canister))?;
-        if !slot.controllers.contains(&caller) {
+        if !slot.settings.snapshot_visibility.allows(&caller, &slot.controllers) {
             return Err(not_controller(&canister, &caller));
         }
         Ok(slot.snapshots.iter().map(CanisterSnapshot::info).collect())

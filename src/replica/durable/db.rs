@@ -29,7 +29,9 @@ use heed::{Database, Env, EnvOpenOptions, RwTxn};
 
 /// The state directory's format. A directory written with another is
 /// refused (no migration yet).
-pub const FORMAT: u32 = 1;
+/// 2: canister settings gained `log_memory_limit`, `snapshot_visibility`,
+/// `status_visibility` and `minimum_incoming_canister_call_cycles`.
+pub const FORMAT: u32 = 2;
 /// What `meta/format` holds before the version.
 const FORMAT_TAG: &[u8] = b"ww-state-dir";
 /// Address space reserved for the environment (the file grows as needed).
