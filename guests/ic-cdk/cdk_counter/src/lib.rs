@@ -216,6 +216,28 @@ fn log(msg: String) {
     ic_cdk::println!("{msg}");
 }
 
+// --- certification ----------------------------------------------------------
+
+/// Sets the canister's certified data (`ic0.certified_data_set`, at most 32
+/// bytes).
+#[update]
+fn set_certified(data: Vec<u8>) {
+    ic_cdk::api::certified_data_set(data);
+}
+
+/// The data certificate the system hands a non-replicated query
+/// (`ic0.data_certificate_*`); none in an update.
+#[query]
+fn certified() -> Option<Vec<u8>> {
+    ic_cdk::api::data_certificate()
+}
+
+/// The DER root key the system says it is certified by (`ic0.root_key_*`).
+#[query]
+fn root_key() -> Vec<u8> {
+    ic_cdk::api::root_key()
+}
+
 // --- benchmarks and ordering -----------------------------------------------
 
 #[update]
