@@ -52,6 +52,14 @@ impl NodeIdentity {
         libp2p::identity::PublicKey::from(self.keypair.public()).to_peer_id()
     }
 
+    /// A secret seed for `purpose`, derived from the key (so it lives as
+    /// long as the state directory's identity): the certified state's keys.
+    pub fn derived_seed(&self, purpose: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        let secret = self.keypair.secret();
+        sha2::Sha256::new().chain_update(purpose).chain_update(secret.as_ref()).finalize().into()
+    }
+
     /// The key as libp2p takes it.
     pub fn libp2p_keypair(&self) -> libp2p::identity::Keypair {
         libp2p::identity::Keypair::from(self.keypair.clone())

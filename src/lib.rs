@@ -22,8 +22,10 @@
 //! `ARCHITECTURE.md` at the repository root has the map and the invariants.
 
 pub mod bench;
+pub mod certified;
 pub mod control;
 pub mod engine;
+pub mod http;
 pub mod identity;
 pub mod image;
 pub mod net;

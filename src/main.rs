@@ -361,6 +361,56 @@ struct NodeArgs {
     /// Worker threads for guests (default: one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// The IC's HTTP interface (off unless asked for).
+#[derive(clap::Args, Clone)]
+struct HttpArgs {
+    /// Serve the IC's public HTTP interface (agents, icp-cli, frontends) on
+    /// this address: `HOST:PORT`, or a port alone for 127.0.0.1 (0 picks a
+    /// free port). The URL is logged and written to `<state>/http.url`.
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
+    http: Option<std::net::SocketAddr>,
+
+    /// How long a synchronous call (`/api/v3|v4/.../call`) waits for its
+    /// answer before answering 202 (the agent then polls), milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    http_sync_wait_ms: u64,
+}
+
+fn parse_http_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|e| format!("{text:?} is not HOST:PORT or a port: {e}"))
+}
+
+/// Starts the HTTP interface of `node` when `args` ask for it, writing its
+/// URL to `state_dir/http.url`.
+async fn serve_http(node: &Node, args: &HttpArgs, state_dir: Option<&std::path::Path>) -> anyhow::Result<Option<ww::http::HttpServer>> {
+    let Some(addr) = args.http else {
+        return Ok(None);
+    };
+    let config = ww::http::HttpConfig { sync_wait: std::time::Duration::from_millis(args.http_sync_wait_ms) };
+    let server = ww::http::HttpServer::bind(addr, ww::http::router(node.certified().clone(), config))
+        .await
+        .with_context(|| format!("--http {addr}: cannot listen"))?;
+    if let Some(dir) = state_dir {
+        let path = dir.join("http.url");
+        let tmp = dir.join("http.url.tmp");
+        std::fs::write(&tmp, format!("{}\n", server.url()))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln_url(&server.url(), node);
+    Ok(Some(server))
+}
+
+fn eprintln_url(url: &str, node: &Node) {
+    report(format_args!("ww: the IC HTTP interface is at {url} (root key {})", hex::encode(node.certified().root_key())));
 }
 
 #[derive(clap::Args)]
@@ -511,6 +561,7 @@ fn node_config(args: NodeArgs) -> NodeConfig {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let http = args.node.http.clone();
     let mut config = node_config(args.node);
     // Install the handlers before anything boots: a signal that arrives while
     // pid0 is starting must not take the default action (kill without cleanup).
@@ -528,6 +579,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         Some(dir) => Some(ww::control::serve(node.clone(), dir)?),
         None => None,
     };
+    let http = serve_http(&node, &http, state_dir.as_deref()).await?;
     // One SIGINT or SIGTERM stops the whole node: pid0 first (it is killed),
     // then, with --serve, the serving too; no second signal is needed.
     let mut signalled = false;
@@ -544,6 +596,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         shutdown.recv().await;
         tracing::info!("shutting down");
     }
+    drop(http);
     drop(control);
     final_cut(&node).await;
     Ok(code)
@@ -551,6 +604,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
 
 /// `ww serve --state DIR`: the node of a state directory, no image.
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let http = args.node.http.clone();
     let mut config = node_config(args.node);
     let mut shutdown = ShutdownSignals::install()?;
     config.durable = true;
@@ -558,9 +612,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let node = Node::start(config).await?;
     spawn_epoch_on_sighup(node.clone())?;
     let control = ww::control::serve(node.clone(), &args.state)?;
+    let http = serve_http(&node, &http, Some(&args.state)).await?;
     tracing::info!(socket = %control.path().display(), canisters = node.replica().canister_ids().len(), "serving until Ctrl-C or SIGTERM");
     shutdown.recv().await;
     tracing::info!("shutting down");
+    drop(http);
     drop(control);
     final_cut(&node).await;
     Ok(0)

@@ -100,6 +100,8 @@ pub struct Node {
 struct NodeInner {
     spawner: Spawner,
     replica: crate::replica::Replica,
+    /// The replica's certified state (the HTTP interface answers from it).
+    certified: Arc<crate::certified::CertifiedState>,
     admin: candid::Principal,
     epoch: watch::Sender<u64>,
     network: Network,
@@ -126,10 +128,21 @@ impl Node {
         let mut replica_config = config.replica.clone();
         let peer_id = identity.peer_id();
         let range = config.canister_range.clone().unwrap_or_else(|| routing::derived_range(&peer_id));
+        // The certified state's keys follow from the node's identity; alone,
+        // the node is the subnet its root key names (as agents derive it).
+        let keys = crate::certified::keys::SubnetKeys::from_seed(&identity.derived_seed(b"ww certified state"));
+        replica_config.root_key = std::sync::Arc::from(keys.root.der().to_vec());
         if networked {
             // Each node is a subnet: its own canister id range.
             replica_config.subnets = vec![crate::replica::SubnetRange { id: routing::subnet_of(&peer_id), canisters: range.clone() }];
+        } else if let [only] = replica_config.subnets.as_mut_slice() {
+            only.id = keys.root.subnet_id();
         }
+        let ranges: Vec<(candid::Principal, candid::Principal)> = replica_config
+            .subnets
+            .iter()
+            .map(|s| (crate::replica::canister_id(*s.canisters.start()), crate::replica::canister_id(*s.canisters.end())))
+            .collect();
         let replica = match (&config.state_dir, config.durable) {
             (Some(dir), true) => {
                 let replica = crate::replica::Replica::open_durable(canister_engine, replica_config, dir)?;
@@ -141,6 +154,7 @@ impl Node {
             }
             _ => crate::replica::Replica::new(canister_engine, replica_config)?,
         };
+        let certified = crate::certified::CertifiedState::new(replica.clone(), keys, &ranges);
         let admin = identity.admin;
         let net = NetConfig { keypair: identity.libp2p_keypair(), listen: config.listen.clone(), boot: config.boot.clone(), trusted: config.trusted.clone() };
         let xnet = networked.then(|| XnetConfig { replica: replica.clone(), admin, range, subnet: routing::subnet_of(&peer_id) });
@@ -150,6 +164,7 @@ impl Node {
             inner: Arc::new(NodeInner {
                 spawner,
                 replica,
+                certified,
                 admin,
                 epoch,
                 network,
@@ -168,6 +183,11 @@ impl Node {
     /// The node's replica (its canisters).
     pub fn replica(&self) -> &crate::replica::Replica {
         &self.inner.replica
+    }
+
+    /// The replica's certified state: its keys, state tree and ingress history.
+    pub fn certified(&self) -> &Arc<crate::certified::CertifiedState> {
+        &self.inner.certified
     }
 
     /// The node's admin principal: the caller for pid0 and the CLI.

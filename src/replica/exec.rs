@@ -254,6 +254,10 @@ pub struct CanisterInfo {
     /// execution belongs to (`ic0.msg_caller_info_*`); `None` (empty) for
     /// everything else.
     pub caller_info: Option<Arc<CallerInfo>>,
+    /// A certificate of the canister's certified data, for a non-replicated
+    /// query (`ic0.data_certificate_*`), made when first asked for; `None`
+    /// everywhere else.
+    pub data_certificate: Option<super::certified_view::LazyCertificate>,
 }
 
 /// What an ingress message's sender info says of its sender, as
@@ -325,6 +329,8 @@ pub struct ExecState {
     log: Vec<LogLine>,
     /// How `debug_print` lines are printed on the host.
     print_style: PrintStyle,
+    /// The root key canisters see (`ic0.root_key_*`), DER.
+    root_key: Arc<[u8]>,
 }
 
 impl WasiView for ExecState {
@@ -369,6 +375,7 @@ pub struct CanisterRuntime {
     limits: Limits,
     heap_tracking: HeapTracking,
     print_style: PrintStyle,
+    root_key: Arc<[u8]>,
 }
 
 impl CanisterRuntime {
@@ -384,12 +391,18 @@ impl CanisterRuntime {
             limits,
             heap_tracking: HeapTracking::host_default(),
             print_style: PrintStyle::default(),
+            root_key: Arc::from(Vec::new()),
         })
     }
 
     /// Instances created from now on print `debug_print` lines in `style`.
     pub fn set_print_style(&mut self, style: PrintStyle) {
         self.print_style = style;
+    }
+
+    /// The root key (DER) `ic0.root_key_copy` gives canisters.
+    pub fn set_root_key(&mut self, der: Arc<[u8]>) {
+        self.root_key = der;
     }
 
     /// Canister heaps created from now on use `tracking`.

@@ -128,10 +128,37 @@ impl Replica {
         arg: Vec<u8>,
         caller_info: Option<CallerInfo>,
     ) -> Result<oneshot::Receiver<CallResult>, Reject> {
+        let rounds = self.inner.config.clock != Clock::Wall;
+        self.admit_ingress(caller, canister, method, arg, caller_info, rounds).await
+    }
+
+    /// An ingress update call as the IC's HTTP interface takes it, in either
+    /// clock mode: admitted and inspected (`canister_inspect_message`) now,
+    /// so a refusal is this function's error (a non-replicated rejection),
+    /// then delivered (wall clock) or held for the next round.
+    pub async fn submit_inspected_ingress(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        caller_info: Option<CallerInfo>,
+    ) -> Result<oneshot::Receiver<CallResult>, Reject> {
+        self.admit_ingress(caller, canister, method, arg, caller_info, true).await
+    }
+
+    async fn admit_ingress(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        caller_info: Option<CallerInfo>,
+        inspect_now: bool,
+    ) -> Result<oneshot::Receiver<CallResult>, Reject> {
         self.admit(&canister, method, arg.len(), false)?;
         let caller_info = caller_info.map(Arc::new);
-        let rounds = self.inner.config.clock != Clock::Wall;
-        if rounds && canister != Principal::management_canister() {
+        if inspect_now && canister != Principal::management_canister() {
             let (tx, rx) = oneshot::channel();
             {
                 let mut st = self.lock();
@@ -146,7 +173,7 @@ impl Replica {
                 verdict?;
             }
         }
-        Ok(self.enter(caller, canister, method, arg, rounds, caller_info))
+        Ok(self.enter(caller, canister, method, arg, inspect_now, caller_info))
     }
 
     /// Delivers an admitted message now, or holds it for the next round.

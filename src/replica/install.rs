@@ -55,6 +55,41 @@ pub fn candid_section(module: &[u8]) -> Option<String> {
     private
 }
 
+/// A module's `icp:public <name>` and `icp:private <name>` custom sections
+/// (the canister metadata of the state tree): `(name, public, bytes)` in
+/// module order, the module decompressed first if gzipped. The first section
+/// of a name wins.
+pub fn metadata_sections(module: &[u8]) -> Vec<(String, bool, Vec<u8>)> {
+    let raw: Cow<'_, [u8]> = if module.starts_with(&GZIP_MAGIC) {
+        let mut out = Vec::new();
+        let decoded = flate2::read::GzDecoder::new(module).take(MAX_WASM_MODULE as u64 + 1).read_to_end(&mut out);
+        if decoded.is_err() {
+            return Vec::new();
+        }
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(module)
+    };
+    let mut sections: Vec<(String, bool, Vec<u8>)> = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&raw) {
+        let Ok(wasmparser::Payload::CustomSection(c)) = payload else {
+            if payload.is_err() {
+                break;
+            }
+            continue;
+        };
+        let (name, public) = match (c.name().strip_prefix("icp:public "), c.name().strip_prefix("icp:private ")) {
+            (Some(name), _) => (name, true),
+            (_, Some(name)) => (name, false),
+            _ => continue,
+        };
+        if !sections.iter().any(|(n, _, _)| n == name) {
+            sections.push((name.to_string(), public, c.data().to_vec()));
+        }
+    }
+    sections
+}
+
 /// The Candid interface a module declares, read without installing it (what
 /// `ww canister install` types an init argument with): its
 /// `icp:public candid:service` section, else, for an IC core module that

@@ -31,6 +31,7 @@
 //!   (one FIFO input queue per canister).
 //! - Effects of an execution are applied only if it committed.
 
+pub mod certified_view;
 pub mod chunks;
 mod clock;
 mod composite;
@@ -145,6 +146,9 @@ pub struct ReplicaConfig {
     /// How canister heaps find written pages at commit (default: the best
     /// the kernel offers, see [`memory::HeapTracking::host_default`]).
     pub heap_tracking: memory::HeapTracking,
+    /// The root key canisters see (`ic0.root_key_copy`), DER; empty when
+    /// the replica's state is not certified.
+    pub root_key: Arc<[u8]>,
 }
 
 /// A subnet of the replica: its id and its canister id range (by index).
@@ -183,6 +187,7 @@ impl Default for ReplicaConfig {
             subnets: vec![SubnetRange { id: exec::subnet_id(), canisters: DEFAULT_CANISTER_RANGE }],
             echo_logs: false,
             heap_tracking: memory::HeapTracking::host_default(),
+            root_key: Arc::from(Vec::new()),
         }
     }
 }
@@ -289,6 +294,7 @@ impl Replica {
         let mut runtime = CanisterRuntime::new(engine, config.limits.clone())
             .map_err(|e| exec::InstallError::Invalid(format!("setting up the canister linker: {}", crate::engine::one_line(&e))))?;
         runtime.set_heap_tracking(config.heap_tracking);
+        runtime.set_root_key(config.root_key.clone());
         if config.echo_logs {
             runtime.set_print_style(exec::PrintStyle::PocketIc);
         }
@@ -343,6 +349,7 @@ impl Replica {
             jobs_run: std::sync::atomic::AtomicU64::new(0),
             durability: std::sync::OnceLock::new(),
             remote: std::sync::OnceLock::new(),
+            data_certificates: std::sync::OnceLock::new(),
         });
         tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
         for i in 0..inner.config.threads.max(1) {

@@ -54,6 +54,8 @@ pub(super) struct Inner {
     pub(super) durability: std::sync::OnceLock<Arc<super::durable::Durability>>,
     /// Where calls to other nodes' canisters go (see [`super::remote`]).
     pub(super) remote: std::sync::OnceLock<Arc<dyn super::remote::RemoteRouter>>,
+    /// Who makes data certificates for non-replicated queries.
+    pub(super) data_certificates: std::sync::OnceLock<std::sync::Weak<dyn super::certified_view::DataCertificates>>,
 }
 
 impl Inner {
@@ -393,6 +395,10 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             let bumps_version = entry.is_replicated();
             // Queries see no deadline, however they are called.
             let deadline = if entry.is_query() { 0 } else { deadline };
+            let mut info = info;
+            if matches!(entry, EntryPoint::Query { replicated: false, .. }) {
+                info.data_certificate = super::certified_view::data_certificate(inner, &canister);
+            }
             let mut input = MessageInput::new(entry, caller, time, limit);
             input.arg = arg;
             input.deadline = deadline;

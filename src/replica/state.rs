@@ -255,6 +255,7 @@ impl Slot {
             certified_data: self.certified_data.clone(),
             subnet: self.subnet,
             caller_info: None,
+            data_certificate: None,
         }
     }
 }

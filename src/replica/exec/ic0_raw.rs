@@ -10,9 +10,10 @@
 //! executing; every other function traps there.
 //!
 //! Where ww has nothing behind a function, it gives the IC's answer for
-//! "not available": no data certificate (`data_certificate_present` is 0),
-//! no threshold keys (`cost_sign_with_*` report an unknown key name), an
-//! empty root key. `cost_*` report a 13-node application subnet's fees;
+//! "not available": no threshold keys (`cost_sign_with_*` report an
+//! unknown key name). The root key is the replica's (empty when it has
+//! none); a data certificate is present in non-replicated queries when the
+//! replica certifies its state (see `crate::certified`). `cost_*` report a 13-node application subnet's fees;
 //! ww charges no cycles.
 
 use candid::Principal;
@@ -369,11 +370,16 @@ macro_rules! define_ic0 {
             })
         })?;
 
-        // -- certification: ww certifies nothing, so no certificate exists.
-        l.func_wrap("ic0", "root_key_size", |mut c: C<'_>| -> R<P> { c.data_mut().cx("root_key_size")?; Ok(0) })?;
+        // -- certification: the replica's root key, and in a non-replicated
+        // query a certificate of the canister's certified data.
+        l.func_wrap("ic0", "root_key_size", |mut c: C<'_>| -> R<P> {
+            c.data_mut().cx("root_key_size")?;
+            Ok(c.data().root_key.len() as P)
+        })?;
         l.func_wrap("ic0", "root_key_copy", |mut c: C<'_>, d: P, o: P, s: P| {
             c.data_mut().cx("root_key_copy")?;
-            copy_owned(&mut c, "root_key_copy", (d as u64, o as u64, s as u64), &[])
+            let key = c.data().root_key.clone();
+            copy_owned(&mut c, "root_key_copy", (d as u64, o as u64, s as u64), &key)
         })?;
         l.func_wrap("ic0", "certified_data_set", |mut c: C<'_>, src: P, size: P| {
             c.data_mut().cx("certified_data_set")?;
@@ -386,12 +392,20 @@ macro_rules! define_ic0 {
             let bytes = read(&mut c, "certified_data_set", src as u64, size as u64)?;
             c.data_mut().set_certified_data(&bytes)
         })?;
-        l.func_wrap("ic0", "data_certificate_present", |mut c: C<'_>| -> R<u32> { c.data_mut().cx("data_certificate_present")?; Ok(0) })?;
-        l.func_wrap("ic0", "data_certificate_size", |_c: C<'_>| -> R<P> {
-            trap(ErrorCode::CanisterContractViolation, "ic0.data_certificate_size: no data certificate is present (ic0.data_certificate_present returns 0 on ww)")
+        l.func_wrap("ic0", "data_certificate_present", |mut c: C<'_>| -> R<u32> {
+            Ok(c.data_mut().cx("data_certificate_present")?.info.data_certificate.as_ref().is_some_and(|d| d.get().is_some()) as u32)
         })?;
-        l.func_wrap("ic0", "data_certificate_copy", |_c: C<'_>, _d: P, _o: P, _s: P| -> R<()> {
-            trap(ErrorCode::CanisterContractViolation, "ic0.data_certificate_copy: no data certificate is present (ic0.data_certificate_present returns 0 on ww)")
+        l.func_wrap("ic0", "data_certificate_size", |mut c: C<'_>| -> R<P> {
+            match c.data_mut().cx("data_certificate_size")?.info.data_certificate.as_ref().and_then(|d| d.get()) {
+                Some(cert) => Ok(cert.len() as P),
+                None => trap(ErrorCode::CanisterContractViolation, "ic0.data_certificate_size: no data certificate is present (only non-replicated queries get one)"),
+            }
+        })?;
+        l.func_wrap("ic0", "data_certificate_copy", |mut c: C<'_>, d: P, o: P, s: P| -> R<()> {
+            let Some(cert) = c.data_mut().cx("data_certificate_copy")?.info.data_certificate.as_ref().and_then(|d| d.get().map(<[u8]>::to_vec)) else {
+                return trap(ErrorCode::CanisterContractViolation, "ic0.data_certificate_copy: no data certificate is present (only non-replicated queries get one)");
+            };
+            copy_owned(&mut c, "data_certificate_copy", (d as u64, o as u64, s as u64), &cert)
         })?;
 
         // -- time, timer, instructions

@@ -34,6 +34,7 @@ pub(super) fn new_store(runtime: &CanisterRuntime, stable: StableMemory, clock: 
         memory: None,
         log: Vec::new(),
         print_style: runtime.print_style,
+        root_key: runtime.root_key.clone(),
     };
     let mut store = Store::new(runtime.engine.wasmtime(), state);
     // Fuel is set per execution; instantiation itself is not metered here.
