@@ -139,11 +139,14 @@ run: images build
 ## then the PocketIC suite (tests/pocket-ic, its own workspace, built into
 ## the same target dir): the real `pocket-ic` 13 client against ww
 ## (POCKET_IC_BIN = target/debug/pocket-ic, a symlink to ww), a
-## smaller suite with the 16.x client (tests/pocket-ic-16), and PicJS
+## smaller suite with the 16.x client (tests/pocket-ic-16), the IC HTTP
+## interface suite (tests/ic-agent: the real `ic-agent` against
+## `ww serve --http`, WW_BIN = target/debug/ww), and PicJS
 ## (tests/picjs: @dfinity/pic as its package-lock.json pins it, installed by
 ## `npm ci --ignore-scripts` only when the lock changed; node's test runner).
 POCKET_IC_SUITE := tests/pocket-ic/Cargo.toml
 POCKET_IC_16_SUITE := tests/pocket-ic-16/Cargo.toml
+IC_AGENT_SUITE := tests/ic-agent/Cargo.toml
 PICJS_SUITE := tests/picjs
 
 $(PICJS_SUITE)/node_modules/.package-lock.json: $(PICJS_SUITE)/package.json $(PICJS_SUITE)/package-lock.json
@@ -154,6 +157,7 @@ test: images ic-guests motoko $(PICJS_SUITE)/node_modules/.package-lock.json
 	$(CARGO) test
 	POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target
 	WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_16_SUITE) --target-dir target
+	WW_BIN=$(CURDIR)/target/debug/ww $(CARGO) test --manifest-path $(IC_AGENT_SUITE) --target-dir target
 	cd $(PICJS_SUITE) && POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic node --test
 
 ## bench: the benchmarks recorded in BENCHMARKS.md.
