@@ -32,6 +32,9 @@ use keys::SubnetKeys;
 /// next read, so certificates stay fresh (agents refuse stale ones).
 pub const RECERTIFY_AFTER: u64 = 1_000_000_000;
 
+/// The state directory key prefix of ingress history records.
+const INGRESS_KEY: &[u8] = b"ingress/";
+
 /// One replica's certified state.
 pub struct CertifiedState {
     keys: SubnetKeys,
@@ -70,7 +73,35 @@ impl CertifiedState {
         });
         let weak: std::sync::Weak<dyn crate::replica::certified_view::DataCertificates> = Arc::downgrade(&state) as _;
         state.replica.set_data_certificates(weak);
+        let restored: Vec<([u8; 32], Record)> = state
+            .replica
+            .take_restored_sidecar()
+            .into_iter()
+            .filter_map(|(key, payload)| {
+                let id = <[u8; 32]>::try_from(key.strip_prefix(INGRESS_KEY)?).ok()?;
+                match postcard::from_bytes::<Record>(&payload) {
+                    Ok(record) => Some((id, record)),
+                    Err(e) => {
+                        tracing::warn!(request = %hex::encode(id), error = %e, "an ingress history record in the state directory cannot be decoded; it is dropped");
+                        None
+                    }
+                }
+            })
+            .collect();
+        if !restored.is_empty() {
+            tracing::info!(requests = restored.len(), "ingress history restored");
+            state.restore_history(restored);
+        }
         state
+    }
+
+    /// Keeps `record` (or its removal) in the state directory with the
+    /// replica's next cut.
+    fn keep(&self, id: &[u8; 32], record: Option<&Record>) {
+        let mut key = INGRESS_KEY.to_vec();
+        key.extend_from_slice(id);
+        let payload = record.and_then(|r| postcard::to_allocvec(r).ok());
+        self.replica.stage_sidecar(key, payload);
     }
 
     /// The subnet id agents derive from the root key (no delegation).
@@ -132,7 +163,9 @@ impl CertifiedState {
         {
             let mut inner = self.lock();
             let Inner { tree, history, .. } = &mut *inner;
-            history.finish(tree, id, result);
+            if let Some(record) = history.finish(tree, id, result) {
+                self.keep(id, Some(record));
+            }
             inner.dirty = true;
         }
         self.finished.notify_waiters();
@@ -174,7 +207,14 @@ impl CertifiedState {
         let mut inner = self.lock();
         let Inner { tree, canisters: entries, history, .. } = &mut *inner;
         let mut changed = tree::sync_canisters(tree, entries, &canisters);
-        changed |= history.expire(tree, now);
+        let (expired, forgotten) = history.expire(tree, now);
+        changed |= !expired.is_empty() || !forgotten.is_empty();
+        for id in &expired {
+            self.keep(id, history.get(id));
+        }
+        for id in &forgotten {
+            self.keep(id, None);
+        }
         if changed {
             inner.dirty = true;
         }

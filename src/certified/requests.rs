@@ -101,10 +101,10 @@ impl History {
         Some(record)
     }
 
-    /// Moves expired finished requests to done and forgets old ones;
-    /// whether the tree changed.
-    pub(super) fn expire(&mut self, tree: &mut NestedTree<Vec<u8>, Vec<u8>>, now: u64) -> bool {
-        let mut changed = false;
+    /// Moves expired finished requests to done and forgets old ones: the
+    /// ids made done, and those forgotten.
+    pub(super) fn expire(&mut self, tree: &mut NestedTree<Vec<u8>, Vec<u8>>, now: u64) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
+        let (mut done, mut forgotten) = (Vec::new(), Vec::new());
         while let Some(&(expiry, id)) = self.expiring.first() {
             if expiry >= now {
                 break;
@@ -118,7 +118,7 @@ impl History {
             if let Some(record) = self.records.get_mut(&id) {
                 record.status = RequestStatus::Done;
                 write_status(tree, &id, &RequestStatus::Done);
-                changed = true;
+                done.push(id);
             }
             self.forgetting.insert((expiry.saturating_add(RETAIN_AFTER_EXPIRY), id));
         }
@@ -129,9 +129,9 @@ impl History {
             self.forgetting.pop_first();
             self.records.remove(&id);
             tree.delete(&[REQUEST_STATUS.to_vec(), id.to_vec()]);
-            changed = true;
+            forgotten.push(id);
         }
-        changed
+        (done, forgotten)
     }
 
     /// Every record, for the state directory.

@@ -202,6 +202,11 @@ async fn answer_sync(front: &Front, id: [u8; 32]) -> Response {
     if !front.state.wait_finished(&id, front.config.sync_wait).await {
         return accepted();
     }
+    // Acknowledged means durable: the call's effects and its status are in
+    // the state directory (if any) before the answer leaves.
+    if let Err(why) = front.state.replica().persisted().await {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, format!("the call's state could not be written: {why}"));
+    }
     let certificate = front.state.certificate(&[vec![b"request_status".to_vec(), id.to_vec()]]);
     cbor(StatusCode::OK, Value::Map(vec![(text("status"), text("replied")), (text("certificate"), Value::Bytes(certificate))]))
 }

@@ -20,12 +20,15 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use candid::Principal;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::wire::{self, SubnetKind};
+use crate::certified::CertifiedState;
+use crate::certified::keys::SubnetKeys;
 use crate::replica::{self, CallResult, Clock, Replica, ReplicaConfig, canister_id, canister_index};
 pub(crate) use crate::replica::wall_clock_ns;
 
@@ -106,6 +109,12 @@ pub struct Instance {
     submitted: u64,
     /// Rounds run automatically (`auto_progress`); the task's stop switch.
     pub auto_progress: Option<tokio::sync::watch::Sender<bool>>,
+    /// The certified state, signed by the root subnet's key (the NNS if
+    /// there is one, else the default subnet) and holding every subnet's
+    /// canister ranges (no delegations yet: agents see one subnet).
+    pub certified: Arc<CertifiedState>,
+    /// The instance's IC HTTP interface (`/instances/<id>/api/...`).
+    pub api: axum::Router,
 }
 
 impl Instance {
@@ -118,9 +127,12 @@ impl Instance {
             Some(wire::InitialTime::AutoProgress(_)) => wall_clock_ns().max(GENESIS_NS),
             None => GENESIS_NS,
         };
+        let root = subnets.iter().find(|s| s.kind == SubnetKind::NNS).unwrap_or(&subnets[0]);
+        let root_keys = SubnetKeys::from_seed(&root.seed);
         let replica = Replica::new(
             engine,
             ReplicaConfig {
+                root_key: Arc::from(root_keys.root.der().to_vec()),
                 clock: Clock::Rounds { start_ns },
                 subnets: subnets.iter().map(|s| replica::SubnetRange { id: s.id, canisters: s.range.clone() }).collect(),
                 // v13 clients create canisters with 0 cycles and add them.
@@ -131,7 +143,10 @@ impl Instance {
             },
         )
         .map_err(|e| InstanceError::Replica(e.to_string()))?;
-        Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None })
+        let ranges: Vec<(Principal, Principal)> = subnets.iter().map(|s| (canister_id(*s.range.start()), canister_id(*s.range.end()))).collect();
+        let certified = CertifiedState::new(replica.clone(), root_keys, &ranges);
+        let api = crate::http::router(certified.clone(), crate::http::HttpConfig::default());
+        Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None, certified, api })
     }
 
     /// The instance's topology as the client reads it.
@@ -162,6 +177,11 @@ impl Instance {
     pub fn subnet_of(&self, canister: &Principal) -> Option<&Subnet> {
         let index = canister_index(canister)?;
         self.subnets.iter().find(|s| s.range.contains(&index))
+    }
+
+    /// A subnet's public key (DER).
+    pub fn subnet_public_key(&self, id: &Principal) -> Option<Vec<u8>> {
+        self.subnet(id).map(|s| SubnetKeys::from_seed(&s.seed).root.der().to_vec())
     }
 
     pub fn subnet(&self, id: &Principal) -> Option<&Subnet> {
@@ -249,9 +269,6 @@ fn refuse_unsupported(config: &wire::InstanceConfig) -> Result<(), InstanceError
     if config.state_dir.is_some() {
         return Err(InstanceError::Unsupported("state_dir (instance state on disk); instances live in memory".into()));
     }
-    if config.http_gateway_config.is_some() {
-        return Err(InstanceError::Unsupported("an HTTP gateway (the IC's HTTP interface)".into()));
-    }
     for (kind, spec) in config.subnet_config_set.subnets() {
         if !matches!(spec.state_config, wire::SubnetStateConfig::New) {
             return Err(InstanceError::Unsupported(format!("a {kind:?} subnet loaded from saved state; subnets start empty")));
@@ -287,7 +304,9 @@ fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Ve
                 r
             };
             let seed: [u8; 32] = Sha256::digest(format!("ww pocket-ic instance {number} subnet {i} {kind:?}")).into();
-            Subnet { id: Principal::self_authenticating(seed), kind, seed, spec: spec.clone(), range }
+            // The id agents derive from the subnet's key.
+            let id = SubnetKeys::from_seed(&seed).root.subnet_id();
+            Subnet { id, kind, seed, spec: spec.clone(), range }
         })
         .collect())
 }

@@ -25,7 +25,10 @@
 //! - [`instance`]: the state of one PocketIC instance (its subnets and
 //!   replica).
 //! - [`routes`]: the HTTP endpoints the client calls.
+//! - [`gateway`]: each instance's IC HTTP interface (`/instances/<id>/api`)
+//!   and HTTP gateways (`make_live`).
 
+pub mod gateway;
 pub mod instance;
 pub mod routes;
 pub mod server;

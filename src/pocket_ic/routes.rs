@@ -43,6 +43,9 @@ use crate::replica::management::ProvisionalCreateCanisterArgs;
 pub struct Failure(StatusCode, String);
 
 impl Failure {
+    pub(super) fn message(&self) -> &str {
+        &self.1
+    }
     fn bad(message: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, message.into())
     }
@@ -82,6 +85,8 @@ pub struct Server {
     instances: Mutex<Vec<Option<Arc<tokio::sync::Mutex<Instance>>>>>,
     /// Blob id (SHA-256 of the bytes as uploaded) to (bytes, gzip-compressed).
     blobs: Mutex<HashMap<Vec<u8>, (Bytes, bool)>>,
+    /// HTTP gateways by id; `None` once stopped.
+    gateways: Mutex<Vec<Option<crate::http::HttpServer>>>,
 }
 
 type Shared = Arc<Server>;
@@ -89,7 +94,7 @@ type Shared = Arc<Server>;
 /// The server's routes, on a canister engine of its own.
 pub fn router() -> Result<Router, crate::engine::LoadError> {
     let engine = Engine::new(&EngineConfig { kind: EngineKind::Canister, cache_dir: default_cache_dir(), ..EngineConfig::default() })?;
-    let server = Arc::new(Server { engine, instances: Mutex::new(Vec::new()), blobs: Mutex::new(HashMap::new()) });
+    let server = Arc::new(Server { engine, instances: Mutex::new(Vec::new()), blobs: Mutex::new(HashMap::new()), gateways: Mutex::new(Vec::new()) });
     let i = "/instances/{id}";
     Ok(Router::new()
         .route("/instances", post(create_instance).get(list_instances))
@@ -119,15 +124,15 @@ pub fn router() -> Result<Router, crate::engine::LoadError> {
         .route(&format!("{i}/update/mock_canister_http"), post(mock_canister_http))
         .route(&format!("{i}/auto_progress"), post(auto_progress).get(is_auto_progress))
         .route(&format!("{i}/stop_progress"), post(stop_progress))
-        .route(&format!("{i}/read/pub_key"), post(|| async { Failure::unsupported("read/pub_key: ww's subnets do not sign, so there is no root key") }))
-        .route(&format!("{i}/api/v2/subnet/{{subnet}}/read_state"), post(|| async { Failure::unsupported("CBOR read_state (the IC's HTTP interface)") }))
+        .route(&format!("{i}/read/pub_key"), post(pub_key))
+        .route(&format!("{i}/api/{{*rest}}"), axum::routing::any(super::gateway::instance_api))
         .route(&format!("{i}/update/canister_snapshot_download"), post(|| async { Failure::unsupported("downloading canister snapshots to a directory") }))
         .route(&format!("{i}/update/canister_snapshot_upload"), post(|| async { Failure::unsupported("uploading canister snapshots from a directory") }))
         .route(&format!("{i}/update/delete_subnet"), post(|| async { Failure::unsupported("deleting subnets") }))
         .route(&format!("{i}/update/mock_flexible_canister_http"), post(mock_canister_http))
         .route("/verify_signature", post(|| async { Failure::unsupported("verify_signature (canister signatures)") }))
-        .route("/http_gateway", post(create_http_gateway))
-        .route("/http_gateway/{gateway}/stop", post(|| async { Json(()) }))
+        .route("/http_gateway", post(super::gateway::create))
+        .route("/http_gateway/{gateway}/stop", post(super::gateway::stop))
         .route("/read_graph/{label}/{op}", get(|| async { Failure::not_found("no such operation: ww answers every request synchronously") }))
         .route("/prune_graph/{label}/{op}", delete(|| async { Json(()) }))
         .fallback(|method: Method, uri: Uri| async move { Failure::not_found(format!("no such route: {method} {uri}")) })
@@ -144,7 +149,19 @@ fn ok<T: Serialize>(value: T) -> Reply<T> {
 }
 
 impl Server {
-    fn instance(&self, id: usize) -> Result<Arc<tokio::sync::Mutex<Instance>>, Failure> {
+    pub(super) fn add_gateway(&self, gateway: crate::http::HttpServer) -> usize {
+        let mut gateways = self.gateways.lock().unwrap_or_else(|e| e.into_inner());
+        gateways.push(Some(gateway));
+        gateways.len() - 1
+    }
+
+    /// Stops gateway `id` (its listener closes); unknown ids are ignored.
+    pub(super) fn stop_gateway(&self, id: usize) {
+        let stopped = self.gateways.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id).and_then(Option::take);
+        drop(stopped);
+    }
+
+    pub(super) fn instance(&self, id: usize) -> Result<Arc<tokio::sync::Mutex<Instance>>, Failure> {
         let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         match instances.get(id) {
             Some(Some(instance)) => Ok(instance.clone()),
@@ -181,8 +198,16 @@ async fn create_instance(State(server): State<Shared>, body: Bytes) -> Reply<wir
     if auto {
         start_auto_progress(&instance, delay).await;
     }
+    let mut http_gateway_info = None;
+    if let Some(gateway) = &config.http_gateway_config {
+        let gateway: super::gateway::GatewayConfig = serde_json::from_value(gateway.clone()).map_err(|e| Failure::bad(format!("bad http_gateway_config: {e}")))?;
+        match super::gateway::start(&server, instance_id, &gateway).await {
+            Ok(info) => http_gateway_info = Some(wire::HttpGatewayInfo { instance_id: info.instance_id, port: info.port }),
+            Err(message) => return ok(wire::CreateInstanceResponse::Error { message }),
+        }
+    }
     tracing::debug!(instance = instance_id, subnets = topology.subnet_configs.len(), "instance created");
-    ok(wire::CreateInstanceResponse::Created { instance_id, topology, http_gateway_info: None })
+    ok(wire::CreateInstanceResponse::Created { instance_id, topology, http_gateway_info })
 }
 
 async fn list_instances(State(server): State<Shared>) -> Json<Vec<String>> {
@@ -437,8 +462,13 @@ async fn mock_canister_http(State(server): State<Shared>, Path(id): Path<usize>)
     Err(Failure::bad("no canister HTTP outcall is pending: ww's management canister refuses http_request, so there is nothing to mock"))
 }
 
-async fn create_http_gateway() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"Error": {"message": "ww's PocketIC server does not support an HTTP gateway (the IC's HTTP interface)"}}))
+/// `read/pub_key`: a subnet's public key (DER), the root key for the root
+/// subnet (the NNS if there is one).
+async fn pub_key(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<Vec<u8>> {
+    let raw: wire::RawSubnetId = parse("read/pub_key", &body)?;
+    let subnet = principal_of("subnet_id", &raw.subnet_id)?;
+    let guard = server.instance(id)?.lock_owned().await;
+    guard.subnet_public_key(&subnet).map(Json).ok_or_else(|| Failure::not_found(format!("subnet {subnet} is not a subnet of instance {id}")))
 }
 
 /// Rounds every `delay`, at least [`AUTO_PROGRESS_INTERVAL_MS`] (as

@@ -46,6 +46,21 @@ impl Replica {
             .collect()
     }
 
+    /// Keeps a record of the node's beside the replica's state (the ingress
+    /// history): written (`Some`) or deleted (`None`) by the next cut, so it
+    /// is durable once [`Replica::persisted`] resolves. Without a state
+    /// directory nothing is kept.
+    pub fn stage_sidecar(&self, key: Vec<u8>, record: Option<Vec<u8>>) {
+        if self.is_durable() {
+            self.lock().sidecar.push((key, record));
+        }
+    }
+
+    /// The node's records the state directory held at start (once).
+    pub fn take_restored_sidecar(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut *self.inner.restored_sidecar.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Makes `source` the maker of data certificates (held weakly: the
     /// certified state holds the replica, not the other way round).
     pub fn set_data_certificates(&self, source: Weak<dyn DataCertificates>) {

@@ -335,6 +335,7 @@ impl Replica {
                 held: Vec::new(),
                 paused: false,
                 remote_expired: std::collections::HashSet::new(),
+                sidecar: Vec::new(),
             }),
             config,
             jobs: Mutex::new(VecDeque::new()),
@@ -350,6 +351,7 @@ impl Replica {
             durability: std::sync::OnceLock::new(),
             remote: std::sync::OnceLock::new(),
             data_certificates: std::sync::OnceLock::new(),
+            restored_sidecar: Mutex::new(Vec::new()),
         });
         tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
         for i in 0..inner.config.threads.max(1) {

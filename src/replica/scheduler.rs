@@ -54,6 +54,8 @@ pub(super) struct Inner {
     pub(super) durability: std::sync::OnceLock<Arc<super::durable::Durability>>,
     /// Where calls to other nodes' canisters go (see [`super::remote`]).
     pub(super) remote: std::sync::OnceLock<Arc<dyn super::remote::RemoteRouter>>,
+    /// Node records the state directory held at start (taken once).
+    pub(super) restored_sidecar: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
     /// Who makes data certificates for non-replicated queries.
     pub(super) data_certificates: std::sync::OnceLock<std::sync::Weak<dyn super::certified_view::DataCertificates>>,
 }

@@ -297,6 +297,8 @@ pub(super) struct State {
     /// Callbacks of calls to other nodes whose deadline answered them: a
     /// response that still comes is dropped.
     pub(super) remote_expired: std::collections::HashSet<u64>,
+    /// Node records for the next cut (see [`super::Replica::stage_sidecar`]).
+    pub(super) sidecar: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 /// A range of canister ids (by index, see [`super::canister_id`]) and the

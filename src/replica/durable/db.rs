@@ -88,6 +88,9 @@ pub struct CutWrite {
     /// (canister, snapshot id, the stored snapshot).
     pub snapshots: Vec<(Principal, Vec<u8>, Vec<u8>)>,
     pub drop_snapshots: Vec<(Principal, Vec<u8>)>,
+    /// Records kept for the node beside the replica (the ingress history):
+    /// written (`Some`) or deleted (`None`).
+    pub sidecar: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl CutWrite {
@@ -117,6 +120,8 @@ pub struct Loaded {
     pub chunks: PerCanister<[u8; 32]>,
     /// (snapshot id, the stored snapshot), in key order.
     pub snapshots: PerCanister<Vec<u8>>,
+    /// The node's records kept beside the replica (see [`CutWrite::sidecar`]).
+    pub sidecar: Records,
 }
 
 /// The open environment.
@@ -130,6 +135,7 @@ pub struct StateDb {
     modules: Database<Bytes, Bytes>,
     chunks: Database<Bytes, Bytes>,
     snapshots: Database<Bytes, Bytes>,
+    sidecar: Database<Bytes, Bytes>,
     /// Held for the life of the process: one ww per directory.
     _lock: File,
 }
@@ -196,7 +202,7 @@ impl StateDb {
             return Err(StateDirError::Damaged { path: file.clone(), what: "the file is empty".into() });
         }
         let mut options = EnvOpenOptions::new();
-        options.map_size(MAP_SIZE).max_dbs(8);
+        options.map_size(MAP_SIZE).max_dbs(9);
         // SAFETY: one environment per directory in this process, and the
         // lock file keeps other processes out.
         let env = unsafe { options.open(dir) }.map_err(|e| match e {
@@ -217,7 +223,7 @@ impl StateDb {
         }
         let mut w = env.write_txn().map_err(engine)?;
         let mut create = |name: &str| env.create_database::<Bytes, Bytes>(&mut w, Some(name)).map_err(engine);
-        let (meta, canisters, heap, stable, modules, chunks, snapshots) = (
+        let (meta, canisters, heap, stable, modules, chunks, snapshots, sidecar) = (
             create("meta")?,
             create("canisters")?,
             create("heap")?,
@@ -225,8 +231,9 @@ impl StateDb {
             create("modules")?,
             create("chunks")?,
             create("snapshots")?,
+            create("sidecar")?,
         );
-        let db = Self { env: env.clone(), file: file.clone(), meta, canisters, heap, stable, modules, chunks, snapshots, _lock: lock };
+        let db = Self { env: env.clone(), file: file.clone(), meta, canisters, heap, stable, modules, chunks, snapshots, sidecar, _lock: lock };
         match db.get_checked(&w, &db.meta, "meta", b"format")? {
             None if existing_len.is_none() || db.meta.len(&w).map_err(engine)? == 0 => {
                 let mut payload = FORMAT_TAG.to_vec();
@@ -320,6 +327,7 @@ impl StateDb {
             let (id, rest) = split_canister_key(&key).ok_or_else(|| bad_key("snapshots", &key))?;
             loaded.snapshots.entry(id).or_default().push((rest.to_vec(), payload));
         }
+        loaded.sidecar = self.all(&r, &self.sidecar, "sidecar")?;
         Ok(loaded)
     }
 
@@ -384,6 +392,14 @@ impl StateDb {
             let mut key = canister_key(id);
             key.extend_from_slice(snapshot);
             self.snapshots.delete(&mut w, &key).map_err(e)?;
+        }
+        for (key, record) in &cut.sidecar {
+            match record {
+                Some(payload) => self.sidecar.put(&mut w, key, &encode_record("sidecar", key, payload)).map_err(e)?,
+                None => {
+                    self.sidecar.delete(&mut w, key).map_err(e)?;
+                }
+            }
         }
         w.commit().map_err(e)
     }

@@ -323,7 +323,7 @@ fn store_task(task: &Task, modules: &mut Vec<([u8; 32], Arc<[u8]>)>) -> Option<S
 /// no job in flight, so every instance is in its slot and committed.
 pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
     use rand::{Rng, SeedableRng};
-    let mut cut = CutWrite::default();
+    let mut cut = CutWrite { sidecar: std::mem::take(&mut st.sidecar), ..CutWrite::default() };
     // The generator continues from a seed the cut keeps, so a restored
     // replica draws what this one would have.
     let rng_seed = st.rng.next_u64();
@@ -522,6 +522,7 @@ fn restored_done(answers: Option<u64>, replica: &Replica) -> Done {
 pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path) -> Result<(usize, Stored), StateDirError> {
     let damaged = |what: String| StateDirError::Damaged { path: file.to_path_buf(), what };
     let mut stored = Stored::default();
+    *replica.inner.restored_sidecar.lock().unwrap_or_else(|e| e.into_inner()) = loaded.sidecar;
     let Some(state_bytes) = loaded.state else {
         return Ok((0, stored));
     };
