@@ -54,6 +54,28 @@ fn read_module(path: &Path, how: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{} ({e}): build it with `{how}`", path.display()))
 }
 
+/// `ww serve --state <dir>/node --http 127.0.0.1:0 <extra>`, its output
+/// appended to `<dir>/ww.log`.
+fn spawn(dir: &Path, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("ww.log"))
+        .expect("the node's log file");
+    let bin = ww_bin();
+    Command::new(&bin)
+        .arg("serve")
+        .arg("--state")
+        .arg(dir.join("node"))
+        .args(["--http", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("the node's log file"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} ({e}); set WW_BIN or build ww", bin.display()))
+}
+
 /// A `ww serve --http 127.0.0.1:0` node in a state directory of its own.
 pub struct Node {
     child: Child,
@@ -70,22 +92,13 @@ impl Node {
     /// waits (bounded) for the URL it writes to `<state>/http.url`.
     pub fn start_with(extra: &[&str]) -> Node {
         let state = tempfile::Builder::new().prefix("ww-ic-agent-").tempdir().expect("a temporary state directory");
-        let log = std::fs::File::create(state.path().join("ww.log")).expect("the node's log file");
-        let bin = ww_bin();
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg("--state")
-            .arg(state.path().join("node"))
-            .args(["--http", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("the node's log file"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({e}); set WW_BIN or build ww", bin.display()));
-        let mut node = Node { child, state, url: String::new() };
+        let mut node = Node { child: spawn(state.path(), extra), state, url: String::new() };
         node.url = node.wait_for_url();
         node
+    }
+
+    fn spawn(&self, extra: &[&str]) -> Child {
+        spawn(self.state.path(), extra)
     }
 
     fn url_file(&self) -> PathBuf {
@@ -150,6 +163,17 @@ impl Node {
             .unwrap_or_else(|e| panic!("an agent for {}: {e}", self.url))
     }
 
+    /// SIGKILL, then a new `ww serve` (the same arguments) on the same state
+    /// directory; the URL is the one it writes anew.
+    pub fn kill_and_restart(&mut self, extra: &[&str]) {
+        self.child.kill().expect("kill -KILL the node");
+        self.child.wait().expect("the killed node's status");
+        // The dead node's URL file must not pass for the new node's.
+        std::fs::remove_file(self.url_file()).expect("remove the old http.url");
+        self.child = self.spawn(extra);
+        self.url = self.wait_for_url();
+    }
+
     /// SIGTERM, then the exit status (bounded wait).
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
@@ -168,6 +192,10 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A failing test shows what the node said.
+        if std::thread::panicking() {
+            eprintln!("--- the log of ww serve ({}):\n{}\n---", self.url, self.log());
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();

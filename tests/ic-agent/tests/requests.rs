@@ -100,3 +100,34 @@ async fn a_forged_signature_is_forbidden() {
     let reply = honest_twin.update(&id, "inc").with_arg(Encode!().unwrap()).call_and_wait().await.expect("inc");
     assert_eq!(decode::<u64>("inc", &reply), 1);
 }
+
+/// A call to one canister addressed to another's URL (a wrong effective
+/// canister id) is refused 400 and does not run.
+#[tokio::test]
+async fn a_call_with_another_canisters_effective_id_is_refused() {
+    let node = Node::start();
+    let agent = node.agent(ed25519(6)).await;
+    let id = deploy_counter(&agent).await;
+    let other = deploy_counter(&agent).await;
+    let result =
+        agent.update(&id, "inc").with_effective_canister_id(other).with_arg(Encode!().unwrap()).call_and_wait().await;
+    let (status, body) = http_error("an update to one canister at another's URL", result);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(counter(&agent, id).await, 0, "the misaddressed update ran");
+    assert_eq!(counter(&agent, other).await, 0, "the misaddressed update ran on the other canister");
+}
+
+/// An ingress message over the IC's size limit (a 4 MiB argument, twice
+/// the 2 MiB an application subnet takes) is refused 413.
+#[tokio::test]
+async fn an_oversized_call_is_refused_413() {
+    let node = Node::start();
+    let agent = node.agent(ed25519(7)).await;
+    let id = deploy_counter(&agent).await;
+    let big = vec![7u8; 4 << 20];
+    let result = agent.update(&id, "set_certified").with_arg(Encode!(&big).unwrap()).call_and_wait().await;
+    let (status, body) = http_error("a 4 MiB update", result);
+    assert_eq!(status, 413, "{body}");
+    // The node still serves.
+    assert_eq!(counter(&agent, id).await, 0);
+}
