@@ -143,22 +143,31 @@ run: images build
 ## interface suite (tests/ic-agent: the real `ic-agent` against
 ## `ww serve --http`, WW_BIN = target/debug/ww), and PicJS
 ## (tests/picjs: @dfinity/pic as its package-lock.json pins it, installed by
-## `npm ci --ignore-scripts` only when the lock changed; node's test runner).
+## `npm ci --ignore-scripts` only when the lock changed; node's test runner),
+## and the JavaScript agents and icp-cli (tests/agent-js: @icp-sdk/core 6.x,
+## @dfinity/agent 3.x and icp-cli as its package-lock.json pins them, installed
+## the same way, against `ww serve --http` with their checks on, WW_BIN =
+## target/debug/ww; node's test runner).
 POCKET_IC_SUITE := tests/pocket-ic/Cargo.toml
 POCKET_IC_16_SUITE := tests/pocket-ic-16/Cargo.toml
 IC_AGENT_SUITE := tests/ic-agent/Cargo.toml
 PICJS_SUITE := tests/picjs
+AGENT_JS_SUITE := tests/agent-js
 
 $(PICJS_SUITE)/node_modules/.package-lock.json: $(PICJS_SUITE)/package.json $(PICJS_SUITE)/package-lock.json
 	cd $(PICJS_SUITE) && npm ci --ignore-scripts --no-audit --no-fund
 
-test: images ic-guests motoko $(PICJS_SUITE)/node_modules/.package-lock.json
+$(AGENT_JS_SUITE)/node_modules/.package-lock.json: $(AGENT_JS_SUITE)/package.json $(AGENT_JS_SUITE)/package-lock.json
+	cd $(AGENT_JS_SUITE) && npm ci --ignore-scripts --no-audit --no-fund
+
+test: images ic-guests motoko $(PICJS_SUITE)/node_modules/.package-lock.json $(AGENT_JS_SUITE)/node_modules/.package-lock.json
 	@mkdir -p target/debug && ln -sfn ww target/debug/pocket-ic
 	$(CARGO) test
 	POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target
 	WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_16_SUITE) --target-dir target
 	WW_BIN=$(CURDIR)/target/debug/ww $(CARGO) test --manifest-path $(IC_AGENT_SUITE) --target-dir target
 	cd $(PICJS_SUITE) && POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic node --test
+	cd $(AGENT_JS_SUITE) && WW_BIN=$(CURDIR)/target/debug/ww node --test
 
 ## bench: the benchmarks recorded in BENCHMARKS.md.
 bench: images ic-guests
