@@ -141,7 +141,8 @@ run: images build
 ## (POCKET_IC_BIN = target/debug/pocket-ic, a symlink to ww), a
 ## smaller suite with the 16.x client (tests/pocket-ic-16), the IC HTTP
 ## interface suite (tests/ic-agent: the real `ic-agent` against
-## `ww serve --http`, WW_BIN = target/debug/ww), and PicJS
+## `ww serve --http`, WW_BIN = target/debug/ww, and through
+## `PocketIc::make_live`), and PicJS
 ## (tests/picjs: @dfinity/pic as its package-lock.json pins it, installed by
 ## `npm ci --ignore-scripts` only when the lock changed; node's test runner),
 ## and the JavaScript agents and icp-cli (tests/agent-js: @icp-sdk/core 6.x,
@@ -165,7 +166,7 @@ test: images ic-guests motoko $(PICJS_SUITE)/node_modules/.package-lock.json $(A
 	$(CARGO) test
 	POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target
 	WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_16_SUITE) --target-dir target
-	WW_BIN=$(CURDIR)/target/debug/ww $(CARGO) test --manifest-path $(IC_AGENT_SUITE) --target-dir target
+	WW_BIN=$(CURDIR)/target/debug/ww WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(IC_AGENT_SUITE) --target-dir target
 	cd $(PICJS_SUITE) && POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic node --test
 	cd $(AGENT_JS_SUITE) && WW_BIN=$(CURDIR)/target/debug/ww node --test
 

@@ -52,14 +52,21 @@ pub(super) async fn instance_api(State(server): State<Arc<Server>>, Path((id, re
     }
 }
 
-/// Hands `request` to `router` as a request for `path` (query kept).
-async fn forward(router: Router, path: &str, mut request: Request) -> Response {
+/// Hands `request` to `router` as a new request for `path` (method,
+/// headers, query and body kept; none of the outer route's extensions,
+/// whose path parameters the inner route would see).
+async fn forward(router: Router, path: &str, request: Request) -> Response {
     let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-    match format!("{path}{query}").parse::<Uri>() {
-        Ok(uri) => *request.uri_mut() = uri,
+    let uri = match format!("{path}{query}").parse::<Uri>() {
+        Ok(uri) => uri,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("bad path {path}: {e}")).into_response(),
-    }
-    match router.oneshot(request).await {
+    };
+    let (parts, body) = request.into_parts();
+    let mut inner = Request::new(body);
+    *inner.method_mut() = parts.method;
+    *inner.uri_mut() = uri;
+    *inner.headers_mut() = parts.headers;
+    match router.oneshot(inner).await {
         Ok(response) => response,
         Err(never) => match never {},
     }

@@ -479,6 +479,9 @@ async fn start_auto_progress(instance: &Arc<tokio::sync::Mutex<Instance>>, delay
     instance.lock().await.auto_progress = Some(stop);
     let weak = Arc::downgrade(instance);
     let interval = std::time::Duration::from_millis(delay_ms.unwrap_or(0).max(AUTO_PROGRESS_INTERVAL_MS));
+    // The first step at once: the instance is live (its time the wall
+    // clock's, certified) when this returns, as `make_live` expects.
+    live_step(instance.clone().lock_owned().await).await;
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -490,16 +493,21 @@ async fn start_auto_progress(instance: &Arc<tokio::sync::Mutex<Instance>>, delay
             if guard.auto_progress.is_none() {
                 return;
             }
-            let _ = blocking(move || {
-                let now = wall_clock_ns();
-                if now > guard.replica.time() {
-                    let _ = guard.replica.set_time(now);
-                }
-                guard.replica.execute_round().map(|_| ()).map_err(Failure::from_clock)
-            })
-            .await;
+            live_step(guard).await;
         }
     });
+}
+
+/// One step of auto progress: the time set to the wall clock's, a round.
+async fn live_step(guard: tokio::sync::OwnedMutexGuard<Instance>) {
+    let _ = blocking(move || {
+        let now = wall_clock_ns();
+        if now > guard.replica.time() {
+            let _ = guard.replica.set_time(now);
+        }
+        guard.replica.execute_round().map(|_| ()).map_err(Failure::from_clock)
+    })
+    .await;
 }
 
 /// The least time between automatic rounds (PocketIC's minimum operation

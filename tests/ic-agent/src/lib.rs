@@ -133,6 +133,11 @@ impl Node {
     }
 
     /// `http://127.0.0.1:PORT/`.
+    /// The node's state directory (for `ww call --state`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.path().join("node")
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -372,4 +377,20 @@ pub fn reject<T: std::fmt::Debug>(
             panic!("{what}: expected {kind} reject, got {other:?}")
         }
     }
+}
+
+/// A new `cdk_counter` canister created through the canister endpoint of
+/// `ecid` (an id in the range of the subnet it should land on).
+pub async fn deploy_counter_at(agent: &Agent, ecid: Principal) -> Principal {
+    let arg = ProvisionalCreateCanisterWithCyclesArgs { amount: None, settings: None, specified_id: None, sender_canister_version: None };
+    let reply = agent
+        .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
+        .with_effective_canister_id(ecid)
+        .with_arg(Encode!(&arg).expect("candid"))
+        .call_and_wait()
+        .await
+        .unwrap_or_else(|e| panic!("provisional_create_canister_with_cycles at {ecid}: {e}"));
+    let id = decode::<CanisterIdRecord>("provisional_create_canister_with_cycles", &reply).canister_id;
+    install(agent, id, cdk_counter_wasm(), Encode!().expect("candid")).await.unwrap_or_else(|e| panic!("install_code {id}: {e}"));
+    id
 }
