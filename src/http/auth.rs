@@ -1,7 +1,8 @@
 //! Who sent a request: the sender must be anonymous (and unsigned) or the
 //! self-authenticating principal of `sender_pubkey`, whose key (or the last
 //! key of its delegation chain) signed the request id. Keys: Ed25519,
-//! ECDSA on secp256k1 and on P-256. Delegations: each signed by the key
+//! ECDSA on secp256k1 and on P-256, and canister signatures certified by
+//! this replica ([`super::canister_sig`]). Delegations: each signed by the key
 //! before it, unexpired, their targets covering the canister, their
 //! permissions covering the request kind.
 
@@ -23,7 +24,9 @@ pub struct Unauthorized(pub String);
 /// Verifies the envelope's sender, signature and delegations at time `now`
 /// for a request to `target` (the canister, or the effective canister or
 /// subnet of a management call or read_state).
-pub fn authenticate(envelope: &Envelope, now: u64, target: Option<&Principal>) -> Result<(), Unauthorized> {
+/// `root` is the replica's raw BLS root key (canister signatures are
+/// certified by it).
+pub fn authenticate(envelope: &Envelope, now: u64, target: Option<&Principal>, root: &[u8]) -> Result<(), Unauthorized> {
     let sender = envelope.content.sender();
     if sender == Principal::anonymous() {
         if envelope.sender_pubkey.is_some() || envelope.sender_sig.is_some() || !envelope.delegations.is_empty() {
@@ -43,7 +46,7 @@ pub fn authenticate(envelope: &Envelope, now: u64, target: Option<&Principal>) -
         check_delegation(delegation, i, now, target, envelope.content.kind())?;
         let mut message = DELEGATION_DOMAIN.to_vec();
         message.extend_from_slice(&delegation.hash);
-        verify(signer, &message, &delegation.signature).map_err(|why| Unauthorized(format!("the signature of delegation {i} is invalid: {why}")))?;
+        verify(signer, &message, &delegation.signature, root).map_err(|why| Unauthorized(format!("the signature of delegation {i} is invalid: {why}")))?;
         if seen.contains(&delegation.pubkey.as_slice()) {
             return Err(Unauthorized(format!("delegation {i} delegates to a key already in the chain (cycles are not allowed)")));
         }
@@ -52,7 +55,7 @@ pub fn authenticate(envelope: &Envelope, now: u64, target: Option<&Principal>) -
     }
     let mut message = REQUEST_DOMAIN.to_vec();
     message.extend_from_slice(&envelope.request_id);
-    verify(signer, &message, sig).map_err(|why| Unauthorized(format!("Invalid signature: the sender_sig of request {} is invalid: {why}", hex::encode(envelope.request_id))))
+    verify(signer, &message, sig, root).map_err(|why| Unauthorized(format!("Invalid signature: the sender_sig of request {} is invalid: {why}", hex::encode(envelope.request_id))))
 }
 
 fn check_delegation(d: &SignedDelegation, i: usize, now: u64, target: Option<&Principal>, kind: &str) -> Result<(), Unauthorized> {
@@ -73,7 +76,10 @@ fn check_delegation(d: &SignedDelegation, i: usize, now: u64, target: Option<&Pr
 }
 
 /// Verifies `sig` over `message` with the DER public key `key`.
-fn verify(key: &[u8], message: &[u8], sig: &[u8]) -> Result<(), String> {
+fn verify(key: &[u8], message: &[u8], sig: &[u8], root: &[u8]) -> Result<(), String> {
+    if let Some((canister, seed)) = super::canister_sig::parse_key(key) {
+        return super::canister_sig::verify(&canister, &seed, message, sig, root);
+    }
     if let Some(raw) = key.strip_prefix(&ED25519_DER_PREFIX[..]) {
         let raw: [u8; 32] = raw.try_into().map_err(|_| "an Ed25519 key is 32 bytes".to_string())?;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| format!("not an Ed25519 key: {e}"))?;
@@ -97,5 +103,5 @@ fn verify(key: &[u8], message: &[u8], sig: &[u8]) -> Result<(), String> {
             return key.verify(message, &sig).map_err(|_| "the ECDSA P-256 signature does not verify".to_string());
         }
     }
-    Err("the public key is not Ed25519, ECDSA secp256k1 or ECDSA P-256 (DER SubjectPublicKeyInfo); canister signatures and WebAuthn keys are not supported yet".into())
+    Err("the public key is not Ed25519, ECDSA secp256k1, ECDSA P-256 or a canister signature key (DER SubjectPublicKeyInfo); WebAuthn keys are not supported yet".into())
 }

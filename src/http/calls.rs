@@ -63,6 +63,12 @@ fn subnet_endpoint(front: &Front, sid: &str) -> Result<Endpoint, Response> {
 /// expiry, its sender and signatures, and its effective canister id.
 fn admit(front: &Front, body: &[u8], kind: &str, endpoint: Endpoint) -> Result<Envelope, Response> {
     let envelope = envelope::decode(body).map_err(|e| plain(StatusCode::BAD_REQUEST, e.0))?;
+    if let Content::Call(c) | Content::Query(c) = &envelope.content {
+        let limit = front.state.replica().limits().max_inter_canister_payload;
+        if c.arg.len() > limit {
+            return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, format!("the {kind}'s argument is {} bytes, more than the ingress limit of {limit} bytes", c.arg.len())));
+        }
+    }
     if envelope.content.kind() != kind {
         return Err(plain(StatusCode::BAD_REQUEST, format!("a {} request was sent to the {kind} endpoint", envelope.content.kind())));
     }
@@ -94,7 +100,9 @@ fn admit(front: &Front, body: &[u8], kind: &str, endpoint: Endpoint) -> Result<E
         (Content::ReadState(_), Endpoint::Canister(ecid)) => Some(ecid),
         (Content::ReadState(_), Endpoint::Subnet(_)) => None,
     };
-    super::auth::authenticate(&envelope, now, target.as_ref()).map_err(|e| plain(StatusCode::FORBIDDEN, e.0))?;
+    let root = front.state.root_key();
+    let root = &root[root.len().saturating_sub(96)..];
+    super::auth::authenticate(&envelope, now, target.as_ref(), root).map_err(|e| plain(StatusCode::FORBIDDEN, e.0))?;
     Ok(envelope)
 }
 

@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod calls;
+pub mod canister_sig;
 pub mod envelope;
 
 use std::net::SocketAddr;

@@ -76,7 +76,11 @@ impl<'a> Graph<'a> {
         depth: u32,
     ) -> (Box<CanisterInstance>, CallResult) {
         let outstanding = outstanding_counter(self.inner, canister);
-        let (mut input, info, timer) = self.input(canister, EntryPoint::Query { method, replicated: false }, caller);
+        let (mut input, mut info, timer) = self.input(canister, EntryPoint::Query { method, replicated: false }, caller);
+        if depth == 1 {
+            // The method an outside caller called sees a data certificate.
+            info.data_certificate = super::certified_view::data_certificate(self.inner, &canister);
+        }
         input.arg = arg;
         let mut outcome = instance.execute(input, info, timer, outstanding.clone());
         let mut pending: VecDeque<OutgoingCall> = VecDeque::new();

@@ -211,20 +211,25 @@ impl Drop for Node {
 /// `provisional_create_canister_with_cycles` through the canister endpoint
 /// (effective canister id [`FIRST_CANISTER`]); the sender is the controller.
 pub async fn create_canister(agent: &Agent) -> Principal {
+    create_canister_at(agent, Principal::from_text(FIRST_CANISTER).expect("a canister id")).await
+}
+
+/// [`create_canister`] through the canister endpoint of `ecid` (an id in
+/// the range of the subnet it should land on).
+pub async fn create_canister_at(agent: &Agent, ecid: Principal) -> Principal {
     let arg = ProvisionalCreateCanisterWithCyclesArgs {
         amount: None,
         settings: None,
         specified_id: None,
         sender_canister_version: None,
     };
-    let ecid = Principal::from_text(FIRST_CANISTER).expect("a canister id");
     let reply = agent
         .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
         .with_effective_canister_id(ecid)
         .with_arg(Encode!(&arg).expect("candid"))
         .call_and_wait()
         .await
-        .unwrap_or_else(|e| panic!("provisional_create_canister_with_cycles: {e}"));
+        .unwrap_or_else(|e| panic!("provisional_create_canister_with_cycles at {ecid}: {e}"));
     candid::decode_one::<CanisterIdRecord>(&reply)
         .unwrap_or_else(|e| panic!("provisional_create_canister_with_cycles replied {reply:02x?}: {e}"))
         .canister_id
@@ -380,17 +385,9 @@ pub fn reject<T: std::fmt::Debug>(
 }
 
 /// A new `cdk_counter` canister created through the canister endpoint of
-/// `ecid` (an id in the range of the subnet it should land on).
+/// `ecid`.
 pub async fn deploy_counter_at(agent: &Agent, ecid: Principal) -> Principal {
-    let arg = ProvisionalCreateCanisterWithCyclesArgs { amount: None, settings: None, specified_id: None, sender_canister_version: None };
-    let reply = agent
-        .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
-        .with_effective_canister_id(ecid)
-        .with_arg(Encode!(&arg).expect("candid"))
-        .call_and_wait()
-        .await
-        .unwrap_or_else(|e| panic!("provisional_create_canister_with_cycles at {ecid}: {e}"));
-    let id = decode::<CanisterIdRecord>("provisional_create_canister_with_cycles", &reply).canister_id;
+    let id = create_canister_at(agent, ecid).await;
     install(agent, id, cdk_counter_wasm(), Encode!().expect("candid")).await.unwrap_or_else(|e| panic!("install_code {id}: {e}"));
     id
 }
