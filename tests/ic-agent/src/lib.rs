@@ -276,6 +276,17 @@ pub fn ed25519(seed: u8) -> ic_agent::identity::BasicIdentity {
     ic_agent::identity::BasicIdentity::from_raw_key(&[seed; 32])
 }
 
+/// cdk_counter's `whoami` as an update call and as a query: both must name
+/// `expected`.
+pub async fn assert_whoami(agent: &Agent, canister: Principal, expected: Principal, who: &str) {
+    let reply = agent.update(&canister, "whoami").with_arg(Encode!().expect("candid")).call_and_wait().await;
+    let reply = reply.unwrap_or_else(|e| panic!("{who}: whoami as an update: {e}"));
+    assert_eq!(decode::<Principal>("whoami", &reply), expected, "{who}: whoami as an update");
+    let reply = agent.query(&canister, "whoami").with_arg(Encode!().expect("candid")).call().await;
+    let reply = reply.unwrap_or_else(|e| panic!("{who}: whoami as a query: {e}"));
+    assert_eq!(decode::<Principal>("whoami", &reply), expected, "{who}: whoami as a query");
+}
+
 /// Candid-decodes a reply of one value, naming the method on failure.
 pub fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(method: &str, reply: &[u8]) -> T {
     candid::decode_one(reply).unwrap_or_else(|e| panic!("{method} replied {reply:02x?}: {e}"))

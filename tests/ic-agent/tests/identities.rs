@@ -10,8 +10,8 @@ use ic_agent::identity::{
     AnonymousIdentity, BasicIdentity, Delegation, DelegatedIdentity, Prime256v1Identity, Secp256k1Identity,
     SignedDelegation,
 };
-use ic_agent::{Agent, Identity};
-use ww_ic_agent_suite::{Node, counter, decode, deploy_counter, ed25519, http_error};
+use ic_agent::Identity;
+use ww_ic_agent_suite::{Node, assert_whoami, counter, deploy_counter, ed25519, http_error};
 
 /// Key files as `openssl genpkey -algorithm ed25519` and `openssl ecparam
 /// -name secp256k1 -genkey -noout` write them (dfx and icp-cli identities).
@@ -53,16 +53,6 @@ fn delegated(root: &BasicIdentity, session: impl Identity + 'static, targets: Op
     let link = delegate(root, &session, nanos_from_now(Duration::from_secs(300), false), targets);
     DelegatedIdentity::new(root.public_key().expect("a public key"), Box::new(session), vec![link])
         .expect("a valid delegation chain")
-}
-
-/// `whoami` as an update call and as a query: both must name `expected`.
-async fn assert_whoami(agent: &Agent, canister: Principal, expected: Principal, who: &str) {
-    let reply = agent.update(&canister, "whoami").with_arg(Encode!().unwrap()).call_and_wait().await;
-    let reply = reply.unwrap_or_else(|e| panic!("{who}: whoami as an update: {e}"));
-    assert_eq!(decode::<Principal>("whoami", &reply), expected, "{who}: whoami as an update");
-    let reply = agent.query(&canister, "whoami").with_arg(Encode!().unwrap()).call().await;
-    let reply = reply.unwrap_or_else(|e| panic!("{who}: whoami as a query: {e}"));
-    assert_eq!(decode::<Principal>("whoami", &reply), expected, "{who}: whoami as a query");
 }
 
 /// Deploys cdk_counter (as an Ed25519 sender) and returns its id.

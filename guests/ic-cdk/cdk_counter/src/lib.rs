@@ -8,6 +8,9 @@
 //! - memory 2: `StableCell<u64>`, the `upgrades` counter saved by `pre_upgrade`;
 //! - memory 3: `StableCell<String>`, the greeting saved by `pre_upgrade`.
 //!
+//! Canister signatures (`prepare_sig`, `get_sig`) come from
+//! ic-canister-sig-creation, as Internet Identity's do.
+//!
 //! The `.did` beside this crate (`cdk_counter.did`) is what
 //! `export_candid!` gives; keep the two in sync.
 
@@ -15,8 +18,10 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use candid::{CandidType, Deserialize, Principal};
+use ic_canister_sig_creation::signature_map::{CanisterSigError, CanisterSigInputs, LABEL_SIG, SignatureMap};
 use ic_cdk::call::Call;
 use ic_cdk::{heartbeat, init, inspect_message, on_low_wasm_memory, post_upgrade, pre_upgrade, query, update};
+use ic_certification::labeled_hash;
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
 
@@ -236,6 +241,51 @@ fn certified() -> Option<Vec<u8>> {
 #[query]
 fn root_key() -> Vec<u8> {
     ic_cdk::api::root_key()
+}
+
+// --- canister signatures ----------------------------------------------------
+
+thread_local! {
+    /// The signatures prepared so far, as Internet Identity keeps them
+    /// (ic-canister-sig-creation's `SignatureMap`, the tree under `sig`;
+    /// entries expire a minute after they were made). Heap only.
+    static SIGNATURES: RefCell<SignatureMap> = RefCell::new(SignatureMap::default());
+}
+
+/// `message` as `SignatureMap` takes it: every IC signable is domain
+/// separated (a length byte n, an n-byte domain, then the content; a
+/// delegation's is `\x1Aic-request-auth-delegation` and its hash), and the
+/// map certifies `SHA256(n · domain · content)`, i.e. `SHA256(message)`.
+fn sig_inputs<'a>(seed: &'a [u8], message: &'a [u8]) -> CanisterSigInputs<'a> {
+    let n = usize::from(*message.first().unwrap_or_else(|| ic_cdk::trap("sig: an empty message")));
+    if message.len() < 1 + n {
+        ic_cdk::trap("sig: the message is not domain separated (a length byte, that many bytes of domain)");
+    }
+    CanisterSigInputs { domain: &message[1..1 + n], seed, message: &message[1 + n..] }
+}
+
+/// Signs `message` (domain separated) for the canister signature key of
+/// `seed` the way Internet Identity prepares a delegation: records
+/// `sig/SHA256(seed)/SHA256(message)` = "" and certifies the `sig` tree.
+#[update]
+fn prepare_sig(seed: Vec<u8>, message: Vec<u8>) {
+    SIGNATURES.with(|sigs| {
+        let mut sigs = sigs.borrow_mut();
+        sigs.add_signature(&sig_inputs(&seed, &message));
+        ic_cdk::api::certified_data_set(labeled_hash(LABEL_SIG, &sigs.root_hash()));
+    });
+}
+
+/// The canister signature `prepare_sig` made: the CBOR (tag 55799) map of
+/// the data certificate and the witness of `sig/SHA256(seed)/SHA256(message)`;
+/// none without a data certificate (in an update). Traps if none was made.
+#[query]
+fn get_sig(seed: Vec<u8>, message: Vec<u8>) -> Option<Vec<u8>> {
+    SIGNATURES.with(|sigs| match sigs.borrow().get_signature_as_cbor(&sig_inputs(&seed, &message), None) {
+        Ok(cbor) => Some(cbor),
+        Err(CanisterSigError::NoCertificate) => None,
+        Err(e) => ic_cdk::trap(format!("get_sig: {e}")),
+    })
 }
 
 // --- benchmarks and ordering -----------------------------------------------
