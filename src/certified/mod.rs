@@ -39,6 +39,8 @@ const INGRESS_KEY: &[u8] = b"ingress/";
 pub struct CertifiedState {
     keys: SubnetKeys,
     subnet: Principal,
+    /// The canister ids the subnet holds, by index.
+    ranges: Vec<std::ops::RangeInclusive<u64>>,
     replica: Replica,
     inner: Mutex<Inner>,
     /// Wakes those waiting for a request to finish.
@@ -64,9 +66,14 @@ impl CertifiedState {
         let subnet = keys.root.subnet_id();
         let mut tree = NestedTree::default();
         tree::write_subnet(&mut tree, subnet, keys.root.der(), keys.node.node_id(), keys.node.der(), ranges);
+        let indexes = ranges
+            .iter()
+            .filter_map(|(lo, hi)| Some(crate::replica::canister_index(lo)?..=crate::replica::canister_index(hi)?))
+            .collect();
         let state = Arc::new(Self {
             keys,
             subnet,
+            ranges: indexes,
             replica,
             inner: Mutex::new(Inner { tree, canisters: HashMap::new(), history: Default::default(), time: 0, dirty: true, signed: None }),
             finished: tokio::sync::Notify::new(),
@@ -107,6 +114,11 @@ impl CertifiedState {
     /// The subnet id agents derive from the root key (no delegation).
     pub fn subnet_id(&self) -> Principal {
         self.subnet
+    }
+
+    /// Whether `id` is a canister id of this subnet's ranges.
+    pub fn holds(&self, id: &Principal) -> bool {
+        crate::replica::canister_index(id).is_some_and(|i| self.ranges.iter().any(|r| r.contains(&i)))
     }
 
     /// The root key, DER (what `/api/v2/status` gives agents).

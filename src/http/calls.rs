@@ -81,6 +81,10 @@ fn admit(front: &Front, body: &[u8], kind: &str, endpoint: Endpoint) -> Result<E
     }
     let target = match (&envelope.content, endpoint) {
         (Content::Call(c) | Content::Query(c), Endpoint::Canister(ecid)) => {
+            let creation = c.canister_id == Principal::management_canister() && CREATE_METHODS.contains(&c.method_name.as_str());
+            if !creation && !front.state.holds(&ecid) {
+                return Err(not_here(front, ecid));
+            }
             check_effective_canister(c, ecid, kind)?;
             Some(if c.canister_id == Principal::management_canister() { ecid } else { c.canister_id })
         }
@@ -97,13 +101,23 @@ fn admit(front: &Front, body: &[u8], kind: &str, endpoint: Endpoint) -> Result<E
             }
             None
         }
-        (Content::ReadState(_), Endpoint::Canister(ecid)) => Some(ecid),
+        (Content::ReadState(_), Endpoint::Canister(ecid)) => {
+            if !front.state.holds(&ecid) {
+                return Err(not_here(front, ecid));
+            }
+            Some(ecid)
+        }
         (Content::ReadState(_), Endpoint::Subnet(_)) => None,
     };
     let root = front.state.root_key();
     let root = &root[root.len().saturating_sub(96)..];
     super::auth::authenticate(&envelope, now, target.as_ref(), root).map_err(|e| plain(StatusCode::FORBIDDEN, e.0))?;
     Ok(envelope)
+}
+
+/// A canister route this replica does not serve (HTTP 404).
+fn not_here(front: &Front, ecid: Principal) -> Response {
+    plain(StatusCode::NOT_FOUND, format!("canister {ecid} is not in the canister ranges of subnet {} (this replica's)", front.state.subnet_id()))
 }
 
 /// The IC's expiry rule, in its words (agents look for the prefix).

@@ -69,8 +69,8 @@ struct Signature {
 /// Verifies the canister signature `sig` of `message` by the key of
 /// `canister` and `seed`, against the raw 96-byte root key `root`.
 pub fn verify(canister: &Principal, seed: &[u8], message: &[u8], sig: &[u8], root: &[u8]) -> Result<(), String> {
-    let sig: Signature = ciborium::from_reader(sig).map_err(|e| format!("not a canister signature (CBOR {{certificate, tree}}): {e}"))?;
-    let certificate: Certificate = ciborium::from_reader(sig.certificate.as_slice()).map_err(|e| format!("its certificate cannot be decoded: {e}"))?;
+    let sig: Signature = serde_cbor::from_slice(sig).map_err(|e| format!("not a canister signature (CBOR {{certificate, tree}}): {e}"))?;
+    let certificate: Certificate = serde_cbor::from_slice(&sig.certificate).map_err(|e| format!("its certificate cannot be decoded: {e}"))?;
     if certificate.delegation.is_some() {
         return Err("its certificate carries a delegation; this replica signs its certificates with its root key".into());
     }
