@@ -263,6 +263,46 @@ fn one_sigterm_stops_a_serving_node_while_pid0_runs() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// `GET path` on `addr` over plain HTTP/1.1: (status line, body bytes).
+fn http_get(addr: &str, path: &str) -> (String, Vec<u8>) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    (head.lines().next().unwrap_or_default().to_string(), response[split + 4..].to_vec())
+}
+
+#[test]
+fn run_serve_http_serves_the_ic_interface_only_when_asked() {
+    let img = ImageDir::testkit();
+    // Without --http nothing listens for HTTP and no URL is written.
+    let quiet = tempfile::tempdir().unwrap();
+    let child = spinning(&["run", "--serve", "--state", quiet.path().to_str().unwrap(), img.path().to_str().unwrap()]);
+    assert!(!quiet.path().join("http.url").exists(), "no --http, no HTTP interface");
+    sigterm(&child);
+    wait_output(child, Duration::from_secs(15));
+
+    let state = tempfile::tempdir().unwrap();
+    let child = spinning(&["run", "--serve", "--state", state.path().to_str().unwrap(), "--http", "127.0.0.1:0", img.path().to_str().unwrap()]);
+    let url = std::fs::read_to_string(state.path().join("http.url")).expect("http.url is written before pid0 runs");
+    let addr = url.trim().trim_start_matches("http://").trim_end_matches('/').to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "loopback: {url}");
+    let (status, body) = http_get(&addr, "/api/v2/status");
+    assert!(status.contains(" 200 "), "{status}");
+    // A self-described CBOR map naming the root key and the health.
+    assert_eq!(&body[..3], &[0xd9, 0xd9, 0xf7], "self-describe tag");
+    assert!(body.windows(8).any(|w| w == b"root_key"), "status has a root_key");
+    assert!(body.windows(7).any(|w| w == b"healthy"), "status says healthy");
+    let (status, _) = http_get(&addr, "/api/v9/nothing");
+    assert!(status.contains(" 404 "), "{status}");
+    sigterm(&child);
+    assert_eq!(wait_output(child, Duration::from_secs(15)).status.code(), Some(130));
+}
+
 #[test]
 fn second_run_uses_the_compile_cache() {
     let cache = tempfile::tempdir().unwrap();
