@@ -182,6 +182,7 @@ bench: images ic-guests
 	$(CARGO) bench --bench deploy
 	@ln -sfn ww target/release/pocket-ic
 	POCKET_IC_BIN=$(CURDIR)/target/release/pocket-ic $(CARGO) bench --manifest-path $(POCKET_IC_SUITE) --target-dir target --bench pocket_ic
+	WW_BIN=$(CURDIR)/target/release/ww WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/release/pocket-ic $(CARGO) bench --manifest-path $(IC_AGENT_SUITE) --target-dir target --bench http
 
 clean:
 	$(CARGO) clean
