@@ -142,15 +142,7 @@ fn cli_chunked_install() -> f64 {
     median(samples)
 }
 
-fn leb(mut n: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+/// Unsigned LEB128 (custom section lengths).
+fn leb(n: u64) -> Vec<u8> {
+    ww::certified::hash::uleb128(u128::from(n))
 }
