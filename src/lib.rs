@@ -23,6 +23,7 @@
 
 pub mod bench;
 pub mod certified;
+pub mod chain_keys;
 pub mod control;
 pub mod engine;
 pub mod http;
