@@ -81,7 +81,7 @@ async fn side(engine: &Engine, keypair: Keypair, net: (Vec<Multiaddr>, Vec<BootP
     let peer = keypair.public().to_peer_id();
     let range = routing::derived_range(&peer);
     let (listen, boot, trusted) = net;
-    let config = ReplicaConfig { subnets: vec![SubnetRange { id: routing::subnet_of(&peer), canisters: range.clone() }], ..ReplicaConfig::default() };
+    let config = ReplicaConfig { subnets: vec![SubnetRange::new(routing::subnet_of(&peer), range.clone())], ..ReplicaConfig::default() };
     let replica = Replica::new(engine.clone(), config).map_err(setup)?;
     let admin = Principal::self_authenticating(peer.to_bytes());
     let xnet = XnetConfig { replica: replica.clone(), admin, range, subnet: routing::subnet_of(&peer) };

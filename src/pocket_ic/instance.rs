@@ -75,6 +75,40 @@ pub struct Subnet {
     pub range: RangeInclusive<u64>,
 }
 
+impl Subnet {
+    /// The replica's view of this subnet: its range, its size and the
+    /// threshold keys PocketIC puts on it.
+    fn range_of_replica(&self) -> replica::SubnetRange {
+        let modern = super::server::ServerVersion::from_env().map_or(false, |v| v.major >= 14);
+        let (nodes, keys) = subnet_profile(self.kind, modern);
+        replica::SubnetRange { id: self.id, canisters: self.range.clone(), nodes, keys }
+    }
+}
+
+/// A PocketIC subnet's size and the threshold keys it holds. Servers from
+/// 14 on keep `test_key_1` and `dfx_test_key` on the TestThresholdKeys
+/// subnet (13 nodes, like mainnet's) and only `key_1` on the II and
+/// fiduciary subnets (34 nodes), and add ECDSA over P-256; older servers
+/// put every key on II and fiduciary (28 nodes then).
+fn subnet_profile(kind: SubnetKind, modern: bool) -> (u32, Vec<crate::chain_keys::KeyId>) {
+    use crate::chain_keys::{KeyId, Scheme};
+    let keys_named = |names: &[&str]| -> Vec<KeyId> {
+        Scheme::ALL
+            .iter()
+            .filter(|s| modern || **s != Scheme::EcdsaSecp256r1)
+            .flat_map(|s| names.iter().map(move |n| KeyId::new(*s, *n)))
+            .collect()
+    };
+    match (kind, modern) {
+        (SubnetKind::II | SubnetKind::Fiduciary, true) => (34, keys_named(&["key_1"])),
+        (SubnetKind::II | SubnetKind::Fiduciary, false) => (28, keys_named(&crate::chain_keys::KEY_NAMES)),
+        (SubnetKind::TestThresholdKeys, _) => (13, keys_named(&["dfx_test_key", "test_key_1"])),
+        (SubnetKind::NNS, _) => (40, Vec::new()),
+        (SubnetKind::SNS, _) => (34, Vec::new()),
+        _ => (13, Vec::new()),
+    }
+}
+
 /// A submitted ingress message.
 struct Message {
     sender: Principal,
@@ -134,7 +168,7 @@ impl Instance {
             ReplicaConfig {
                 root_key: Arc::from(root_keys.root.der().to_vec()),
                 clock: Clock::Rounds { start_ns },
-                subnets: subnets.iter().map(|s| replica::SubnetRange { id: s.id, canisters: s.range.clone() }).collect(),
+                subnets: subnets.iter().map(Subnet::range_of_replica).collect(),
                 // v13 clients create canisters with 0 cycles and add them.
                 initial_cycles: 0,
                 // Test output shows what canisters print, as with PocketIC.

@@ -331,6 +331,8 @@ pub struct ExecState {
     print_style: PrintStyle,
     /// The root key canisters see (`ic0.root_key_*`), DER.
     root_key: Arc<[u8]>,
+    /// Which subnet holds each threshold key (`ic0.cost_sign_with_*`).
+    key_routing: Arc<crate::replica::threshold::KeyRouting>,
 }
 
 impl WasiView for ExecState {
@@ -376,6 +378,7 @@ pub struct CanisterRuntime {
     heap_tracking: HeapTracking,
     print_style: PrintStyle,
     root_key: Arc<[u8]>,
+    key_routing: Arc<crate::replica::threshold::KeyRouting>,
 }
 
 impl CanisterRuntime {
@@ -392,6 +395,7 @@ impl CanisterRuntime {
             heap_tracking: HeapTracking::host_default(),
             print_style: PrintStyle::default(),
             root_key: Arc::from(Vec::new()),
+            key_routing: Arc::default(),
         })
     }
 
@@ -403,6 +407,11 @@ impl CanisterRuntime {
     /// The root key (DER) `ic0.root_key_copy` gives canisters.
     pub fn set_root_key(&mut self, der: Arc<[u8]>) {
         self.root_key = der;
+    }
+
+    /// Where threshold keys live, for `ic0.cost_sign_with_*`.
+    pub fn set_key_routing(&mut self, routing: Arc<crate::replica::threshold::KeyRouting>) {
+        self.key_routing = routing;
     }
 
     /// Canister heaps created from now on use `tracking`.

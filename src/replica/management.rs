@@ -270,7 +270,7 @@ pub const CANDID: &str = include_str!("ic.did");
 /// Candid for `()`.
 const EMPTY_ARGS: &[u8] = b"DIDL\x00\x00";
 
-fn decode<'a, T: Deserialize<'a> + CandidType>(method: &str, arg: &'a [u8]) -> Result<T, Reject> {
+pub(super) fn decode<'a, T: Deserialize<'a> + CandidType>(method: &str, arg: &'a [u8]) -> Result<T, Reject> {
     candid::decode_one(arg).map_err(|e| {
         Reject::system(
             ErrorCode::InvalidManagementPayload,
@@ -288,7 +288,7 @@ fn decode_or_default<'a, T: Deserialize<'a> + CandidType + Default>(method: &str
     decode(method, arg)
 }
 
-fn encode<T: CandidType>(v: &T) -> CallResult {
+pub(super) fn encode<T: CandidType>(v: &T) -> CallResult {
     candid::encode_one(v).map_err(|e| Reject::system(ErrorCode::InvalidManagementPayload, format!("encoding the reply: {e}")))
 }
 
@@ -359,7 +359,18 @@ impl Caller {
 }
 
 /// Management methods only canisters may call (ingress is refused).
-pub const CANISTER_ONLY: &[&str] = &["create_canister", "raw_rand", "deposit_cycles", "canister_info"];
+pub const CANISTER_ONLY: &[&str] = &[
+    "create_canister",
+    "raw_rand",
+    "deposit_cycles",
+    "canister_info",
+    "ecdsa_public_key",
+    "sign_with_ecdsa",
+    "schnorr_public_key",
+    "sign_with_schnorr",
+    "vetkd_public_key",
+    "vetkd_derive_key",
+];
 
 /// Whether a call of `method` with the attached cycles keeps them when it
 /// succeeds (the rest refund everything attached).
@@ -425,6 +436,17 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
     }
     if method == "upload_chunk" {
         let result = upload_chunk(replica, caller, arg);
+        return send(reply, replica, result);
+    }
+    if super::threshold::METHODS.contains(&method) {
+        let result = super::threshold::handle(replica, caller, method, &arg, cycles).map(|answer| {
+            // The signature's fee is kept; the rest of what was attached
+            // goes back with the reply.
+            if let ReplyTo::Callback(cb) = &reply {
+                super::scheduler::keep_attached_cycles(&replica.inner, *cb, answer.fee);
+            }
+            answer.reply
+        });
         return send(reply, replica, result);
     }
     let arg = &arg[..];

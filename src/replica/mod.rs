@@ -50,6 +50,7 @@ pub mod settings;
 pub mod snapshots;
 pub mod stable;
 mod state;
+pub mod threshold;
 pub mod types;
 mod write_tracking;
 
@@ -156,6 +157,18 @@ pub struct ReplicaConfig {
 pub struct SubnetRange {
     pub id: Principal,
     pub canisters: std::ops::RangeInclusive<u64>,
+    /// The subnet's size: fees scale with it as on the IC.
+    pub nodes: u32,
+    /// The threshold keys it holds (and signs with).
+    pub keys: Vec<crate::chain_keys::KeyId>,
+}
+
+impl SubnetRange {
+    /// A 13-node application subnet holding every test key (what a ww node
+    /// is).
+    pub fn new(id: Principal, canisters: std::ops::RangeInclusive<u64>) -> Self {
+        Self { id, canisters, nodes: 13, keys: crate::chain_keys::KeyId::all_test_keys() }
+    }
 }
 
 /// How the replica's time moves and when messages execute.
@@ -184,7 +197,7 @@ impl Default for ReplicaConfig {
             initial_cycles: 100_000_000_000_000,
             seed: 0,
             clock: Clock::Wall,
-            subnets: vec![SubnetRange { id: exec::subnet_id(), canisters: DEFAULT_CANISTER_RANGE }],
+            subnets: vec![SubnetRange::new(exec::subnet_id(), DEFAULT_CANISTER_RANGE)],
             echo_logs: false,
             heap_tracking: memory::HeapTracking::host_default(),
             root_key: Arc::from(Vec::new()),
@@ -295,11 +308,14 @@ impl Replica {
             .map_err(|e| exec::InstallError::Invalid(format!("setting up the canister linker: {}", crate::engine::one_line(&e))))?;
         runtime.set_heap_tracking(config.heap_tracking);
         runtime.set_root_key(config.root_key.clone());
+        let key_routing = Arc::new(threshold::KeyRouting::new(&config.subnets));
+        runtime.set_key_routing(key_routing.clone());
         if config.echo_logs {
             runtime.set_print_style(exec::PrintStyle::PocketIc);
         }
         let inner = Arc::new(Inner {
             runtime,
+            key_routing,
             interfaces: Mutex::new(std::collections::HashMap::new()),
             state: Mutex::new(State {
                 canisters: BTreeMap::new(),

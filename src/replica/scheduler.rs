@@ -29,6 +29,8 @@ pub(super) struct Job {
 
 pub(super) struct Inner {
     pub(super) runtime: CanisterRuntime,
+    /// Which subnet holds each threshold key.
+    pub(super) key_routing: Arc<super::threshold::KeyRouting>,
     /// Candid interfaces carried by modules, by module hash.
     pub(super) interfaces: Mutex<std::collections::HashMap<[u8; 32], Arc<str>>>,
     pub(super) config: ReplicaConfig,
@@ -815,6 +817,14 @@ pub(super) fn enqueue_management_response(inner: &Arc<Inner>, callback: u64, res
         return;
     }
     deliver_management_response(inner, &mut st, callback, result);
+}
+
+/// The management canister keeps `amount` of the cycles a call attached
+/// (a fee): they are not refunded with its response.
+pub(super) fn keep_attached_cycles(inner: &Inner, callback: u64, amount: u64) {
+    if let Some(cb) = inner.lock().callbacks.get_mut(&callback) {
+        cb.cycles = cb.cycles.saturating_sub(amount);
+    }
 }
 
 /// Hands a management canister response to the calling canister's queue.

@@ -198,9 +198,16 @@ fn env_var_value(c: &mut Caller<'_, ExecState>, f: &str, src: u64, size: u64) ->
 
 /// 0 on success, 1 for an invalid curve or algorithm, 2 for an unknown key
 /// name: ww holds no threshold keys, so every valid curve gets 2.
-fn threshold_cost(c: &mut Caller<'_, ExecState>, f: &str, src: u64, size: u64, curve: u32, valid_curves: u32) -> wasmtime::Result<u32> {
-    read(c, f, src, size)?;
-    Ok(if curve >= valid_curves { 1 } else { 2 })
+/// `ic0.cost_sign_with_*` / `cost_vetkd_derive_key`: the signing subnet's
+/// fee for the key named at `src` (0), or 1 for an unknown curve, 2 for a
+/// key no subnet holds (`dst` untouched).
+fn threshold_cost(c: &mut Caller<'_, ExecState>, f: &str, (src, size): (u64, u64), curve: u32, dst: u64) -> wasmtime::Result<u32> {
+    let name = read(c, f, src, size)?;
+    let routing = c.data().key_routing.clone();
+    match crate::replica::threshold::cost(&routing, f, &String::from_utf8_lossy(&name), curve) {
+        Ok(fee) => write_u128(c, f, dst, fee).map(|()| 0),
+        Err(code) => Ok(code),
+    }
 }
 
 macro_rules! define_ic0 {
@@ -431,14 +438,14 @@ macro_rules! define_ic0 {
             read(&mut c, "cost_http_request_v2", src as u64, size as u64)?;
             write_u128(&mut c, "cost_http_request_v2", dst as u64, http_cost(size as u64, 2_000_000))
         })?;
-        l.func_wrap("ic0", "cost_sign_with_ecdsa", |mut c: C<'_>, src: P, size: P, curve: u32, _dst: P| -> R<u32> {
-            threshold_cost(&mut c, "cost_sign_with_ecdsa", src as u64, size as u64, curve, 1)
+        l.func_wrap("ic0", "cost_sign_with_ecdsa", |mut c: C<'_>, src: P, size: P, curve: u32, dst: P| -> R<u32> {
+            threshold_cost(&mut c, "cost_sign_with_ecdsa", (src as u64, size as u64), curve, dst as u64)
         })?;
-        l.func_wrap("ic0", "cost_sign_with_schnorr", |mut c: C<'_>, src: P, size: P, algorithm: u32, _dst: P| -> R<u32> {
-            threshold_cost(&mut c, "cost_sign_with_schnorr", src as u64, size as u64, algorithm, 2)
+        l.func_wrap("ic0", "cost_sign_with_schnorr", |mut c: C<'_>, src: P, size: P, algorithm: u32, dst: P| -> R<u32> {
+            threshold_cost(&mut c, "cost_sign_with_schnorr", (src as u64, size as u64), algorithm, dst as u64)
         })?;
-        l.func_wrap("ic0", "cost_vetkd_derive_key", |mut c: C<'_>, src: P, size: P, curve: u32, _dst: P| -> R<u32> {
-            threshold_cost(&mut c, "cost_vetkd_derive_key", src as u64, size as u64, curve, 1)
+        l.func_wrap("ic0", "cost_vetkd_derive_key", |mut c: C<'_>, src: P, size: P, curve: u32, dst: P| -> R<u32> {
+            threshold_cost(&mut c, "cost_vetkd_derive_key", (src as u64, size as u64), curve, dst as u64)
         })?;
 
         // -- environment variables (the canister's settings)

@@ -35,6 +35,7 @@ pub(super) fn new_store(runtime: &CanisterRuntime, stable: StableMemory, clock: 
         log: Vec::new(),
         print_style: runtime.print_style,
         root_key: runtime.root_key.clone(),
+        key_routing: runtime.key_routing.clone(),
     };
     let mut store = Store::new(runtime.engine.wasmtime(), state);
     // Fuel is set per execution; instantiation itself is not metered here.
