@@ -31,6 +31,7 @@ pub mod identity;
 pub mod image;
 pub mod net;
 pub mod node;
+pub mod outcalls;
 pub mod pipe;
 pub mod pocket_ic;
 pub mod process;

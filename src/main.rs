@@ -364,6 +364,28 @@ struct NodeArgs {
 
     #[command(flatten)]
     http: HttpArgs,
+
+    #[command(flatten)]
+    outcalls: OutcallArgs,
+}
+
+/// Canisters' HTTPS outcalls (`http_request`): no host is reached unless
+/// named.
+#[derive(clap::Args, Clone)]
+struct OutcallArgs {
+    /// Let canisters' outcalls reach this host (repeatable): `HOST` (any
+    /// port), `HOST:PORT`, or `*` for any host. Plain `http://` is accepted
+    /// for allowed hosts. Kept in the state directory for later runs.
+    #[arg(long, value_name = "HOST")]
+    allow_outcalls: Vec<String>,
+
+    /// Forget the hosts a state directory allows (outcalls are refused).
+    #[arg(long, conflicts_with = "allow_outcalls")]
+    no_outcalls: bool,
+
+    /// How long an outcall waits for the remote server, seconds (the IC: 30).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    outcall_timeout_secs: u64,
 }
 
 /// The IC's HTTP interface (off unless asked for).
@@ -407,6 +429,50 @@ async fn serve_http(node: &Node, args: &HttpArgs, state_dir: Option<&std::path::
     }
     eprintln_url(&server.url(), node);
     Ok(Some(server))
+}
+
+/// The file in a state directory that keeps the hosts outcalls may reach.
+const OUTCALLS_FILE: &str = "outcalls.allow";
+
+/// Lets `node`'s canisters make outcalls to the hosts `args` (or the state
+/// directory, from an earlier run) allow; the rest are refused.
+fn enable_outcalls(node: &Node, args: &OutcallArgs, state_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let saved = state_dir.map(|d| d.join(OUTCALLS_FILE));
+    let hosts: Vec<String> = if args.no_outcalls {
+        if let Some(path) = &saved
+            && path.exists()
+        {
+            std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        Vec::new()
+    } else if !args.allow_outcalls.is_empty() {
+        if let Some(path) = &saved {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, args.allow_outcalls.join("\n") + "\n")
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        args.allow_outcalls.clone()
+    } else {
+        match &saved {
+            Some(path) if path.exists() => std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let allow = ww::outcalls::live::AllowList::new(&hosts);
+    if !allow.is_empty() {
+        tracing::info!(hosts = %hosts.join(","), "canister outcalls may reach these hosts");
+    }
+    let timeout = std::time::Duration::from_secs(args.outcall_timeout_secs.max(1));
+    let adapter = ww::outcalls::live::LiveAdapter::new(allow, timeout).context("setting up the HTTPS client for outcalls")?;
+    node.replica().set_outcalls(std::sync::Arc::new(adapter), tokio::runtime::Handle::current());
+    Ok(())
 }
 
 fn eprintln_url(url: &str, node: &Node) {
@@ -562,6 +628,7 @@ fn node_config(args: NodeArgs) -> NodeConfig {
 
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let http = args.node.http.clone();
+    let outcalls = args.node.outcalls.clone();
     let mut config = node_config(args.node);
     // Install the handlers before anything boots: a signal that arrives while
     // pid0 is starting must not take the default action (kill without cleanup).
@@ -574,6 +641,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     config.trusted.extend(image.trusted_peers().map_err(NodeError::from)?);
     config.canister_range = image.canister_range().map_err(NodeError::from)?;
     let node = Node::start(config).await?;
+    enable_outcalls(&node, &outcalls, state_dir.as_deref())?;
     spawn_epoch_on_sighup(node.clone())?;
     let control = match &state_dir {
         Some(dir) => Some(ww::control::serve(node.clone(), dir)?),
@@ -605,11 +673,13 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
 /// `ww serve --state DIR`: the node of a state directory, no image.
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let http = args.node.http.clone();
+    let outcalls = args.node.outcalls.clone();
     let mut config = node_config(args.node);
     let mut shutdown = ShutdownSignals::install()?;
     config.durable = true;
     config.state_dir = Some(args.state.clone());
     let node = Node::start(config).await?;
+    enable_outcalls(&node, &outcalls, Some(&args.state))?;
     spawn_epoch_on_sighup(node.clone())?;
     let control = ww::control::serve(node.clone(), &args.state)?;
     let http = serve_http(&node, &http, Some(&args.state)).await?;

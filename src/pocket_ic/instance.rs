@@ -149,6 +149,8 @@ pub struct Instance {
     pub certified: Arc<CertifiedState>,
     /// The instance's IC HTTP interface (`/instances/<id>/api/...`).
     pub api: axum::Router,
+    /// Outcalls waiting for a mock (or made for real once live).
+    pub outcalls: Arc<crate::outcalls::mock::MockAdapter>,
 }
 
 impl Instance {
@@ -180,7 +182,11 @@ impl Instance {
         let ranges: Vec<(Principal, Principal)> = subnets.iter().map(|s| (canister_id(*s.range.start()), canister_id(*s.range.end()))).collect();
         let certified = CertifiedState::new(replica.clone(), root_keys, &ranges);
         let api = crate::http::router(certified.clone(), crate::http::HttpConfig::default());
-        Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None, certified, api })
+        let outcalls = Arc::new(crate::outcalls::mock::MockAdapter::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            replica.set_outcalls(outcalls.clone(), runtime);
+        }
+        Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None, certified, api, outcalls })
     }
 
     /// The instance's topology as the client reads it.
@@ -250,6 +256,19 @@ impl Instance {
         Ok(id)
     }
 
+    /// One round, then the outcalls it made become visible (and old ones
+    /// time out), as PocketIC's rounds do.
+    pub fn round(&self) -> Result<replica::RoundReport, replica::ClockError> {
+        let report = self.replica.execute_round()?;
+        self.outcalls.tick(self.replica.time());
+        Ok(report)
+    }
+
+    /// The size of subnet `id`, if it is one of this instance's.
+    pub fn subnet_nodes(&self, id: &Principal) -> Option<u32> {
+        self.subnets.iter().find(|s| s.id == *id).map(|s| s.range_of_replica().nodes)
+    }
+
     /// Runs rounds until message `id` completes (at most
     /// [`MAX_AWAIT_ROUNDS`], and no longer once nothing is left to run), as
     /// PocketIC awaits: its status first, then a round, and again.
@@ -260,7 +279,7 @@ impl Instance {
             if let Some(outcome) = self.outcome(id, &name)? {
                 return Ok(outcome);
             }
-            let report = self.replica.execute_round()?;
+            let report = self.round()?;
             if report.jobs == 0 && report.deferred == 0 && report.carried == 0 && self.replica.held_ingress() == 0 {
                 return self.outcome(id, &name)?.ok_or_else(|| InstanceError::Incomplete {
                     id: name.clone(),

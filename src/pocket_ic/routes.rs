@@ -129,7 +129,7 @@ pub fn router() -> Result<Router, crate::engine::LoadError> {
         .route(&format!("{i}/update/canister_snapshot_download"), post(|| async { Failure::unsupported("downloading canister snapshots to a directory") }))
         .route(&format!("{i}/update/canister_snapshot_upload"), post(|| async { Failure::unsupported("uploading canister snapshots from a directory") }))
         .route(&format!("{i}/update/delete_subnet"), post(|| async { Failure::unsupported("deleting subnets") }))
-        .route(&format!("{i}/update/mock_flexible_canister_http"), post(mock_canister_http))
+        .route(&format!("{i}/update/mock_flexible_canister_http"), post(mock_flexible_canister_http))
         .route("/verify_signature", post(|| async { Failure::unsupported("verify_signature (canister signatures)") }))
         .route("/http_gateway", post(super::gateway::create))
         .route("/http_gateway/{gateway}/stop", post(super::gateway::stop))
@@ -222,7 +222,9 @@ async fn delete_instance(State(server): State<Shared>, Path(id): Path<usize>) ->
     };
     if let Some(instance) = removed {
         // Stop auto progress; the replica's threads end with its last handle.
-        instance.lock().await.auto_progress = None;
+        let mut guard = instance.lock().await;
+        guard.auto_progress = None;
+        guard.outcalls.clear();
         tracing::debug!(instance = id, "instance deleted");
     }
     ok(())
@@ -300,7 +302,7 @@ async fn tick(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) 
     // The block makers (`RawTickConfigs`) do not matter to ww's replica.
     let _: wire::RawTickConfigs = parse("tick", &body)?;
     let guard = server.instance(id)?.lock_owned().await;
-    blocking(move || guard.replica.execute_round().map(|_| ()).map_err(Failure::from_clock)).await?;
+    blocking(move || guard.round().map(|_| ()).map_err(Failure::from_clock)).await?;
     ok(())
 }
 
@@ -450,16 +452,28 @@ async fn set_stable_memory(State(server): State<Shared>, Path(id): Path<usize>, 
     ok(())
 }
 
-/// ww's management canister refuses `http_request`, so no outcall is ever
-/// pending.
+/// The outcalls a test can mock now (made before the last round).
 async fn get_canister_http(State(server): State<Shared>, Path(id): Path<usize>) -> Reply<Vec<wire::RawCanisterHttpRequest>> {
-    server.instance(id)?;
-    ok(Vec::new())
+    let guard = server.instance(id)?.lock_owned().await;
+    ok(guard.outcalls.listed().into_iter().map(wire::RawCanisterHttpRequest::from).collect())
 }
 
-async fn mock_canister_http(State(server): State<Shared>, Path(id): Path<usize>) -> Result<Json<()>, Failure> {
+/// Answers a pending outcall: one response for every node, or one per node.
+async fn mock_canister_http(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<()> {
+    let mock: wire::RawMockCanisterHttpResponse = parse("mock_canister_http", &body)?;
+    let subnet = principal_of("subnet_id", &mock.subnet_id.subnet_id)?;
+    let guard = server.instance(id)?.lock_owned().await;
+    let nodes = guard.subnet_nodes(&subnet).ok_or_else(|| Failure::bad(format!("subnet {subnet} is not a subnet of instance {id}")))?;
+    let responses = std::iter::once(mock.response).chain(mock.additional_responses).map(wire::CanisterHttpResponse::into_mocked).collect();
+    guard.outcalls.mock(mock.request_id, subnet, responses, nodes).map_err(|e| Failure::bad(e.to_string()))?;
+    ok(())
+}
+
+/// ww's management canister does not offer `flexible_http_request` yet,
+/// so no flexible outcall is ever pending.
+async fn mock_flexible_canister_http(State(server): State<Shared>, Path(id): Path<usize>) -> Reply<()> {
     server.instance(id)?;
-    Err(Failure::bad("no canister HTTP outcall is pending: ww's management canister refuses http_request, so there is nothing to mock"))
+    Err(Failure::bad("no flexible canister HTTP outcall is pending: ww's management canister refuses flexible_http_request"))
 }
 
 /// `read/pub_key`: a subnet's public key (DER), the root key for the root
@@ -476,7 +490,15 @@ async fn pub_key(State(server): State<Shared>, Path(id): Path<usize>, body: Byte
 /// clock, until stopped.
 async fn start_auto_progress(instance: &Arc<tokio::sync::Mutex<Instance>>, delay_ms: Option<u64>) {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    instance.lock().await.auto_progress = Some(stop);
+    {
+        let mut guard = instance.lock().await;
+        guard.auto_progress = Some(stop);
+        // Live: outcalls are made for real, as PocketIC's live mode makes them.
+        match crate::outcalls::live::LiveAdapter::new(crate::outcalls::live::AllowList::any(), crate::outcalls::live::DEFAULT_TIMEOUT) {
+            Ok(live) => guard.outcalls.go_live(Arc::new(live)),
+            Err(e) => tracing::warn!("outcalls stay mocked: the HTTPS client failed to start: {e}"),
+        }
+    }
     let weak = Arc::downgrade(instance);
     let interval = std::time::Duration::from_millis(delay_ms.unwrap_or(0).max(AUTO_PROGRESS_INTERVAL_MS));
     // The first step at once: the instance is live (its time the wall
@@ -505,7 +527,7 @@ async fn live_step(guard: tokio::sync::OwnedMutexGuard<Instance>) {
         if now > guard.replica.time() {
             let _ = guard.replica.set_time(now);
         }
-        guard.replica.execute_round().map(|_| ()).map_err(Failure::from_clock)
+        guard.round().map(|_| ()).map_err(Failure::from_clock)
     })
     .await;
 }
@@ -528,6 +550,9 @@ async fn is_auto_progress(State(server): State<Shared>, Path(id): Path<usize>) -
 }
 
 async fn stop_progress(State(server): State<Shared>, Path(id): Path<usize>) -> Reply<()> {
-    server.instance(id)?.lock().await.auto_progress = None;
+    let instance = server.instance(id)?;
+    let mut guard = instance.lock().await;
+    guard.auto_progress = None;
+    guard.outcalls.stop_live();
     ok(())
 }

@@ -301,7 +301,7 @@ fn empty_reply() -> Vec<u8> {
     EMPTY_ARGS.to_vec()
 }
 
-fn send(reply: ReplyTo, replica: &Replica, result: CallResult) {
+pub(super) fn send(reply: ReplyTo, replica: &Replica, result: CallResult) {
     match reply {
         ReplyTo::Ingress(tx) => {
             let _ = tx.send(result);
@@ -370,6 +370,8 @@ pub const CANISTER_ONLY: &[&str] = &[
     "sign_with_schnorr",
     "vetkd_public_key",
     "vetkd_derive_key",
+    "http_request",
+    "flexible_http_request",
 ];
 
 /// Whether a call of `method` with the attached cycles keeps them when it
@@ -437,6 +439,12 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
     if method == "upload_chunk" {
         let result = upload_chunk(replica, caller, arg);
         return send(reply, replica, result);
+    }
+    if method == "http_request" {
+        if let Err((reject, reply)) = super::http_outcall::start(replica, caller, &arg, cycles, reply) {
+            send(reply, replica, Err(reject));
+        }
+        return;
     }
     if super::threshold::METHODS.contains(&method) {
         let result = super::threshold::handle(replica, caller, method, &arg, cycles).map(|answer| {

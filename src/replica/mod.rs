@@ -38,6 +38,7 @@ mod composite;
 pub mod durable;
 pub mod exec;
 pub mod history;
+pub mod http_outcall;
 mod ingress;
 pub mod install;
 mod lifecycle;
@@ -367,6 +368,7 @@ impl Replica {
             durability: std::sync::OnceLock::new(),
             remote: std::sync::OnceLock::new(),
             data_certificates: std::sync::OnceLock::new(),
+            outcalls: std::sync::OnceLock::new(),
             restored_sidecar: Mutex::new(Vec::new()),
         });
         tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
@@ -783,6 +785,12 @@ impl Replica {
         instance.put_stable(stable);
         slot.stable_size = pages * stable::STABLE_PAGE;
         Ok(())
+    }
+
+    /// Outcalls (`http_request`) go through `adapter`, finished on
+    /// `runtime`; without this they are refused. Set once.
+    pub fn set_outcalls(&self, adapter: Arc<dyn crate::outcalls::Adapter>, runtime: tokio::runtime::Handle) {
+        let _ = self.inner.outcalls.set(http_outcall::Outcalls::new(adapter, runtime));
     }
 
     pub fn raw_rand(&self) -> [u8; 32] {

@@ -60,6 +60,8 @@ pub(super) struct Inner {
     pub(super) restored_sidecar: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
     /// Who makes data certificates for non-replicated queries.
     pub(super) data_certificates: std::sync::OnceLock<std::sync::Weak<dyn super::certified_view::DataCertificates>>,
+    /// Who performs HTTPS outcalls (none: they are refused).
+    pub(super) outcalls: std::sync::OnceLock<super::http_outcall::Outcalls>,
 }
 
 impl Inner {

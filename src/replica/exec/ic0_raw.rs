@@ -429,14 +429,18 @@ macro_rules! define_ic0 {
             write_u128(&mut c, "cost_create_canister", dst as u64, fees::CREATE_CANISTER)
         })?;
         l.func_wrap("ic0", "cost_http_request", |mut c: C<'_>, request_size: u64, max_res_bytes: u64, dst: P| {
-            write_u128(&mut c, "cost_http_request", dst as u64, http_cost(request_size, max_res_bytes))
+            let fee = crate::outcalls::pricing::legacy_fee(fees::SUBNET_NODES as u32, request_size, max_res_bytes);
+            write_u128(&mut c, "cost_http_request", dst as u64, fee)
         })?;
         // The v2 parameters are a Candid record ww does not decode: the
         // cost is that of a request of their size with the IC's default
         // response limit (2 MB).
         l.func_wrap("ic0", "cost_http_request_v2", |mut c: C<'_>, src: P, size: P, dst: P| {
-            read(&mut c, "cost_http_request_v2", src as u64, size as u64)?;
-            write_u128(&mut c, "cost_http_request_v2", dst as u64, http_cost(size as u64, 2_000_000))
+            let arg = read(&mut c, "cost_http_request_v2", src as u64, size as u64)?;
+            match crate::outcalls::pricing::cost_v2(fees::SUBNET_NODES as u32, &arg) {
+                Some(fee) => write_u128(&mut c, "cost_http_request_v2", dst as u64, fee),
+                None => trap(ErrorCode::CanisterContractViolation, "ic0.cost_http_request_v2: the argument is not a valid Candid cost record"),
+            }
         })?;
         l.func_wrap("ic0", "cost_sign_with_ecdsa", |mut c: C<'_>, src: P, size: P, curve: u32, dst: P| -> R<u32> {
             threshold_cost(&mut c, "cost_sign_with_ecdsa", (src as u64, size as u64), curve, dst as u64)
@@ -488,12 +492,6 @@ macro_rules! define_ic0 {
     }};
 }
 
-fn http_cost(request_size: u64, max_res_bytes: u64) -> u128 {
-    let n = fees::SUBNET_NODES;
-    (fees::HTTP_BASE + fees::HTTP_PER_NODE * n) * n
-        + fees::HTTP_REQUEST_BYTE * n * u128::from(request_size)
-        + fees::HTTP_RESPONSE_BYTE * n * u128::from(max_res_bytes)
-}
 
 /// The 64-bit stable memory API, the same for both pointer widths.
 fn define_stable64(l: &mut Linker<ExecState>) -> wasmtime::Result<()> {

@@ -24,10 +24,6 @@ pub(super) mod fees {
     pub const XNET_BYTE: u128 = 1_000;
     pub const CREATE_CANISTER: u128 = 500_000_000_000;
     pub const SUBNET_NODES: u128 = 13;
-    pub const HTTP_BASE: u128 = 3_000_000;
-    pub const HTTP_PER_NODE: u128 = 60_000;
-    pub const HTTP_REQUEST_BYTE: u128 = 400;
-    pub const HTTP_RESPONSE_BYTE: u128 = 800;
 }
 
 /// The largest `certified_data_set` payload.

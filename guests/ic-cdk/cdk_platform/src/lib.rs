@@ -1,0 +1,367 @@
+//! `cdk_platform`: a canister written against the unmodified ic-cdk 0.20 from
+//! crates.io that uses the IC's platform services through the management
+//! canister, the way an IC developer writes them with
+//! ic-cdk-management-canister: threshold ECDSA (secp256k1 and secp256r1),
+//! threshold Schnorr (BIP340/BIP341 and Ed25519), vetKD, the `ic0.cost_*`
+//! fee system calls, and HTTPS outcalls (with a `strip` transform).
+//!
+//! Failures come back as data (`Failure`: the reject code and message, or
+//! code 0 and the error's text when nothing was rejected, e.g. a fee that
+//! could not be computed), never as traps, so that tests can assert on them.
+//!
+//! The `.did` beside this crate (`cdk_platform.did`) is what `export_candid!`
+//! gives; keep the two in sync.
+
+use candid::{CandidType, Deserialize, Principal};
+use ic_cdk::api::SignCostError;
+use ic_cdk::call::{Call, CallFailed, CallRejected};
+use ic_cdk::{query, update};
+use ic_cdk_management_canister::{
+    self as mgmt, Bip341, EcdsaCurve, EcdsaKeyId, EcdsaPublicKeyArgs, HttpHeader, HttpMethod, HttpRequest,
+    HttpRequestArgs, HttpRequestResult, SchnorrAlgorithm, SchnorrAux, SchnorrKeyId, SchnorrPublicKeyArgs,
+    SignCallError, SignWithEcdsaArgs, SignWithEcdsaResult, SignWithSchnorrArgs, TransformArgs, VetKDCurve,
+    VetKDDeriveKeyArgs, VetKDKeyId, VetKDPublicKeyArgs,
+};
+
+/// The transform context `http_fetch` passes to `strip`.
+const TRANSFORM_CONTEXT: &[u8] = b"ctx:";
+
+/// Why a call failed.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The reject code (1..=6) when the call was rejected; 0 when it was
+    /// not (the fee could not be computed, the reply did not decode, the
+    /// call could not be made).
+    pub code: u32,
+    /// The reject message, or the error's text when code is 0.
+    pub message: String,
+}
+
+impl Failure {
+    fn other(e: impl std::fmt::Display) -> Self {
+        Failure { code: 0, message: e.to_string() }
+    }
+}
+
+impl From<&CallRejected> for Failure {
+    fn from(r: &CallRejected) -> Self {
+        Failure { code: r.raw_reject_code(), message: r.reject_message().to_string() }
+    }
+}
+
+impl From<CallFailed> for Failure {
+    fn from(e: CallFailed) -> Self {
+        match &e {
+            CallFailed::CallRejected(r) => r.into(),
+            _ => Failure::other(e),
+        }
+    }
+}
+
+impl From<ic_cdk::call::Error> for Failure {
+    fn from(e: ic_cdk::call::Error) -> Self {
+        match &e {
+            ic_cdk::call::Error::CallRejected(r) => r.into(),
+            _ => Failure::other(e),
+        }
+    }
+}
+
+impl From<SignCallError> for Failure {
+    fn from(e: SignCallError) -> Self {
+        match e {
+            SignCallError::CallFailed(f) => f.into(),
+            other => Failure::other(other),
+        }
+    }
+}
+
+/// A public key and its chain code, as the management canister returns them.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PublicKeyReply {
+    pub public_key: Vec<u8>,
+    pub chain_code: Vec<u8>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub enum KeyResult {
+    Ok(PublicKeyReply),
+    Err(Failure),
+}
+
+impl From<Result<PublicKeyReply, Failure>> for KeyResult {
+    fn from(r: Result<PublicKeyReply, Failure>) -> Self {
+        r.map_or_else(KeyResult::Err, KeyResult::Ok)
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub enum BlobResult {
+    Ok(Vec<u8>),
+    Err(Failure),
+}
+
+impl From<Result<Vec<u8>, Failure>> for BlobResult {
+    fn from(r: Result<Vec<u8>, Failure>) -> Self {
+        r.map_or_else(BlobResult::Err, BlobResult::Ok)
+    }
+}
+
+/// What an `ic0.cost_*` system call reports: the fee, or its nonzero
+/// return code (1: unknown curve or algorithm, 2: unknown key name).
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub enum CostResult {
+    Ok(u128),
+    Err(u32),
+}
+
+impl From<Result<u128, SignCostError>> for CostResult {
+    fn from(r: Result<u128, SignCostError>) -> Self {
+        match r {
+            Ok(fee) => CostResult::Ok(fee),
+            Err(SignCostError::InvalidCurveOrAlgorithm) => CostResult::Err(1),
+            Err(SignCostError::InvalidKeyName) => CostResult::Err(2),
+            Err(SignCostError::UnrecognizedError(code)) => CostResult::Err(code),
+        }
+    }
+}
+
+fn ecdsa_key(curve: &str, name: String) -> Result<EcdsaKeyId, Failure> {
+    let curve = match curve {
+        "secp256k1" => EcdsaCurve::Secp256k1,
+        "secp256r1" => EcdsaCurve::Secp256r1,
+        other => return Err(Failure::other(format!("unknown ECDSA curve {other:?}"))),
+    };
+    Ok(EcdsaKeyId { curve, name })
+}
+
+fn schnorr_key(algorithm: &str, name: String) -> Result<SchnorrKeyId, Failure> {
+    let algorithm = match algorithm {
+        "bip340secp256k1" => SchnorrAlgorithm::Bip340secp256k1,
+        "ed25519" => SchnorrAlgorithm::Ed25519,
+        other => return Err(Failure::other(format!("unknown Schnorr algorithm {other:?}"))),
+    };
+    Ok(SchnorrKeyId { algorithm, name })
+}
+
+fn vetkd_key(name: String) -> VetKDKeyId {
+    VetKDKeyId { curve: VetKDCurve::Bls12_381_G2, name }
+}
+
+// --- threshold ECDSA -------------------------------------------------------
+
+/// `ecdsa_public_key` of `canister_id` (this canister if null) for `path`;
+/// `curve` is "secp256k1" or "secp256r1".
+#[update]
+async fn ecdsa_public_key(canister_id: Option<Principal>, path: Vec<Vec<u8>>, curve: String, key: String) -> KeyResult {
+    async {
+        let arg = EcdsaPublicKeyArgs { canister_id, derivation_path: path, key_id: ecdsa_key(&curve, key)? };
+        let reply = mgmt::ecdsa_public_key(&arg).await?;
+        Ok::<_, Failure>(PublicKeyReply { public_key: reply.public_key, chain_code: reply.chain_code })
+    }
+    .await
+    .into()
+}
+
+/// `sign_with_ecdsa` of `message_hash` with this canister's key for `path`,
+/// the fee (`ic0.cost_sign_with_ecdsa`) attached: the 64-byte signature.
+#[update]
+async fn sign_ecdsa(message_hash: Vec<u8>, path: Vec<Vec<u8>>, curve: String, key: String) -> BlobResult {
+    async {
+        let arg = SignWithEcdsaArgs { message_hash, derivation_path: path, key_id: ecdsa_key(&curve, key)? };
+        Ok::<_, Failure>(mgmt::sign_with_ecdsa(&arg).await?.signature)
+    }
+    .await
+    .into()
+}
+
+/// `sign_with_ecdsa` (secp256k1, empty path) made by hand, with exactly
+/// `cycles` attached and `message_hash` of any length.
+#[update]
+async fn sign_ecdsa_raw(message_hash: Vec<u8>, key: String, cycles: u128) -> BlobResult {
+    async {
+        let arg = SignWithEcdsaArgs {
+            message_hash,
+            derivation_path: Vec::new(),
+            key_id: EcdsaKeyId { curve: EcdsaCurve::Secp256k1, name: key },
+        };
+        let reply = Call::unbounded_wait(Principal::management_canister(), "sign_with_ecdsa")
+            .with_arg(&arg)
+            .with_cycles(cycles)
+            .await?;
+        Ok::<_, Failure>(reply.candid::<SignWithEcdsaResult>().map_err(Failure::other)?.signature)
+    }
+    .await
+    .into()
+}
+
+// --- threshold Schnorr -----------------------------------------------------
+
+/// `schnorr_public_key` of `canister_id` (this canister if null) for
+/// `path`; `algorithm` is "bip340secp256k1" or "ed25519".
+#[update]
+async fn schnorr_public_key(canister_id: Option<Principal>, path: Vec<Vec<u8>>, algorithm: String, key: String) -> KeyResult {
+    async {
+        let arg = SchnorrPublicKeyArgs { canister_id, derivation_path: path, key_id: schnorr_key(&algorithm, key)? };
+        let reply = mgmt::schnorr_public_key(&arg).await?;
+        Ok::<_, Failure>(PublicKeyReply { public_key: reply.public_key, chain_code: reply.chain_code })
+    }
+    .await
+    .into()
+}
+
+/// `sign_with_schnorr` of `message` with this canister's key for `path`,
+/// the fee attached; a `merkle_root` asks for a BIP341 signature
+/// (`aux = opt variant { bip341 = record { merkle_root_hash } }`).
+#[update]
+async fn sign_schnorr(message: Vec<u8>, path: Vec<Vec<u8>>, algorithm: String, key: String, merkle_root: Option<Vec<u8>>) -> BlobResult {
+    async {
+        let arg = SignWithSchnorrArgs {
+            message,
+            derivation_path: path,
+            key_id: schnorr_key(&algorithm, key)?,
+            aux: merkle_root.map(|merkle_root_hash| SchnorrAux::Bip341(Bip341 { merkle_root_hash })),
+        };
+        Ok::<_, Failure>(mgmt::sign_with_schnorr(&arg).await?.signature)
+    }
+    .await
+    .into()
+}
+
+// --- vetKD -----------------------------------------------------------------
+
+/// `vetkd_public_key` (bls12_381_g2) of `canister_id` (this canister if
+/// null) for `context`.
+#[update]
+async fn vetkd_public_key(canister_id: Option<Principal>, context: Vec<u8>, key: String) -> BlobResult {
+    async {
+        let arg = VetKDPublicKeyArgs { canister_id, context, key_id: vetkd_key(key) };
+        Ok::<_, Failure>(mgmt::vetkd_public_key(&arg).await?.public_key)
+    }
+    .await
+    .into()
+}
+
+/// `vetkd_derive_key` (bls12_381_g2) of `input` in `context`, encrypted for
+/// `transport_public_key`, the fee attached: the encrypted key.
+#[update]
+async fn vetkd_derive_key(input: Vec<u8>, context: Vec<u8>, transport_public_key: Vec<u8>, key: String) -> BlobResult {
+    async {
+        let arg = VetKDDeriveKeyArgs { input, context, transport_public_key, key_id: vetkd_key(key) };
+        Ok::<_, Failure>(mgmt::vetkd_derive_key(&arg).await?.encrypted_key)
+    }
+    .await
+    .into()
+}
+
+// --- cycles and fees -------------------------------------------------------
+
+/// This canister's cycle balance.
+#[query]
+fn balance() -> u128 {
+    ic_cdk::api::canister_cycle_balance()
+}
+
+/// `ic0.cost_sign_with_ecdsa(key, curve)`: 0 is secp256k1, 1 secp256r1.
+#[query]
+fn cost_sign_with_ecdsa(key: String, curve: u32) -> CostResult {
+    ic_cdk::api::cost_sign_with_ecdsa(key, curve).into()
+}
+
+/// `ic0.cost_sign_with_schnorr(key, algorithm)`: 0 is bip340secp256k1, 1
+/// ed25519.
+#[query]
+fn cost_sign_with_schnorr(key: String, algorithm: u32) -> CostResult {
+    ic_cdk::api::cost_sign_with_schnorr(key, algorithm).into()
+}
+
+/// `ic0.cost_vetkd_derive_key(key, curve)`: 0 is bls12_381_g2.
+#[query]
+fn cost_vetkd_derive_key(key: String, curve: u32) -> CostResult {
+    ic_cdk::api::cost_vetkd_derive_key(key, curve).into()
+}
+
+// --- HTTPS outcalls --------------------------------------------------------
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct FetchArgs {
+    pub url: String,
+    /// "get", "post", "head", "put", "delete" or "patch".
+    pub method: String,
+    pub headers: Vec<Header>,
+    pub body: Option<Vec<u8>>,
+    pub max_response_bytes: Option<u64>,
+    /// Whether the response goes through `strip` (context "ctx:").
+    pub transform: bool,
+    pub is_replicated: Option<bool>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HttpReply {
+    pub status: candid::Nat,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub enum HttpResult {
+    Ok(HttpReply),
+    Err(Failure),
+}
+
+/// An `http_request` outcall (pricing version 2, the cycles
+/// `ic0.cost_http_request_v2` asks for attached by ic-cdk-management-canister).
+#[update]
+async fn http_fetch(req: FetchArgs) -> HttpResult {
+    let result = async {
+        let method = match req.method.as_str() {
+            "get" => HttpMethod::GET,
+            "post" => HttpMethod::POST,
+            "head" => HttpMethod::HEAD,
+            "put" => HttpMethod::PUT,
+            "delete" => HttpMethod::DELETE,
+            "patch" => HttpMethod::PATCH,
+            other => return Err(Failure::other(format!("unknown HTTP method {other:?}"))),
+        };
+        let args = HttpRequestArgs {
+            url: req.url,
+            max_response_bytes: req.max_response_bytes,
+            method,
+            headers: req.headers.into_iter().map(|h| HttpHeader { name: h.name, value: h.value }).collect(),
+            body: req.body,
+            transform: req
+                .transform
+                .then(|| mgmt::transform_context_from_query("strip".to_string(), TRANSFORM_CONTEXT.to_vec())),
+            is_replicated: req.is_replicated,
+            ..Default::default()
+        };
+        let response = HttpRequest::from_args(args).send().await?;
+        Ok::<_, Failure>(HttpReply {
+            status: response.status,
+            headers: response.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
+            body: response.body,
+        })
+    }
+    .await;
+    match result {
+        Ok(reply) => HttpResult::Ok(reply),
+        Err(f) => HttpResult::Err(f),
+    }
+}
+
+/// The transform `http_fetch` names when asked to: the status kept, every
+/// header removed, the body prefixed with the transform context.
+#[query]
+fn strip(args: TransformArgs) -> HttpRequestResult {
+    let mut body = args.context;
+    body.extend_from_slice(&args.response.body);
+    HttpRequestResult { status: args.response.status, headers: Vec::new(), body }
+}
+
+ic_cdk::export_candid!();
