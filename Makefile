@@ -177,6 +177,7 @@ bench: images ic-guests
 	$(CARGO) bench --bench ic_canisters
 	$(CARGO) bench --bench durable
 	$(CARGO) bench --bench intents
+	$(CARGO) bench --bench platform
 	$(CARGO) build --release
 	./target/release/ww bench messaging
 	$(CARGO) bench --bench deploy

@@ -47,6 +47,7 @@ impl AllowList {
 }
 
 /// Makes real requests to allowed hosts.
+#[derive(Clone)]
 pub struct LiveAdapter {
     client: reqwest::Client,
     allow: AllowList,
@@ -136,13 +137,15 @@ fn one_line(e: &dyn std::error::Error) -> String {
     text.lines().map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
-#[async_trait::async_trait]
 impl Adapter for LiveAdapter {
-    async fn perform(&self, request: Request) -> Reported {
-        match self.fetch(&request).await {
-            Ok((response, roundtrip_ms)) => Reported::Nodes { results: vec![Ok(response)], roundtrip_ms },
-            Err(reject) => Reported::Nodes { results: vec![Err(reject)], roundtrip_ms: 0 },
-        }
+    fn perform(&self, request: Request) -> super::Pending {
+        let this = self.clone();
+        Box::pin(async move {
+            match this.fetch(&request).await {
+                Ok((response, roundtrip_ms)) => Reported::Nodes { results: vec![Ok(response)], roundtrip_ms },
+                Err(reject) => Reported::Nodes { results: vec![Err(reject)], roundtrip_ms: 0 },
+            }
+        })
     }
 }
 

@@ -59,6 +59,11 @@ impl MockAdapter {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Requests waiting for a mock, listed or not.
+    pub fn waiting(&self) -> usize {
+        self.table().pending.len()
+    }
+
     /// The requests a test can mock now.
     pub fn listed(&self) -> Vec<Request> {
         self.table().pending.values().filter(|p| p.listed).map(|p| p.request.clone()).collect()
@@ -117,8 +122,9 @@ impl MockAdapter {
         };
         for p in pending {
             let adapter = adapter.clone();
+            let report = adapter.perform(p.request);
             tokio::spawn(async move {
-                let _ = p.answer.send(adapter.perform(p.request).await);
+                let _ = p.answer.send(report.await);
             });
         }
     }
@@ -134,23 +140,15 @@ impl MockAdapter {
     }
 }
 
-#[async_trait::async_trait]
 impl Adapter for MockAdapter {
-    async fn perform(&self, request: Request) -> Reported {
-        let (tx, rx) = oneshot::channel();
-        let live = {
-            let mut table = self.table();
-            match table.live.clone() {
-                Some(live) => Some((live, request)),
-                None => {
-                    table.pending.insert(request.id, Pending { request, listed: false, answer: tx });
-                    None
-                }
-            }
-        };
-        if let Some((live, request)) = live {
-            return live.perform(request).await;
+    fn perform(&self, request: Request) -> super::Pending {
+        let mut table = self.table();
+        if let Some(live) = table.live.clone() {
+            drop(table);
+            return live.perform(request);
         }
-        rx.await.unwrap_or_else(|_| Reported::Failed(node_reject(RejectCode::SysTransient, "the PocketIC instance was deleted")))
+        let (tx, rx) = oneshot::channel();
+        table.pending.insert(request.id, Pending { request, listed: false, answer: tx });
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Reported::Failed(node_reject(RejectCode::SysTransient, "the PocketIC instance was deleted"))) })
     }
 }

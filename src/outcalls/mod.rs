@@ -85,10 +85,13 @@ pub enum Reported {
     Failed(Reject),
 }
 
-/// Performs outcalls for a replica.
-#[async_trait::async_trait]
+/// What an adapter's `perform` returns: the nodes' reports, later.
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Reported> + Send>>;
+
+/// Performs outcalls for a replica. `perform` takes the request at once
+/// (a mock table lists it from then on) and reports through the future.
 pub trait Adapter: Send + Sync {
-    async fn perform(&self, request: Request) -> Reported;
+    fn perform(&self, request: Request) -> Pending;
 }
 
 /// The reject a node reports, as the IC's adapter words it.

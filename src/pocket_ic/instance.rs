@@ -281,6 +281,14 @@ impl Instance {
             }
             let report = self.round()?;
             if report.jobs == 0 && report.deferred == 0 && report.carried == 0 && self.replica.held_ingress() == 0 {
+                // A mocked outcall still being transformed answers soon.
+                if self.replica.outcalls_outstanding() > self.outcalls.waiting() {
+                    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                    while self.replica.outcalls_outstanding() > self.outcalls.waiting() && std::time::Instant::now() < until {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    continue;
+                }
                 return self.outcome(id, &name)?.ok_or_else(|| InstanceError::Incomplete {
                     id: name.clone(),
                     why: "no canister has work left that could answer it".into(),

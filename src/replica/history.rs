@@ -62,6 +62,9 @@ pub enum ChangeDetails {
     /// A snapshot was loaded: its id, and the canister's version and the
     /// time when it was taken.
     LoadSnapshot { snapshot_id: Vec<u8>, canister_version: u64, taken_at: u64 },
+    /// As `LoadSnapshot`, of a snapshot made by upload (`source =
+    /// metadata_upload`). Last, so histories stored before it still read.
+    LoadUploadedSnapshot { snapshot_id: Vec<u8>, canister_version: u64, taken_at: u64 },
 }
 
 /// One change.
@@ -183,7 +186,7 @@ pub enum CandidChangeDetails {
     },
 }
 
-/// How a loaded snapshot was made (ww's are always taken from a canister).
+/// How a loaded snapshot was made.
 #[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum CandidSnapshotSource {
     #[serde(rename = "taken_from_canister")]
@@ -230,12 +233,16 @@ impl From<&Change> for CandidChange {
                     module_hash: serde_bytes::ByteBuf::from(module_hash.to_vec()),
                 },
                 ChangeDetails::ControllersChange { controllers } => CandidChangeDetails::ControllersChange { controllers: controllers.clone() },
-                ChangeDetails::LoadSnapshot { snapshot_id, canister_version, taken_at } => CandidChangeDetails::LoadSnapshot {
+                ChangeDetails::LoadSnapshot { snapshot_id, canister_version, taken_at }
+                | ChangeDetails::LoadUploadedSnapshot { snapshot_id, canister_version, taken_at } => CandidChangeDetails::LoadSnapshot {
                     canister_version: *canister_version,
                     snapshot_id: serde_bytes::ByteBuf::from(snapshot_id.clone()),
                     taken_at_timestamp: *taken_at,
                     from_canister_id: None,
-                    source: CandidSnapshotSource::TakenFromCanister(candid::Reserved),
+                    source: match c.details {
+                        ChangeDetails::LoadUploadedSnapshot { .. } => CandidSnapshotSource::MetadataUpload(candid::Reserved),
+                        _ => CandidSnapshotSource::TakenFromCanister(candid::Reserved),
+                    },
                 },
             },
         }

@@ -5,7 +5,7 @@
 //! and agreement between nodes (`n − f` equal responses) before the reply.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use candid::{CandidType, Deserialize, Nat, Principal};
 use serde_bytes::ByteBuf;
@@ -26,11 +26,18 @@ pub struct Outcalls {
     adapter: Arc<dyn Adapter>,
     runtime: tokio::runtime::Handle,
     next_id: AtomicU64,
+    /// Outcalls started and not yet answered to their canister.
+    outstanding: Arc<AtomicUsize>,
 }
 
 impl Outcalls {
     pub fn new(adapter: Arc<dyn Adapter>, runtime: tokio::runtime::Handle) -> Self {
-        Self { adapter, runtime, next_id: AtomicU64::new(0) }
+        Self { adapter, runtime, next_id: AtomicU64::new(0), outstanding: Arc::default() }
+    }
+
+    /// Outcalls started and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::SeqCst)
     }
 }
 
@@ -56,9 +63,11 @@ enum HttpMethod {
     Patch,
 }
 
+candid::define_function!(TransformFunc : (TransformArgs) -> (HttpRequestResult) query);
+
 #[derive(CandidType, Deserialize, Clone, Debug)]
 struct TransformContext {
-    function: candid::Func,
+    function: TransformFunc,
     context: ByteBuf,
 }
 
@@ -82,7 +91,7 @@ pub struct HttpRequestResult {
     pub body: ByteBuf,
 }
 
-#[derive(CandidType)]
+#[derive(CandidType, Deserialize)]
 struct TransformArgs {
     response: HttpRequestResult,
     context: ByteBuf,
@@ -106,7 +115,7 @@ fn subnet_of(replica: &Replica, caller: &Principal) -> (Principal, u32) {
 /// The size the IC prices a request by.
 fn request_bytes(args: &HttpRequestArgs) -> u64 {
     let headers: usize = args.headers.iter().map(|h| h.name.len() + h.value.len()).sum();
-    let transform = args.transform.as_ref().map_or(0, |t| t.function.method.len() + t.context.len());
+    let transform = args.transform.as_ref().map_or(0, |t| t.function.0.method.len() + t.context.len());
     (args.url.len() + headers + args.body.as_ref().map_or(0, |b| b.len()) + transform) as u64
 }
 
@@ -143,9 +152,9 @@ fn validate(args: &HttpRequestArgs, caller: &Principal) -> Result<(), Reject> {
         )));
     }
     if let Some(t) = &args.transform
-        && t.function.principal != *caller
+        && t.function.0.principal != *caller
     {
-        return Err(rejected(format!("transform principal id expected to be {caller}, got {}", t.function.principal)));
+        return Err(rejected(format!("transform principal id expected to be {caller}, got {}", t.function.0.principal)));
     }
     if matches!(args.method, HttpMethod::Put | HttpMethod::Delete | HttpMethod::Patch) && args.is_replicated != Some(false) {
         return Err(rejected("The requested HTTP method is only allowed for non-replicated requests."));
@@ -201,12 +210,16 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
         pay_as_you_go,
         created_ns: replica.time(),
     };
-    let adapter = service.adapter.clone();
     let replica = replica.clone();
-    let transform = args.transform.map(|t| (t.function.method, t.context.into_vec()));
+    let transform = args.transform.map(|t| (t.function.0.method, t.context.into_vec()));
+    let id = request.id;
+    // Taken at once: a PocketIC test lists it from the next round.
+    let report = service.adapter.perform(request);
+    let outstanding = service.outstanding.clone();
+    outstanding.fetch_add(1, Ordering::SeqCst);
     service.runtime.spawn(async move {
-        let id = request.id;
-        let reported = adapter.perform(request).await;
+        let _done = Decrement(outstanding);
+        let reported = report.await;
         let outcome = settle(&replica, caller, id, max_response_bytes, transform, reported).await;
         let fee = match &outcome {
             Ok((_, usage)) if pay_as_you_go => {
@@ -222,6 +235,15 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
         finish(&replica, reply, u64::try_from(fee).unwrap_or(u64::MAX), outcome.map(|(bytes, _)| bytes));
     });
     Ok(())
+}
+
+/// Counts an outcall answered when dropped (after its reply is sent).
+struct Decrement(Arc<AtomicUsize>);
+
+impl Drop for Decrement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Replies, keeping `fee` of the attached cycles.

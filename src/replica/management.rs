@@ -21,6 +21,7 @@ pub use super::history::{CandidChange, CandidChangeDetails, CandidChangeOrigin, 
 use super::{CallResult, ChangeOrigin, ErrorCode, InstallMode, InstallRequest, InstallSource, Reject, Replica, ReplyTo, Status};
 
 pub use super::settings::{CanisterSettings, DefiniteCanisterSettings, EnvironmentVariable, LogVisibility};
+pub use super::snapshots::{DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs, TakeCanisterSnapshotArgs};
 
 #[derive(CandidType, Deserialize, Default, Debug)]
 pub struct CreateCanisterArgs {
@@ -183,30 +184,6 @@ pub struct UninstallCodeArgs {
     pub sender_canister_version: Option<u64>,
 }
 
-/// `take_canister_snapshot`'s argument.
-#[derive(CandidType, Deserialize, Debug)]
-pub struct TakeCanisterSnapshotArgs {
-    pub canister_id: Principal,
-    pub replace_snapshot: Option<serde_bytes::ByteBuf>,
-    pub uninstall_code: Option<bool>,
-    pub sender_canister_version: Option<u64>,
-}
-
-/// `load_canister_snapshot`'s argument.
-#[derive(CandidType, Deserialize, Debug)]
-pub struct LoadCanisterSnapshotArgs {
-    pub canister_id: Principal,
-    pub snapshot_id: serde_bytes::ByteBuf,
-    pub sender_canister_version: Option<u64>,
-}
-
-/// `delete_canister_snapshot`'s argument.
-#[derive(CandidType, Deserialize, Debug)]
-pub struct DeleteCanisterSnapshotArgs {
-    pub canister_id: Principal,
-    pub snapshot_id: serde_bytes::ByteBuf,
-}
-
 #[derive(CandidType, Deserialize, Debug)]
 pub struct UpdateSettingsArgs {
     pub canister_id: Principal,
@@ -335,7 +312,7 @@ pub(crate) struct Caller {
 impl Caller {
     /// The origin a change made by this call is recorded with (a canister
     /// at the version it claimed).
-    fn origin(&self, sender_canister_version: Option<u64>) -> ChangeOrigin {
+    pub(super) fn origin(&self, sender_canister_version: Option<u64>) -> ChangeOrigin {
         match self.version {
             Some(_) => ChangeOrigin::Canister { id: self.id, version: sender_canister_version },
             None => ChangeOrigin::User(self.id),
@@ -344,7 +321,7 @@ impl Caller {
 
     /// A `sender_canister_version`, when given by a canister, must be the
     /// version that canister had when it made the call.
-    fn check_sender_version(&self, method: &str, claimed: Option<u64>) -> Result<(), Reject> {
+    pub(super) fn check_sender_version(&self, method: &str, claimed: Option<u64>) -> Result<(), Reject> {
         match (claimed, self.version) {
             (Some(claimed), Some(actual)) if claimed != actual => Err(Reject::system(
                 ErrorCode::CanisterContractViolation,
@@ -372,6 +349,9 @@ pub const CANISTER_ONLY: &[&str] = &[
     "vetkd_derive_key",
     "http_request",
     "flexible_http_request",
+    "subnet_info",
+    "node_metrics_history",
+    "canister_metadata",
 ];
 
 /// Whether a call of `method` with the attached cycles keeps them when it
@@ -396,13 +376,17 @@ fn nat_to_u64(method: &str, field: &str, n: &candid::Nat) -> Result<u64, Reject>
 
 /// Management methods whose argument names a `canister_id` that only its
 /// controllers may act on (checked for ingress before execution).
-/// `canister_status` and `list_canister_snapshots` also let in whom the
+/// `canister_status`, `list_canister_snapshots` and `read_canister_snapshot_*` also let in whom the
 /// canister's `status_visibility` / `snapshot_visibility` allows.
 const CONTROLLERS_ONLY: &[&str] = &[
     "take_canister_snapshot",
     "load_canister_snapshot",
     "list_canister_snapshots",
     "delete_canister_snapshot",
+    "read_canister_snapshot_metadata",
+    "read_canister_snapshot_data",
+    "upload_canister_snapshot_metadata",
+    "upload_canister_snapshot_data",
     "canister_status",
     "start_canister",
     "stop_canister",
@@ -446,6 +430,10 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
         }
         return;
     }
+    if super::subnet_methods::METHODS.contains(&method) {
+        let result = super::subnet_methods::handle(replica, caller, method, &arg);
+        return send(reply, replica, result);
+    }
     if super::threshold::METHODS.contains(&method) {
         let result = super::threshold::handle(replica, caller, method, &arg, cycles).map(|answer| {
             // The signature's fee is kept; the rest of what was attached
@@ -456,6 +444,9 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             answer.reply
         });
         return send(reply, replica, result);
+    }
+    if super::snapshots::is_method(method) {
+        return super::snapshots::dispatch(replica, from, method, &arg, reply);
     }
     let arg = &arg[..];
     let mut reply_slot = Some(reply);
@@ -599,52 +590,14 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 replica.deposit_cycles(args.canister_id, cycles)?;
                 Ok(empty_reply())
             }
-            "take_canister_snapshot" => {
-                let args: TakeCanisterSnapshotArgs = decode(method, arg)?;
-                from.check_sender_version(method, args.sender_canister_version)?;
-                let origin = from.origin(args.sender_canister_version);
-                let replica2 = replica.clone();
-                let Some(reply) = take_reply() else { return Ok(None) };
-                let replace = args.replace_snapshot.map(|b| b.into_vec());
-                let answers = match &reply {
-                    ReplyTo::Callback(cb) => Some(*cb),
-                    ReplyTo::Ingress(_) => None,
-                };
-                replica.take_snapshot_with(
-                    origin,
-                    args.canister_id,
-                    (replace, args.uninstall_code.unwrap_or(false)),
-                    Box::new(move |r| send(reply, &replica2, r.and_then(|info| encode(&info)))),
-                    answers,
-                );
-                return Ok(None);
-            }
-            "load_canister_snapshot" => {
-                let args: LoadCanisterSnapshotArgs = decode(method, arg)?;
-                from.check_sender_version(method, args.sender_canister_version)?;
-                let origin = from.origin(args.sender_canister_version);
-                let Some(reply) = take_reply() else { return Ok(None) };
-                let done = reply_done(reply, replica);
-                replica.load_snapshot_with(origin, args.canister_id, args.snapshot_id.into_vec(), done);
-                return Ok(None);
-            }
-            "list_canister_snapshots" => {
-                let args: CanisterIdRecord = decode(method, arg)?;
-                encode(&replica.list_snapshots(caller, args.canister_id)?)
-            }
-            "delete_canister_snapshot" => {
-                let args: DeleteCanisterSnapshotArgs = decode(method, arg)?;
-                replica.delete_snapshot(caller, args.canister_id, &args.snapshot_id)?;
-                Ok(empty_reply())
-            }
             "raw_rand" => {
                 let bytes = replica.raw_rand();
                 encode(&serde_bytes::ByteBuf::from(bytes.to_vec()))
             }
-            other => Err(Reject::system(
-                ErrorCode::CanisterMethodNotFound,
-                format!("Management canister has no method '{other}'"),
-            )),
+            other => Err(Reject::system(ErrorCode::CanisterMethodNotFound, match unsupported(other) {
+                Some(why) => format!("ww's management canister does not offer {other}: {why}"),
+                None => format!("Management canister has no method '{other}'"),
+            })),
         }))
     })();
     let Some(reply) = take_reply() else { return };
@@ -653,6 +606,17 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
         Ok(None) => {}
         Err(reject) => send(reply, replica, Err(reject)),
     }
+}
+
+/// Why ww refuses a method the IC's interface lists.
+fn unsupported(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "flexible_http_request" => "flexible outcalls are not implemented yet; use http_request (is_replicated = opt false for one node)",
+        "canister_metrics" | "subnet_metrics" => "ww does not keep per-canister or per-subnet consumption metrics yet",
+        "list_canisters" => "only a subnet's admins may call it, and ww's subnets have none",
+        "rename_canister" => "it is the NNS migration canister's, and ww has no NNS",
+        _ => return None,
+    })
 }
 
 fn controller_check(_replica: &Replica, canister: &Principal, caller: &Principal) -> Reject {

@@ -48,9 +48,11 @@ pub mod memory;
 pub mod remote;
 mod scheduler;
 pub mod settings;
+pub mod snapshot_transfer;
 pub mod snapshots;
 pub mod stable;
 mod state;
+mod subnet_methods;
 pub mod threshold;
 pub mod types;
 mod write_tracking;
@@ -88,6 +90,15 @@ impl Reject {
             message: format!("{error_code}: {}", message.into()),
         }
     }
+    /// The message without the `IC0xxx: ` prefix: what a calling canister
+    /// sees (the IC gives canisters the description, users the code too).
+    pub fn description(&self) -> &str {
+        match self.error_code {
+            Some(code) => self.message.strip_prefix(&format!("{code}: ")).unwrap_or(&self.message),
+            None => &self.message,
+        }
+    }
+
     fn canister(message: String) -> Self {
         Self {
             code: RejectCode::CanisterReject,
@@ -736,7 +747,7 @@ impl Replica {
         let Some(slot) = st.canisters.get(canister) else { return false };
         let visibility = match method {
             "canister_status" => &slot.settings.status_visibility,
-            "list_canister_snapshots" => &slot.settings.snapshot_visibility,
+            "list_canister_snapshots" | "read_canister_snapshot_metadata" | "read_canister_snapshot_data" => &slot.settings.snapshot_visibility,
             _ => return false,
         };
         visibility.allows(caller, &slot.controllers)
@@ -791,6 +802,11 @@ impl Replica {
     /// `runtime`; without this they are refused. Set once.
     pub fn set_outcalls(&self, adapter: Arc<dyn crate::outcalls::Adapter>, runtime: tokio::runtime::Handle) {
         let _ = self.inner.outcalls.set(http_outcall::Outcalls::new(adapter, runtime));
+    }
+
+    /// Outcalls started and not yet answered to their canister.
+    pub fn outcalls_outstanding(&self) -> usize {
+        self.inner.outcalls.get().map_or(0, http_outcall::Outcalls::outstanding)
     }
 
     pub fn raw_rand(&self) -> [u8; 32] {

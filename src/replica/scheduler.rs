@@ -422,7 +422,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
         ) => {
             let (entry, arg, reject) = match result {
                 Ok(bytes) => (EntryPoint::Reply(continuation), bytes, None),
-                Err(r) => (EntryPoint::Reject(continuation), Vec::new(), Some((r.code, r.message))),
+                Err(r) => (EntryPoint::Reject(continuation), Vec::new(), Some((r.code, r.description().to_string()))),
             };
             let mut input = MessageInput::new(entry, caller, time, limits.instructions_per_update);
             input.arg = arg;

@@ -14,6 +14,10 @@
 //! the canister (IC0305 otherwise); the canister must be stopped to load
 //! one; loading counts as a change of the canister (version + 1, a
 //! `load_snapshot` entry in its history).
+//!
+//! Snapshots made by upload rather than taken (see [`super::snapshot_transfer`])
+//! have no compiled code until loaded, and may leave the timer and the
+//! low-memory hook as they are.
 
 use std::sync::Arc;
 
@@ -24,8 +28,10 @@ use super::chunks::ChunkStore;
 use super::exec::{CanisterInstance, Code, InstanceImage};
 use super::history::{Change, ChangeDetails, ChangeOrigin};
 use super::scheduler::{Finished, Inner};
+use super::snapshot_transfer::LowMemoryHookStatus;
 use super::state::{Done, Task};
-use super::{ErrorCode, Reject, Replica, Status, completion, lifecycle, not_controller, not_found};
+use super::management::{Caller, CanisterIdRecord, decode, encode, reply_done, send};
+use super::{ErrorCode, Reject, Replica, ReplyTo, Status, completion, lifecycle, not_controller, not_found};
 
 /// Snapshots one canister may hold, as on the IC.
 pub const MAX_SNAPSHOTS_PER_CANISTER: usize = 10;
@@ -40,6 +46,30 @@ pub struct SnapshotInfo {
     pub total_size: u64,
 }
 
+/// `take_canister_snapshot`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct TakeCanisterSnapshotArgs {
+    pub canister_id: Principal,
+    pub replace_snapshot: Option<serde_bytes::ByteBuf>,
+    pub uninstall_code: Option<bool>,
+    pub sender_canister_version: Option<u64>,
+}
+
+/// `load_canister_snapshot`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct LoadCanisterSnapshotArgs {
+    pub canister_id: Principal,
+    pub snapshot_id: serde_bytes::ByteBuf,
+    pub sender_canister_version: Option<u64>,
+}
+
+/// `delete_canister_snapshot`'s argument.
+#[derive(CandidType, Deserialize, Debug)]
+pub struct DeleteCanisterSnapshotArgs {
+    pub canister_id: Principal,
+    pub snapshot_id: serde_bytes::ByteBuf,
+}
+
 /// One stored snapshot.
 #[derive(Clone)]
 pub(super) struct CanisterSnapshot {
@@ -50,11 +80,25 @@ pub(super) struct CanisterSnapshot {
     pub(super) module_hash: [u8; 32],
     /// The module's bytes as installed.
     pub(super) module: Arc<[u8]>,
-    pub(super) code: Code,
+    /// The compiled module; `None` for an uploaded snapshot (compiled when
+    /// loaded).
+    pub(super) code: Option<Code>,
     pub(super) image: InstanceImage,
     pub(super) certified_data: Arc<Vec<u8>>,
     pub(super) chunk_store: ChunkStore,
     pub(super) timer: u64,
+    pub(super) source: SnapshotSource,
+}
+
+/// How a snapshot came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SnapshotSource {
+    /// `take_canister_snapshot`: immutable.
+    TakenFromCanister,
+    /// `upload_canister_snapshot_metadata`, filled by
+    /// `upload_canister_snapshot_data`. Loading it leaves the timer as it
+    /// is if `keep_timer`, and the low-memory hook if `hook` is `None`.
+    MetadataUpload { keep_timer: bool, hook: Option<LowMemoryHookStatus> },
 }
 
 impl CanisterSnapshot {
@@ -81,7 +125,7 @@ pub fn snapshot_id(canister: &Principal, local: u64) -> Vec<u8> {
     id
 }
 
-fn snapshot_not_found(canister: &Principal, id: &[u8]) -> Reject {
+pub(super) fn snapshot_not_found(canister: &Principal, id: &[u8]) -> Reject {
     Reject::system(
         ErrorCode::CanisterSnapshotNotFound,
         format!("Could not find the snapshot ID {} for canister {canister}.", hex::encode(id)),
@@ -176,11 +220,12 @@ fn take(
             canister_version: version,
             module_hash,
             module,
-            code,
+            code: Some(code),
             image,
             certified_data,
             chunk_store,
             timer,
+            source: SnapshotSource::TakenFromCanister,
         }
     };
     let store = move |st: &mut super::state::State| -> SnapshotInfo {
@@ -232,7 +277,17 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
             }
         }
     };
-    let loaded = match CanisterInstance::from_image(&inner.runtime, &snapshot.code, &snapshot.image, &canister.to_text()) {
+    let (code, module_hash) = match &snapshot.code {
+        Some(code) => (code.clone(), snapshot.module_hash),
+        None => match super::snapshot_transfer::compile(inner, &canister, &snapshot) {
+            Ok(compiled) => compiled,
+            Err(reject) => {
+                done.call(Err(reject));
+                return Finished::unchanged(instance);
+            }
+        },
+    };
+    let loaded = match CanisterInstance::from_image(&inner.runtime, &code, &snapshot.image, &canister.to_text()) {
         Ok(i) => Box::new(i),
         Err(e) => {
             done.call(Err(Reject::system(ErrorCode::CanisterInvalidWasm, format!("Canister {canister}: loading snapshot {}: {e}", hex::encode(&id)))));
@@ -252,14 +307,13 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
             let Some(slot) = st.canisters.get_mut(&canister) else {
                 return done.call(Err(not_found(&canister)));
             };
-            slot.module_hash = Some(snapshot.module_hash);
+            slot.module_hash = Some(module_hash);
             slot.module = Some(snapshot.module.clone());
             slot.methods = methods;
             slot.heartbeat = heartbeat;
             slot.heartbeat_queued = false;
             slot.low_memory_hook = low_memory_hook;
-            slot.low_memory_fired = false;
-            slot.timer = snapshot.timer;
+            super::snapshot_transfer::restore_timer_and_hook(&snapshot, slot);
             slot.certified_data = snapshot.certified_data.clone();
             slot.chunk_store = snapshot.chunk_store.clone();
             slot.heap_size = heap_size;
@@ -269,10 +323,12 @@ fn load(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterIn
                 time,
                 canister_version: slot.version,
                 origin,
-                details: ChangeDetails::LoadSnapshot {
-                    snapshot_id: snapshot.id.clone(),
-                    canister_version: snapshot.canister_version,
-                    taken_at: snapshot.taken_at,
+                details: {
+                    let (snapshot_id, canister_version, taken_at) = (snapshot.id.clone(), snapshot.canister_version, snapshot.taken_at);
+                    match snapshot.source {
+                        SnapshotSource::TakenFromCanister => ChangeDetails::LoadSnapshot { snapshot_id, canister_version, taken_at },
+                        SnapshotSource::MetadataUpload { .. } => ChangeDetails::LoadUploadedSnapshot { snapshot_id, canister_version, taken_at },
+                    }
                 },
             });
             done.call(Ok(()));
@@ -285,6 +341,60 @@ fn must_be_stopped(canister: &Principal) -> Reject {
         ErrorCode::CanisterNotStopped,
         format!("Canister {canister} must be stopped before a snapshot is loaded into it."),
     )
+}
+
+/// Whether `method` is one of the management canister's snapshot methods
+/// (answered by [`dispatch`]).
+pub(super) fn is_method(method: &str) -> bool {
+    matches!(method, "take_canister_snapshot" | "load_canister_snapshot" | "list_canister_snapshots" | "delete_canister_snapshot")
+        || super::snapshot_transfer::METHODS.contains(&method)
+}
+
+/// Answers a management canister call of a snapshot method (see
+/// [`is_method`]); the response goes to `reply`.
+pub(super) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: &[u8], reply: ReplyTo) {
+    match method {
+        "take_canister_snapshot" => {
+            let args = decode::<TakeCanisterSnapshotArgs>(method, arg).and_then(|a| from.check_sender_version(method, a.sender_canister_version).map(|()| a));
+            let args = match args {
+                Ok(args) => args,
+                Err(reject) => return send(reply, replica, Err(reject)),
+            };
+            let answers = match &reply {
+                ReplyTo::Callback(cb) => Some(*cb),
+                ReplyTo::Ingress(_) => None,
+            };
+            let (origin, replica2) = (from.origin(args.sender_canister_version), replica.clone());
+            replica.take_snapshot_with(
+                origin,
+                args.canister_id,
+                (args.replace_snapshot.map(|b| b.into_vec()), args.uninstall_code.unwrap_or(false)),
+                Box::new(move |r| send(reply, &replica2, r.and_then(|info| encode(&info)))),
+                answers,
+            );
+        }
+        "load_canister_snapshot" => {
+            let args = decode::<LoadCanisterSnapshotArgs>(method, arg).and_then(|a| from.check_sender_version(method, a.sender_canister_version).map(|()| a));
+            match args {
+                Ok(args) => {
+                    let origin = from.origin(args.sender_canister_version);
+                    replica.load_snapshot_with(origin, args.canister_id, args.snapshot_id.into_vec(), reply_done(reply, replica));
+                }
+                Err(reject) => send(reply, replica, Err(reject)),
+            }
+        }
+        "list_canister_snapshots" => {
+            let result = decode::<CanisterIdRecord>(method, arg).and_then(|a| encode(&replica.list_snapshots(from.id, a.canister_id)?));
+            send(reply, replica, result);
+        }
+        "delete_canister_snapshot" => {
+            let result = decode::<DeleteCanisterSnapshotArgs>(method, arg)
+                .and_then(|a| replica.delete_snapshot(from.id, a.canister_id, &a.snapshot_id))
+                .map(|()| b"DIDL\x00\x00".to_vec());
+            send(reply, replica, result);
+        }
+        _ => send(reply, replica, super::snapshot_transfer::handle(replica, from.id, method, arg)),
+    }
 }
 
 /// Snapshots through the host API (the management canister and the CLI

@@ -72,6 +72,9 @@ pub enum ErrorCode {
     /// message to a management method only canisters may call).
     CanisterRejectedMessage = 406,
     InvalidManagementPayload = 408,
+    /// A snapshot taken from a canister cannot be written to (only uploaded
+    /// ones can).
+    CanisterSnapshotImmutable = 409,
     InsufficientCyclesInCall = 520,
     CanisterInstructionLimitExceeded = 522,
     CanisterMethodNotFound = 536,

@@ -185,7 +185,7 @@ fn small_bodies_round_trip() {
 #[test]
 fn http_outcall_bodies_round_trip() {
     round_trip::<Vec<RawCanisterHttpRequest>>(&format!(
-        r#"[{{"subnet_id":{{"subnet_id":"{SUBNET_B64}"}},"request_id":0,"http_method":"GET","url":"https://example.com/","headers":[{{"name":"Accept","value":"*/*"}}],"body":"","max_response_bytes":null}}]"#
+        r#"[{{"subnet_id":{{"subnet_id":"{SUBNET_B64}"}},"request_id":0,"http_method":"GET","url":"https://example.com/","headers":[{{"name":"Accept","value":"*/*"}}],"body":"","max_response_bytes":null,"replication":"FullyReplicated","pricing_version":"Legacy"}}]"#
     ));
     round_trip::<RawMockCanisterHttpResponse>(&format!(
         r#"{{"subnet_id":{{"subnet_id":"{SUBNET_B64}"}},"request_id":0,"response":{{"CanisterHttpReply":{{"status":200,"headers":[],"body":"aGk="}}}},"additional_responses":[{{"CanisterHttpReject":{{"reject_code":2,"message":"down"}}}}]}}"#
@@ -304,6 +304,7 @@ ours![
     CanisterNotHostedBySubnet,
     CanisterRejectedMessage,
     InvalidManagementPayload,
+    CanisterSnapshotImmutable,
     InsufficientCyclesInCall,
     CanisterInstructionLimitExceeded,
     CanisterMethodNotFound,

@@ -23,7 +23,7 @@ use crate::replica::history::{CanisterHistory, ChangeOrigin, InstallSource};
 use crate::replica::logs::CanisterLog;
 use crate::replica::memory::PERSIST_BLOCK;
 use crate::replica::settings::Settings;
-use crate::replica::snapshots::CanisterSnapshot;
+use crate::replica::snapshots::{CanisterSnapshot, SnapshotSource};
 use crate::replica::stable::StableMemory;
 use crate::replica::state::{CallContext, Callback, Done, InstallJob, ModuleSource, Origin, ReplyTo, Slot, State, SystemTask, Task};
 use crate::replica::{CallResult, InstallMode, Reject, RejectCode, Replica, Status, chunks, management, scheduler};
@@ -447,13 +447,16 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
         *before = now;
         // Snapshots: write the new, drop the gone (module kept alive).
         let before = stored.snapshots.entry(*id).or_default();
-        for snapshot in &slot.snapshots {
+        // Uploaded snapshots change until loaded and may hold no valid
+        // module: only snapshots taken from the canister are stored.
+        let taken = || slot.snapshots.iter().filter(|s| s.source == SnapshotSource::TakenFromCanister);
+        for snapshot in taken() {
             module_bytes.push((snapshot.module_hash, snapshot.module.clone()));
             if !before.contains(&snapshot.id) {
                 cut.snapshots.push((*id, snapshot.id.clone(), store_snapshot(snapshot)));
             }
         }
-        let now: BTreeSet<Vec<u8>> = slot.snapshots.iter().map(|s| s.id.clone()).collect();
+        let now: BTreeSet<Vec<u8>> = taken().map(|s| s.id.clone()).collect();
         for gone in before.difference(&now) {
             cut.drop_snapshots.push((*id, gone.clone()));
         }
@@ -628,11 +631,12 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
                 canister_version: s.canister_version,
                 module_hash: s.module_hash,
                 module,
-                code,
+                code: Some(code),
                 image,
                 certified_data: Arc::new(s.certified_data),
                 chunk_store: chunks::ChunkStore::restored(s.chunks.into_iter().map(|(h, b)| (h, bytes::Bytes::from(b.into_vec())))),
                 timer: s.timer,
+                source: SnapshotSource::TakenFromCanister,
             });
         }
         stored.snapshots.insert(*id, snapshots.iter().map(|s| s.id.clone()).collect());

@@ -88,11 +88,9 @@ impl Platform {
         Platform { pic, id }
     }
 
-    fn update<T: CandidType + for<'de> Deserialize<'de> + std::fmt::Debug>(&self, method: &str, arg: Vec<u8>) -> T {
+    fn update<T: CandidType + for<'de> Deserialize<'de>>(&self, method: &str, arg: Vec<u8>) -> T {
         let reply = self.pic.update_call(self.id, Principal::anonymous(), method, arg).unwrap_or_else(|e| panic!("{method}: {e}"));
-        let r: T = candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"));
-        let d = format!("{r:?}"); if d.contains("Err") { eprintln!("DIAG {method}: {d}"); }
-        r
+        candid::decode_one(&reply).unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
     fn query<T: CandidType + for<'de> Deserialize<'de>>(&self, method: &str, arg: Vec<u8>) -> T {
@@ -416,7 +414,6 @@ fn users_cannot_call_threshold_methods_by_ingress() {
                     arg.clone(),
                 )
                 .expect_err("only canisters may call it");
-            eprintln!("DIAG ingress {method}: {err:?}");
             assert_eq!(err.reject_code, RejectCode::CanisterReject, "{method} from {sender}: {err}");
             assert_eq!(err.error_code, ErrorCode::CanisterRejectedMessage, "{method} from {sender}: {err}");
             assert!(err.reject_message.contains(&format!("Only canisters can call ic00 method {method}")), "{method} from {sender}: {err}");
