@@ -264,7 +264,8 @@ async fn only_controllers_and_the_canister_itself_use_its_chunk_store() {
     match probe_calls_mgmt(&r, probe, "upload_chunk", Encode!(&args).unwrap()).await {
         CallOutcome::Err(e) => {
             assert_eq!(e.code, RejectCode::CanisterError as u32, "{e:?}");
-            assert!(e.message.contains("IC0512"), "{e:?}");
+            // The IC gives canisters the description (IC0512's), not the code.
+            assert!(e.message.starts_with("Only the controllers of the canister"), "{e:?}");
         }
         other => panic!("a canister uploaded to another's store: {other:?}"),
     }
@@ -488,7 +489,7 @@ async fn a_canister_installs_from_its_own_store_into_a_canister_it_controls() {
     let CallOutcome::Err(e) = probe_calls_mgmt(&r, probe, "install_chunked_code", Encode!(&args).unwrap()).await else {
         panic!("installed into a canister it does not control")
     };
-    assert!(e.message.contains("IC0512"), "{e:?}");
+    assert!(e.message.starts_with("Only the controllers of the canister"), "{e:?}");
     let args = ww::replica::management::InstallCodeArgs {
         mode: CanisterInstallMode::Install,
         canister_id: foreign,
@@ -499,7 +500,7 @@ async fn a_canister_installs_from_its_own_store_into_a_canister_it_controls() {
     let CallOutcome::Err(e) = probe_calls_mgmt(&r, probe, "install_code", Encode!(&args).unwrap()).await else {
         panic!("installed into a canister it does not control")
     };
-    assert!(e.message.contains("IC0512"), "{e:?}");
+    assert!(e.message.starts_with("Only the controllers of the canister"), "{e:?}");
     assert!(status(&r, foreign).await.module_hash.is_none());
 }
 
