@@ -206,7 +206,21 @@ pub(super) fn run_job(inner: &Arc<Inner>, job: Job) {
     if let Task::Management { caller, caller_version, method, arg, cycles, reply } = task {
         let replica = Replica { inner: inner.clone() };
         let caller = management::Caller { id: caller, version: caller_version };
-        management::dispatch(&replica, caller, &method, arg, cycles, reply);
+        let callback = match &reply {
+            ReplyTo::Callback(cb) => Some(*cb),
+            ReplyTo::Ingress(_) => None,
+        };
+        // A bug in a management method must not leave its caller waiting:
+        // the call is rejected (an ingress caller sees its reply dropped).
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| management::dispatch(&replica, caller, &method, arg, cycles, reply)));
+        if let Err(panic) = ran {
+            let why = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            tracing::error!(%method, "the management canister failed: {why}");
+            if let Some(cb) = callback {
+                let reject = Reject::system(ErrorCode::CanisterRejectedMessage, format!("ww's management canister failed on {method}: {why}"));
+                deliver_response(inner, cb, Err(reject));
+            }
+        }
         return;
     }
     if let Task::ManagementResponse { callback, result } = task {
