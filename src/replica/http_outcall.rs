@@ -41,6 +41,19 @@ impl Outcalls {
     }
 }
 
+impl Replica {
+    /// Outcalls (`http_request`) go through `adapter`, finished on
+    /// `runtime`; without this they are refused. Set once.
+    pub fn set_outcalls(&self, adapter: Arc<dyn Adapter>, runtime: tokio::runtime::Handle) {
+        let _ = self.inner.outcalls.set(Outcalls::new(adapter, runtime));
+    }
+
+    /// Outcalls started and not yet answered to their canister.
+    pub fn outcalls_outstanding(&self) -> usize {
+        self.inner.outcalls.get().map_or(0, Outcalls::outstanding)
+    }
+}
+
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct HttpHeader {
     pub name: String,

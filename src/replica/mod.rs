@@ -71,7 +71,7 @@ pub(crate) use state::ReplyTo;
 use state::{Done, InstallJob, Slot, State, Task};
 pub use history::{ChangeOrigin, CodeDeployment, InstallSource};
 pub use ingress::{ClockError, ROUND_EXECUTION_BUDGET, RoundReport};
-pub use types::{ErrorCode, Limits, RejectCode};
+pub use types::{ErrorCode, Limits, RejectCode, SubnetRange, canister_id, canister_index};
 
 /// A reject as a caller sees it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -162,25 +162,6 @@ pub struct ReplicaConfig {
     /// The root key canisters see (`ic0.root_key_copy`), DER; empty when
     /// the replica's state is not certified.
     pub root_key: Arc<[u8]>,
-}
-
-/// A subnet of the replica: its id and its canister id range (by index).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SubnetRange {
-    pub id: Principal,
-    pub canisters: std::ops::RangeInclusive<u64>,
-    /// The subnet's size: fees scale with it as on the IC.
-    pub nodes: u32,
-    /// The threshold keys it holds (and signs with).
-    pub keys: Vec<crate::chain_keys::KeyId>,
-}
-
-impl SubnetRange {
-    /// A 13-node application subnet holding every test key (what a ww node
-    /// is).
-    pub fn new(id: Principal, canisters: std::ops::RangeInclusive<u64>) -> Self {
-        Self { id, canisters, nodes: 13, keys: crate::chain_keys::KeyId::all_test_keys() }
-    }
 }
 
 /// How the replica's time moves and when messages execute.
@@ -282,27 +263,6 @@ pub const FIRST_CANISTER_INDEX: u64 = 0x8000_0000_0010_0001;
 /// The ids of the replica's one subnet by default: 2^20 ids from
 /// `0x8000_0000_0010_0000`, handed out from [`FIRST_CANISTER_INDEX`].
 pub const DEFAULT_CANISTER_RANGE: std::ops::RangeInclusive<u64> = 0x8000_0000_0010_0000..=0x8000_0000_001F_FFFF;
-
-/// The index of a canister id (the inverse of [`canister_id`]); `None` for
-/// a principal that is not a canister id.
-pub fn canister_index(id: &Principal) -> Option<u64> {
-    let bytes = id.as_slice();
-    if bytes.len() != 10 || bytes[8] != 1 || bytes[9] != 1 {
-        return None;
-    }
-    let mut index = [0u8; 8];
-    index.copy_from_slice(&bytes[..8]);
-    Some(u64::from_be_bytes(index))
-}
-
-/// The canister id with the given index (8 bytes big-endian, then 0x01 0x01).
-pub fn canister_id(index: u64) -> Principal {
-    let mut bytes = [0u8; 10];
-    bytes[..8].copy_from_slice(&index.to_be_bytes());
-    bytes[8] = 1;
-    bytes[9] = 1;
-    Principal::from_slice(&bytes)
-}
 
 /// Nanoseconds since the Unix epoch on the host's clock.
 pub(crate) fn wall_clock_ns() -> u64 {
@@ -796,17 +756,6 @@ impl Replica {
         instance.put_stable(stable);
         slot.stable_size = pages * stable::STABLE_PAGE;
         Ok(())
-    }
-
-    /// Outcalls (`http_request`) go through `adapter`, finished on
-    /// `runtime`; without this they are refused. Set once.
-    pub fn set_outcalls(&self, adapter: Arc<dyn crate::outcalls::Adapter>, runtime: tokio::runtime::Handle) {
-        let _ = self.inner.outcalls.set(http_outcall::Outcalls::new(adapter, runtime));
-    }
-
-    /// Outcalls started and not yet answered to their canister.
-    pub fn outcalls_outstanding(&self) -> usize {
-        self.inner.outcalls.get().map_or(0, http_outcall::Outcalls::outstanding)
     }
 
     pub fn raw_rand(&self) -> [u8; 32] {

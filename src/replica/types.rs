@@ -1,6 +1,9 @@
-//! Reject codes, error codes and limits: the IC's vocabulary.
+//! Reject codes, error codes and limits: the IC's vocabulary; subnets as
+//! canister id ranges and the ids within them.
 
 use std::fmt;
+
+use candid::Principal;
 
 /// The IC's reject codes (what a caller sees).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -142,4 +145,44 @@ impl Default for Limits {
             stop_canister_timeout_seconds: 300,
         }
     }
+}
+
+/// A subnet of the replica: its id and its canister id range (by index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetRange {
+    pub id: Principal,
+    pub canisters: std::ops::RangeInclusive<u64>,
+    /// The subnet's size: fees scale with it as on the IC.
+    pub nodes: u32,
+    /// The threshold keys it holds (and signs with).
+    pub keys: Vec<crate::chain_keys::KeyId>,
+}
+
+impl SubnetRange {
+    /// A 13-node application subnet holding every test key (what a ww node
+    /// is).
+    pub fn new(id: Principal, canisters: std::ops::RangeInclusive<u64>) -> Self {
+        Self { id, canisters, nodes: 13, keys: crate::chain_keys::KeyId::all_test_keys() }
+    }
+}
+
+/// The index of a canister id (the inverse of [`canister_id`]); `None` for
+/// a principal that is not a canister id.
+pub fn canister_index(id: &Principal) -> Option<u64> {
+    let bytes = id.as_slice();
+    if bytes.len() != 10 || bytes[8] != 1 || bytes[9] != 1 {
+        return None;
+    }
+    let mut index = [0u8; 8];
+    index.copy_from_slice(&bytes[..8]);
+    Some(u64::from_be_bytes(index))
+}
+
+/// The canister id with the given index (8 bytes big-endian, then 0x01 0x01).
+pub fn canister_id(index: u64) -> Principal {
+    let mut bytes = [0u8; 10];
+    bytes[..8].copy_from_slice(&index.to_be_bytes());
+    bytes[8] = 1;
+    bytes[9] = 1;
+    Principal::from_slice(&bytes)
 }
