@@ -301,6 +301,7 @@ ours![
     CanisterNotStopped,
     CanisterStoppingCancelled,
     CanisterInvalidController,
+    InsufficientCyclesForCreateCanister,
     CanisterNotHostedBySubnet,
     CanisterRejectedMessage,
     InvalidManagementPayload,
