@@ -353,4 +353,10 @@ fn snapshots_survive_a_sigkill_and_load_after_it() {
     // A later snapshot gets a new id, never one used before the restart.
     let third = node.ok(&["canister", "snapshot", "take", "p"]);
     assert!(third != id && third != second, "snapshot ids repeat: {third}");
+    // What the load put in place is what the next restart finds (not the
+    // memories stored before the load).
+    node.kill();
+    let node = Served::start(dir.path());
+    assert_eq!(nat(&node.call("p", "get", "()")), 1, "the loaded heap, after a restart");
+    assert_eq!(node.call("p", "stable_get", "(3 : nat64)"), "(opt (30 : nat64))", "the loaded stable memory, after a restart");
 }
