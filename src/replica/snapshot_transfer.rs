@@ -15,8 +15,9 @@
 //!
 //! Everything here runs under the replica's state lock and queues nothing:
 //! a load already running works on its own (shared, copied on write) view.
-//! Uploaded snapshots are not written to a state directory (they change
-//! until loaded); see `durable::form`.
+//! A state directory keeps uploaded snapshots as they are written: each
+//! write notes the blocks it changed ([`UnsavedBlocks`]) for the next cut
+//! (see `durable::uploads`).
 
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ use super::exec::{Code, InstanceImage};
 pub use super::history::CandidSnapshotSource;
 use super::management::{ChunkHashRecord, decode, encode};
 use super::scheduler::Inner;
-use super::snapshots::{CanisterSnapshot, MAX_SNAPSHOTS_PER_CANISTER, SnapshotSource, snapshot_id, snapshot_not_found};
+use super::snapshots::{CanisterSnapshot, MAX_SNAPSHOTS_PER_CANISTER, SnapshotSource, UnsavedBlocks, snapshot_id, snapshot_not_found};
 use super::stable::{STABLE_PAGE, StableMemory};
 use super::state::Slot;
 use super::{CallResult, ErrorCode, Reject, Replica, not_controller, not_found};
@@ -98,7 +99,7 @@ pub struct ReadSnapshotMetadataArgs {
 /// `read_canister_snapshot_metadata`'s result. Encoded as the IC's
 /// `ic.did` has it (`source` and the globals not `opt`), which clients
 /// decoding them as `opt` (`ic-management-canister-types`) also accept.
-#[derive(CandidType, Deserialize, Debug, Clone)]
+#[derive(CandidType, Deserialize, Debug, Clone, PartialEq)]
 pub struct SnapshotMetadata {
     pub source: CandidSnapshotSource,
     pub taken_at_timestamp: u64,
@@ -309,7 +310,7 @@ fn read(s: &CanisterSnapshot, kind: &SnapshotDataKind) -> Result<Vec<u8>, Reject
 
 /// Zeros in a shared buffer, from zeroed memory: pages never written cost
 /// nothing (a 4 GiB heap declared by metadata is not 4 GiB resident).
-fn zeros(len: u64) -> Arc<[u8]> {
+pub(super) fn zeros(len: u64) -> Arc<[u8]> {
     let buffer = Arc::<[u8]>::new_zeroed_slice(len as usize);
     // SAFETY: every byte is zero, a valid `u8`.
     unsafe { buffer.assume_init() }
@@ -379,6 +380,7 @@ fn empty_snapshot(replica: &Replica, args: &UploadSnapshotMetadataArgs) -> Resul
         chunk_store: chunks::ChunkStore::default(),
         timer,
         source: SnapshotSource::MetadataUpload { keep_timer: args.global_timer.is_none(), hook: args.on_low_wasm_memory_hook_status },
+        unsaved: UnsavedBlocks::default(),
     })
 }
 
@@ -490,10 +492,12 @@ impl Replica {
         match kind {
             SnapshotDataOffset::WasmModule { offset } => {
                 let at = slice("Wasm module", offset, len, s.module.len() as u64)?;
+                UnsavedBlocks::wrote(&mut s.unsaved.module, &at);
                 write_into(&mut s.module, at, chunk);
             }
             SnapshotDataOffset::WasmMemory { offset } => {
                 let at = slice("Wasm memory", offset, len, s.image.heap.len() as u64)?;
+                UnsavedBlocks::wrote(&mut s.unsaved.heap, &at);
                 write_into(&mut s.image.heap, at, chunk);
             }
             SnapshotDataOffset::StableMemory { offset } => {
