@@ -184,8 +184,10 @@ impl Instance {
                 root_key: Arc::from(root_keys.root.der().to_vec()),
                 clock: Clock::Rounds { start_ns },
                 subnets: subnets.iter().map(Subnet::range_of_replica).collect(),
-                // v13 clients create canisters with 0 cycles and add them.
-                initial_cycles: 0,
+                // `provisional_create_canister_with_cycles` without an
+                // amount: the IC's default provisional balance, 100 T (v13
+                // clients send 0 and add cycles; v14+ send 100 T).
+                initial_cycles: 100_000_000_000_000,
                 // Test output shows what canisters print, as with PocketIC.
                 echo_logs: true,
                 ..ReplicaConfig::default()
