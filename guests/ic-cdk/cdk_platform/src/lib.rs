@@ -399,6 +399,9 @@ pub struct Measured {
     pub before: u128,
     pub after_perform: u128,
     pub in_callback: u128,
+    /// `ic0.performance_counter(0)` (the instructions this execution has
+    /// used) right after `ic0.call_perform`.
+    pub instructions_at_perform: u64,
     /// `ic0.cost_call(|method|, |arg|)`.
     pub cost_call: u128,
     /// `ic0.msg_cycles_refunded128` in the callback.
@@ -427,8 +430,10 @@ async fn measure_call(callee: Principal, method: String, arg: Vec<u8>, cycles: u
     let cost_call = ic_cdk::api::cost_call(method.len() as u64, arg.len() as u64);
     let before = ic_cdk::api::canister_cycle_balance();
     let call = Call::unbounded_wait(callee, &method).with_raw_args(&arg).with_cycles(cycles);
-    let (result, after_perform) =
-        futures::future::join(call.into_future(), async { ic_cdk::api::canister_cycle_balance() }).await;
+    let (result, (after_perform, instructions_at_perform)) = futures::future::join(call.into_future(), async {
+        (ic_cdk::api::canister_cycle_balance(), ic_cdk::api::instruction_counter())
+    })
+    .await;
     let in_callback = ic_cdk::api::canister_cycle_balance();
     // Only a callback may read the refund: after a synchronous failure
     // this is still the update (where the IC traps on it).
@@ -444,7 +449,17 @@ async fn measure_call(callee: Principal, method: String, arg: Vec<u8>, cycles: u
         Err(CallFailed::CallRejected(r)) => (r.reject_message().len() as u64, None, Some(Failure::from(&r))),
         Err(e) => return MeasuredResult::Err(Failure::other(e)),
     };
-    MeasuredResult::Ok(Measured { before, after_perform, in_callback, cost_call, refunded, response_bytes, reply, reject })
+    MeasuredResult::Ok(Measured {
+        before,
+        after_perform,
+        in_callback,
+        instructions_at_perform,
+        cost_call,
+        refunded,
+        response_bytes,
+        reply,
+        reject,
+    })
 }
 
 /// What `perform_raw` saw: `ic0.call_perform`'s return code, the balance
