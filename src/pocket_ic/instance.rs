@@ -175,6 +175,7 @@ impl Instance {
                 initial_cycles: 0,
                 // Test output shows what canisters print, as with PocketIC.
                 echo_logs: true,
+                flexible_outcalls_disabled: without_flexible_outcalls(&subnets, config),
                 ..ReplicaConfig::default()
             },
         )
@@ -370,4 +371,20 @@ fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Ve
             Subnet { id, kind, seed, spec: spec.clone(), range }
         })
         .collect())
+}
+
+/// The subnets where PocketIC 16 does not offer `flexible_http_request`:
+/// those that charge for outcalls (not a system subnet, not a free cost
+/// schedule), unless the instance enables beta features
+/// (`icp_config.beta_features = Enabled`).
+fn without_flexible_outcalls(subnets: &[Subnet], config: &wire::InstanceConfig) -> Vec<Principal> {
+    let beta = config.icp_config.as_ref().and_then(|c| c.get("beta_features")).and_then(|f| f.as_str()) == Some("Enabled");
+    if beta {
+        return Vec::new();
+    }
+    let charges = |s: &&Subnet| {
+        !matches!(s.kind, SubnetKind::NNS | SubnetKind::II | SubnetKind::Bitcoin | SubnetKind::System | SubnetKind::CloudEngine)
+            && s.spec.cost_schedule == wire::CanisterCyclesCostSchedule::Normal
+    };
+    subnets.iter().filter(charges).map(|s| s.id).collect()
 }
