@@ -178,6 +178,7 @@ bench: images ic-guests
 	$(CARGO) bench --bench durable
 	$(CARGO) bench --bench intents
 	$(CARGO) bench --bench platform
+	$(CARGO) bench --bench cycles
 	$(CARGO) build --release
 	./target/release/ww bench messaging
 	$(CARGO) bench --bench deploy

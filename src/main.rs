@@ -367,6 +367,17 @@ struct NodeArgs {
 
     #[command(flatten)]
     outcalls: OutcallArgs,
+
+    /// How canisters pay: `normal` (the IC's fee schedule for a 13-node
+    /// application subnet: executions, calls, ingress, memory over time,
+    /// creation; the freezing threshold applies) or `free` (nothing is
+    /// charged, as PocketIC's `cost_schedule: Free`).
+    #[arg(long, value_name = "SCHEDULE", default_value = "normal", value_parser = parse_cycles)]
+    cycles: ww::replica::cycles::CostSchedule,
+}
+
+fn parse_cycles(s: &str) -> Result<ww::replica::cycles::CostSchedule, String> {
+    s.parse()
 }
 
 /// Canisters' HTTPS outcalls (`http_request`): no host is reached unless
@@ -622,6 +633,9 @@ fn node_config(args: NodeArgs) -> NodeConfig {
     };
     if let Some(n) = args.workers {
         config.workers = n.max(1);
+    }
+    for subnet in &mut config.replica.subnets {
+        subnet.cost_schedule = args.cycles;
     }
     config
 }

@@ -134,7 +134,8 @@ impl Node {
         replica_config.root_key = std::sync::Arc::from(keys.root.der().to_vec());
         if networked {
             // Each node is a subnet: its own canister id range.
-            replica_config.subnets = vec![crate::replica::SubnetRange::new(routing::subnet_of(&peer_id), range.clone())];
+            let schedule = replica_config.subnets.first().map(|s| s.cost_schedule).unwrap_or_default();
+            replica_config.subnets = vec![crate::replica::SubnetRange { cost_schedule: schedule, ..crate::replica::SubnetRange::new(routing::subnet_of(&peer_id), range.clone()) }];
         } else if let [only] = replica_config.subnets.as_mut_slice() {
             only.id = keys.root.subnet_id();
         }

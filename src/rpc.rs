@@ -638,7 +638,7 @@ impl replica::Server for ReplicaServer {
                 e.set_module_hash(&h);
             }
             e.set_memory_size(st.memory_size);
-            e.set_cycles(st.cycles);
+            e.set_cycles(u64::try_from(st.cycles).unwrap_or(u64::MAX));
         }
         Ok(())
     }

@@ -309,19 +309,31 @@ async fn canister_only_methods_refuse_ingress() {
 async fn create_canister_turns_the_attached_cycles_into_the_balance() {
     let r = replica();
     let probe = install(&r, "probe", probe_init()).await;
+    // Fewer cycles than the creation fee: the IC's refusal, all refunded.
     let start = query::<u64>(&r, probe, "balance", no_args()).await;
     let call = Encode!(&Principal::management_canister(), &"create_canister", &ByteBuf::from(no_args()), &3_000_000u64).unwrap();
     let out: CallOutcome = update(&r, probe, "call_with_cycles", call).await;
+    let CallOutcome::Err(e) = out else { panic!("created below the fee: {out:?}") };
+    assert_eq!(e.code, 4, "{e:?}");
+    assert_eq!(
+        e.message,
+        "Creating a canister requires a fee of 500000000000 that is deducted from the canister's initial balance but only 3000000 cycles were received with the create_canister request."
+    );
+    let after_refusal = query::<u64>(&r, probe, "balance", no_args()).await;
+    assert!(start - after_refusal < 1_000_000_000, "the attached cycles came back: paid {}", start - after_refusal);
+    // 2 T attached: the new canister starts with them less the 500 B fee;
+    // the creator paid what it attached (and its messages).
+    let call = Encode!(&Principal::management_canister(), &"create_canister", &ByteBuf::from(no_args()), &2_000_000_000_000u64).unwrap();
+    let out: CallOutcome = update(&r, probe, "call_with_cycles", call).await;
     let CallOutcome::Ok(bytes) = out else { panic!("{out:?}") };
     let created = Decode!(&bytes, CanisterIdRecord).unwrap().canister_id;
-    // The creator paid exactly the cycles it attached (nothing refunded,
-    // nothing created): the new canister holds them.
-    assert_eq!(query::<u64>(&r, probe, "balance", no_args()).await, start - 3_000_000);
+    let paid = after_refusal - query::<u64>(&r, probe, "balance", no_args()).await;
+    assert!((2_000_000_000_000..2_001_000_000_000).contains(&paid), "paid {paid}");
     let bytes = r
         .call(probe, Principal::management_canister(), "canister_status", Encode!(&CanisterIdRecord { canister_id: created }).unwrap())
         .await
         .unwrap();
-    assert_eq!(Decode!(&bytes, CanisterStatusResult).unwrap().cycles, candid::Nat::from(3_000_000u64));
+    assert_eq!(Decode!(&bytes, CanisterStatusResult).unwrap().cycles, candid::Nat::from(1_500_000_000_000u64));
 }
 
 #[tokio::test]
@@ -403,7 +415,8 @@ async fn performance_counter_1_counts_the_whole_call_context() {
 
 #[tokio::test]
 async fn a_callback_can_accept_the_calls_cycles() {
-    let r = replica();
+    // Free: the balances move by the accepted cycles alone.
+    let r = free_replica();
     let payer = install(&r, "probe", probe_init()).await;
     let payee = install(&r, "probe", probe_init()).await;
     let other = install(&r, "probe", probe_init()).await;
@@ -524,7 +537,8 @@ async fn canister_info_reports_the_change_history() {
 
 #[tokio::test]
 async fn attaching_more_cycles_than_the_balance_traps() {
-    let r = replica();
+    // Free: the trapped execution's messages cost nothing either.
+    let r = free_replica();
     let probe = install(&r, "probe", probe_init()).await;
     let other = install(&r, "probe", probe_init()).await;
     let balance = query::<u64>(&r, probe, "balance", no_args()).await;

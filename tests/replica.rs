@@ -417,7 +417,8 @@ async fn update_settings_replaces_controllers_and_only_controllers_may() {
 #[tokio::test]
 async fn deposit_cycles_moves_the_attached_cycles() {
     use ww::replica::management::CanisterIdRecord;
-    let r = replica();
+    // Free: the balances move by the attached cycles alone.
+    let r = free_replica();
     let mgmt = Principal::management_canister();
     let payer = install(&r, "probe", none_arg()).await;
     let payee = install(&r, "counter", none_arg()).await;

@@ -190,6 +190,7 @@ fn reject_fields(reject: &Reject) -> Vec<(Value, Value)> {
 /// Submits a call; `Err` is the answer when it was not admitted (a
 /// non-replicated rejection) or is a duplicate.
 async fn submit(front: &Front, envelope: Envelope, scope: Scope, sync: bool) -> Result<[u8; 32], Response> {
+    let size = envelope.size;
     let Content::Call(c) = envelope.content else {
         return Err(plain(StatusCode::BAD_REQUEST, "not a call"));
     };
@@ -200,7 +201,7 @@ async fn submit(front: &Front, envelope: Envelope, scope: Scope, sync: bool) -> 
         return Err(if sync { answer_sync(front, id).await } else { accepted() });
     }
     let info = caller_info(&c);
-    match state.replica().submit_inspected_ingress(c.sender, c.canister_id, &c.method_name, c.arg, info).await {
+    match state.replica().submit_inspected_ingress(c.sender, c.canister_id, &c.method_name, c.arg, info, size).await {
         Ok(rx) => {
             tokio::spawn(async move {
                 let result = rx.await.unwrap_or_else(|_| Err(Reject::system(crate::replica::ErrorCode::SubnetOversubscribed, "the replica is shutting down")));

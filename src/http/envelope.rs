@@ -35,6 +35,8 @@ pub struct Envelope {
     pub sender_pubkey: Option<Vec<u8>>,
     pub sender_sig: Option<Vec<u8>>,
     pub delegations: Vec<SignedDelegation>,
+    /// The whole request body's size (what the IC charges ingress by).
+    pub size: usize,
 }
 
 /// One link of a delegation chain.
@@ -125,7 +127,7 @@ pub fn decode(body: &[u8]) -> Result<Envelope, Malformed> {
     let content = content.ok_or_else(|| bad("the envelope has no content"))?;
     let request_id = hash_value(&content).map_err(|e| bad(format!("the content cannot be hashed: {e}")))?;
     let content = decode_content(content)?;
-    Ok(Envelope { content, request_id, sender_pubkey, sender_sig, delegations })
+    Ok(Envelope { content, request_id, sender_pubkey, sender_sig, delegations, size: body.len() })
 }
 
 fn decode_content(content: Value) -> Result<Content, Malformed> {

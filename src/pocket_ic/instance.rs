@@ -81,7 +81,20 @@ impl Subnet {
     fn range_of_replica(&self) -> replica::SubnetRange {
         let modern = super::server::ServerVersion::from_env().map_or(false, |v| v.major >= 14);
         let (nodes, keys) = subnet_profile(self.kind, modern);
-        replica::SubnetRange { id: self.id, canisters: self.range.clone(), nodes, keys }
+        replica::SubnetRange { id: self.id, canisters: self.range.clone(), nodes, keys, cost_schedule: self.cost_schedule() }
+    }
+
+    /// Whether the subnet charges cycles: PocketIC's `cost_schedule`, on
+    /// the subnet kinds that are IC application subnets; the IC's system
+    /// subnets (NNS, II, Bitcoin, System) charge only for signatures;
+    /// cloud engines are always free.
+    fn cost_schedule(&self) -> replica::cycles::CostSchedule {
+        use replica::cycles::CostSchedule;
+        match (self.kind, self.spec.cost_schedule) {
+            (SubnetKind::NNS | SubnetKind::II | SubnetKind::Bitcoin | SubnetKind::System, _) => CostSchedule::System,
+            (SubnetKind::CloudEngine, _) | (_, wire::CanisterCyclesCostSchedule::Free) => CostSchedule::Free,
+            (_, wire::CanisterCyclesCostSchedule::Normal) => CostSchedule::Normal,
+        }
     }
 }
 
@@ -382,9 +395,5 @@ fn without_flexible_outcalls(subnets: &[Subnet], config: &wire::InstanceConfig) 
     if beta {
         return Vec::new();
     }
-    let charges = |s: &&Subnet| {
-        !matches!(s.kind, SubnetKind::NNS | SubnetKind::II | SubnetKind::Bitcoin | SubnetKind::System | SubnetKind::CloudEngine)
-            && s.spec.cost_schedule == wire::CanisterCyclesCostSchedule::Normal
-    };
-    subnets.iter().filter(charges).map(|s| s.id).collect()
+    subnets.iter().filter(|s| s.cost_schedule() == replica::cycles::CostSchedule::Normal).map(|s| s.id).collect()
 }

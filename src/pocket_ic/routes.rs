@@ -404,10 +404,8 @@ async fn add_cycles(State(server): State<Shared>, Path(id): Path<usize>, body: B
     let canister = principal_of("canister_id", &args.canister_id)?;
     let instance = server.instance(id)?;
     let guard = instance.lock().await;
-    // ww keeps balances in u64 (ample: 18 million T cycles).
-    let amount = u64::try_from(args.amount).unwrap_or(u64::MAX);
-    guard.replica.deposit_cycles(canister, amount).map_err(|r| Failure::bad(r.message))?;
-    ok(wire::RawCycles { cycles: u128::from(status_of(&guard, &canister)?.cycles) })
+    guard.replica.deposit_cycles(canister, args.amount).map_err(|r| Failure::bad(r.message))?;
+    ok(wire::RawCycles { cycles: status_of(&guard, &canister)?.cycles })
 }
 
 fn principal_of(what: &str, bytes: &[u8]) -> Result<Principal, Failure> {
@@ -417,7 +415,7 @@ fn principal_of(what: &str, bytes: &[u8]) -> Result<Principal, Failure> {
 async fn get_cycles(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<wire::RawCycles> {
     let canister = canister_arg("get_cycles", &body)?;
     let guard = server.instance(id)?.lock_owned().await;
-    ok(wire::RawCycles { cycles: u128::from(status_of(&guard, &canister)?.cycles) })
+    ok(wire::RawCycles { cycles: status_of(&guard, &canister)?.cycles })
 }
 
 async fn get_controllers(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<Vec<wire::RawPrincipalId>> {

@@ -47,7 +47,7 @@ impl<'a> Graph<'a> {
         input.needs_response = true;
         let st = self.inner.lock();
         let (info, timer) = st.canisters.get(&canister).map(|s| (s.info(canister), s.timer)).unwrap_or_else(|| {
-            (super::exec::CanisterInfo { id: canister, controllers: vec![], status: 1, version: 0, balance: 0, env_vars: Default::default(), certified_data: Default::default(), subnet: super::exec::subnet_id(), caller_info: None, data_certificate: None }, 0)
+            (super::exec::CanisterInfo { id: canister, controllers: vec![], status: 1, version: 0, balance: 0, freezing_limit: 0, fees: Default::default(), wasm64: false, env_vars: Default::default(), certified_data: Default::default(), subnet: super::exec::subnet_id(), caller_info: None, data_certificate: None }, 0)
         });
         (input, info, timer)
     }

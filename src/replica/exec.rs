@@ -208,6 +208,10 @@ pub struct OutgoingCall {
     pub continuation: Continuation,
     /// The caller's canister version in the execution that made the call.
     pub caller_version: u64,
+    /// What `call_perform` charged for the call and its request bytes.
+    pub fee: u128,
+    /// What it set aside for the response.
+    pub reservation: super::cycles::Reservation,
 }
 
 /// The effects of a committed execution.
@@ -219,7 +223,7 @@ pub struct Effects {
     pub timer: Option<u64>,
     pub cycles_accepted: u64,
     /// Cycles `ic0.cycles_burn128` burned.
-    pub cycles_burned: u64,
+    pub cycles_burned: u128,
     /// What `ic0.certified_data_set` left, if it was called.
     pub certified_data: Option<Vec<u8>>,
     /// `canister_inspect_message` called `ic0.accept_message`.
@@ -244,7 +248,14 @@ pub struct CanisterInfo {
     /// 1 running, 2 stopping, 3 stopped.
     pub status: u32,
     pub version: u64,
-    pub balance: u64,
+    /// The balance the execution starts with (its prepayment taken).
+    pub balance: u128,
+    /// What it may not spend below.
+    pub freezing_limit: u128,
+    /// What its subnet charges.
+    pub fees: super::cycles::Fees,
+    /// The module is Wasm64 (instructions cost twice as much).
+    pub wasm64: bool,
     /// The canister's environment variables (`ic0.env_var_*`), sorted by name.
     pub env_vars: Arc<Vec<(String, String)>>,
     pub certified_data: Arc<Vec<u8>>,
@@ -298,7 +309,9 @@ pub struct ExecContext {
     timer: Option<u64>,
     current_timer: u64,
     cycles_accepted: u64,
-    cycles_burned: u64,
+    cycles_burned: u128,
+    /// What the staged calls cost (fees and reservations).
+    call_charges: u128,
     certified_data: Option<Vec<u8>>,
     accepted: bool,
     /// The call a core module is building (`ic0.call_new` .. `call_perform`).
@@ -526,6 +539,11 @@ impl CanisterInstance {
         &self.methods
     }
 
+    /// A Wasm64 module (its instructions cost twice as much).
+    pub fn wasm64(&self) -> bool {
+        matches!(&self.front, Front::Core(f) if f.memory64())
+    }
+
     /// The instance runs a core module (not a component).
     pub fn is_core(&self) -> bool {
         matches!(self.front, Front::Core(_))
@@ -644,6 +662,7 @@ impl CanisterInstance {
             current_timer,
             cycles_accepted: 0,
             cycles_burned: 0,
+            call_charges: 0,
             certified_data: None,
             accepted: false,
             pending_call: None,

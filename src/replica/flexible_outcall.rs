@@ -150,12 +150,10 @@ pub struct Funding {
 }
 
 /// The fee kept up front, and the nodes' allowances (`None` where the
-/// subnet charges nothing). The one place a flexible outcall's price is
-/// asked for: with cycles accounting, `charged` becomes
-/// `replica.fees_of(caller).charges()`.
-fn pricing(nodes: u32, request_bytes: u64, counts: ReplicationCounts, attached: u128) -> (u128, Option<Funding>) {
-    let charged = true;
-    if !charged {
+/// caller's subnet charges nothing: Free, or a system subnet). The one
+/// place a flexible outcall's price is asked for.
+fn pricing(replica: &Replica, caller: &Principal, nodes: u32, request_bytes: u64, counts: ReplicationCounts, attached: u128) -> (u128, Option<Funding>) {
+    if !replica.fees_of(caller).charges() {
         return (0, None);
     }
     let base = pricing::base_fee_of(nodes, request_bytes, counts.replication());
@@ -347,7 +345,7 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
         Err(e) => return Err((e, reply)),
     };
     let req_bytes = request_bytes(&args.url, &args.headers, args.body.as_ref(), args.transform.as_ref());
-    let (base_fee, funding) = pricing(nodes, req_bytes, counts, u128::from(cycles));
+    let (base_fee, funding) = pricing(replica, &caller, nodes, req_bytes, counts, u128::from(cycles));
     if u128::from(cycles) < base_fee {
         let message = format!("flexible_http_request request sent with {cycles} cycles, but {base_fee} cycles are required.");
         return Err((rejected(message), reply));

@@ -232,7 +232,14 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
     let pay_as_you_go = args.pricing_version == Some(2);
     let max_response_bytes = args.max_response_bytes.unwrap_or(MAX_BYTES);
     let req_bytes = request_bytes(&args.url, &args.headers, args.body.as_ref(), args.transform.as_ref());
-    let up_front = if pay_as_you_go { pricing::base_fee(nodes, req_bytes, replicated) } else { pricing::legacy_fee(nodes, req_bytes, max_response_bytes) };
+    // A subnet that charges nothing for messages (Free, or a system
+    // subnet) charges nothing for outcalls either.
+    let charged = replica.fees_of(&caller).charges();
+    let up_front = match (charged, pay_as_you_go) {
+        (false, _) => 0,
+        (true, true) => pricing::base_fee(nodes, req_bytes, replicated),
+        (true, false) => pricing::legacy_fee(nodes, req_bytes, max_response_bytes),
+    };
     if u128::from(cycles) < up_front {
         return Err((rejected(format!("http_request request sent with {cycles} cycles, but {up_front} cycles are required.")), reply));
     }
@@ -264,7 +271,7 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
         let reported = report.await;
         let outcome = settle(&replica, caller, id, max_response_bytes, transform, reported).await;
         let fee = match &outcome {
-            Ok((_, usage)) if pay_as_you_go => {
+            Ok((_, usage)) if pay_as_you_go && charged => {
                 let used = up_front + pricing::usage_fee(nodes, replicated, *usage);
                 if used > u128::from(cycles) {
                     let result = Err(rejected("Insufficient cycles"));

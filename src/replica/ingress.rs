@@ -99,7 +99,8 @@ impl Replica {
         if let Some(forwarded) = self.forward(caller, canister, method, &arg, false) {
             return forwarded;
         }
-        match self.admit(&canister, method, arg.len(), false) {
+        let bytes = super::cycles::unsigned_envelope_bytes(&caller, &canister, method, arg.len());
+        match self.admit(&canister, method, arg.len(), false).and_then(|()| self.charge_ingress(&canister, &caller, bytes)) {
             Ok(()) => self.enter(caller, canister, method, arg, false, None),
             Err(reject) => {
                 let (tx, rx) = oneshot::channel();
@@ -129,13 +130,15 @@ impl Replica {
         caller_info: Option<CallerInfo>,
     ) -> Result<oneshot::Receiver<CallResult>, Reject> {
         let rounds = self.inner.config.clock != Clock::Wall;
-        self.admit_ingress(caller, canister, method, arg, caller_info, rounds).await
+        let bytes = super::cycles::unsigned_envelope_bytes(&caller, &canister, method, arg.len());
+        self.admit_ingress(caller, canister, method, arg, caller_info, rounds, bytes).await
     }
 
     /// An ingress update call as the IC's HTTP interface takes it, in either
     /// clock mode: admitted and inspected (`canister_inspect_message`) now,
     /// so a refusal is this function's error (a non-replicated rejection),
-    /// then delivered (wall clock) or held for the next round.
+    /// then delivered (wall clock) or held for the next round. The
+    /// canister pays for the `envelope_bytes` of the request.
     pub async fn submit_inspected_ingress(
         &self,
         caller: Principal,
@@ -143,10 +146,12 @@ impl Replica {
         method: &str,
         arg: Vec<u8>,
         caller_info: Option<CallerInfo>,
+        envelope_bytes: usize,
     ) -> Result<oneshot::Receiver<CallResult>, Reject> {
-        self.admit_ingress(caller, canister, method, arg, caller_info, true).await
+        self.admit_ingress(caller, canister, method, arg, caller_info, true, envelope_bytes).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn admit_ingress(
         &self,
         caller: Principal,
@@ -155,6 +160,7 @@ impl Replica {
         arg: Vec<u8>,
         caller_info: Option<CallerInfo>,
         inspect_now: bool,
+        envelope_bytes: usize,
     ) -> Result<oneshot::Receiver<CallResult>, Reject> {
         self.admit(&canister, method, arg.len(), false)?;
         let caller_info = caller_info.map(Arc::new);
@@ -173,6 +179,9 @@ impl Replica {
                 verdict?;
             }
         }
+        // Inducted: the canister pays for the message (the management
+        // canister's ingress is free here).
+        self.charge_ingress(&canister, &caller, envelope_bytes)?;
         Ok(self.enter(caller, canister, method, arg, inspect_now, caller_info))
     }
 

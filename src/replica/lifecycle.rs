@@ -34,6 +34,7 @@ pub(super) fn installed(
     done: Done,
 ) -> Finished {
     let module_hash = module.hash;
+    let wasm64 = instance.wasm64();
     let methods = instance.methods().clone();
     let heartbeat = instance.has_system_export("canister_heartbeat");
     let low_memory_hook = instance.has_system_export("canister_on_low_wasm_memory");
@@ -42,6 +43,8 @@ pub(super) fn installed(
         apply: Box::new(move |inner, st| {
             let time = st.now();
             if let Some(slot) = st.canisters.get_mut(&canister) {
+                // The install's execution (init or post_upgrade).
+                slot.charge(slot.fees.execution_cost(effects.instructions, wasm64));
                 slot.module_hash = Some(module_hash);
                 slot.module = Some(module.bytes);
                 slot.methods = methods;
@@ -76,8 +79,20 @@ pub(super) fn run_install(inner: &Arc<Inner>, canister: Principal, old: Option<B
     let (mut info, time, had_module, timer, heap_limit) = {
         let mut st = inner.lock();
         let time = st.now();
-        match st.canisters.get(&canister) {
-            Some(slot) => (slot.info(canister), time, slot.module_hash.is_some(), slot.timer, slot.settings.heap_limit()),
+        match st.canisters.get_mut(&canister) {
+            // The install prepays its instruction limit: a canister that
+            // cannot is not touched.
+            Some(slot) if !slot.can_pay(slot.fees.execution_cost(limits.instructions_per_install, false)) => {
+                let prepay = slot.fees.execution_cost(limits.instructions_per_install, false);
+                let why = slot.out_of_cycles(&canister, &caller, prepay);
+                let reject = Reject::system(ErrorCode::CanisterOutOfCycles, format!("Canister installation failed with {}", why.message));
+                done.call(Err(reject));
+                return Finished { instance: old, apply: Box::new(|_, _| {}) };
+            }
+            Some(slot) => {
+                slot.settle_resources(time);
+                (slot.info(canister), time, slot.module_hash.is_some(), slot.timer, slot.settings.heap_limit())
+            }
             None => {
                 done.call(Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found"))));
                 return Finished { instance: old, apply: Box::new(|_, _| {}) };

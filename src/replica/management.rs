@@ -368,9 +368,9 @@ fn controllers_or(caller: Principal, settings: Option<&CanisterSettings>) -> Res
 }
 
 /// A cycles amount; ww keeps balances in 64 bits.
-fn nat_to_u64(method: &str, field: &str, n: &candid::Nat) -> Result<u64, Reject> {
-    u64::try_from(&n.0).map_err(|_| {
-        Reject::system(ErrorCode::InvalidManagementPayload, format!("{method}: {field} {n} is larger than ww's 64-bit cycle balances"))
+fn nat_to_u128(method: &str, field: &str, n: &candid::Nat) -> Result<u128, Reject> {
+    u128::try_from(&n.0).map_err(|_| {
+        Reject::system(ErrorCode::InvalidManagementPayload, format!("{method}: {field} {n} does not fit in 128 bits (the IC's cycle balances)"))
     })
 }
 
@@ -463,8 +463,10 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 let args: CreateCanisterArgs = decode_or_default(method, arg)?;
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let controllers = controllers_or(caller, args.settings.as_ref())?;
-                // The cycles attached to the call are the new balance.
-                let id = replica.create_canister_with(from.origin(args.sender_canister_version), controllers, cycles, None, args.settings.as_ref())?;
+                // The cycles attached to the call, less the creation fee,
+                // are the new balance.
+                let balance = replica.creation_balance(&caller, u128::from(cycles))?;
+                let id = replica.create_canister_with(from.origin(args.sender_canister_version), controllers, balance, None, args.settings.as_ref())?;
                 encode(&CanisterIdRecord { canister_id: id })
             }
             "provisional_create_canister_with_cycles" => {
@@ -472,8 +474,8 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 from.check_sender_version(method, args.sender_canister_version)?;
                 let controllers = controllers_or(caller, args.settings.as_ref())?;
                 let balance = match &args.amount {
-                    Some(n) => nat_to_u64(method, "amount", n)?,
-                    None => replica.initial_cycles(),
+                    Some(n) => nat_to_u128(method, "amount", n)?,
+                    None => u128::from(replica.initial_cycles()),
                 };
                 let origin = from.origin(args.sender_canister_version);
                 let id = replica.create_canister_with(origin, controllers, balance, args.specified_id, args.settings.as_ref())?;
@@ -481,7 +483,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             }
             "provisional_top_up_canister" => {
                 let args: ProvisionalTopUpArgs = decode(method, arg)?;
-                let amount = nat_to_u64(method, "amount", &args.amount)?;
+                let amount = nat_to_u128(method, "amount", &args.amount)?;
                 replica.deposit_cycles(args.canister_id, amount)?;
                 Ok(empty_reply())
             }
@@ -571,7 +573,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                     },
                     cycles: s.cycles.into(),
                     reserved_cycles: 0u64.into(),
-                    idle_cycles_burned_per_day: 0u64.into(),
+                    idle_cycles_burned_per_day: s.idle_cycles_burned_per_day.into(),
                     query_stats: QueryStats::default(),
                 })
             }
@@ -593,7 +595,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
             }
             "deposit_cycles" => {
                 let args: CanisterIdRecord = decode(method, arg)?;
-                replica.deposit_cycles(args.canister_id, cycles)?;
+                replica.deposit_cycles(args.canister_id, u128::from(cycles))?;
                 Ok(empty_reply())
             }
             "raw_rand" => {

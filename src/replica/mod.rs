@@ -33,6 +33,7 @@
 
 pub mod certified_view;
 pub mod chunks;
+pub mod cycles;
 mod clock;
 mod composite;
 pub mod durable;
@@ -215,7 +216,8 @@ pub struct CanisterStatus {
     pub memory_size: u64,
     /// The parts of `memory_size`.
     pub memory: MemoryUsage,
-    pub cycles: u64,
+    pub cycles: u128,
+    pub idle_cycles_burned_per_day: u128,
     pub version: u64,
     pub settings: settings::Settings,
 }
@@ -413,7 +415,7 @@ impl Replica {
             }
             canister_id(index)
         });
-        self.insert_canister(&mut st, id, controllers, self.inner.config.initial_cycles, origin);
+        self.insert_canister(&mut st, id, controllers, u128::from(self.inner.config.initial_cycles), origin);
         id
     }
 
@@ -423,7 +425,7 @@ impl Replica {
         &self,
         origin: ChangeOrigin,
         controllers: Vec<Principal>,
-        balance: u64,
+        balance: u128,
         specified_id: Option<Principal>,
         settings: Option<&settings::CanisterSettings>,
     ) -> Result<Principal, Reject> {
@@ -453,8 +455,10 @@ impl Replica {
         self.inner.config.initial_cycles
     }
 
-    fn insert_canister(&self, st: &mut State, id: Principal, controllers: Vec<Principal>, balance: u64, origin: ChangeOrigin) {
+    fn insert_canister(&self, st: &mut State, id: Principal, controllers: Vec<Principal>, balance: u128, origin: ChangeOrigin) {
         let subnet = st.ranges.iter().find(|r| r.contains(&id)).or(st.ranges.first()).map_or_else(exec::subnet_id, |r| r.subnet);
+        let fees = self.fees_of_subnet(&subnet);
+        let now = st.now();
         let mut history = history::CanisterHistory::default();
         history.record(history::Change {
             time: st.now(),
@@ -470,6 +474,8 @@ impl Replica {
                 stop_waiters: Vec::new(),
                 version: 0,
                 balance,
+                charged_until: now,
+                fees,
                 module_hash: None,
                 module: None,
                 methods: HashMap::new(),
@@ -524,7 +530,11 @@ impl Replica {
     }
 
     pub fn status(&self, id: &Principal) -> Option<CanisterStatus> {
-        let st = self.lock();
+        let mut st = self.lock();
+        let now = st.now();
+        if let Some(slot) = st.canisters.get_mut(id) {
+            slot.settle_resources(now);
+        }
         st.canisters.get(id).map(|s| {
             let memory = MemoryUsage {
                 heap: s.heap_size,
@@ -541,6 +551,7 @@ impl Replica {
                 memory_size: memory.heap + memory.stable + memory.chunk_store + memory.snapshots + memory.module,
                 memory,
                 cycles: s.balance,
+                idle_cycles_burned_per_day: s.idle_burn_per_day(),
                 version: s.version,
                 settings: s.settings.clone(),
             }
@@ -717,15 +728,6 @@ impl Replica {
             _ => return false,
         };
         visibility.allows(caller, &slot.controllers)
-    }
-
-    pub fn deposit_cycles(&self, canister: Principal, amount: u64) -> Result<(), Reject> {
-        let mut st = self.lock();
-        let Some(slot) = st.canisters.get_mut(&canister) else {
-            return Err(Reject::system(ErrorCode::CanisterNotFound, format!("Canister {canister} not found")));
-        };
-        slot.balance = slot.balance.saturating_add(amount);
-        Ok(())
     }
 
     /// A copy of a canister's whole stable memory (empty without a module).

@@ -207,7 +207,7 @@ impl Replica {
             return;
         };
         let caller = cb.caller;
-        st.credit(&caller, response.refund);
+        st.credit(&caller, u128::from(response.refund));
         self.inner.enqueue(&mut st, caller, Task::Response { callback, result: response.result, refund: response.refund });
     }
 
@@ -244,7 +244,7 @@ impl Replica {
             }
             let Some(cb) = st.callbacks.get(&callback) else { continue };
             let (caller, refund) = (cb.caller, cb.cycles);
-            st.credit(&caller, refund);
+            st.credit(&caller, u128::from(refund));
             self.inner.enqueue(&mut st, caller, Task::Response { callback, result: Err(reject.clone()), refund });
         }
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use candid::Principal;
 
 use super::exec::{self, CanisterInstance, CanisterRuntime, EntryPoint, MessageInput, MethodKind, Outcome, OutgoingCall, Response};
+use super::cycles::Payment;
 use super::state::{Callback, Origin, ReplyTo, State, SystemTask, Task};
 use super::{CallResult, ErrorCode, Reject, RejectCode, Replica, ReplicaConfig, Status, lifecycle, management};
 pub(super) struct Job {
@@ -284,11 +285,32 @@ pub(super) fn outstanding_counter(inner: &Arc<Inner>, canister: Principal) -> ex
 /// Runs a call, response or timer on the canister.
 pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Option<Box<CanisterInstance>>, task: Task) -> Finished {
     let limits = &inner.config.limits;
+    let wasm64 = instance.as_ref().is_some_and(|i| i.wasm64());
     // Gather what the execution needs under the lock.
-    let (info, timer, time, heap_limit, prep) = {
+    let (info, timer, time, heap_limit, prep, payment) = {
         let mut st = inner.lock();
+        let now = st.now();
         // A query call sees the last round's time (rounds mode).
-        let time = if matches!(task, Task::Call { query: Some(false), .. }) { st.query_time() } else { st.now() };
+        let time = if matches!(task, Task::Call { query: Some(false), .. }) { st.query_time() } else { now };
+        // What the execution pays, and whether the canister can (a
+        // response first gets back what its bytes did not use).
+        let payment = match st.canisters.get_mut(&canister) {
+            Some(slot) => {
+                slot.settle_resources(now);
+                let response_refund = match &task {
+                    Task::Response { callback, result, .. } => st.callbacks.get(callback).map(|cb| {
+                        let bytes = match result {
+                            Ok(reply) => reply.len(),
+                            Err(reject) => reject.description().len(),
+                        };
+                        (cb.reservation, bytes)
+                    }),
+                    _ => None,
+                };
+                st.canisters.get_mut(&canister).map(|slot| pay_for(slot, canister, &task, instance.as_deref(), wasm64, response_refund))
+            }
+            None => None,
+        };
         // Every execution in a call context sees its ingress sender info.
         let context = match &task {
             Task::Call { context, .. } => Some(*context),
@@ -343,13 +365,30 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             | Task::Management { .. }
             | Task::ManagementResponse { .. } => Prep::Skip,
         };
-        (info, timer, time, heap_limit, prep)
+        (info, timer, time, heap_limit, prep, payment)
     };
+    // A canister that cannot pay: its call is refused, its system task
+    // skipped (a timer stays due, a heartbeat comes next round).
+    let (payment, prepaid) = match payment {
+        Some(Ok(p)) => p,
+        Some(Err(refusal)) => {
+            let system = if let Task::System(t) = &task { Some(*t) } else { None };
+            return cannot_pay(instance, canister, prep, system, refusal);
+        }
+        None => (Payment::Nothing, 0),
+    };
+    let mut info = info;
+    info.balance = info.balance.saturating_sub(prepaid);
+    info.wasm64 = wasm64;
     if let Prep::DropResponse { callback, callee, context } = prep {
         tracing::debug!(canister = %canister, callback, "dropping a response: its call context was deleted");
         return Finished {
             instance,
             apply: Box::new(move |_, st| {
+                // No callback runs: its prepayment goes back whole.
+                if let Payment::Reserved { reserved, .. } = payment {
+                    st.credit(&canister, reserved);
+                }
                 st.callback_done(callback, canister, callee, context);
                 st.maybe_close(context);
             }),
@@ -428,7 +467,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 input.wasm_memory_limit = heap_limit;
             }
             let outcome = instance.execute(input, info, timer, outstanding);
-            finish(instance, canister, context, outcome, bumps_version)
+            finish(instance, canister, context, outcome, bumps_version, payment)
         }
         (
             Task::Response { callback, result, refund },
@@ -463,7 +502,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                     Outcome::Committed(effects) => cleanup_timer = effects.timer,
                 }
             }
-            let mut finished = finish_with(instance, canister, context, outcome, true, both_trapped);
+            let mut finished = finish_with(instance, canister, context, outcome, true, both_trapped, payment);
             let apply = finished.apply;
             finished.apply = Box::new(move |inner, st| {
                 // The call this callback belongs to is no longer outstanding.
@@ -495,7 +534,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 }
                 st.new_context(canister, Principal::management_canister(), Origin::System, 0)
             };
-            finish(instance, canister, context, outcome, true)
+            finish(instance, canister, context, outcome, true, payment)
         }
         (Task::Response { callback, .. }, _) => {
             // The callback is gone (its caller's context was deleted): drop.
@@ -503,6 +542,78 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             Finished::unchanged(Some(instance))
         }
         _ => Finished::unchanged(Some(instance)),
+    }
+}
+
+/// What an execution of `task` on `slot` pays, and what it prepays (taken
+/// from the balance it sees); the reject when the canister cannot pay. A
+/// response gets back the part of its reservation its bytes did not use
+/// here, before its callback runs.
+fn pay_for(
+    slot: &mut super::state::Slot,
+    canister: Principal,
+    task: &Task,
+    instance: Option<&CanisterInstance>,
+    wasm64: bool,
+    response: Option<(super::cycles::Reservation, usize)>,
+) -> Result<(Payment, u128), Reject> {
+    let fees = slot.fees;
+    let prepaid = |slot: &super::state::Slot, payer: &Principal| {
+        let prepay = fees.execution_prepay(wasm64);
+        if slot.can_pay(prepay) { Ok((Payment::Prepaid { fees, wasm64 }, prepay)) } else { Err(slot.out_of_cycles(&canister, payer, prepay)) }
+    };
+    match task {
+        Task::Call { method, query, caller, .. } => {
+            let kind = instance.and_then(|i| i.methods().get(method).copied());
+            let replicated = match query {
+                Some(replicated) => *replicated,
+                None => kind != Some(MethodKind::CompositeQuery),
+            };
+            if replicated {
+                prepaid(slot, caller)
+            } else if slot.balance < slot.freezing_limit() {
+                Err(Reject::system(
+                    ErrorCode::CanisterOutOfCycles,
+                    format!("Canister {canister} is unable to process query calls because it's frozen. Please top up the canister with cycles and try again."),
+                ))
+            } else {
+                Ok((Payment::Nothing, 0))
+            }
+        }
+        Task::Response { .. } => {
+            let Some((reservation, bytes)) = response else { return Ok((Payment::Nothing, 0)) };
+            slot.balance = slot.balance.saturating_add(reservation.transmission.min(fees.response_refund(bytes)));
+            Ok((Payment::Reserved { fees, wasm64, reserved: reservation.execution }, 0))
+        }
+        Task::System(_) => prepaid(slot, &canister),
+        _ => Ok((Payment::Nothing, 0)),
+    }
+}
+
+/// The canister cannot pay for the execution: a call is answered with
+/// `refusal`; a timer stays due, a heartbeat waits for the next round.
+fn cannot_pay(instance: Option<Box<CanisterInstance>>, canister: Principal, prep: Prep, system: Option<SystemTask>, refusal: Reject) -> Finished {
+    tracing::debug!(canister = %canister, "cannot pay for an execution: {}", refusal.message);
+    Finished {
+        instance,
+        apply: Box::new(move |inner, st| match prep {
+            Prep::Call { context, .. } => {
+                if let Some((to, task)) = st.respond(context, Err(refusal)) {
+                    inner.enqueue(st, to, task);
+                }
+                st.maybe_close(context);
+            }
+            _ => {
+                let now = st.now();
+                if let Some(slot) = st.canisters.get_mut(&canister) {
+                    match system {
+                        Some(SystemTask::Heartbeat) => slot.heartbeat_queued = false,
+                        Some(SystemTask::Timer) if slot.timer == 0 => slot.timer = now,
+                        _ => {}
+                    }
+                }
+            }
+        }),
     }
 }
 
@@ -538,8 +649,8 @@ enum Prep {
 
 /// `bumps_version`: a committed execution of this kind increments the
 /// canister version (updates, replicated queries, callbacks, timers).
-pub(super) fn finish(instance: Box<CanisterInstance>, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool) -> Finished {
-    finish_with(instance, canister, context, outcome, bumps_version, None)
+pub(super) fn finish(instance: Box<CanisterInstance>, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool, payment: Payment) -> Finished {
+    finish_with(instance, canister, context, outcome, bumps_version, None, payment)
 }
 
 /// [`finish`], with the reject a trap answers the call with given
@@ -551,6 +662,7 @@ fn finish_with(
     outcome: Outcome,
     bumps_version: bool,
     trap: Option<Reject>,
+    payment: Payment,
 ) -> Finished {
     Finished {
         instance: Some(instance),
@@ -561,6 +673,9 @@ fn finish_with(
             };
             if let Some(ctx) = st.contexts.get_mut(&context) {
                 ctx.instructions = ctx.instructions.saturating_add(instructions);
+            }
+            if let Some(slot) = st.canisters.get_mut(&canister) {
+                payment.settle(slot, instructions);
             }
             apply_outcome(inner, st, canister, context, outcome, bumps_version, trap)
         }),
@@ -642,8 +757,8 @@ fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, contex
                         slot.timer = t;
                         inner.clock_changed.notify_all();
                     }
-                    slot.balance = slot.balance.saturating_add(effects.cycles_accepted);
-                    let attached: u64 = effects.calls.iter().map(|c| c.cycles).sum();
+                    slot.balance = slot.balance.saturating_add(u128::from(effects.cycles_accepted));
+                    let attached: u128 = effects.calls.iter().map(|c| u128::from(c.cycles)).sum();
                     slot.balance = slot.balance.saturating_sub(attached).saturating_sub(effects.cycles_burned);
                     if let Some(data) = effects.certified_data {
                         slot.certified_data = Arc::new(data);
@@ -739,8 +854,14 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
             cycles: call.cycles,
             management_accepts: call.callee == Principal::management_canister() && management::accepts_cycles(&call.method),
             orphaned: false,
+            reservation: call.reservation,
         },
     );
+    // The call's fee and the response's reservation (`call_perform`
+    // checked they fit above the freezing limit).
+    if let Some(slot) = st.canisters.get_mut(&caller) {
+        slot.charge(call.fee + call.reservation.total());
+    }
     *st.outstanding.entry((caller, call.callee)).or_default() += 1;
     if let Some(c) = st.contexts.get_mut(&context) {
         c.outstanding += 1;
@@ -788,7 +909,7 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
         } else {
             reject
         };
-        st.credit(&caller, call.cycles);
+        st.credit(&caller, u128::from(call.cycles));
         inner.enqueue(st, caller, Task::Response { callback, result: Err(reject), refund: call.cycles });
         return;
     }
@@ -848,6 +969,6 @@ pub(super) fn deliver_management_response(inner: &Inner, st: &mut State, callbac
     let Some(cb) = st.callbacks.get(&callback) else { return };
     let caller = cb.caller;
     let refund = if result.is_ok() && cb.management_accepts { 0 } else { cb.cycles };
-    st.credit(&caller, refund);
+    st.credit(&caller, u128::from(refund));
     inner.enqueue(st, caller, Task::Response { callback, result, refund });
 }

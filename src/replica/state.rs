@@ -98,6 +98,9 @@ pub(super) struct Callback {
     /// The caller's call context was deleted (`uninstall_code`): the
     /// response runs no callback; it only refunds cycles.
     pub(super) orphaned: bool,
+    /// What the caller set aside for the response (refunded in part when
+    /// it arrives, the rest after its callback).
+    pub(super) reservation: super::cycles::Reservation,
 }
 
 pub(super) enum Task {
@@ -204,7 +207,11 @@ pub(super) struct Slot {
     /// Pending `stop_canister` calls: (replica time they time out, reply).
     pub(super) stop_waiters: Vec<(u64, Done)>,
     pub(super) version: u64,
-    pub(super) balance: u64,
+    pub(super) balance: u128,
+    /// Replica time up to which memory and compute have been charged.
+    pub(super) charged_until: u64,
+    /// What its subnet charges (set at creation from the subnet's range).
+    pub(super) fees: super::cycles::Fees,
     pub(super) module_hash: Option<[u8; 32]>,
     /// The installed module's bytes, as given (`None` when empty).
     pub(super) module: Option<std::sync::Arc<[u8]>>,
@@ -244,6 +251,71 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// Everything the canister's memory counts for storage (heap, stable
+    /// memory, chunk store, snapshots, the module).
+    pub(super) fn memory_bytes(&self) -> u64 {
+        self.heap_size
+            + self.stable_size
+            + self.chunk_store.size()
+            + self.snapshots.iter().map(super::snapshots::CanisterSnapshot::size).sum::<u64>()
+            + self.module.as_ref().map_or(0, |m| m.len() as u64)
+    }
+
+    /// The memory it pays for: its usage or its allocation, the larger.
+    fn charged_memory(&self) -> u64 {
+        self.memory_bytes().max(self.settings.memory_allocation)
+    }
+
+    /// `idle_cycles_burned_per_day`.
+    pub(super) fn idle_burn_per_day(&self) -> u128 {
+        self.fees.idle_burn_per_day(self.charged_memory(), self.settings.compute_allocation)
+    }
+
+    /// The balance it may not spend below.
+    pub(super) fn freezing_limit(&self) -> u128 {
+        self.fees.freezing_limit(self.charged_memory(), self.settings.compute_allocation, self.settings.freezing_threshold)
+    }
+
+    /// What it may spend.
+    pub(super) fn liquid_balance(&self) -> u128 {
+        self.balance.saturating_sub(self.freezing_limit())
+    }
+
+    /// Whether `cost` fits above the freezing limit.
+    pub(super) fn can_pay(&self, cost: u128) -> bool {
+        self.liquid_balance() >= cost && self.balance >= cost
+    }
+
+    /// Takes `amount` (down to 0 at most).
+    pub(super) fn charge(&mut self, amount: u128) {
+        self.balance = self.balance.saturating_sub(amount);
+    }
+
+    /// Charges memory and compute up to `now`, once at least
+    /// [`super::cycles::RESOURCE_CHARGE_PERIOD_NS`] have passed since the
+    /// last charge.
+    pub(super) fn settle_resources(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.charged_until);
+        if elapsed < super::cycles::RESOURCE_CHARGE_PERIOD_NS {
+            return;
+        }
+        let cost = self.fees.resource_charge(self.charged_memory(), self.settings.compute_allocation, elapsed);
+        self.charge(cost);
+        self.charged_until = now;
+    }
+
+    /// The out-of-cycles reject for a message needing `cost`, as the IC
+    /// words it (the top-up figure only for a controller `sender`).
+    pub(super) fn out_of_cycles(&self, id: &Principal, sender: &Principal, cost: u128) -> super::Reject {
+        let message = if self.controllers.contains(sender) {
+            let needed = super::cycles::top_up_needed(self.balance, self.freezing_limit(), cost);
+            format!("Canister {id} is out of cycles: please top up the canister with at least {needed} additional cycles")
+        } else {
+            format!("Canister {id} is out of cycles")
+        };
+        super::Reject::system(super::ErrorCode::CanisterOutOfCycles, message)
+    }
+
     pub(super) fn info(&self, id: Principal) -> CanisterInfo {
         CanisterInfo {
             id,
@@ -251,6 +323,9 @@ impl Slot {
             status: self.status.code(),
             version: self.version,
             balance: self.balance,
+            freezing_limit: self.freezing_limit(),
+            fees: self.fees,
+            wasm64: false,
             env_vars: self.settings.env_vars(),
             certified_data: self.certified_data.clone(),
             subnet: self.subnet,
@@ -416,7 +491,7 @@ impl State {
     }
 
     /// Adds cycles to a canister's balance (a refund; gone canisters lose it).
-    pub(super) fn credit(&mut self, canister: &Principal, cycles: u64) {
+    pub(super) fn credit(&mut self, canister: &Principal, cycles: u128) {
         if let Some(slot) = self.canisters.get_mut(canister) {
             slot.balance = slot.balance.saturating_add(cycles);
         }
@@ -480,7 +555,7 @@ impl State {
                 let refund = std::mem::take(&mut ctx.cycles);
                 let caller = self.callbacks.get(&callback).map(|cb| cb.caller);
                 if let Some(caller) = caller {
-                    self.credit(&caller, refund);
+                    self.credit(&caller, u128::from(refund));
                 }
                 caller.map(|caller| (caller, Task::Response { callback, result, refund }))
             }

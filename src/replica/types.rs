@@ -70,6 +70,8 @@ pub enum ErrorCode {
     CanisterNotStopped = 510,
     CanisterStoppingCancelled = 511,
     CanisterInvalidController = 512,
+    /// `create_canister` was sent fewer cycles than its fee.
+    InsufficientCyclesForCreateCanister = 403,
     CanisterNotHostedBySubnet = 405,
     /// The IC refuses the message before any execution (e.g. an ingress
     /// message to a management method only canisters may call).
@@ -156,13 +158,20 @@ pub struct SubnetRange {
     pub nodes: u32,
     /// The threshold keys it holds (and signs with).
     pub keys: Vec<crate::chain_keys::KeyId>,
+    /// Whether it charges cycles (see [`super::cycles`]).
+    pub cost_schedule: super::cycles::CostSchedule,
 }
 
 impl SubnetRange {
     /// A 13-node application subnet holding every test key (what a ww node
     /// is).
     pub fn new(id: Principal, canisters: std::ops::RangeInclusive<u64>) -> Self {
-        Self { id, canisters, nodes: 13, keys: crate::chain_keys::KeyId::all_test_keys() }
+        Self { id, canisters, nodes: 13, keys: crate::chain_keys::KeyId::all_test_keys(), cost_schedule: super::cycles::CostSchedule::Normal }
+    }
+
+    /// What a canister on this subnet is charged.
+    pub fn fees(&self) -> super::cycles::Fees {
+        super::cycles::Fees::new(self.nodes, self.cost_schedule)
     }
 }
 

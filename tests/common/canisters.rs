@@ -15,6 +15,18 @@ pub fn replica() -> Replica {
     super::canister_replica(ReplicaConfig::default())
 }
 
+/// A replica that charges nothing for messages, memory or creation
+/// (`--cycles free`, PocketIC's Free schedule): for tests about cycles that
+/// canisters move themselves (attached, accepted, refunded), which stay
+/// real there.
+pub fn free_replica() -> Replica {
+    let mut config = ReplicaConfig::default();
+    for subnet in &mut config.subnets {
+        subnet.cost_schedule = ww::replica::cycles::CostSchedule::Free;
+    }
+    super::canister_replica(config)
+}
+
 /// The built guest `name`'s bytes.
 pub fn wasm(name: &str) -> Vec<u8> {
     std::fs::read(super::guest(name)).unwrap()

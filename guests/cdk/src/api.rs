@@ -103,6 +103,73 @@ pub fn canister_cycle_balance() -> u128 {
     u128::from(ic0::canister_cycle_balance())
 }
 
+/// What this canister may spend: its balance above the freezing limit
+/// (the idle cost of its memory and compute for its freezing threshold).
+pub fn canister_liquid_cycle_balance() -> u128 {
+    u128::from(ic0::canister_liquid_cycle_balance())
+}
+
+/// Burns up to `amount` of the liquid balance; returns what was burned.
+pub fn cycles_burn(amount: u128) -> u128 {
+    u128::from(ic0::cycles_burn(cycles_u64(amount)))
+}
+
+// -- what things cost on this canister's subnet (0 where nothing is charged)
+
+/// What a call with a method name and payload of these sizes takes from
+/// the balance besides the cycles attached (the call, its bytes, and the
+/// reservation for its response, mostly refunded).
+pub fn cost_call(method_name_size: u64, payload_size: u64) -> u128 {
+    u128::from(ic0::cost_call(method_name_size, payload_size))
+}
+
+/// The management canister's `create_canister` fee.
+pub fn cost_create_canister() -> u128 {
+    u128::from(ic0::cost_create_canister())
+}
+
+/// The fee of an `http_request` outcall of `request_size` bytes with this
+/// response limit.
+pub fn cost_http_request(request_size: u64, max_res_bytes: u64) -> u128 {
+    u128::from(ic0::cost_http_request(request_size, max_res_bytes))
+}
+
+/// Why a threshold fee could not be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignCostError {
+    /// The curve or algorithm number is not one the IC knows.
+    InvalidCurveOrAlgorithm,
+    /// No subnet holds a key of that name.
+    InvalidKeyName,
+}
+
+fn sign_cost(result: Result<u64, u32>) -> Result<u128, SignCostError> {
+    match result {
+        Ok(fee) => Ok(u128::from(fee)),
+        Err(1) => Err(SignCostError::InvalidCurveOrAlgorithm),
+        Err(_) => Err(SignCostError::InvalidKeyName),
+    }
+}
+
+/// The fee of `sign_with_ecdsa` with key `key_name`: `curve` 0 secp256k1,
+/// 1 secp256r1.
+pub fn cost_sign_with_ecdsa(key_name: &str, curve: u32) -> Result<u128, SignCostError> {
+    sign_cost(ic0::cost_sign_with_ecdsa(key_name, curve))
+}
+
+/// The fee of `sign_with_schnorr` with key `key_name`: `algorithm` 0
+/// bip340secp256k1, 1 ed25519.
+pub fn cost_sign_with_schnorr(key_name: &str, algorithm: u32) -> Result<u128, SignCostError> {
+    sign_cost(ic0::cost_sign_with_schnorr(key_name, algorithm))
+}
+
+/// The fee of `vetkd_derive_key` with key `key_name`: `curve` 0
+/// bls12_381_g2.
+pub fn cost_vetkd_derive_key(key_name: &str, curve: u32) -> Result<u128, SignCostError> {
+    sign_cost(ic0::cost_vetkd_derive_key(key_name, curve))
+}
+
 // -- this canister
 
 /// This canister's id.

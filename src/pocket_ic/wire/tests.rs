@@ -308,6 +308,7 @@ ours![
     CanisterNotStopped,
     CanisterStoppingCancelled,
     CanisterInvalidController,
+    InsufficientCyclesForCreateCanister,
     CanisterNotHostedBySubnet,
     CanisterRejectedMessage,
     InvalidManagementPayload,

@@ -31,7 +31,9 @@ use heed::{Database, Env, EnvOpenOptions, RwTxn};
 /// refused (no migration yet).
 /// 2: canister settings gained `log_memory_limit`, `snapshot_visibility`,
 /// `status_visibility` and `minimum_incoming_canister_call_cycles`.
-pub const FORMAT: u32 = 2;
+/// 3: cycles accounting: 128-bit balances, the time memory is charged up
+/// to, calls' response reservations.
+pub const FORMAT: u32 = 3;
 /// What `meta/format` holds before the version.
 const FORMAT_TAG: &[u8] = b"ww-state-dir";
 /// Address space reserved for the environment (the file grows as needed).

@@ -77,6 +77,7 @@ struct StoredCallback {
     cycles: u64,
     management_accepts: bool,
     orphaned: bool,
+    reservation: crate::replica::cycles::Reservation,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,7 +171,9 @@ struct StoredCanister {
     controllers: Vec<Principal>,
     status: Status,
     version: u64,
-    balance: u64,
+    balance: u128,
+    /// Replica time memory and compute are charged up to.
+    charged_until: u64,
     module_hash: Option<[u8; 32]>,
     methods: Vec<(String, MethodKind)>,
     /// The slot has an instance (a module installed and running).
@@ -342,7 +345,7 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
             .callbacks
             .iter()
             .map(|(id, cb)| {
-                let Callback { caller, context, continuation, callee, callee_context, cycles, management_accepts, orphaned } = cb;
+                let Callback { caller, context, continuation, callee, callee_context, cycles, management_accepts, orphaned, reservation } = cb;
                 let stored = StoredCallback {
                     caller: *caller,
                     context: *context,
@@ -352,6 +355,7 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
                     cycles: *cycles,
                     management_accepts: *management_accepts,
                     orphaned: *orphaned,
+                    reservation: *reservation,
                 };
                 (*id, stored)
             })
@@ -405,6 +409,7 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
             status: slot.status,
             version: slot.version,
             balance: slot.balance,
+            charged_until: slot.charged_until,
             module_hash: slot.module_hash,
             methods: slot.methods.iter().map(|(m, k)| (m.clone(), *k)).collect(),
             has_instance: slot.instance.is_some(),
@@ -646,6 +651,8 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
             stop_waiters: c.stop_waiters.into_iter().map(|(until, answers)| (until, restored_done(answers, replica))).collect(),
             version: c.version,
             balance: c.balance,
+            charged_until: c.charged_until,
+            fees: replica.fees_of_subnet(&c.subnet),
             module_hash: c.module_hash,
             module,
             methods: c.methods.into_iter().collect(),
@@ -727,6 +734,7 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
                 cycles: c.cycles,
                 management_accepts: c.management_accepts,
                 orphaned: c.orphaned,
+                reservation: c.reservation,
             };
             (id, cb)
         })

@@ -75,6 +75,10 @@ pub(super) struct CoreFront {
 }
 
 impl CoreFront {
+    pub(super) fn memory64(&self) -> bool {
+        self.module.memory64
+    }
+
     pub(super) fn new(
         runtime: &CanisterRuntime,
         module: &Arc<CoreModule>,

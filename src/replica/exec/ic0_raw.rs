@@ -19,7 +19,7 @@
 use candid::Principal;
 use wasmtime::{AsContextMut, Caller, Linker};
 
-use super::system_api::{MAX_CERTIFIED_DATA, StagedCall, fees, performance_counter};
+use super::system_api::{MAX_CERTIFIED_DATA, StagedCall, performance_counter};
 use super::{Continuation, ExecState, trap};
 use crate::replica::types::ErrorCode;
 
@@ -167,18 +167,19 @@ fn pending<'a>(s: &'a mut ExecState, f: &str) -> wasmtime::Result<&'a mut Staged
 }
 
 /// Attaches `want` cycles to the call under construction; more than the
-/// balance (what the execution has not attached yet) traps, as on the IC.
+/// liquid balance (what the execution has not attached yet, above the
+/// freezing limit) traps, as on the IC.
 fn add_call_cycles(s: &mut ExecState, f: &str, want: u128) -> wasmtime::Result<()> {
-    let balance = s.balance()?;
+    let liquid = s.liquid_balance()?;
     let id = s.self_id()?;
     let p = pending(s, f)?;
-    if want > u128::from(balance) {
+    if want > liquid {
         return trap(
             ErrorCode::CanisterOutOfCycles,
-            format!("Canister {id} attempted to send {want} cycles when only {balance} were available in its balance"),
+            format!("Canister {id} is out of cycles: requested {want} cycles but the available balance is {liquid} cycles above the freezing limit"),
         );
     }
-    p.cycles += want as u64;
+    p.cycles = p.cycles.saturating_add(u64::try_from(want).unwrap_or(u64::MAX));
     Ok(())
 }
 
@@ -203,8 +204,7 @@ fn env_var_value(c: &mut Caller<'_, ExecState>, f: &str, src: u64, size: u64) ->
 /// key no subnet holds (`dst` untouched).
 fn threshold_cost(c: &mut Caller<'_, ExecState>, f: &str, (src, size): (u64, u64), curve: u32, dst: u64) -> wasmtime::Result<u32> {
     let name = read(c, f, src, size)?;
-    let routing = c.data().key_routing.clone();
-    match crate::replica::threshold::cost(&routing, f, &String::from_utf8_lossy(&name), curve) {
+    match c.data().threshold_fee(f, &String::from_utf8_lossy(&name), curve) {
         Ok(fee) => write_u128(c, f, dst, fee).map(|()| 0),
         Err(code) => Ok(code),
     }
@@ -264,17 +264,15 @@ macro_rules! define_ic0 {
         })?;
         l.func_wrap("ic0", "cycles_burn128", |mut c: C<'_>, high: u64, low: u64, dst: P| {
             let n = c.data_mut().cycles_burn(amount(high, low))?;
-            write_u128(&mut c, "cycles_burn128", dst as u64, n.into())
+            write_u128(&mut c, "cycles_burn128", dst as u64, n)
         })?;
         l.func_wrap("ic0", "canister_cycle_balance128", |mut c: C<'_>, dst: P| {
-            let n = c.data_mut().balance()?;
-            write_u128(&mut c, "canister_cycle_balance128", dst as u64, n.into())
+            let n = c.data_mut().balance128()?;
+            write_u128(&mut c, "canister_cycle_balance128", dst as u64, n)
         })?;
-        // No freezing threshold or reservations are charged: all of the
-        // balance is liquid.
         l.func_wrap("ic0", "canister_liquid_cycle_balance128", |mut c: C<'_>, dst: P| {
-            let n = c.data_mut().balance()?;
-            write_u128(&mut c, "canister_liquid_cycle_balance128", dst as u64, n.into())
+            let n = c.data_mut().liquid_balance()?;
+            write_u128(&mut c, "canister_liquid_cycle_balance128", dst as u64, n)
         })?;
 
         // -- this canister and its subnet
@@ -294,7 +292,7 @@ macro_rules! define_ic0 {
         })?;
         l.func_wrap("ic0", "subnet_self_node_count", |mut c: C<'_>| -> R<u32> {
             c.data_mut().cx("subnet_self_node_count")?;
-            Ok(fees::SUBNET_NODES as u32)
+            Ok(c.data().fees().0.nodes())
         })?;
         l.func_wrap("ic0", "is_controller", |mut c: C<'_>, src: P, size: P| -> R<u32> {
             c.data_mut().cx("is_controller")?;
@@ -422,14 +420,16 @@ macro_rules! define_ic0 {
 
         // -- costs
         l.func_wrap("ic0", "cost_call", |mut c: C<'_>, method_name_size: u64, payload_size: u64, dst: P| {
-            let bytes = u128::from(method_name_size).saturating_add(u128::from(payload_size));
-            write_u128(&mut c, "cost_call", dst as u64, fees::XNET_CALL + fees::XNET_BYTE * bytes)
+            let (fees, wasm64) = c.data().fees();
+            let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+            write_u128(&mut c, "cost_call", dst as u64, fees.cost_call(size(method_name_size), size(payload_size), wasm64))
         })?;
         l.func_wrap("ic0", "cost_create_canister", |mut c: C<'_>, dst: P| {
-            write_u128(&mut c, "cost_create_canister", dst as u64, fees::CREATE_CANISTER)
+            let fee = c.data().fees().0.creation();
+            write_u128(&mut c, "cost_create_canister", dst as u64, fee)
         })?;
         l.func_wrap("ic0", "cost_http_request", |mut c: C<'_>, request_size: u64, max_res_bytes: u64, dst: P| {
-            let fee = crate::outcalls::pricing::legacy_fee(fees::SUBNET_NODES as u32, request_size, max_res_bytes);
+            let fee = c.data().outcall_fee(request_size, max_res_bytes);
             write_u128(&mut c, "cost_http_request", dst as u64, fee)
         })?;
         // The v2 parameters are a Candid record ww does not decode: the
@@ -437,7 +437,9 @@ macro_rules! define_ic0 {
         // response limit (2 MB).
         l.func_wrap("ic0", "cost_http_request_v2", |mut c: C<'_>, src: P, size: P, dst: P| {
             let arg = read(&mut c, "cost_http_request_v2", src as u64, size as u64)?;
-            match crate::outcalls::pricing::cost_v2(fees::SUBNET_NODES as u32, &arg) {
+            let fees = c.data().fees().0;
+            match crate::outcalls::pricing::cost_v2(fees.nodes(), &arg) {
+                Some(fee) if !fees.charges() => { let _ = fee; write_u128(&mut c, "cost_http_request_v2", dst as u64, 0) }
                 Some(fee) => write_u128(&mut c, "cost_http_request_v2", dst as u64, fee),
                 None => trap(ErrorCode::CanisterContractViolation, "ic0.cost_http_request_v2: the argument is not a valid Candid cost record"),
             }

@@ -16,16 +16,6 @@ use crate::replica::types::{ErrorCode, RejectCode};
 
 use EntryPoint as E;
 
-/// What the IC charges, for `ic0.cost_*` (a 13-node application subnet).
-/// ww charges no cycles; canisters that check their balance against these
-/// (ic-cdk's call path does) see the IC's figures.
-pub(super) mod fees {
-    pub const XNET_CALL: u128 = 260_000;
-    pub const XNET_BYTE: u128 = 1_000;
-    pub const CREATE_CANISTER: u128 = 500_000_000_000;
-    pub const SUBNET_NODES: u128 = 13;
-}
-
 /// The largest `certified_data_set` payload.
 pub(super) const MAX_CERTIFIED_DATA: usize = 32;
 
@@ -159,22 +149,56 @@ impl ExecState {
     }
 
     /// The balance as this execution has left it so far.
-    pub(super) fn balance(&mut self) -> wasmtime::Result<u64> {
+    pub(super) fn balance128(&mut self) -> wasmtime::Result<u128> {
         let cx = self.cx("canister_cycle_balance128")?;
-        let attached: u64 = cx.calls.iter().map(|c| c.cycles).sum::<u64>() + cx.pending_call.as_ref().map_or(0, |p| p.cycles);
+        let attached: u128 = cx.calls.iter().map(|c| u128::from(c.cycles)).sum::<u128>() + cx.pending_call.as_ref().map_or(0, |p| u128::from(p.cycles));
         Ok(cx
             .info
             .balance
-            .saturating_add(cx.cycles_accepted)
+            .saturating_add(u128::from(cx.cycles_accepted))
             .saturating_sub(attached)
+            .saturating_sub(cx.call_charges)
             .saturating_sub(cx.cycles_burned))
     }
 
-    /// Burns up to `amount` of the balance; returns what was burned.
-    pub(super) fn cycles_burn(&mut self, amount: u128) -> wasmtime::Result<u64> {
-        let balance = self.balance()?;
+    /// `ic0.canister_cycle_balance` (64-bit: saturates).
+    pub(super) fn balance(&mut self) -> wasmtime::Result<u64> {
+        Ok(u64::try_from(self.balance128()?).unwrap_or(u64::MAX))
+    }
+
+    /// What this execution may still spend: the balance above the
+    /// freezing limit (`ic0.canister_liquid_cycle_balance128`).
+    pub(super) fn liquid_balance(&mut self) -> wasmtime::Result<u128> {
+        let balance = self.balance128()?;
+        Ok(balance.saturating_sub(self.cx("canister_liquid_cycle_balance128")?.info.freezing_limit))
+    }
+
+    /// What the canister's subnet charges, and whether its module is
+    /// Wasm64 (`ic0.cost_*`; outside a message: a 13-node subnet's fees).
+    pub(super) fn fees(&self) -> (crate::replica::cycles::Fees, bool) {
+        self.ctx.as_ref().map_or((crate::replica::cycles::Fees::default(), false), |c| (c.info.fees, c.info.wasm64))
+    }
+
+    /// `ic0.cost_sign_with_*` / `cost_vetkd_derive_key`: the fee for key
+    /// `name` (0 where nothing is charged), or 1 (unknown curve or
+    /// algorithm) or 2 (no subnet holds the key).
+    pub(super) fn threshold_fee(&self, function: &str, name: &str, curve: u32) -> Result<u128, u32> {
+        let free = self.fees().0.schedule() == crate::replica::cycles::CostSchedule::Free;
+        crate::replica::threshold::cost(&self.key_routing, function, name, curve).map(|fee| if free { 0 } else { fee })
+    }
+
+    /// `ic0.cost_http_request`: the legacy outcall fee (0 where nothing is
+    /// charged).
+    pub(super) fn outcall_fee(&self, request_size: u64, max_res_bytes: u64) -> u128 {
+        let fees = self.fees().0;
+        if fees.charges() { crate::outcalls::pricing::legacy_fee(fees.nodes(), request_size, max_res_bytes) } else { 0 }
+    }
+
+    /// Burns up to `amount` of the liquid balance; returns what was burned.
+    pub(super) fn cycles_burn(&mut self, amount: u128) -> wasmtime::Result<u128> {
+        let liquid = self.liquid_balance()?;
         let cx = self.allowed("cycles_burn128", |e| !e.is_query())?;
-        let n = u64::try_from(amount).unwrap_or(u64::MAX).min(balance);
+        let n = amount.min(liquid);
         cx.cycles_burned += n;
         Ok(n)
     }
@@ -240,15 +264,34 @@ impl ExecState {
                 ),
             )));
         }
-        let balance = self.balance()?;
+        let liquid = self.liquid_balance()?;
         let cx = self.cx("call_perform")?;
-        if call.cycles > balance {
+        if u128::from(call.cycles) > liquid {
             // As `ic0.call_cycles_add128` on the IC: a trap, not a reject.
             return trap(
                 ErrorCode::CanisterOutOfCycles,
-                format!("Canister {} attempted to send {} cycles when only {balance} were available in its balance", cx.info.id, call.cycles),
+                format!(
+                    "Canister {} is out of cycles: requested {} cycles but the available balance is {liquid} cycles above the freezing limit of {} cycles",
+                    cx.info.id, call.cycles, cx.info.freezing_limit
+                ),
             );
         }
+        // The call's fee and the response's reservation must fit above the
+        // freezing limit too; if not, `call_perform` fails (nothing sent).
+        let (fees, wasm64) = (cx.info.fees, cx.info.wasm64);
+        let fee = fees.call_cost(call.method.len(), call.arg.len());
+        let reservation = fees.reserve_response(wasm64);
+        let needed = fee + reservation.total() + u128::from(call.cycles);
+        if needed > liquid {
+            return Ok(Err((
+                RejectCode::SysTransient,
+                format!(
+                    "Canister {} is out of cycles: the call needs {needed} cycles but only {liquid} are available above the freezing limit",
+                    cx.info.id
+                ),
+            )));
+        }
+        cx.call_charges += fee + reservation.total();
         let timeout_seconds = call.timeout_seconds.map(|t| t.min(cx.limits.max_call_timeout_seconds));
         cx.calls.push(OutgoingCall {
             callee: call.callee,
@@ -258,6 +301,8 @@ impl ExecState {
             timeout_seconds,
             continuation: call.continuation,
             caller_version: cx.info.version,
+            fee,
+            reservation,
         });
         Ok(Ok(()))
     }
@@ -325,6 +370,11 @@ pub(super) struct StagedCall {
     pub cycles: u64,
     pub timeout_seconds: Option<u32>,
     pub continuation: Continuation,
+}
+
+/// A 128-bit amount for the 64-bit WIT interface.
+fn saturate(n: u128) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// `ic0.performance_counter`: needs the store's fuel.
@@ -511,6 +561,40 @@ impl ic0::Host for ExecState {
     fn debug_print(&mut self, message: String) -> wasmtime::Result<()> {
         self.print(message.as_bytes());
         Ok(())
+    }
+
+    fn canister_liquid_cycle_balance(&mut self) -> wasmtime::Result<u64> {
+        Ok(saturate(self.liquid_balance()?))
+    }
+
+    fn cycles_burn(&mut self, amount: u64) -> wasmtime::Result<u64> {
+        Ok(saturate(ExecState::cycles_burn(self, u128::from(amount))?))
+    }
+
+    fn cost_call(&mut self, method_name_size: u64, payload_size: u64) -> wasmtime::Result<u64> {
+        let (fees, wasm64) = self.fees();
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(saturate(fees.cost_call(size(method_name_size), size(payload_size), wasm64)))
+    }
+
+    fn cost_create_canister(&mut self) -> wasmtime::Result<u64> {
+        Ok(saturate(self.fees().0.creation()))
+    }
+
+    fn cost_http_request(&mut self, request_size: u64, max_res_bytes: u64) -> wasmtime::Result<u64> {
+        Ok(saturate(self.outcall_fee(request_size, max_res_bytes)))
+    }
+
+    fn cost_sign_with_ecdsa(&mut self, key_name: String, curve: u32) -> wasmtime::Result<Result<u64, u32>> {
+        Ok(self.threshold_fee("cost_sign_with_ecdsa", &key_name, curve).map(saturate))
+    }
+
+    fn cost_sign_with_schnorr(&mut self, key_name: String, algorithm: u32) -> wasmtime::Result<Result<u64, u32>> {
+        Ok(self.threshold_fee("cost_sign_with_schnorr", &key_name, algorithm).map(saturate))
+    }
+
+    fn cost_vetkd_derive_key(&mut self, key_name: String, curve: u32) -> wasmtime::Result<Result<u64, u32>> {
+        Ok(self.threshold_fee("cost_vetkd_derive_key", &key_name, curve).map(saturate))
     }
 
     fn trap(&mut self, message: String) -> wasmtime::Result<()> {

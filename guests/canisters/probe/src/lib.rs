@@ -325,6 +325,42 @@ fn balance() -> u64 {
     u64::try_from(api::canister_cycle_balance()).unwrap_or(u64::MAX)
 }
 
+/// What things cost here and what the canister has, as the host reports
+/// them in an update (after its prepayment).
+#[derive(CandidType, Deserialize, Clone, Debug)]
+struct Costs {
+    call: u64,
+    create_canister: u64,
+    http_request: u64,
+    ecdsa: Option<u64>,
+    schnorr: Option<u64>,
+    vetkd: Option<u64>,
+    balance: u64,
+    liquid: u64,
+}
+
+#[update]
+fn costs(method_name_size: u64, payload_size: u64, key_name: String) -> Costs {
+    let n = |c: u128| u64::try_from(c).unwrap_or(u64::MAX);
+    Costs {
+        call: n(api::cost_call(method_name_size, payload_size)),
+        create_canister: n(api::cost_create_canister()),
+        http_request: n(api::cost_http_request(100, 2_000_000)),
+        ecdsa: api::cost_sign_with_ecdsa(&key_name, 0).ok().map(n),
+        schnorr: api::cost_sign_with_schnorr(&key_name, 1).ok().map(n),
+        vetkd: api::cost_vetkd_derive_key(&key_name, 0).ok().map(n),
+        balance: n(api::canister_cycle_balance()),
+        liquid: n(api::canister_liquid_cycle_balance()),
+    }
+}
+
+/// Burns up to `amount` of the liquid balance: (burned, balance after).
+#[update]
+fn burn(amount: u64) -> (u64, u64) {
+    let burned = api::cycles_burn(u128::from(amount));
+    (u64::try_from(burned).unwrap_or(u64::MAX), u64::try_from(api::canister_cycle_balance()).unwrap_or(u64::MAX))
+}
+
 /// A bounded-wait call with argument `()`.
 #[update]
 async fn bounded_call(
