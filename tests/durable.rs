@@ -1,9 +1,10 @@
 //! The replica in a state directory (`ww serve --state`, `ww run --serve
 //! --state`), end to end with real `ww` processes: what a restart keeps
 //! (heap, a `StableBTreeMap`, a timer, an open inter-canister call, an IC
-//! core module, time that never goes back), SIGKILL at random instants
-//! during a loop of acknowledged updates, and directories that are
-//! damaged, of another format or in use, refused with one line.
+//! core module, time that never goes back, snapshots taken and uploaded),
+//! SIGKILL at random instants during a loop of acknowledged updates, and
+//! directories that are damaged, of another format or in use, refused with
+//! one line.
 
 mod common;
 
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use candid::Decode;
 use common::*;
+use ww::replica::snapshot_transfer::SnapshotMetadata as Metadata;
 
 /// `ww serve --state <dir>`, killed on drop.
 struct Served {
@@ -327,19 +330,6 @@ fn snapshots_survive_a_sigkill_and_load_after_it() {
     node.call("p", "set", "(2 : nat64)");
     node.call("p", "stable_set", "(3 : nat64, 31 : nat64)");
     let listed = node.ok(&["canister", "snapshot", "list", "p"]);
-    // An uploaded snapshot (through `ww call aaaaa-aa`, with ic.did's
-    // types) is not kept across a restart, and does not hurt it.
-    let p = candid::Principal::from_slice(&hex::decode(&id).unwrap()[8..]);
-    let upload = format!(
-        "(record {{ canister_id = principal \"{p}\"; replace_snapshot = null; wasm_module_size = 8 : nat64; globals = vec {{ variant {{ i32 = 1 : int32 }} }}; \
-         wasm_memory_size = 0 : nat64; stable_memory_size = 0 : nat64; certified_data = blob \"\"; global_timer = null; on_low_wasm_memory_hook_status = null }})"
-    );
-    let uploaded = node.call("aaaaa-aa", "upload_canister_snapshot_metadata", &upload);
-    assert!(uploaded.contains("snapshot_id"), "{uploaded}");
-    let local = uploaded.split('"').nth(1).expect("a blob id").to_string();
-    let meta = node.call("aaaaa-aa", "read_canister_snapshot_metadata", &format!("(record {{ canister_id = principal \"{p}\"; snapshot_id = blob \"{local}\" }})"));
-    assert!(meta.contains("metadata_upload") && meta.contains("wasm_module_size = 8"), "{meta}");
-    assert_ne!(node.ok(&["canister", "snapshot", "list", "p"]), listed);
     node.kill();
 
     let node = Served::start(dir.path());
@@ -353,4 +343,169 @@ fn snapshots_survive_a_sigkill_and_load_after_it() {
     // A later snapshot gets a new id, never one used before the restart.
     let third = node.ok(&["canister", "snapshot", "take", "p"]);
     assert!(third != id && third != second, "snapshot ids repeat: {third}");
+    // What the load put in place is what the next restart finds (not the
+    // memories stored before the load).
+    node.kill();
+    let node = Served::start(dir.path());
+    assert_eq!(nat(&node.call("p", "get", "()")), 1, "the loaded heap, after a restart");
+    assert_eq!(node.call("p", "stable_get", "(3 : nat64)"), "(opt (30 : nat64))", "the loaded stable memory, after a restart");
+}
+
+/// A snapshot as `read_canister_snapshot_*` give it out.
+#[derive(PartialEq)]
+struct Transferred {
+    meta: Metadata,
+    module: Vec<u8>,
+    heap: Vec<u8>,
+    stable: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+}
+
+/// Bytes a snapshot moves per call here: less than the limit, so a heap
+/// takes several calls (and cuts).
+const SLICE: u64 = 400_000;
+
+/// Candid text of a blob.
+fn blob(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(8 + 3 * bytes.len());
+    text.push_str("blob \"");
+    for b in bytes {
+        text.push_str(&format!("\\{b:02x}"));
+    }
+    text.push('"');
+    text
+}
+
+impl Served {
+    /// `ww call aaaaa-aa <method>` with `arg` (Candid text, from a file):
+    /// the reply's Candid bytes (through a file too: megabytes of hex
+    /// would fill a pipe nobody reads until the call ends).
+    fn management(&self, method: &str, arg: &str) -> Vec<u8> {
+        let files = tempfile::tempdir().unwrap();
+        let (arg_file, out_file) = (files.path().join("arg"), files.path().join("out"));
+        std::fs::write(&arg_file, arg).unwrap();
+        let child = ww()
+            .args(["call", "aaaaa-aa", method, "--raw", "--argument-file"])
+            .arg(&arg_file)
+            .arg("--state")
+            .arg(&self.state)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_file).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_output(child, HANG_TIMEOUT);
+        assert!(out.status.success(), "ww call aaaaa-aa {method}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&out_file).unwrap();
+        hex::decode(text.trim()).unwrap_or_else(|e| panic!("{method}: not hex ({e}): {text}"))
+    }
+
+    /// Snapshot `snapshot` of `canister`, read out whole.
+    fn read_snapshot(&self, canister: &str, snapshot: &[u8]) -> Transferred {
+        let head = format!("canister_id = principal \"{canister}\"; snapshot_id = {}", blob(snapshot));
+        let bytes = self.management("read_canister_snapshot_metadata", &format!("(record {{ {head} }})"));
+        let meta = Decode!(&bytes, Metadata).expect("metadata");
+        let read = |kind: String| {
+            #[derive(candid::CandidType, serde::Deserialize)]
+            struct Data {
+                chunk: serde_bytes::ByteBuf,
+            }
+            let bytes = self.management("read_canister_snapshot_data", &format!("(record {{ {head}; kind = variant {{ {kind} }} }})"));
+            Decode!(&bytes, Data).expect("data").chunk.into_vec()
+        };
+        let region = |name: &str, size: u64| {
+            let mut out = Vec::new();
+            while (out.len() as u64) < size {
+                let n = SLICE.min(size - out.len() as u64);
+                out.extend(read(format!("{name} = record {{ offset = {}; size = {n} }}", out.len())));
+            }
+            out
+        };
+        let (module, heap, stable) =
+            (region("wasm_module", meta.wasm_module_size), region("wasm_memory", meta.wasm_memory_size), region("stable_memory", meta.stable_memory_size));
+        let chunks = meta.wasm_chunk_store.iter().map(|c| read(format!("wasm_chunk = record {{ hash = {} }}", blob(&c.hash)))).collect();
+        Transferred { meta, module, heap, stable, chunks }
+    }
+
+    /// Uploads `t` as a new snapshot of `canister`, one call per slice;
+    /// its id.
+    fn upload_snapshot(&self, canister: &str, t: &Transferred) -> Vec<u8> {
+        let m = &t.meta;
+        assert!(m.globals.is_empty(), "a component keeps no globals");
+        let timer = match m.global_timer {
+            Some(ww::replica::snapshot_transfer::GlobalTimer::Active(at)) => format!("opt variant {{ active = {at} }}"),
+            Some(ww::replica::snapshot_transfer::GlobalTimer::Inactive) => "opt variant { inactive }".into(),
+            None => "null".into(),
+        };
+        let arg = format!(
+            "(record {{ canister_id = principal \"{canister}\"; replace_snapshot = null; wasm_module_size = {}; globals = vec {{}}; wasm_memory_size = {}; \
+             stable_memory_size = {}; certified_data = {}; global_timer = {timer}; on_low_wasm_memory_hook_status = null }})",
+            m.wasm_module_size,
+            m.wasm_memory_size,
+            m.stable_memory_size,
+            blob(&m.certified_data),
+        );
+        #[derive(candid::CandidType, serde::Deserialize)]
+        struct Uploaded {
+            snapshot_id: serde_bytes::ByteBuf,
+        }
+        let id = Decode!(&self.management("upload_canister_snapshot_metadata", &arg), Uploaded).expect("an id").snapshot_id.into_vec();
+        let head = format!("canister_id = principal \"{canister}\"; snapshot_id = {}", blob(&id));
+        let write = |kind: String, bytes: &[u8]| {
+            self.management("upload_canister_snapshot_data", &format!("(record {{ {head}; kind = variant {{ {kind} }}; chunk = {} }})", blob(bytes)));
+        };
+        for (name, bytes) in [("wasm_module", &t.module), ("wasm_memory", &t.heap), ("stable_memory", &t.stable)] {
+            for (i, piece) in bytes.chunks(SLICE as usize).enumerate() {
+                write(format!("{name} = record {{ offset = {} }}", i * SLICE as usize), piece);
+            }
+        }
+        for chunk in &t.chunks {
+            write("wasm_chunk".into(), chunk);
+        }
+        id
+    }
+
+    /// A canister's id by its name.
+    fn id_of(&self, name: &str) -> String {
+        let list = self.ok(&["canister", "list"]);
+        list.lines().find(|l| l.split_whitespace().next() == Some(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or_else(|| panic!("no {name} in: {list}")).to_string()
+    }
+}
+
+#[test]
+fn an_uploaded_snapshot_survives_a_sigkill_and_loads_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Served::start(dir.path());
+    install(&node, "p", &guest("probe"));
+    node.call("p", "set", "(7 : nat64)");
+    node.call("p", "stable_set", "(3 : nat64, 33 : nat64)");
+    let p = node.id_of("p");
+    node.management("upload_chunk", &format!("(record {{ canister_id = principal \"{p}\"; chunk = {} }})", blob(&[5; 3000])));
+    let taken = hex::decode(node.ok(&["canister", "snapshot", "take", "p"])).unwrap();
+    let out = node.read_snapshot(&p, &taken);
+    assert!(out.heap.len() as u64 > 2 * SLICE, "the heap takes several slices: {} bytes", out.heap.len());
+    assert_eq!(out.chunks, vec![vec![5; 3000]]);
+
+    // Into another canister: the metadata and each slice are a call (and
+    // a cut) of their own.
+    node.ok(&["canister", "create", "q"]);
+    let q = node.id_of("q");
+    let uploaded = node.upload_snapshot(&q, &out);
+    let before = node.read_snapshot(&q, &uploaded);
+    node.kill();
+
+    let node = Served::start(dir.path());
+    let listed = node.ok(&["canister", "snapshot", "list", "q"]);
+    assert!(listed.contains(&hex::encode(&uploaded)), "the uploaded snapshot is listed after the restart: {listed}");
+    let after = node.read_snapshot(&q, &uploaded);
+    assert!(after == before, "metadata, module, memories and chunks as uploaded");
+    assert_eq!(after.meta.source, ww::replica::history::CandidSnapshotSource::MetadataUpload(candid::Reserved));
+    assert!(after.module == out.module && after.heap == out.heap && after.stable == out.stable && after.chunks == out.chunks, "the bytes of p's snapshot");
+    node.ok(&["canister", "stop", "q"]);
+    node.ok(&["canister", "snapshot", "load", "q", &hex::encode(&uploaded)]);
+    node.ok(&["canister", "start", "q"]);
+    assert_eq!(nat(&node.call("q", "get", "()")), 7, "p's heap");
+    assert_eq!(node.call("q", "stable_get", "(3 : nat64)"), "(opt (33 : nat64))", "p's stable memory");
+    let chunks = node.management("stored_chunks", &format!("(record {{ canister_id = principal \"{q}\" }})"));
+    assert_eq!(Decode!(&chunks, Vec<ww::replica::management::ChunkHashRecord>).unwrap(), out.meta.wasm_chunk_store, "p's chunk store");
 }

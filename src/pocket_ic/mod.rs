@@ -25,6 +25,8 @@
 //! - [`instance`]: the state of one PocketIC instance (its subnets and
 //!   replica).
 //! - [`routes`]: the HTTP endpoints the client calls.
+//! - [`snapshot_dir`]: canister snapshots to and from a directory (dfx's
+//!   layout).
 //! - [`gateway`]: each instance's IC HTTP interface (`/instances/<id>/api`)
 //!   and HTTP gateways (`make_live`).
 
@@ -32,6 +34,7 @@ pub mod gateway;
 pub mod instance;
 pub mod routes;
 pub mod server;
+pub mod snapshot_dir;
 pub mod wire;
 
 /// Serves the PocketIC protocol as `args` say, until idle, past the hard

@@ -6,8 +6,9 @@
 //! (`null` for unit), or an error status with `{"message": ...}` that names
 //! what was wrong. ww never answers 202/409, so the client's polling routes
 //! (`read_graph`, `prune_graph`) only ever find nothing. Routes that need
-//! what ww does not have (the HTTP gateway, CBOR `read_state`, signature
-//! verification, snapshots on disk) answer with an error saying so.
+//! what ww does not have (canister signature verification, deleting
+//! subnets) answer with an error saying so. Snapshots move to and from a
+//! directory as [`super::snapshot_dir`] says.
 //!
 //! The routes are those of the pocket-ic clients (13 and 16) and of PicJS
 //! 0.23 (`@dfinity/pic`), which also reads the topology at
@@ -126,8 +127,8 @@ pub fn router() -> Result<Router, crate::engine::LoadError> {
         .route(&format!("{i}/stop_progress"), post(stop_progress))
         .route(&format!("{i}/read/pub_key"), post(pub_key))
         .route(&format!("{i}/api/{{*rest}}"), axum::routing::any(super::gateway::instance_api))
-        .route(&format!("{i}/update/canister_snapshot_download"), post(|| async { Failure::unsupported("downloading canister snapshots to a directory") }))
-        .route(&format!("{i}/update/canister_snapshot_upload"), post(|| async { Failure::unsupported("uploading canister snapshots from a directory") }))
+        .route(&format!("{i}/update/canister_snapshot_download"), post(canister_snapshot_download))
+        .route(&format!("{i}/update/canister_snapshot_upload"), post(canister_snapshot_upload))
         .route(&format!("{i}/update/delete_subnet"), post(|| async { Failure::unsupported("deleting subnets") }))
         .route(&format!("{i}/update/mock_flexible_canister_http"), post(mock_flexible_canister_http))
         .route("/verify_signature", post(|| async { Failure::unsupported("verify_signature (canister signatures)") }))
@@ -448,6 +449,31 @@ async fn set_stable_memory(State(server): State<Shared>, Path(id): Path<usize>, 
     let guard = server.instance(id)?.lock_owned().await;
     guard.replica.set_stable_memory(&canister, &bytes).map_err(|r| Failure::bad(r.message))?;
     ok(())
+}
+
+/// `update/canister_snapshot_download`: a snapshot into a directory.
+async fn canister_snapshot_download(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<()> {
+    let args: wire::RawCanisterSnapshotDownload = parse("canister_snapshot_download", &body)?;
+    let (sender, canister) = (args.sender.principal()?, args.canister_id.principal()?);
+    let guard = server.instance(id)?.lock_owned().await;
+    blocking(move || {
+        super::snapshot_dir::download(&guard.replica, sender, canister, &args.snapshot_id, &args.snapshot_dir).map_err(|e| Failure::bad(e.to_string()))
+    })
+    .await?;
+    ok(())
+}
+
+/// `update/canister_snapshot_upload`: a snapshot from a directory; its id.
+async fn canister_snapshot_upload(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<wire::RawCanisterSnapshotId> {
+    let args: wire::RawCanisterSnapshotUpload = parse("canister_snapshot_upload", &body)?;
+    let (sender, canister) = (args.sender.principal()?, args.canister_id.principal()?);
+    let replace = args.replace_snapshot.map(|r| r.snapshot_id);
+    let guard = server.instance(id)?.lock_owned().await;
+    let snapshot_id = blocking(move || {
+        super::snapshot_dir::upload(&guard.replica, sender, canister, replace, &args.snapshot_dir).map_err(|e| Failure::bad(e.to_string()))
+    })
+    .await?;
+    ok(wire::RawCanisterSnapshotId { snapshot_id })
 }
 
 /// The outcalls a test can mock now (made before the last round).

@@ -187,7 +187,7 @@ pub enum CandidChangeDetails {
 }
 
 /// How a loaded snapshot was made.
-#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(CandidType, serde::Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum CandidSnapshotSource {
     #[serde(rename = "taken_from_canister")]
     TakenFromCanister(candid::Reserved),

@@ -100,7 +100,8 @@ impl Replica {
             return forwarded;
         }
         let bytes = super::cycles::unsigned_envelope_bytes(&caller, &canister, method, arg.len());
-        match self.admit(&canister, method, arg.len(), false).and_then(|()| self.charge_ingress(&canister, &caller, bytes)) {
+        let payer = Self::ingress_payer(&canister, method, &arg);
+        match self.admit(&canister, method, arg.len(), false).and_then(|()| payer.map_or(Ok(()), |p| self.charge_ingress(&p, &caller, bytes))) {
             Ok(()) => self.enter(caller, canister, method, arg, false, None),
             Err(reject) => {
                 let (tx, rx) = oneshot::channel();
@@ -179,9 +180,11 @@ impl Replica {
                 verdict?;
             }
         }
-        // Inducted: the canister pays for the message (the management
-        // canister's ingress is free here).
-        self.charge_ingress(&canister, &caller, envelope_bytes)?;
+        // Inducted: the canister pays for the message (for the management
+        // canister's, the canister it is about).
+        if let Some(payer) = Self::ingress_payer(&canister, method, &arg) {
+            self.charge_ingress(&payer, &caller, envelope_bytes)?;
+        }
         Ok(self.enter(caller, canister, method, arg, inspect_now, caller_info))
     }
 

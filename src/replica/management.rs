@@ -102,7 +102,7 @@ struct InstallCodeArgsRef<'a> {
 }
 
 /// A chunk's hash (`chunk_hash` in the IC's `ic.did`).
-#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(CandidType, serde::Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ChunkHashRecord {
     #[serde(with = "serde_bytes")]
     pub hash: Vec<u8>,

@@ -301,7 +301,9 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                     Task::Response { callback, result, .. } => st.callbacks.get(callback).map(|cb| {
                         let bytes = match result {
                             Ok(reply) => reply.len(),
-                            Err(reject) => reject.description().len(),
+                            // The message and a byte for the code, as
+                            // the IC counts a reject's size.
+                            Err(reject) => reject.description().len() + 1,
                         };
                         (cb.reservation, bytes)
                     }),

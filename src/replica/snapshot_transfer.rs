@@ -15,13 +15,15 @@
 //!
 //! Everything here runs under the replica's state lock and queues nothing:
 //! a load already running works on its own (shared, copied on write) view.
-//! Uploaded snapshots are not written to a state directory (they change
-//! until loaded); see `durable::form`.
+//! A state directory keeps uploaded snapshots as they are written: each
+//! write notes the blocks it changed ([`UnsavedBlocks`]) for the next cut
+//! (see `durable::uploads`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use candid::{CandidType, Deserialize, Nat, Principal};
+use serde::Serialize;
 use serde_bytes::ByteBuf;
 
 use super::chunks;
@@ -29,7 +31,7 @@ use super::exec::{Code, InstanceImage};
 pub use super::history::CandidSnapshotSource;
 use super::management::{ChunkHashRecord, decode, encode};
 use super::scheduler::Inner;
-use super::snapshots::{CanisterSnapshot, MAX_SNAPSHOTS_PER_CANISTER, SnapshotSource, snapshot_id, snapshot_not_found};
+use super::snapshots::{CanisterSnapshot, MAX_SNAPSHOTS_PER_CANISTER, SnapshotSource, UnsavedBlocks, snapshot_id, snapshot_not_found};
 use super::stable::{STABLE_PAGE, StableMemory};
 use super::state::Slot;
 use super::{CallResult, ErrorCode, Reject, Replica, not_controller, not_found};
@@ -53,7 +55,7 @@ const WASM_PAGE: u64 = 64 << 10;
 const MAX_CERTIFIED_DATA: usize = 32;
 
 /// A Wasm global's value, as the IC describes a snapshot's globals.
-#[derive(CandidType, Deserialize, Debug, Clone, PartialEq)]
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum SnapshotGlobal {
     #[serde(rename = "i32")]
     I32(i32),
@@ -68,7 +70,7 @@ pub enum SnapshotGlobal {
 }
 
 /// The global timer a snapshot holds.
-#[derive(CandidType, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GlobalTimer {
     #[serde(rename = "inactive")]
     Inactive,
@@ -78,7 +80,7 @@ pub enum GlobalTimer {
 }
 
 /// Where a snapshot's `canister_on_low_wasm_memory` hook stands.
-#[derive(CandidType, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LowMemoryHookStatus {
     #[serde(rename = "condition_not_satisfied")]
     ConditionNotSatisfied,
@@ -98,7 +100,8 @@ pub struct ReadSnapshotMetadataArgs {
 /// `read_canister_snapshot_metadata`'s result. Encoded as the IC's
 /// `ic.did` has it (`source` and the globals not `opt`), which clients
 /// decoding them as `opt` (`ic-management-canister-types`) also accept.
-#[derive(CandidType, Deserialize, Debug, Clone)]
+/// Serialized (JSON) as that crate's type is, field for field.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct SnapshotMetadata {
     pub source: CandidSnapshotSource,
     pub taken_at_timestamp: u64,
@@ -193,11 +196,11 @@ pub(super) fn handle(replica: &Replica, caller: Principal, method: &str, arg: &[
     match method {
         "read_canister_snapshot_metadata" => {
             let args: ReadSnapshotMetadataArgs = decode(method, arg)?;
-            encode(&replica.with_snapshot(caller, args.canister_id, &args.snapshot_id, metadata)?)
+            encode(&replica.read_snapshot_metadata(caller, args.canister_id, &args.snapshot_id)?)
         }
         "read_canister_snapshot_data" => {
             let args: ReadSnapshotDataArgs = decode(method, arg)?;
-            let chunk = replica.with_snapshot(caller, args.canister_id, &args.snapshot_id, |s| read(s, &args.kind))??;
+            let chunk = replica.read_snapshot_data(caller, args.canister_id, &args.snapshot_id, &args.kind)?;
             encode(&SnapshotData { chunk: ByteBuf::from(chunk) })
         }
         "upload_canister_snapshot_metadata" => {
@@ -309,7 +312,7 @@ fn read(s: &CanisterSnapshot, kind: &SnapshotDataKind) -> Result<Vec<u8>, Reject
 
 /// Zeros in a shared buffer, from zeroed memory: pages never written cost
 /// nothing (a 4 GiB heap declared by metadata is not 4 GiB resident).
-fn zeros(len: u64) -> Arc<[u8]> {
+pub(super) fn zeros(len: u64) -> Arc<[u8]> {
     let buffer = Arc::<[u8]>::new_zeroed_slice(len as usize);
     // SAFETY: every byte is zero, a valid `u8`.
     unsafe { buffer.assume_init() }
@@ -379,6 +382,7 @@ fn empty_snapshot(replica: &Replica, args: &UploadSnapshotMetadataArgs) -> Resul
         chunk_store: chunks::ChunkStore::default(),
         timer,
         source: SnapshotSource::MetadataUpload { keep_timer: args.global_timer.is_none(), hook: args.on_low_wasm_memory_hook_status },
+        unsaved: UnsavedBlocks::default(),
     })
 }
 
@@ -427,6 +431,19 @@ impl Replica {
         }
         let snapshot = slot.snapshots.iter().find(|s| s.id == id).ok_or_else(|| snapshot_not_found(&canister, id))?;
         Ok(f(snapshot))
+    }
+
+    /// `read_canister_snapshot_metadata`: snapshot `id` of `canister`
+    /// described, if `caller` may read it.
+    pub fn read_snapshot_metadata(&self, caller: Principal, canister: Principal, id: &[u8]) -> Result<SnapshotMetadata, Reject> {
+        self.with_snapshot(caller, canister, id, metadata)
+    }
+
+    /// `read_canister_snapshot_data`: a slice of snapshot `id` of
+    /// `canister` (at most [`MAX_SLICE_SIZE_BYTES`]), or one of its chunks,
+    /// if `caller` may read it.
+    pub fn read_snapshot_data(&self, caller: Principal, canister: Principal, id: &[u8], kind: &SnapshotDataKind) -> Result<Vec<u8>, Reject> {
+        self.with_snapshot(caller, canister, id, |s| read(s, kind))?
     }
 
     /// `upload_canister_snapshot_metadata`: a new, empty snapshot of the
@@ -490,10 +507,12 @@ impl Replica {
         match kind {
             SnapshotDataOffset::WasmModule { offset } => {
                 let at = slice("Wasm module", offset, len, s.module.len() as u64)?;
+                UnsavedBlocks::wrote(&mut s.unsaved.module, &at);
                 write_into(&mut s.module, at, chunk);
             }
             SnapshotDataOffset::WasmMemory { offset } => {
                 let at = slice("Wasm memory", offset, len, s.image.heap.len() as u64)?;
+                UnsavedBlocks::wrote(&mut s.unsaved.heap, &at);
                 write_into(&mut s.image.heap, at, chunk);
             }
             SnapshotDataOffset::StableMemory { offset } => {

@@ -19,6 +19,7 @@
 //! have no compiled code until loaded, and may leave the timer and the
 //! low-memory hook as they are.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use candid::{CandidType, Principal};
@@ -30,6 +31,7 @@ use super::history::{Change, ChangeDetails, ChangeOrigin};
 use super::scheduler::{Finished, Inner};
 use super::snapshot_transfer::LowMemoryHookStatus;
 use super::state::{Done, Task};
+use super::memory::PERSIST_BLOCK;
 use super::management::{Caller, CanisterIdRecord, decode, encode, reply_done, send};
 use super::{ErrorCode, Reject, Replica, ReplyTo, Status, completion, lifecycle, not_controller, not_found};
 
@@ -88,6 +90,27 @@ pub(super) struct CanisterSnapshot {
     pub(super) chunk_store: ChunkStore,
     pub(super) timer: u64,
     pub(super) source: SnapshotSource,
+    /// What an upload wrote that the state directory has not taken yet.
+    pub(super) unsaved: UnsavedBlocks,
+}
+
+/// Blocks ([`PERSIST_BLOCK`] bytes) of an uploaded snapshot's module and
+/// heap written since the state directory last took them (its stable
+/// memory keeps track itself). Empty for a snapshot taken from a canister:
+/// it never changes.
+#[derive(Clone, Debug, Default)]
+pub(super) struct UnsavedBlocks {
+    pub(super) module: BTreeSet<u32>,
+    pub(super) heap: BTreeSet<u32>,
+}
+
+impl UnsavedBlocks {
+    /// Notes a write of `at` (bytes) into the module or the heap.
+    pub(super) fn wrote(blocks: &mut BTreeSet<u32>, at: &std::ops::Range<usize>) {
+        if !at.is_empty() {
+            blocks.extend((at.start / PERSIST_BLOCK) as u32..=((at.end - 1) / PERSIST_BLOCK) as u32);
+        }
+    }
 }
 
 /// How a snapshot came to be.
@@ -226,6 +249,7 @@ fn take(
             chunk_store,
             timer,
             source: SnapshotSource::TakenFromCanister,
+            unsaved: UnsavedBlocks::default(),
         }
     };
     let store = move |st: &mut super::state::State| -> SnapshotInfo {

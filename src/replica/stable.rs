@@ -197,6 +197,14 @@ impl StableMemory {
         self.since_cut = Some(Default::default());
     }
 
+    /// Forgets what the state directory holds of this memory: the next cut
+    /// takes all of it, replacing what was stored (a memory put in place of
+    /// another, e.g. by loading a snapshot).
+    pub fn mark_unstored(&mut self) {
+        self.since_cut = None;
+        self.touched.clear();
+    }
+
     /// Stable memory of `size` pages holding `units` (the rest zeros), as
     /// the state directory stored it: nothing is changed since.
     pub fn from_stored(max_pages: u64, size: u64, units: Vec<(u32, Vec<u8>)>) -> Self {
@@ -286,6 +294,16 @@ mod tests {
         assert_eq!(m.grow(2), 0);
         assert!(m.write(STABLE_PAGE * 2 - 1, b"ab").is_err());
         assert!(m.read(u64::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn a_memory_put_in_place_of_a_stored_one_is_taken_whole() {
+        let mut m = StableMemory::from_stored(4, 2, vec![(17, vec![5; STORE_UNIT])]);
+        assert!(m.take_changed_pages().pages.is_empty(), "restored: stored as it is");
+        m.mark_unstored();
+        let changed = m.take_changed_pages();
+        assert!(changed.all, "what was stored before is stale");
+        assert_eq!(changed.pages.iter().map(|(u, _)| *u).collect::<Vec<_>>(), vec![17], "every unit holding data");
     }
 
     #[test]

@@ -55,6 +55,28 @@ impl Replica {
         Ok(())
     }
 
+    /// Who pays for an ingress message to `canister`'s `method`: the
+    /// canister; for the management canister, the canister the call is
+    /// about (its `canister_id` or `target_canister`), except the
+    /// provisional methods (free) and `update_settings` (which the IC
+    /// charges after applying it, so that a frozen canister can lower its
+    /// threshold; ww does not charge it).
+    pub(crate) fn ingress_payer(canister: &Principal, method: &str, arg: &[u8]) -> Option<Principal> {
+        if *canister != Principal::management_canister() {
+            return Some(*canister);
+        }
+        if method.starts_with("provisional_") || method == "update_settings" {
+            return None;
+        }
+        #[derive(candid::CandidType, candid::Deserialize)]
+        struct Target {
+            canister_id: Option<Principal>,
+            target_canister: Option<Principal>,
+        }
+        let target: Target = candid::decode_one(arg).ok()?;
+        target.canister_id.or(target.target_canister)
+    }
+
     /// `create_canister`'s fee, checked against the `attached` cycles of a
     /// call from `caller`: what the new canister starts with.
     pub(crate) fn creation_balance(&self, caller: &Principal, attached: u128) -> Result<u128, Reject> {

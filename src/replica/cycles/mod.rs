@@ -195,10 +195,14 @@ impl Fees {
         self.idle_burn_per_day(memory_bytes, compute_percent).saturating_mul(u128::from(threshold_secs)) / SECONDS_PER_DAY
     }
 
-    /// Memory and compute for `elapsed_ns` of replica time.
+    /// Memory and compute for `elapsed_ns` of replica time (the IC's
+    /// `memory_cost` and `compute_allocation_cost`: the product first,
+    /// then the division, then the scaling).
     pub fn resource_charge(&self, memory_bytes: u64, compute_percent: u64, elapsed_ns: u64) -> u128 {
         let secs = u128::from(elapsed_ns / 1_000_000_000);
-        self.idle_burn_per_day(memory_bytes, compute_percent).saturating_mul(secs) / SECONDS_PER_DAY
+        let memory = self.scale(u128::from(memory_bytes).saturating_mul(fee13::GIB_STORAGE_PER_SECOND).saturating_mul(secs) / GIB);
+        let compute = self.scale(u128::from(compute_percent) * fee13::COMPUTE_PERCENT_PER_SECOND * secs);
+        memory + compute
     }
 }
 

@@ -17,8 +17,11 @@
 //!   (a heap's last block may be shorter);
 //! - `modules`: SHA-256 → module bytes;
 //! - `chunks`: canister key ++ SHA-256 → chunk bytes;
-//! - `snapshots`: canister key ++ snapshot id → the snapshot (written
-//!   once: snapshots never change).
+//! - `snapshots`: canister key ++ snapshot id → a snapshot taken from the
+//!   canister (written once: it never changes);
+//! - `uploads`: canister key ++ the rest `form::uploads` makes of a
+//!   snapshot id and a part → an uploaded snapshot, piece by piece (it
+//!   changes with each upload).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,7 @@ use heed::{Database, Env, EnvOpenOptions, RwTxn};
 /// `status_visibility` and `minimum_incoming_canister_call_cycles`.
 /// 3: cycles accounting: 128-bit balances, the time memory is charged up
 /// to, calls' response reservations.
+/// Also in 3: the `uploads` table keeps uploaded snapshots.
 pub const FORMAT: u32 = 3;
 /// What `meta/format` holds before the version.
 const FORMAT_TAG: &[u8] = b"ww-state-dir";
@@ -90,6 +94,10 @@ pub struct CutWrite {
     /// (canister, snapshot id, the stored snapshot).
     pub snapshots: Vec<(Principal, Vec<u8>, Vec<u8>)>,
     pub drop_snapshots: Vec<(Principal, Vec<u8>)>,
+    /// Uploaded snapshots' pieces: (canister, key rest, payload).
+    pub uploads: Vec<(Principal, Vec<u8>, Vec<u8>)>,
+    /// Every record of `uploads` under (canister, key rest prefix) goes.
+    pub drop_uploads: Vec<(Principal, Vec<u8>)>,
     /// Records kept for the node beside the replica (the ingress history):
     /// written (`Some`) or deleted (`None`).
     pub sidecar: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -102,6 +110,7 @@ impl CutWrite {
             + self.modules.iter().map(|(_, m)| m.len()).sum::<usize>()
             + self.chunks.iter().map(|(_, _, c)| c.len()).sum::<usize>()
             + self.snapshots.iter().map(|(_, _, s)| s.len()).sum::<usize>()
+            + self.uploads.iter().map(|(_, _, u)| u.len()).sum::<usize>()
     }
 }
 
@@ -122,6 +131,8 @@ pub struct Loaded {
     pub chunks: PerCanister<[u8; 32]>,
     /// (snapshot id, the stored snapshot), in key order.
     pub snapshots: PerCanister<Vec<u8>>,
+    /// (key rest, payload) of the uploaded snapshots' pieces, in key order.
+    pub uploads: PerCanister<Vec<u8>>,
     /// The node's records kept beside the replica (see [`CutWrite::sidecar`]).
     pub sidecar: Records,
 }
@@ -137,6 +148,7 @@ pub struct StateDb {
     modules: Database<Bytes, Bytes>,
     chunks: Database<Bytes, Bytes>,
     snapshots: Database<Bytes, Bytes>,
+    uploads: Database<Bytes, Bytes>,
     sidecar: Database<Bytes, Bytes>,
     /// Held for the life of the process: one ww per directory.
     _lock: File,
@@ -204,7 +216,7 @@ impl StateDb {
             return Err(StateDirError::Damaged { path: file.clone(), what: "the file is empty".into() });
         }
         let mut options = EnvOpenOptions::new();
-        options.map_size(MAP_SIZE).max_dbs(9);
+        options.map_size(MAP_SIZE).max_dbs(12);
         // SAFETY: one environment per directory in this process, and the
         // lock file keeps other processes out.
         let env = unsafe { options.open(dir) }.map_err(|e| match e {
@@ -225,7 +237,7 @@ impl StateDb {
         }
         let mut w = env.write_txn().map_err(engine)?;
         let mut create = |name: &str| env.create_database::<Bytes, Bytes>(&mut w, Some(name)).map_err(engine);
-        let (meta, canisters, heap, stable, modules, chunks, snapshots, sidecar) = (
+        let (meta, canisters, heap, stable, modules, chunks, snapshots, uploads, sidecar) = (
             create("meta")?,
             create("canisters")?,
             create("heap")?,
@@ -233,9 +245,10 @@ impl StateDb {
             create("modules")?,
             create("chunks")?,
             create("snapshots")?,
+            create("uploads")?,
             create("sidecar")?,
         );
-        let db = Self { env: env.clone(), file: file.clone(), meta, canisters, heap, stable, modules, chunks, snapshots, sidecar, _lock: lock };
+        let db = Self { env: env.clone(), file: file.clone(), meta, canisters, heap, stable, modules, chunks, snapshots, uploads, sidecar, _lock: lock };
         match db.get_checked(&w, &db.meta, "meta", b"format")? {
             None if existing_len.is_none() || db.meta.len(&w).map_err(engine)? == 0 => {
                 let mut payload = FORMAT_TAG.to_vec();
@@ -325,9 +338,11 @@ impl StateDb {
             let hash = <[u8; 32]>::try_from(rest).map_err(|_| bad_key("chunks", &key))?;
             loaded.chunks.entry(id).or_default().push((hash, payload));
         }
-        for (key, payload) in self.all(&r, &self.snapshots, "snapshots")? {
-            let (id, rest) = split_canister_key(&key).ok_or_else(|| bad_key("snapshots", &key))?;
-            loaded.snapshots.entry(id).or_default().push((rest.to_vec(), payload));
+        for (table, db, into) in [("snapshots", &self.snapshots, &mut loaded.snapshots), ("uploads", &self.uploads, &mut loaded.uploads)] {
+            for (key, payload) in self.all(&r, db, table)? {
+                let (id, rest) = split_canister_key(&key).ok_or_else(|| bad_key(table, &key))?;
+                into.entry(id).or_default().push((rest.to_vec(), payload));
+            }
         }
         loaded.sidecar = self.all(&r, &self.sidecar, "sidecar")?;
         Ok(loaded)
@@ -345,7 +360,7 @@ impl StateDb {
                 None => {
                     self.canisters.delete(&mut w, key).map_err(e)?;
                     let prefix = canister_key(id);
-                    for db in [&self.heap, &self.stable, &self.chunks, &self.snapshots] {
+                    for db in [&self.heap, &self.stable, &self.chunks, &self.snapshots, &self.uploads] {
                         delete_prefix(db, &mut w, &prefix, None).map_err(e)?;
                     }
                 }
@@ -394,6 +409,16 @@ impl StateDb {
             let mut key = canister_key(id);
             key.extend_from_slice(snapshot);
             self.snapshots.delete(&mut w, &key).map_err(e)?;
+        }
+        for (id, rest) in &cut.drop_uploads {
+            let mut prefix = canister_key(id);
+            prefix.extend_from_slice(rest);
+            delete_prefix(&self.uploads, &mut w, &prefix, None).map_err(e)?;
+        }
+        for (id, rest, payload) in &cut.uploads {
+            let mut key = canister_key(id);
+            key.extend_from_slice(rest);
+            self.uploads.put(&mut w, &key, &encode_record("uploads", &key, payload)).map_err(e)?;
         }
         for (key, record) in &cut.sidecar {
             match record {
@@ -462,6 +487,27 @@ mod tests {
         db.write(&cut).unwrap();
         let loaded = db.load().unwrap();
         assert!(loaded.canisters.is_empty() && loaded.heap.is_empty() && loaded.chunks.is_empty());
+    }
+
+    #[test]
+    fn uploads_are_written_dropped_by_prefix_and_go_with_their_canister() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let mut cut = CutWrite { state: b"s".to_vec(), ..Default::default() };
+        cut.canisters.push((id(1), Some(b"c1".to_vec())));
+        for rest in [&b"\x01ahead"[..], b"\x01am0", b"\x01bhead", b"\x01bm0"] {
+            cut.uploads.push((id(1), rest.to_vec(), rest.to_vec()));
+        }
+        db.write(&cut).unwrap();
+        let mut cut = CutWrite { state: b"s".to_vec(), ..Default::default() };
+        cut.drop_uploads.push((id(1), b"\x01a".to_vec()));
+        db.write(&cut).unwrap();
+        let kept: Vec<Vec<u8>> = db.load().unwrap().uploads[&id(1)].iter().map(|(rest, _)| rest.clone()).collect();
+        assert_eq!(kept, vec![b"\x01bhead".to_vec(), b"\x01bm0".to_vec()], "snapshot a's records gone, b's kept in key order");
+        let mut cut = CutWrite { state: b"s".to_vec(), ..Default::default() };
+        cut.canisters.push((id(1), None));
+        db.write(&cut).unwrap();
+        assert!(db.load().unwrap().uploads.is_empty(), "a deleted canister's uploads go with it");
     }
 
     #[test]

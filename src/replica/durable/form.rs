@@ -23,7 +23,7 @@ use crate::replica::history::{CanisterHistory, ChangeOrigin, InstallSource};
 use crate::replica::logs::CanisterLog;
 use crate::replica::memory::PERSIST_BLOCK;
 use crate::replica::settings::Settings;
-use crate::replica::snapshots::{CanisterSnapshot, SnapshotSource};
+use crate::replica::snapshots::{CanisterSnapshot, SnapshotSource, UnsavedBlocks};
 use crate::replica::stable::StableMemory;
 use crate::replica::state::{CallContext, Callback, Done, InstallJob, ModuleSource, Origin, ReplyTo, Slot, State, SystemTask, Task};
 use crate::replica::{CallResult, InstallMode, Reject, RejectCode, Replica, Status, chunks, management, scheduler};
@@ -80,8 +80,8 @@ struct StoredCallback {
     reservation: crate::replica::cycles::Reservation,
 }
 
-#[derive(Serialize, Deserialize)]
-enum StoredVal {
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub(super) enum StoredVal {
     I32(i32),
     I64(i64),
     F32(u32),
@@ -245,17 +245,19 @@ pub(super) struct Stored {
     memories: HashSet<Principal>,
     /// (heap bytes, stable pages) last stored per canister.
     sizes: HashMap<Principal, (u64, u64)>,
-    /// Snapshot ids stored per canister.
+    /// Ids of the snapshots taken from a canister stored, per canister.
     snapshots: HashMap<Principal, BTreeSet<Vec<u8>>>,
+    /// Uploaded snapshots stored, per canister.
+    uploads: HashMap<Principal, super::uploads::StoredUploads>,
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Plain data of ours: postcard cannot fail on it but for running out
     // of memory, which aborts anyway.
     postcard::to_stdvec(value).unwrap_or_default()
 }
 
-fn store_val(v: &wasmtime::Val) -> StoredVal {
+pub(super) fn store_val(v: &wasmtime::Val) -> StoredVal {
     match v {
         wasmtime::Val::I32(x) => StoredVal::I32(*x),
         wasmtime::Val::I64(x) => StoredVal::I64(*x),
@@ -267,7 +269,7 @@ fn store_val(v: &wasmtime::Val) -> StoredVal {
     }
 }
 
-fn load_val(v: &StoredVal) -> wasmtime::Val {
+pub(super) fn load_val(v: &StoredVal) -> wasmtime::Val {
     match v {
         StoredVal::I32(x) => wasmtime::Val::I32(*x),
         StoredVal::I64(x) => wasmtime::Val::I64(*x),
@@ -452,8 +454,9 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
         *before = now;
         // Snapshots: write the new, drop the gone (module kept alive).
         let before = stored.snapshots.entry(*id).or_default();
-        // Uploaded snapshots change until loaded and may hold no valid
-        // module: only snapshots taken from the canister are stored.
+        // Snapshots taken from the canister never change: each is written
+        // once, here. Uploaded ones change with every upload and are
+        // written piece by piece (`uploads`).
         let taken = || slot.snapshots.iter().filter(|s| s.source == SnapshotSource::TakenFromCanister);
         for snapshot in taken() {
             module_bytes.push((snapshot.module_hash, snapshot.module.clone()));
@@ -466,6 +469,7 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
             cut.drop_snapshots.push((*id, gone.clone()));
         }
         *before = now;
+        super::uploads::capture(*id, &mut slot.snapshots, stored.uploads.entry(*id).or_default(), &mut cut);
     }
     for (hash, bytes) in module_bytes {
         referenced_modules.insert(hash);
@@ -487,6 +491,7 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
         stored.memories.remove(&id);
         stored.sizes.remove(&id);
         stored.snapshots.remove(&id);
+        stored.uploads.remove(&id);
         cut.canisters.push((id, None));
     }
     cut
@@ -551,6 +556,7 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
     let mut slots = Vec::new();
     let mut late_rejects = Vec::new();
     let (mut heap_pages, mut stable_pages, mut chunk_bytes, mut snapshot_records) = (loaded.heap, loaded.stable, loaded.chunks, loaded.snapshots);
+    let mut upload_records = loaded.uploads;
     for (id, payload) in &loaded.canisters {
         let c: StoredCanister = postcard::from_bytes(payload).map_err(|e| damaged(format!("record canisters/{id} cannot be decoded: {e}")))?;
         stored.records.insert(*id, *blake3::hash(payload).as_bytes());
@@ -642,9 +648,17 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
                 chunk_store: chunks::ChunkStore::restored(s.chunks.into_iter().map(|(h, b)| (h, bytes::Bytes::from(b.into_vec())))),
                 timer: s.timer,
                 source: SnapshotSource::TakenFromCanister,
+                unsaved: UnsavedBlocks::default(),
             });
         }
         stored.snapshots.insert(*id, snapshots.iter().map(|s| s.id.clone()).collect());
+        let stable_limit = inner.config.limits.stable_memory_pages;
+        let (uploaded, stored_uploads) = super::uploads::restore(id, upload_records.remove(id).unwrap_or_default(), stable_limit, &damaged)?;
+        stored.uploads.insert(*id, stored_uploads);
+        snapshots.extend(uploaded);
+        // Oldest first, as they were made: an id begins with the canister's
+        // snapshot number (big-endian).
+        snapshots.sort_by(|a, b| a.id.cmp(&b.id));
         let slot = Slot {
             controllers: c.controllers,
             status: c.status,

@@ -5,7 +5,8 @@
 //! jobs ([`Inner::quiesce`]), the running ones finish and apply their
 //! effects, and `form::capture` takes everything changed since the last
 //! cut (canister records whose bytes changed, heap blocks and stable pages
-//! committed since, new modules and chunks) while execution waits; then
+//! committed since, new modules, chunks and snapshots, and what uploads
+//! wrote into uploaded snapshots, `uploads`) while execution waits; then
 //! execution resumes and the persister thread writes the cut in one LMDB
 //! transaction (`db`) and syncs it. A crash leaves the directory at the
 //! last synced cut: a prefix of the committed executions with their
@@ -25,6 +26,7 @@
 
 mod db;
 mod form;
+mod uploads;
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, Weak};

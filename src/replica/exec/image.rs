@@ -86,7 +86,11 @@ impl CanisterInstance {
         } else if !image.globals.is_empty() {
             return Err(InstallError::Invalid("the snapshot holds globals a component cannot take".into()));
         }
-        instance.put_stable(StableMemory::clone(&image.stable));
+        // The canister's stored stable memory is not this one: the next
+        // cut of a state directory must take all of it.
+        let mut stable = StableMemory::clone(&image.stable);
+        stable.mark_unstored();
+        instance.put_stable(stable);
         Ok(instance)
     }
 }

@@ -3,7 +3,13 @@
 //! canister, the way an IC developer writes them with
 //! ic-cdk-management-canister: threshold ECDSA (secp256k1 and secp256r1),
 //! threshold Schnorr (BIP340/BIP341 and Ed25519), vetKD, the `ic0.cost_*`
-//! fee system calls, and HTTPS outcalls (with a `strip` transform).
+//! fee system calls, HTTPS outcalls (with a `strip` transform), and what a
+//! canister sees of the IC's cycles accounting: its balance and liquid
+//! balance in updates and queries, `ic0.cycles_burn128`, `ic0.cost_call` and
+//! `ic0.cost_create_canister`, the balance around an inter-canister call
+//! (before, right after `ic0.call_perform`, in the callback; `measure_call`
+//! with ic-cdk's `Call`, `perform_raw` with the raw System API), and
+//! `create_canister` with exactly the cycles given.
 //!
 //! Failures come back as data (`Failure`: the reject code and message, or
 //! code 0 and the error's text when nothing was rejected, e.g. a fee that
@@ -14,6 +20,8 @@
 
 use candid::{CandidType, Deserialize, Principal};
 use ic_cdk::api::SignCostError;
+use std::future::IntoFuture;
+
 use ic_cdk::call::{Call, CallFailed, CallRejected};
 use ic_cdk::{query, update};
 use ic_cdk_management_canister::{
@@ -279,6 +287,234 @@ fn cost_sign_with_schnorr(key: String, algorithm: u32) -> CostResult {
 #[query]
 fn cost_vetkd_derive_key(key: String, curve: u32) -> CostResult {
     ic_cdk::api::cost_vetkd_derive_key(key, curve).into()
+}
+
+// --- cycles accounting -----------------------------------------------------
+//
+// What the canister sees of the IC's cycles accounting: its balance and
+// liquid balance inside a message (an update sees the execution prepayment
+// already withdrawn, a query does not), `ic0.cycles_burn128`, the
+// `ic0.cost_*` fees, what an inter-canister call withdraws and refunds, and
+// `create_canister` with the creation fee.
+
+/// The balance and the liquid balance (`ic0.canister_liquid_cycle_balance128`:
+/// the balance less the freezing limit), read together.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Balances {
+    pub balance: u128,
+    pub liquid: u128,
+}
+
+fn balances() -> Balances {
+    Balances { balance: ic_cdk::api::canister_cycle_balance(), liquid: ic_cdk::api::canister_liquid_cycle_balance() }
+}
+
+/// This canister's cycle balance inside an update, with the execution
+/// prepayment of this message already withdrawn.
+#[update]
+fn balance_update() -> u128 {
+    ic_cdk::api::canister_cycle_balance()
+}
+
+/// The balance and the liquid balance inside an update.
+#[update]
+fn liquid() -> Balances {
+    balances()
+}
+
+/// The balance and the liquid balance inside a query.
+#[query]
+fn liquid_query() -> Balances {
+    balances()
+}
+
+/// The balance inside an update whose argument is `padding` (to measure the
+/// ingress fee per byte).
+#[update]
+fn padded(padding: Vec<u8>) -> u128 {
+    let _ = padding;
+    ic_cdk::api::canister_cycle_balance()
+}
+
+/// What `ic0.cycles_burn128` did: the balance before, the amount burned and
+/// the balance after, in one update.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Burned {
+    pub before: u128,
+    pub liquid_before: u128,
+    pub burned: u128,
+    pub after: u128,
+    pub liquid_after: u128,
+}
+
+fn burn_cycles(amount: impl FnOnce(u128) -> u128) -> Burned {
+    let Balances { balance: before, liquid: liquid_before } = balances();
+    let burned = ic_cdk::api::cycles_burn(amount(liquid_before));
+    let Balances { balance: after, liquid: liquid_after } = balances();
+    Burned { before, liquid_before, burned, after, liquid_after }
+}
+
+/// `ic0.cycles_burn128(amount)`.
+#[update]
+fn burn(amount: u128) -> Burned {
+    burn_cycles(|_| amount)
+}
+
+/// Burns all but `keep` of the liquid balance.
+#[update]
+fn burn_to(keep: u128) -> Burned {
+    burn_cycles(|liquid| liquid.saturating_sub(keep))
+}
+
+/// `ic0.cost_call(method_name_size, payload_size)`.
+#[query]
+fn cost_call(method_name_size: u64, payload_size: u64) -> u128 {
+    ic_cdk::api::cost_call(method_name_size, payload_size)
+}
+
+/// `ic0.cost_create_canister()`.
+#[query]
+fn cost_create_canister() -> u128 {
+    ic_cdk::api::cost_create_canister()
+}
+
+/// A reply of `size` bytes of blob (the reply's raw length is `size` plus
+/// its Candid header).
+#[update]
+fn reply_bytes(size: u64) -> Vec<u8> {
+    vec![0x5a; size as usize]
+}
+
+/// A reject (`ic0.msg_reject`) whose message is `size` bytes long.
+#[update(manual_reply = true)]
+fn reject_text(size: u64) {
+    ic_cdk::api::msg_reject("r".repeat(size as usize));
+}
+
+/// One inter-canister call, measured: the balance before it, right after
+/// `ic0.call_perform` in the same execution, and first thing in the
+/// callback.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Measured {
+    pub before: u128,
+    pub after_perform: u128,
+    pub in_callback: u128,
+    /// `ic0.cost_call(|method|, |arg|)`.
+    pub cost_call: u128,
+    /// `ic0.msg_cycles_refunded128` in the callback.
+    pub refunded: u128,
+    /// The reply's length, or the reject message's.
+    pub response_bytes: u64,
+    pub reply: Option<Vec<u8>>,
+    pub reject: Option<Failure>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub enum MeasuredResult {
+    Ok(Measured),
+    Err(Failure),
+}
+
+/// Calls `method` of `callee` with the raw argument `arg` and `cycles`
+/// attached (unbounded wait) and measures the balance around it. The call
+/// future is polled first, then a future that reads the balance: the first
+/// poll performs the call (`ic0.call_perform`), so the second reading is
+/// taken right after it in the same execution. `Err` when the call could
+/// not be made at all (ic-cdk's liquid-balance check, or `call_perform`
+/// failing).
+#[update]
+async fn measure_call(callee: Principal, method: String, arg: Vec<u8>, cycles: u128) -> MeasuredResult {
+    let cost_call = ic_cdk::api::cost_call(method.len() as u64, arg.len() as u64);
+    let before = ic_cdk::api::canister_cycle_balance();
+    let call = Call::unbounded_wait(callee, &method).with_raw_args(&arg).with_cycles(cycles);
+    let (result, after_perform) =
+        futures::future::join(call.into_future(), async { ic_cdk::api::canister_cycle_balance() }).await;
+    let in_callback = ic_cdk::api::canister_cycle_balance();
+    // Only a callback may read the refund: after a synchronous failure
+    // this is still the update (where the IC traps on it).
+    let refunded = match &result {
+        Ok(_) | Err(CallFailed::CallRejected(_)) => ic_cdk::api::msg_cycles_refunded(),
+        Err(_) => 0,
+    };
+    let (response_bytes, reply, reject) = match result {
+        Ok(response) => {
+            let bytes = response.into_bytes();
+            (bytes.len() as u64, Some(bytes), None)
+        }
+        Err(CallFailed::CallRejected(r)) => (r.reject_message().len() as u64, None, Some(Failure::from(&r))),
+        Err(e) => return MeasuredResult::Err(Failure::other(e)),
+    };
+    MeasuredResult::Ok(Measured { before, after_perform, in_callback, cost_call, refunded, response_bytes, reply, reject })
+}
+
+/// What `perform_raw` saw: `ic0.call_perform`'s return code, the balance
+/// right before and right after it, and `ic0.cost_call`.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Performed {
+    pub code: u32,
+    pub before: u128,
+    pub after: u128,
+    pub cost_call: u128,
+}
+
+unsafe extern "C" fn ignore_response(_env: usize) {}
+
+/// Calls `method` of `callee` with the raw System API (`ic0.call_new`,
+/// `call_data_append`, `call_cycles_add128`, `call_perform`), without
+/// ic-cdk's liquid-balance check. The response goes to a callback that does
+/// nothing.
+#[update]
+fn perform_raw(callee: Principal, method: String, arg: Vec<u8>, cycles: u128) -> Performed {
+    let cost_call = ic0::cost_call(method.len() as u64, arg.len() as u64);
+    let before = ic0::canister_cycle_balance128();
+    // SAFETY: `ignore_response` is a valid entry point for any env and owns
+    // nothing.
+    unsafe { ic0::call_new(callee.as_slice(), &method, ignore_response, 0, ignore_response, 0) };
+    ic0::call_data_append(&arg);
+    if cycles > 0 {
+        ic0::call_cycles_add128(cycles);
+    }
+    let code = ic0::call_perform();
+    let after = ic0::canister_cycle_balance128();
+    Performed { code, before, after, cost_call }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub enum PrincipalResult {
+    Ok(Principal),
+    Err(Failure),
+}
+
+impl From<Result<Principal, Failure>> for PrincipalResult {
+    fn from(r: Result<Principal, Failure>) -> Self {
+        r.map_or_else(PrincipalResult::Err, PrincipalResult::Ok)
+    }
+}
+
+/// `create_canister` (no settings) with exactly `cycles` attached.
+#[update]
+async fn create_with(cycles: u128) -> PrincipalResult {
+    async {
+        let reply = Call::unbounded_wait(Principal::management_canister(), "create_canister")
+            .with_arg(&mgmt::CreateCanisterArgs::default())
+            .with_cycles(cycles)
+            .await?;
+        Ok::<_, Failure>(reply.candid::<mgmt::CreateCanisterResult>().map_err(Failure::other)?.canister_id)
+    }
+    .await
+    .into()
+}
+
+/// ic-cdk-management-canister's `create_canister_with_extra_cycles`: the
+/// creation fee (`ic0.cost_create_canister`) plus `extra` attached.
+#[update]
+async fn create_extra(extra: u128) -> PrincipalResult {
+    async {
+        let reply = mgmt::create_canister_with_extra_cycles(&mgmt::CreateCanisterArgs::default(), extra).await?;
+        Ok::<_, Failure>(reply.canister_id)
+    }
+    .await
+    .into()
 }
 
 // --- HTTPS outcalls --------------------------------------------------------
