@@ -11,7 +11,9 @@
 //! not followed, `max_response_bytes` limits (headers, body, transformed
 //! response), the timeout, the argument checks (reject code 4), fees
 //! charged with the rest refunded, and ww's own rule: only hosts named with
-//! `--allow-outcalls` are reached, a list the state directory keeps.
+//! `--allow-outcalls` are reached, a list the state directory keeps. Also
+//! `flexible_http_request` (`flexible_fetch`): one request per committee
+//! node, their responses delivered.
 
 mod common;
 
@@ -688,4 +690,66 @@ fn a_node_without_allow_outcalls_refuses_every_host() {
     let failure = node.fetch("p", &Fetch::get("https://ww-outcalls-test.invalid/".to_string())).err();
     assert_eq!(failure.code, 2, "{failure:?}");
     assert!(failure.message.starts_with("Connecting to ww-outcalls-test.invalid failed: "), "{failure:?}");
+}
+
+/// `flexible_fetch`'s result: the responses, the outcall's `err`, or the
+/// call's reject.
+#[derive(CandidType, Deserialize, Debug, Clone)]
+enum FlexibleResult {
+    Ok(Vec<HttpReply>),
+    Err(FlexibleError),
+    Rejected(Failure),
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone)]
+struct FlexibleError {
+    global_error: Option<String>,
+    node_details: Vec<FlexibleNode>,
+    message: String,
+}
+
+#[derive(CandidType, Deserialize, Debug, Clone)]
+struct FlexibleNode {
+    node_id: candid::Principal,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl Node {
+    /// `name.flexible_fetch` of a GET of `url` by `total` nodes, `min` to
+    /// `max` responses.
+    fn flexible_get(&self, name: &str, url: &str, (total, min, max): (u32, u32, u32)) -> FlexibleResult {
+        let arg = format!(
+            "(record {{ url = {url:?}; method = \"get\"; headers = vec {{}}; body = null; max_response_bytes = null; transform = false; \
+             replication = opt record {{ total_requests = {total}; min_responses = {min}; max_responses = {max} }} }})"
+        );
+        let out = self.ok(&["call", name, "flexible_fetch", &arg, "--raw"]);
+        candid::decode_one(&hex::decode(&out).unwrap()).unwrap_or_else(|e| panic!("flexible_fetch replied {out}: {e}"))
+    }
+}
+
+/// A node offers `flexible_http_request`: each committee node makes the
+/// request itself, and the canister gets their responses; nodes that cannot
+/// reach the host reject, which past `total − min` is `too_many_rejects`.
+#[test]
+fn flexible_outcalls_are_made_by_every_committee_node() {
+    let remote = Remote::start();
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &["--allow-outcalls".to_string(), format!("127.0.0.1:{}", remote.port)]);
+    node.install_platform("p");
+
+    let FlexibleResult::Ok(replies) = node.flexible_get("p", &remote.url("/hello"), (3, 2, 3)) else { panic!("expected responses") };
+    assert_eq!(remote.seen("/hello").len(), 3, "each of the 3 committee nodes made the request");
+    assert!((2..=3).contains(&replies.len()), "{replies:?}");
+    assert!(replies.iter().all(|r| r.status() == 200 && r.text() == "hello" && r.header("x-test") == Some("1")), "{replies:?}");
+
+    let FlexibleResult::Err(e) = node.flexible_get("p", "https://example.org/", (3, 2, 3)) else { panic!("expected an err reply") };
+    assert_eq!(e.global_error.as_deref(), Some("too_many_rejects"), "{e:?}");
+    assert!(e.message.starts_with("Too many rejects: "), "{e:?}");
+    assert!(e.node_details.len() >= 2, "{e:?}");
+    for d in &e.node_details {
+        assert_eq!(d.code.as_deref(), Some("SysTransient"), "{d:?}");
+        assert!(d.message.as_deref().is_some_and(|m| m.starts_with("Connecting to example.org failed: ")), "{d:?}");
+    }
+    assert_eq!(remote.seen("/hello").len(), 3, "nothing more reached the server");
 }

@@ -1,4 +1,5 @@
-//! Real outcalls: one node's request over rustls (webpki roots), with the
+//! Real outcalls: one node's request over rustls (webpki roots) — or, for
+//! a flexible outcall, one per committee node, made at once — with the
 //! IC's behaviour: no redirects followed, a `user-agent: ic/1.0` unless the
 //! canister sends one, a timeout (30 s as the IC's adapter), the response
 //! read only up to the request's limit. Only hosts on the allow list are
@@ -8,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Adapter, Method, Reported, Request, Response, check_size, node_reject};
+use super::{Adapter, Method, Replication, Reported, Request, Response, check_size, node_reject};
 use crate::replica::RejectCode;
 
 /// The hosts outcalls may reach.
@@ -138,13 +139,20 @@ fn one_line(e: &dyn std::error::Error) -> String {
 }
 
 impl Adapter for LiveAdapter {
+    /// One request stands for every node of a replicated outcall (they
+    /// would all get the same); a flexible outcall's committee makes one
+    /// request each, as its nodes do, and each reports its own response.
     fn perform(&self, request: Request) -> super::Pending {
         let this = self.clone();
+        let requests = match request.replication {
+            Replication::Flexible { total_requests, .. } => total_requests.max(1) as usize,
+            Replication::FullyReplicated | Replication::NonReplicated => 1,
+        };
         Box::pin(async move {
-            match this.fetch(&request).await {
-                Ok((response, roundtrip_ms)) => Reported::Nodes { results: vec![Ok(response)], roundtrip_ms },
-                Err(reject) => Reported::Nodes { results: vec![Err(reject)], roundtrip_ms: 0 },
-            }
+            let fetched = futures::future::join_all((0..requests).map(|_| this.fetch(&request))).await;
+            let roundtrip_ms = fetched.iter().filter_map(|f| f.as_ref().ok().map(|(_, ms)| *ms)).max().unwrap_or(0);
+            let results = fetched.into_iter().map(|f| f.map(|(response, _)| response)).collect();
+            Reported::Nodes { results, roundtrip_ms }
         })
     }
 }

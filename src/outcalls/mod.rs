@@ -1,7 +1,8 @@
-//! HTTPS outcalls: who performs a canister's `http_request` and what the
-//! nodes report back. The management canister's side (Candid, limits,
-//! fees, the transform, agreement between nodes) is
-//! `replica::http_outcall`; this module only fetches.
+//! HTTPS outcalls: who performs a canister's `http_request` or
+//! `flexible_http_request` and what the nodes report back. The management
+//! canister's side (Candid, limits, fees, the transform, agreement between
+//! nodes, a flexible outcall's outcome) is `replica::http_outcall` and
+//! `replica::flexible_outcall`; this module only fetches.
 //!
 //! Two adapters: [`live::LiveAdapter`] makes real requests (rustls, no
 //! redirects followed, a timeout, only to the hosts `--allow-outcalls`
@@ -56,12 +57,36 @@ pub struct Request {
     pub max_response_bytes: u64,
     /// Whether the field was given (PocketIC reports it as given).
     pub max_response_bytes_given: bool,
-    /// Fully replicated (every node) or one node.
-    pub replicated: bool,
+    /// Which nodes make it and how their responses are combined.
+    pub replication: Replication,
     /// Pay-as-you-go pricing (version 2) rather than the legacy fee.
     pub pay_as_you_go: bool,
     /// When the request was made (replica time), for the 60 s timeout.
     pub created_ns: u64,
+}
+
+/// Which nodes of the subnet make an outcall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replication {
+    /// Every node; the response `n − f` of them agree on is delivered.
+    FullyReplicated,
+    /// One node (`http_request` with `is_replicated = opt false`).
+    NonReplicated,
+    /// A committee of `total_requests` nodes (`flexible_http_request`):
+    /// between `min_responses` and `max_responses` of their responses are
+    /// delivered, each as that node got it.
+    Flexible { total_requests: u32, min_responses: u32, max_responses: u32 },
+}
+
+impl Replication {
+    /// How many nodes make the request.
+    pub fn committee(self, subnet_nodes: u32) -> u32 {
+        match self {
+            Replication::FullyReplicated => subnet_nodes,
+            Replication::NonReplicated => 1,
+            Replication::Flexible { total_requests, .. } => total_requests,
+        }
+    }
 }
 
 /// A response as a node received it.
@@ -92,7 +117,18 @@ pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Reported> 
 /// (a mock table lists it from then on) and reports through the future.
 pub trait Adapter: Send + Sync {
     fn perform(&self, request: Request) -> Pending;
+
+    /// Resolves once `request` has timed out (the IC's 60 s from its
+    /// creation): a flexible outcall whose nodes' reports decide nothing
+    /// waits for it. By default 60 s of wall-clock time from now.
+    fn expired(&self, request: &Request) -> Expiry {
+        let _ = request;
+        Box::pin(tokio::time::sleep(std::time::Duration::from_nanos(mock::TIMEOUT_NS)))
+    }
 }
+
+/// What [`Adapter::expired`] returns.
+pub type Expiry = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The reject a node reports, as the IC's adapter words it.
 pub(crate) fn node_reject(code: RejectCode, message: impl Into<String>) -> Reject {

@@ -190,6 +190,7 @@ impl Instance {
                 initial_cycles: 100_000_000_000_000,
                 // Test output shows what canisters print, as with PocketIC.
                 echo_logs: true,
+                flexible_outcalls_disabled: without_flexible_outcalls(&subnets, config),
                 ..ReplicaConfig::default()
             },
         )
@@ -385,4 +386,16 @@ fn plan_subnets(number: usize, set: &wire::ExtendedSubnetConfigSet) -> Result<Ve
             Subnet { id, kind, seed, spec: spec.clone(), range }
         })
         .collect())
+}
+
+/// The subnets where PocketIC 16 does not offer `flexible_http_request`:
+/// those that charge for outcalls (not a system subnet, not a free cost
+/// schedule), unless the instance enables beta features
+/// (`icp_config.beta_features = Enabled`).
+fn without_flexible_outcalls(subnets: &[Subnet], config: &wire::InstanceConfig) -> Vec<Principal> {
+    let beta = config.icp_config.as_ref().and_then(|c| c.get("beta_features")).and_then(|f| f.as_str()) == Some("Enabled");
+    if beta {
+        return Vec::new();
+    }
+    subnets.iter().filter(|s| s.cost_schedule() == replica::cycles::CostSchedule::Normal).map(|s| s.id).collect()
 }

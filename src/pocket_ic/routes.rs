@@ -493,11 +493,15 @@ async fn mock_canister_http(State(server): State<Shared>, Path(id): Path<usize>,
     ok(())
 }
 
-/// ww's management canister does not offer `flexible_http_request` yet,
-/// so no flexible outcall is ever pending.
-async fn mock_flexible_canister_http(State(server): State<Shared>, Path(id): Path<usize>) -> Reply<()> {
-    server.instance(id)?;
-    Err(Failure::bad("no flexible canister HTTP outcall is pending: ww's management canister refuses flexible_http_request"))
+/// Answers a pending flexible outcall: one response per committee node
+/// that answered (at most `total_requests`), all in this one call.
+async fn mock_flexible_canister_http(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<()> {
+    let mock: wire::RawMockFlexibleCanisterHttpResponse = parse("mock_flexible_canister_http", &body)?;
+    let subnet = principal_of("subnet_id", &mock.subnet_id.subnet_id)?;
+    let guard = server.instance(id)?.lock_owned().await;
+    let responses = mock.responses.into_iter().map(wire::CanisterHttpResponse::into_mocked).collect();
+    guard.outcalls.mock_flexible(mock.request_id, subnet, responses).map_err(|e| Failure::bad(e.to_string()))?;
+    ok(())
 }
 
 /// `read/pub_key`: a subnet's public key (DER), the root key for the root

@@ -12,7 +12,7 @@ use serde_bytes::ByteBuf;
 
 use super::management::{decode, encode};
 use super::{CallResult, ErrorCode, Reject, RejectCode, Replica, ReplyTo};
-use crate::outcalls::{self, Adapter, Method, NodeResult, Reported, pricing};
+use crate::outcalls::{self, Adapter, Method, NodeResult, Replication, Reported, pricing};
 
 /// The largest request and response (`max_response_bytes` cap and default).
 pub const MAX_BYTES: u64 = 2_000_000;
@@ -23,11 +23,11 @@ const MAX_HEADERS_TOTAL: usize = 49_152;
 
 /// Where a replica's outcalls go.
 pub struct Outcalls {
-    adapter: Arc<dyn Adapter>,
-    runtime: tokio::runtime::Handle,
-    next_id: AtomicU64,
+    pub(super) adapter: Arc<dyn Adapter>,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) next_id: AtomicU64,
     /// Outcalls started and not yet answered to their canister.
-    outstanding: Arc<AtomicUsize>,
+    pub(super) outstanding: Arc<AtomicUsize>,
 }
 
 impl Outcalls {
@@ -60,8 +60,8 @@ pub struct HttpHeader {
     pub value: String,
 }
 
-#[derive(CandidType, Deserialize, Clone, Copy, Debug)]
-enum HttpMethod {
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum HttpMethod {
     #[serde(rename = "get")]
     Get,
     #[serde(rename = "head")]
@@ -76,12 +76,31 @@ enum HttpMethod {
     Patch,
 }
 
-candid::define_function!(TransformFunc : (TransformArgs) -> (HttpRequestResult) query);
+candid::define_function!(pub(super) TransformFunc : (TransformArgs) -> (HttpRequestResult) query);
 
 #[derive(CandidType, Deserialize, Clone, Debug)]
-struct TransformContext {
-    function: TransformFunc,
-    context: ByteBuf,
+pub(super) struct TransformContext {
+    pub(super) function: TransformFunc,
+    pub(super) context: ByteBuf,
+}
+
+impl HttpMethod {
+    /// The method as the adapter makes it.
+    pub(super) fn method(self) -> Method {
+        match self {
+            HttpMethod::Get => Method::Get,
+            HttpMethod::Head => Method::Head,
+            HttpMethod::Post => Method::Post,
+            HttpMethod::Put => Method::Put,
+            HttpMethod::Delete => Method::Delete,
+            HttpMethod::Patch => Method::Patch,
+        }
+    }
+
+    /// PUT, DELETE and PATCH: allowed only where nodes do not repeat them.
+    pub(super) fn is_unsafe(self) -> bool {
+        matches!(self, HttpMethod::Put | HttpMethod::Delete | HttpMethod::Patch)
+    }
 }
 
 #[derive(CandidType, Deserialize, Debug)]
@@ -105,17 +124,17 @@ pub struct HttpRequestResult {
 }
 
 #[derive(CandidType, Deserialize)]
-struct TransformArgs {
+pub(super) struct TransformArgs {
     response: HttpRequestResult,
     context: ByteBuf,
 }
 
-fn rejected(message: impl Into<String>) -> Reject {
+pub(super) fn rejected(message: impl Into<String>) -> Reject {
     Reject::system(ErrorCode::CanisterRejectedMessage, message)
 }
 
 /// The calling canister's subnet: its id and size.
-fn subnet_of(replica: &Replica, caller: &Principal) -> (Principal, u32) {
+pub(super) fn subnet_of(replica: &Replica, caller: &Principal) -> (Principal, u32) {
     let index = super::canister_index(caller);
     let subnets = &replica.inner.config.subnets;
     subnets
@@ -125,28 +144,36 @@ fn subnet_of(replica: &Replica, caller: &Principal) -> (Principal, u32) {
         .map_or((super::exec::subnet_id(), 13), |s| (s.id, s.nodes))
 }
 
-/// The size the IC prices a request by.
-fn request_bytes(args: &HttpRequestArgs) -> u64 {
-    let headers: usize = args.headers.iter().map(|h| h.name.len() + h.value.len()).sum();
-    let transform = args.transform.as_ref().map_or(0, |t| t.function.0.method.len() + t.context.len());
-    (args.url.len() + headers + args.body.as_ref().map_or(0, |b| b.len()) + transform) as u64
+/// The size the IC prices a request by: the URL, the headers, the body
+/// and the transform's method name and context.
+pub(super) fn request_bytes(url: &str, headers: &[HttpHeader], body: Option<&ByteBuf>, transform: Option<&TransformContext>) -> u64 {
+    let headers: usize = headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+    let transform = transform.map_or(0, |t| t.function.0.method.len() + t.context.len());
+    (url.len() + headers + body.map_or(0, |b| b.len()) + transform) as u64
 }
 
-/// The IC's checks of an outcall's argument, in its order.
-fn validate(args: &HttpRequestArgs, caller: &Principal) -> Result<(), Reject> {
-    if let Some(max) = args.max_response_bytes
-        && max > MAX_BYTES
-    {
-        return Err(rejected(format!("max_response_bytes expected to be in the range [0..{MAX_BYTES}], got {max}")));
+/// `max_response_bytes` at most 2 MB.
+pub(super) fn check_max_response_bytes(max_response_bytes: Option<u64>) -> Result<(), Reject> {
+    match max_response_bytes {
+        Some(max) if max > MAX_BYTES => Err(rejected(format!("max_response_bytes expected to be in the range [0..{MAX_BYTES}], got {max}"))),
+        _ => Ok(()),
     }
-    if args.url.len() > MAX_URL {
-        return Err(rejected(format!("url size {} exceeds {MAX_URL}", args.url.len())));
+}
+
+pub(super) fn check_url(url: &str) -> Result<(), Reject> {
+    if url.len() > MAX_URL {
+        return Err(rejected(format!("url size {} exceeds {MAX_URL}", url.len())));
     }
-    if args.headers.len() > MAX_HEADERS {
-        return Err(rejected(format!("number of all http headers {} exceeds {MAX_HEADERS}", args.headers.len())));
+    Ok(())
+}
+
+/// The IC's limits on the request's headers and body, in its order.
+pub(super) fn check_headers_and_body(headers: &[HttpHeader], body: Option<&ByteBuf>) -> Result<(), Reject> {
+    if headers.len() > MAX_HEADERS {
+        return Err(rejected(format!("number of all http headers {} exceeds {MAX_HEADERS}", headers.len())));
     }
     let mut total = 0;
-    for h in &args.headers {
+    for h in headers {
         if h.name.len() > MAX_HEADER_FIELD {
             return Err(rejected(format!("number of bytes to represent some http header name {} exceeds {MAX_HEADER_FIELD}", h.name.len())));
         }
@@ -158,18 +185,32 @@ fn validate(args: &HttpRequestArgs, caller: &Principal) -> Result<(), Reject> {
     if total > MAX_HEADERS_TOTAL {
         return Err(rejected(format!("total number of bytes to represent all http header names and values {total} exceeds {MAX_HEADERS_TOTAL}")));
     }
-    let with_body = total + args.body.as_ref().map_or(0, |b| b.len());
+    let with_body = total + body.map_or(0, |b| b.len());
     if with_body as u64 > MAX_BYTES {
         return Err(rejected(format!(
             "total number of bytes to represent all http header names and values and http body {with_body} exceeds {MAX_BYTES}"
         )));
     }
-    if let Some(t) = &args.transform
-        && t.function.0.principal != *caller
-    {
-        return Err(rejected(format!("transform principal id expected to be {caller}, got {}", t.function.0.principal)));
+    Ok(())
+}
+
+/// The transform must be a query of the calling canister.
+pub(super) fn check_transform(transform: Option<&TransformContext>, caller: &Principal) -> Result<(), Reject> {
+    match transform {
+        Some(t) if t.function.0.principal != *caller => {
+            Err(rejected(format!("transform principal id expected to be {caller}, got {}", t.function.0.principal)))
+        }
+        _ => Ok(()),
     }
-    if matches!(args.method, HttpMethod::Put | HttpMethod::Delete | HttpMethod::Patch) && args.is_replicated != Some(false) {
+}
+
+/// The IC's checks of an outcall's argument, in its order.
+fn validate(args: &HttpRequestArgs, caller: &Principal) -> Result<(), Reject> {
+    check_max_response_bytes(args.max_response_bytes)?;
+    check_url(&args.url)?;
+    check_headers_and_body(&args.headers, args.body.as_ref())?;
+    check_transform(args.transform.as_ref(), caller)?;
+    if args.method.is_unsafe() && args.is_replicated != Some(false) {
         return Err(rejected("The requested HTTP method is only allowed for non-replicated requests."));
     }
     Ok(())
@@ -190,7 +231,7 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
     // Any pricing version but 2 is the legacy one, as on the IC.
     let pay_as_you_go = args.pricing_version == Some(2);
     let max_response_bytes = args.max_response_bytes.unwrap_or(MAX_BYTES);
-    let req_bytes = request_bytes(&args);
+    let req_bytes = request_bytes(&args.url, &args.headers, args.body.as_ref(), args.transform.as_ref());
     // A subnet that charges nothing for messages (Free, or a system
     // subnet) charges nothing for outcalls either.
     let charged = replica.fees_of(&caller).charges();
@@ -203,30 +244,18 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
         return Err((rejected(format!("http_request request sent with {cycles} cycles, but {up_front} cycles are required.")), reply));
     }
     let Some(service) = replica.inner.outcalls.get() else {
-        let host = args.url.split("://").nth(1).and_then(|r| r.split(['/', '?', '#']).next()).unwrap_or(&args.url);
-        let reject = outcalls::node_reject(
-            RejectCode::SysTransient,
-            format!("Connecting to {host} failed: ww makes outcalls only from `ww serve` / `ww run --serve` with --allow-outcalls"),
-        );
-        return Err((reject, reply));
+        return Err((no_outcalls(&args.url), reply));
     };
     let request = outcalls::Request {
         id: service.next_id.fetch_add(1, Ordering::Relaxed),
         subnet,
         url: args.url.clone(),
-        method: match args.method {
-            HttpMethod::Get => Method::Get,
-            HttpMethod::Head => Method::Head,
-            HttpMethod::Post => Method::Post,
-            HttpMethod::Put => Method::Put,
-            HttpMethod::Delete => Method::Delete,
-            HttpMethod::Patch => Method::Patch,
-        },
+        method: args.method.method(),
         headers: args.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
         body: args.body.as_ref().map(|b| b.to_vec()).unwrap_or_default(),
         max_response_bytes,
         max_response_bytes_given: args.max_response_bytes.is_some(),
-        replicated,
+        replication: if replicated { Replication::FullyReplicated } else { Replication::NonReplicated },
         pay_as_you_go,
         created_ns: replica.time(),
     };
@@ -257,8 +286,18 @@ pub(super) fn start(replica: &Replica, caller: Principal, arg: &[u8], cycles: u6
     Ok(())
 }
 
+/// What a node reports when the replica makes no outcalls: the IC's
+/// error for a host it cannot reach, naming what would allow it.
+pub(super) fn no_outcalls(url: &str) -> Reject {
+    let host = url.split("://").nth(1).and_then(|r| r.split(['/', '?', '#']).next()).unwrap_or(url);
+    outcalls::node_reject(
+        RejectCode::SysTransient,
+        format!("Connecting to {host} failed: ww makes outcalls only from `ww serve` / `ww run --serve` with --allow-outcalls"),
+    )
+}
+
 /// Counts an outcall answered when dropped (after its reply is sent).
-struct Decrement(Arc<AtomicUsize>);
+pub(super) struct Decrement(pub(super) Arc<AtomicUsize>);
 
 impl Drop for Decrement {
     fn drop(&mut self) {
@@ -267,7 +306,7 @@ impl Drop for Decrement {
 }
 
 /// Replies, keeping `fee` of the attached cycles.
-fn finish(replica: &Replica, reply: ReplyTo, fee: u64, result: CallResult) {
+pub(super) fn finish(replica: &Replica, reply: ReplyTo, fee: u64, result: CallResult) {
     if let ReplyTo::Callback(cb) = &reply {
         super::scheduler::keep_attached_cycles(&replica.inner, *cb, fee);
     }
@@ -311,7 +350,7 @@ fn header_bytes(r: &outcalls::Response) -> usize {
 }
 
 /// One node's response as the canister will see it.
-async fn transformed(replica: &Replica, caller: Principal, limit: u64, transform: Option<&(String, Vec<u8>)>, response: outcalls::Response) -> CallResult {
+pub(super) async fn transformed(replica: &Replica, caller: Principal, limit: u64, transform: Option<&(String, Vec<u8>)>, response: outcalls::Response) -> CallResult {
     outcalls::check_size(&response, limit)?;
     let result = HttpRequestResult {
         status: Nat::from(response.status),

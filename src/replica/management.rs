@@ -430,6 +430,12 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
         }
         return;
     }
+    if method == "flexible_http_request" {
+        if let Err((reject, reply)) = super::flexible_outcall::start(replica, caller, &arg, cycles, reply) {
+            send(reply, replica, Err(reject));
+        }
+        return;
+    }
     if super::subnet_methods::METHODS.contains(&method) {
         let result = super::subnet_methods::handle(replica, caller, method, &arg);
         return send(reply, replica, result);
@@ -613,7 +619,6 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
 /// Why ww refuses a method the IC's interface lists.
 fn unsupported(method: &str) -> Option<&'static str> {
     Some(match method {
-        "flexible_http_request" => "flexible outcalls are not implemented yet; use http_request (is_replicated = opt false for one node)",
         "canister_metrics" | "subnet_metrics" => "ww does not keep per-canister or per-subnet consumption metrics yet",
         "list_canisters" => "only a subnet's admins may call it, and ww's subnets have none",
         "rename_canister" => "it is the NNS migration canister's, and ww has no NNS",

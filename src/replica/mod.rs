@@ -38,6 +38,7 @@ mod clock;
 mod composite;
 pub mod durable;
 pub mod exec;
+pub mod flexible_outcall;
 pub mod history;
 pub mod http_outcall;
 mod ingress;
@@ -163,6 +164,10 @@ pub struct ReplicaConfig {
     /// The root key canisters see (`ic0.root_key_copy`), DER; empty when
     /// the replica's state is not certified.
     pub root_key: Arc<[u8]>,
+    /// Subnets whose management canister refuses `flexible_http_request`
+    /// (PocketIC's charging subnets without beta features); default none:
+    /// a ww node offers it.
+    pub flexible_outcalls_disabled: Vec<Principal>,
 }
 
 /// How the replica's time moves and when messages execute.
@@ -195,6 +200,7 @@ impl Default for ReplicaConfig {
             echo_logs: false,
             heap_tracking: memory::HeapTracking::host_default(),
             root_key: Arc::from(Vec::new()),
+            flexible_outcalls_disabled: Vec::new(),
         }
     }
 }

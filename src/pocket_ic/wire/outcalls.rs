@@ -1,6 +1,7 @@
 //! The PocketIC wire's canister HTTP outcall bodies: a pending outcall
-//! (`read/get_canister_http`) and its mock (`update/mock_canister_http`),
-//! with their conversions to and from `crate::outcalls`.
+//! (`read/get_canister_http`) and its mocks (`update/mock_canister_http`,
+//! `update/mock_flexible_canister_http`), with their conversions to and
+//! from `crate::outcalls`.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,8 @@ pub struct RawCanisterHttpRequest {
 pub enum CanisterHttpReplication {
     FullyReplicated,
     NonReplicated,
+    /// `{"Flexible": {...}}`: mocked with `mock_flexible_canister_http`.
+    Flexible { total_requests: u32, min_responses: u32, max_responses: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +57,7 @@ pub enum CanisterHttpPricingVersion {
 
 impl From<crate::outcalls::Request> for RawCanisterHttpRequest {
     fn from(r: crate::outcalls::Request) -> Self {
-        use crate::outcalls::Method;
+        use crate::outcalls::{Method, Replication};
         Self {
             subnet_id: RawSubnetId { subnet_id: r.subnet.as_slice().to_vec() },
             request_id: r.id,
@@ -70,7 +73,13 @@ impl From<crate::outcalls::Request> for RawCanisterHttpRequest {
             headers: r.headers.into_iter().map(|(name, value)| CanisterHttpHeader { name, value }).collect(),
             body: r.body,
             max_response_bytes: r.max_response_bytes_given.then_some(r.max_response_bytes),
-            replication: if r.replicated { CanisterHttpReplication::FullyReplicated } else { CanisterHttpReplication::NonReplicated },
+            replication: match r.replication {
+                Replication::FullyReplicated => CanisterHttpReplication::FullyReplicated,
+                Replication::NonReplicated => CanisterHttpReplication::NonReplicated,
+                Replication::Flexible { total_requests, min_responses, max_responses } => {
+                    CanisterHttpReplication::Flexible { total_requests, min_responses, max_responses }
+                }
+            },
             pricing_version: if r.pay_as_you_go { CanisterHttpPricingVersion::PayAsYouGo } else { CanisterHttpPricingVersion::Legacy },
         }
     }
@@ -119,4 +128,13 @@ pub struct RawMockCanisterHttpResponse {
     pub response: CanisterHttpResponse,
     #[serde(default)]
     pub additional_responses: Vec<CanisterHttpResponse>,
+}
+
+/// `update/mock_flexible_canister_http` body: one response per committee
+/// node that answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawMockFlexibleCanisterHttpResponse {
+    pub subnet_id: RawSubnetId,
+    pub request_id: u64,
+    pub responses: Vec<CanisterHttpResponse>,
 }

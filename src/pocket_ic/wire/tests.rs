@@ -190,6 +190,13 @@ fn http_outcall_bodies_round_trip() {
     round_trip::<RawMockCanisterHttpResponse>(&format!(
         r#"{{"subnet_id":{{"subnet_id":"{SUBNET_B64}"}},"request_id":0,"response":{{"CanisterHttpReply":{{"status":200,"headers":[],"body":"aGk="}}}},"additional_responses":[{{"CanisterHttpReject":{{"reject_code":2,"message":"down"}}}}]}}"#
     ));
+    // 16.x: a flexible outcall and its mock.
+    round_trip::<Vec<RawCanisterHttpRequest>>(&format!(
+        r#"[{{"subnet_id":{{"subnet_id":"{SUBNET_B64}"}},"request_id":3,"http_method":"PUT","url":"https://example.com/","headers":[],"body":"","max_response_bytes":4000,"replication":{{"Flexible":{{"total_requests":4,"min_responses":2,"max_responses":3}}}},"pricing_version":"PayAsYouGo"}}]"#
+    ));
+    round_trip::<RawMockFlexibleCanisterHttpResponse>(&format!(
+        r#"{{"subnet_id":{{"subnet_id":"{SUBNET_B64}"}},"request_id":3,"responses":[{{"CanisterHttpReply":{{"status":200,"headers":[],"body":"aGk="}}}},{{"CanisterHttpReject":{{"reject_code":2,"message":"down"}}}}]}}"#
+    ));
 }
 
 #[test]

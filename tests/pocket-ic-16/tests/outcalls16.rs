@@ -7,7 +7,8 @@
 //! the transform applied, agreement between nodes needed, rejects passed
 //! through, the 60 s timeout.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
@@ -17,22 +18,11 @@ use pocket_ic::common::rest::{
 };
 use pocket_ic::{PocketIc, RejectCode};
 
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/target/wasm32-unknown-unknown/release").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{} is missing ({e}): run `make ic-guests` (make test does)", path.display()))
-}
+use common::{Failure, Header, HttpReply, check_server, install};
 
 fn pic() -> PocketIc {
-    let bin = std::env::var_os("POCKET_IC_BIN").expect("POCKET_IC_BIN must name ww's pocket-ic symlink (make test sets it)");
-    assert!(PathBuf::from(&bin).is_file(), "POCKET_IC_BIN {bin:?} is not a file");
-    assert_eq!(std::env::var("WW_POCKET_IC_VERSION").as_deref(), Ok("16"), "run with WW_POCKET_IC_VERSION=16 (make test does)");
+    check_server();
     PocketIc::new()
-}
-
-#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
-struct Header {
-    name: String,
-    value: String,
 }
 
 #[derive(CandidType, Deserialize, Debug, Clone)]
@@ -46,28 +36,8 @@ struct FetchArgs {
     is_replicated: Option<bool>,
 }
 
-#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
-struct HttpReply {
-    status: Nat,
-    headers: Vec<Header>,
-    body: Vec<u8>,
-}
-
-#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
-struct Failure {
-    code: u32,
-    message: String,
-}
-
 fn get(url: &str, transform: bool) -> FetchArgs {
     FetchArgs { url: url.into(), method: "get".into(), headers: vec![], body: None, max_response_bytes: None, transform, is_replicated: None }
-}
-
-fn install(pic: &PocketIc) -> Principal {
-    let id = pic.create_canister();
-    pic.add_cycles(id, 100_000_000_000_000);
-    pic.install_canister(id, wasm("cdk_platform"), Encode!().unwrap(), None);
-    id
 }
 
 /// Starts `http_fetch(args)` and runs the round that makes the outcall and

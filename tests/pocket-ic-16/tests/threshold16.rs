@@ -19,7 +19,7 @@
 //! the TestThresholdKeys subnet (13 nodes) `test_key_1` and `dfx_test_key`;
 //! a signature costs 10_000_000_000 × nodes / 13 cycles.
 
-use std::path::PathBuf;
+mod common;
 
 use candid::{CandidType, Deserialize, Encode, Nat, Principal};
 use ic_management_canister_types::{EcdsaCurve, EcdsaKeyId, SignWithEcdsaArgs};
@@ -27,16 +27,7 @@ use pocket_ic::common::rest::RawEffectivePrincipal;
 use pocket_ic::{ErrorCode, PocketIc, PocketIcBuilder, RejectCode};
 use sha2::{Digest, Sha256};
 
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/target/wasm32-unknown-unknown/release").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{} is missing ({e}): run `make ic-guests` (make test does)", path.display()))
-}
-
-fn check_server() {
-    let bin = std::env::var_os("POCKET_IC_BIN").expect("POCKET_IC_BIN must name ww's pocket-ic symlink (make test sets it)");
-    assert!(PathBuf::from(&bin).is_file(), "POCKET_IC_BIN {bin:?} is not a file");
-    assert_eq!(std::env::var("WW_POCKET_IC_VERSION").as_deref(), Ok("16"), "run with WW_POCKET_IC_VERSION=16 (make test does)");
-}
+use common::{check_server, wasm};
 
 /// An instance with only an application subnet: no threshold keys.
 fn pic() -> PocketIc {

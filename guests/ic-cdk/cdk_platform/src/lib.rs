@@ -560,6 +560,12 @@ pub struct HttpReply {
     pub body: Vec<u8>,
 }
 
+impl From<HttpRequestResult> for HttpReply {
+    fn from(r: HttpRequestResult) -> Self {
+        HttpReply { status: r.status, headers: r.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(), body: r.body }
+    }
+}
+
 #[derive(CandidType, Deserialize, Clone, Debug)]
 pub enum HttpResult {
     Ok(HttpReply),
@@ -571,15 +577,7 @@ pub enum HttpResult {
 #[update]
 async fn http_fetch(req: FetchArgs) -> HttpResult {
     let result = async {
-        let method = match req.method.as_str() {
-            "get" => HttpMethod::GET,
-            "post" => HttpMethod::POST,
-            "head" => HttpMethod::HEAD,
-            "put" => HttpMethod::PUT,
-            "delete" => HttpMethod::DELETE,
-            "patch" => HttpMethod::PATCH,
-            other => return Err(Failure::other(format!("unknown HTTP method {other:?}"))),
-        };
+        let method = http_method(&req.method)?;
         let args = HttpRequestArgs {
             url: req.url,
             max_response_bytes: req.max_response_bytes,
@@ -592,12 +590,7 @@ async fn http_fetch(req: FetchArgs) -> HttpResult {
             is_replicated: req.is_replicated,
             ..Default::default()
         };
-        let response = HttpRequest::from_args(args).send().await?;
-        Ok::<_, Failure>(HttpReply {
-            status: response.status,
-            headers: response.headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect(),
-            body: response.body,
-        })
+        Ok::<_, Failure>(HttpRequest::from_args(args).send().await?.into())
     }
     .await;
     match result {
@@ -613,6 +606,126 @@ fn strip(args: TransformArgs) -> HttpRequestResult {
     let mut body = args.context;
     body.extend_from_slice(&args.response.body);
     HttpRequestResult { status: args.response.status, headers: Vec::new(), body }
+}
+
+// --- flexible HTTPS outcalls ----------------------------------------------
+//
+// `flexible_http_request` the way ic-cdk-management-canister 0.3 offers it:
+// `FlexibleHttpRequest`, which always prices with version 2 and attaches
+// what `ic0.cost_http_request_v2` asks for.
+
+/// How many nodes make a flexible outcall, and how many of their responses
+/// to accept.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug)]
+pub struct FlexibleCounts {
+    pub min_responses: u32,
+    pub max_responses: u32,
+    pub total_requests: u32,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct FlexibleArgs {
+    pub url: String,
+    /// "get", "post", "head", "put", "delete" or "patch".
+    pub method: String,
+    pub headers: Vec<Header>,
+    pub body: Option<Vec<u8>>,
+    pub max_response_bytes: Option<u64>,
+    /// Whether each node's response goes through `strip` (context "ctx:").
+    pub transform: bool,
+    /// The counts; null for the system's defaults.
+    pub replication: Option<FlexibleCounts>,
+}
+
+/// What one node did, as `node_details` reports it.
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct FlexibleNode {
+    pub node_id: Principal,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The `err` arm of the result: `global_error` is "timeout",
+/// "out_of_cycles", "responses_too_large" or "too_many_rejects".
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct FlexibleError {
+    pub global_error: Option<String>,
+    pub node_details: Vec<FlexibleNode>,
+    pub message: String,
+}
+
+/// A flexible outcall's result (`Ok`, `Err`: both replies), or the reject
+/// of the call (`Rejected`: the arguments or the payment were refused).
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub enum FlexibleResult {
+    Ok(Vec<HttpReply>),
+    Err(FlexibleError),
+    Rejected(Failure),
+}
+
+fn http_method(method: &str) -> Result<HttpMethod, Failure> {
+    Ok(match method {
+        "get" => HttpMethod::GET,
+        "post" => HttpMethod::POST,
+        "head" => HttpMethod::HEAD,
+        "put" => HttpMethod::PUT,
+        "delete" => HttpMethod::DELETE,
+        "patch" => HttpMethod::PATCH,
+        other => return Err(Failure::other(format!("unknown HTTP method {other:?}"))),
+    })
+}
+
+/// A `flexible_http_request` outcall through `FlexibleHttpRequest`.
+#[update]
+async fn flexible_fetch(req: FlexibleArgs) -> FlexibleResult {
+    let result = async {
+        let mut outcall = mgmt::FlexibleHttpRequest::new(req.url)
+            .with_method(http_method(&req.method)?)
+            .with_headers(req.headers.into_iter().map(|h| HttpHeader { name: h.name, value: h.value }).collect());
+        if let Some(body) = req.body {
+            outcall = outcall.with_body(body);
+        }
+        if let Some(max) = req.max_response_bytes {
+            outcall = outcall.with_max_response_bytes(max);
+        }
+        if req.transform {
+            outcall = outcall.with_transform(mgmt::transform_context_from_query("strip".to_string(), TRANSFORM_CONTEXT.to_vec()));
+        }
+        if let Some(c) = req.replication {
+            outcall = outcall.with_replication(mgmt::ReplicationCounts {
+                min_responses: c.min_responses,
+                max_responses: c.max_responses,
+                total_requests: c.total_requests,
+            });
+        }
+        Ok::<_, Failure>(outcall.send().await?)
+    }
+    .await;
+    match result {
+        Err(f) => FlexibleResult::Rejected(f),
+        Ok(mgmt::FlexibleHttpRequestResult::Ok(responses)) => FlexibleResult::Ok(responses.into_iter().map(HttpReply::from).collect()),
+        Ok(mgmt::FlexibleHttpRequestResult::Err(e)) => FlexibleResult::Err(FlexibleError {
+            global_error: e.global_error.map(|g| {
+                match g {
+                    mgmt::FlexibleHttpGlobalError::Timeout(_) => "timeout",
+                    mgmt::FlexibleHttpGlobalError::OutOfCycles(_) => "out_of_cycles",
+                    mgmt::FlexibleHttpGlobalError::ResponsesTooLarge(_) => "responses_too_large",
+                    mgmt::FlexibleHttpGlobalError::TooManyRejects(_) => "too_many_rejects",
+                }
+                .to_string()
+            }),
+            node_details: e
+                .node_details
+                .into_iter()
+                .map(|d| FlexibleNode {
+                    node_id: d.node_id,
+                    code: d.error.as_ref().map(|x| x.code.clone()),
+                    message: d.error.map(|x| x.message),
+                })
+                .collect(),
+            message: e.message,
+        }),
+    }
 }
 
 ic_cdk::export_candid!();
