@@ -22,6 +22,7 @@
 //! `ARCHITECTURE.md` at the repository root has the map and the invariants.
 
 pub mod bench;
+pub mod candid_args;
 pub mod certified;
 pub mod chain_keys;
 pub mod control;

@@ -15,7 +15,8 @@ use ww::replica::management::{
 };
 use ww::ww_capnp::replica;
 
-use super::{Outcome, UsageError, argument_text, invoke, note, one_line, parse_args, report_reject, resolve, typed_bytes, with_replica};
+use super::{Outcome, UsageError, argument_text, invoke, note, one_line, parse_args, report_reject, resolve, with_replica};
+use ww::candid_args::typed_bytes;
 use crate::{InstallArgs, InstallModeArg, PersistenceArg};
 
 /// The IC's limit on an ingress message's payload (the replica refuses a

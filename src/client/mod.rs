@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use candid::Principal;
 use ww::ww_capnp::{call_result, replica};
+use ww::candid_args::{holds_reference, typed_bytes};
 
 use super::CallArgs;
 
@@ -239,73 +240,6 @@ fn encode_args(idl: candid::IDLArgs, types: Option<&(candid::types::TypeEnv, can
         None => idl
             .to_bytes()
             .map_err(|e| UsageError(format!("cannot encode the Candid arguments: {}", one_line(&e.to_string())))),
-    }
-}
-
-/// Encodes Candid text arguments against declared types. The type
-/// table is the declared one, so a service reference carries its service
-/// type (a canister checks it: Motoko refuses `service {}` where it wants
-/// `actor { inc : ... }`), and principal text is accepted where a service
-/// is declared, as dfx accepts it.
-fn typed_bytes(idl: candid::IDLArgs, env: &candid::types::TypeEnv, types: &[candid::types::Type]) -> candid::Result<Vec<u8>> {
-    let args = idl
-        .args
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| match types.get(i) {
-            Some(ty) => with_declared_references(value, env, ty),
-            None => value,
-        })
-        .collect();
-    candid::IDLArgs { args }.annotate_types(true, env, types).and_then(|typed| typed.to_bytes_with_types(env, types))
-}
-
-/// Whether a value holds a service or func reference (untyped, it would
-/// be encoded with an empty service or function type).
-fn holds_reference(value: &candid::IDLValue) -> bool {
-    use candid::IDLValue as V;
-    match value {
-        V::Service(_) | V::Func(..) => true,
-        V::Opt(v) => holds_reference(v),
-        V::Vec(vs) => vs.iter().any(holds_reference),
-        V::Record(fs) => fs.iter().any(|f| holds_reference(&f.val)),
-        V::Variant(v) => holds_reference(&v.0.val),
-        _ => false,
-    }
-}
-
-/// `value` with principal text turned into a service reference wherever
-/// `ty` declares one, at any depth (options, vectors, records, variants).
-fn with_declared_references(value: candid::IDLValue, env: &candid::types::TypeEnv, ty: &candid::types::Type) -> candid::IDLValue {
-    use candid::IDLValue as V;
-    use candid::types::TypeInner as T;
-    use candid::types::value::{IDLField, VariantValue};
-    let Ok(ty) = env.trace_type(ty) else { return value };
-    match (value, ty.as_ref()) {
-        (V::Principal(id), T::Service(_)) => V::Service(id),
-        (V::Opt(v), T::Opt(t)) => V::Opt(Box::new(with_declared_references(*v, env, t))),
-        (v @ (V::None | V::Null | V::Reserved), T::Opt(_)) => v,
-        // A value given for an `opt` without `opt` (Candid text allows it).
-        (v, T::Opt(t)) => with_declared_references(v, env, t),
-        (V::Vec(values), T::Vec(t)) => V::Vec(values.into_iter().map(|v| with_declared_references(v, env, t)).collect()),
-        (V::Record(fields), T::Record(declared)) => V::Record(
-            fields
-                .into_iter()
-                .map(|f| match declared.iter().find(|d| *d.id == f.id) {
-                    Some(d) => IDLField { val: with_declared_references(f.val, env, &d.ty), id: f.id },
-                    None => f,
-                })
-                .collect(),
-        ),
-        (V::Variant(VariantValue(f, index)), T::Variant(declared)) => {
-            let f = *f;
-            let f = match declared.iter().find(|d| *d.id == f.id) {
-                Some(d) => IDLField { val: with_declared_references(f.val, env, &d.ty), id: f.id },
-                None => f,
-            };
-            V::Variant(VariantValue(Box::new(f), index))
-        }
-        (v, _) => v,
     }
 }
 

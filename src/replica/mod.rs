@@ -49,6 +49,7 @@ pub mod management;
 pub mod memory;
 pub mod remote;
 mod scheduler;
+pub mod sim;
 pub mod settings;
 pub mod snapshot_transfer;
 pub mod snapshots;
@@ -141,7 +142,8 @@ impl Status {
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
     pub limits: Limits,
-    /// Executor threads (default: one per core).
+    /// Executor threads (default: one per core; 0: none, the caller drives
+    /// every execution, as the simulator does, see [`sim`]).
     pub threads: usize,
     /// Cycles a new canister starts with.
     pub initial_cycles: u64,
@@ -332,6 +334,7 @@ impl Replica {
                 paused: false,
                 remote_expired: std::collections::HashSet::new(),
                 sidecar: Vec::new(),
+                sim: None,
             }),
             config,
             jobs: Mutex::new(VecDeque::new()),
@@ -351,7 +354,8 @@ impl Replica {
             restored_sidecar: Mutex::new(Vec::new()),
         });
         tracing::debug!(sha_extensions = chunks::sha_extensions(), "SHA-256 for module and chunk hashes");
-        for i in 0..inner.config.threads.max(1) {
+        // No executor threads: the caller drives (the simulator, see `sim`).
+        for i in 0..inner.config.threads {
             let weak = Arc::downgrade(&inner);
             let spawned = std::thread::Builder::new()
                 .name(format!("ww-exec-{i}"))

@@ -133,6 +133,11 @@ impl Inner {
         }
     }
 
+    /// A job the simulator ran on its own thread has finished.
+    pub(super) fn sim_job_finished(&self) {
+        self.job_finished();
+    }
+
     fn job_finished(&self) {
         self.jobs_run.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
@@ -287,8 +292,10 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
     let limits = &inner.config.limits;
     let wasm64 = instance.as_ref().is_some_and(|i| i.wasm64());
     // Gather what the execution needs under the lock.
-    let (info, timer, time, heap_limit, prep, payment) = {
+    let (info, timer, time, heap_limit, prep, payment, cut) = {
         let mut st = inner.lock();
+        // The simulator may cut this execution's instruction limit.
+        let cut = st.sim.as_mut().and_then(|s| s.cut.take());
         let now = st.now();
         // A query call sees the last round's time (rounds mode).
         let time = if matches!(task, Task::Call { query: Some(false), .. }) { st.query_time() } else { now };
@@ -367,8 +374,10 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             | Task::Management { .. }
             | Task::ManagementResponse { .. } => Prep::Skip,
         };
-        (info, timer, time, heap_limit, prep, payment)
+        (info, timer, time, heap_limit, prep, payment, cut)
     };
+    let cut_limit = |limit: u64| cut.map_or(limit, |c| limit.min(c.instructions));
+    let cut_cleanup = |limit: u64| cut.filter(|c| c.cleanup_too).map_or(limit, |c| limit.min(c.instructions));
     // A canister that cannot pay: its call is refused, its system task
     // skipped (a timer stays due, a heartbeat comes next round).
     let (payment, prepaid) = match payment {
@@ -452,7 +461,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 (None, Some(MethodKind::Query)) => EntryPoint::Query { method, replicated: true },
                 (None, _) => EntryPoint::Update(method),
             };
-            let limit = if entry.is_query() { limits.instructions_per_query } else { limits.instructions_per_update };
+            let limit = cut_limit(if entry.is_query() { limits.instructions_per_query } else { limits.instructions_per_update });
             let bumps_version = entry.is_replicated();
             // Queries see no deadline, however they are called.
             let deadline = if entry.is_query() { 0 } else { deadline };
@@ -479,7 +488,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 Ok(bytes) => (EntryPoint::Reply(continuation), bytes, None),
                 Err(r) => (EntryPoint::Reject(continuation), Vec::new(), Some((r.code, r.description().to_string()))),
             };
-            let mut input = MessageInput::new(entry, caller, time, limits.instructions_per_update);
+            let mut input = MessageInput::new(entry, caller, time, cut_limit(limits.instructions_per_update));
             input.arg = arg;
             input.reject = reject;
             input.deadline = deadline;
@@ -495,7 +504,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             if let Outcome::Trapped { code, message, .. } = &outcome {
                 // The callback trapped: its cleanup runs, as a separate
                 // execution; if it traps too, the reject reports both.
-                let mut cleanup = MessageInput::new(EntryPoint::Cleanup(continuation), caller, time, limits.instructions_per_update);
+                let mut cleanup = MessageInput::new(EntryPoint::Cleanup(continuation), caller, time, cut_cleanup(limits.instructions_per_update));
                 cleanup.deadline = deadline;
                 match instance.execute(cleanup, info, timer, outstanding) {
                     Outcome::Trapped { code: cleanup_code, message: cleanup_message, .. } => {
@@ -525,7 +534,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 SystemTask::Heartbeat => EntryPoint::Heartbeat,
                 SystemTask::LowMemory => EntryPoint::LowMemory,
             };
-            let input = MessageInput::new(entry, Principal::management_canister(), time, limits.instructions_per_update);
+            let input = MessageInput::new(entry, Principal::management_canister(), time, cut_limit(limits.instructions_per_update));
             let outcome = instance.execute(input, info, timer, outstanding);
             let context = {
                 let mut st = inner.lock();
@@ -749,6 +758,13 @@ fn run_inspect(
 
 /// Applies a finished execution's outcome under the state lock.
 fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool, trap: Option<Reject>) {
+    if let Some(sim) = st.sim.as_mut() {
+        let (committed, trap) = match &outcome {
+            Outcome::Committed(_) => (true, None),
+            Outcome::Trapped { code, message, .. } => (false, Some(format!("{code}: {message}"))),
+        };
+        sim.events.push(super::sim::SimEvent::Executed { canister, context, committed, trap });
+    }
     match outcome {
             Outcome::Committed(effects) => {
                 if let Some(slot) = st.canisters.get_mut(&canister) {
@@ -863,6 +879,15 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
     // checked they fit above the freezing limit).
     if let Some(slot) = st.canisters.get_mut(&caller) {
         slot.charge(call.fee + call.reservation.total());
+    }
+    if let Some(sim) = st.sim.as_mut() {
+        sim.events.push(super::sim::SimEvent::CallSent {
+            callback,
+            caller,
+            callee: call.callee,
+            method: call.method.clone(),
+            bounded: deadline.is_some(),
+        });
     }
     *st.outstanding.entry((caller, call.callee)).or_default() += 1;
     if let Some(c) = st.contexts.get_mut(&context) {

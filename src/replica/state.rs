@@ -374,6 +374,8 @@ pub(super) struct State {
     pub(super) remote_expired: std::collections::HashSet<u64>,
     /// Node records for the next cut (see [`super::Replica::stage_sidecar`]).
     pub(super) sidecar: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// A simulated replica's record of what happened (see [`super::sim`]).
+    pub(super) sim: Option<super::sim::SimRecorder>,
 }
 
 /// A range of canister ids (by index, see [`super::canister_id`]) and the
@@ -545,6 +547,18 @@ impl State {
         }
         ctx.needs_response = false;
         let origin = std::mem::replace(&mut ctx.origin, Origin::System);
+        if let Some(sim) = self.sim.as_mut() {
+            let callback = match origin {
+                Origin::Canister { callback } => Some(callback),
+                _ => None,
+            };
+            sim.events.push(super::sim::SimEvent::Answered {
+                context: id,
+                callback,
+                reject: result.as_ref().err().map(|r| r.code),
+                dropped: matches!(origin, Origin::Expired),
+            });
+        }
         let out = match origin {
             Origin::Ingress(tx) => {
                 let _ = tx.send(result);
