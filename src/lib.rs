@@ -38,6 +38,7 @@ pub mod pocket_ic;
 pub mod process;
 pub mod replica;
 pub mod rpc;
+pub mod sim;
 
 /// Code generated from `capnp/ww.capnp`.
 pub mod ww_capnp {

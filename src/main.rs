@@ -80,6 +80,13 @@ enum Command {
     /// `--version` reports.
     PocketIc(PocketIcArgs),
 
+    /// Deterministic simulation with fault injection: run a scenario over
+    /// many seeds, replay or shrink a failing run.
+    Sim {
+        #[command(subcommand)]
+        command: ww::sim::cli::SimCommand,
+    },
+
     /// Measure and print a benchmark table.
     Bench {
         #[command(subcommand)]
@@ -513,6 +520,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::PocketIc(args) => pocket_ic(args, cli.verbose),
+        Command::Sim { command } => {
+            // Canisters' own log lines would drown the timeline: warnings
+            // only unless -v.
+            init_tracing_with(if cli.verbose == 0 { "ww=warn" } else { tracing_default(cli.verbose) });
+            match ww::sim::cli::main(command) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    report(format_args!("ww: error: {e}"));
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
         _ => ww_main(cli),
     }
 }
@@ -590,7 +609,7 @@ fn ww_main(cli: Cli) -> ExitCode {
             Command::Call(args) => client::call(args).await,
             Command::Deploy(args) => client::deploy(args).await,
             Command::Canister { command, state } => client::canister(command, state).await,
-            Command::PocketIc(_) => unreachable!("main serves `ww pocket-ic` without this runtime"),
+            Command::PocketIc(_) | Command::Sim { .. } => unreachable!("main runs `ww pocket-ic` and `ww sim` without this runtime"),
             Command::Bench { command: BenchCommand::Messaging { probe, calls } } => bench_messaging(probe, calls).await,
             Command::Id { state } => {
                 let id = ww::identity::load_or_create(&state).map_err(NodeError::from)?;
@@ -777,12 +796,19 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
+    init_tracing_with(tracing_default(verbose));
+}
+
+fn tracing_default(verbose: u8) -> &'static str {
+    match verbose {
         0 => "ww=info",
         1 => "ww=debug",
         _ => "ww=trace",
-    };
+    }
+}
+
+fn init_tracing_with(default: &str) {
+    use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

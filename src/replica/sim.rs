@@ -318,9 +318,14 @@ impl Replica {
     }
 
     /// A query, answered at once.
+    /// It leaves no events: it changes nothing.
     pub fn sim_query(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> CallResult {
+        let recorded = self.lock().sim.as_ref().map_or(0, |s| s.events.len());
         let mut rx = self.submit_query(caller, canister, method, arg);
         self.sim_settle();
+        if let Some(sim) = self.lock().sim.as_mut() {
+            sim.events.truncate(recorded);
+        }
         rx.try_recv().unwrap_or_else(|_| Err(Reject::system(ErrorCode::CanisterNotFound, format!("the query {method} on {canister} got no answer"))))
     }
 

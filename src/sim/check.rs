@@ -1,0 +1,109 @@
+//! The system invariants a simulated run checks after every step, from the
+//! replica's events (violations are ww bugs or forbidden injections), and
+//! the Jepsen-style history of every inter-canister call: ok, failed, or
+//! maybe (`SYS_UNKNOWN`: it may or may not have executed).
+//!
+//! - I1: every callback runs at most once, and every call gets exactly one
+//!   response (checked at the end: nothing left open);
+//! - I2: a caller's delivered requests to one callee start in send order;
+//! - I3: no `SYS_UNKNOWN` on an unbounded-wait call, and no clean reject
+//!   (`SYS_FATAL`, `SYS_TRANSIENT`, `DESTINATION_INVALID`) for a request
+//!   whose callee started executing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use candid::Principal;
+
+use crate::replica::RejectCode;
+use crate::replica::sim::SimEvent;
+
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    pub caller: Principal,
+    pub callee: Principal,
+    pub method: String,
+    pub bounded: bool,
+    pub started: bool,
+    pub outcome: Option<CallOutcome>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    Failed(RejectCode),
+    /// `SYS_UNKNOWN`: executed or not, the caller cannot tell.
+    Maybe,
+}
+
+impl CallOutcome {
+    pub fn label(self) -> String {
+        match self {
+            Self::Ok => "ok".into(),
+            Self::Maybe => "maybe (SYS_UNKNOWN)".into(),
+            Self::Failed(code) => format!("failed ({code:?})"),
+        }
+    }
+}
+
+/// Inter-canister calls by callback id, and the checks over them.
+#[derive(Default)]
+pub struct SystemCheck {
+    pub calls: BTreeMap<u64, CallRecord>,
+    ran: BTreeSet<u64>,
+    /// The last callback started per (caller, callee).
+    last_started: BTreeMap<(Principal, Principal), u64>,
+}
+
+impl SystemCheck {
+    /// Takes a step's events; the first violated invariant, if any.
+    pub fn observe(&mut self, events: &[SimEvent]) -> Option<(&'static str, String)> {
+        for event in events {
+            match event {
+                SimEvent::CallSent { callback, caller, callee, method, bounded } => {
+                    self.calls.insert(
+                        *callback,
+                        CallRecord { caller: *caller, callee: *callee, method: method.clone(), bounded: *bounded, started: false, outcome: None },
+                    );
+                }
+                SimEvent::RequestStarted { callback: Some(cb), .. } => {
+                    let Some(call) = self.calls.get_mut(cb) else { continue };
+                    call.started = true;
+                    let pair = (call.caller, call.callee);
+                    if let Some(last) = self.last_started.insert(pair, *cb)
+                        && last > *cb
+                    {
+                        return Some(("I2 per-pair order", format!("{} -> {}: call #{cb} started after the later call #{last}", pair.0, pair.1)));
+                    }
+                }
+                SimEvent::CallbackRan { callback, reject } => {
+                    if !self.ran.insert(*callback) {
+                        return Some(("I1 exactly one response", format!("the callback of call #{callback} ran twice")));
+                    }
+                    let Some(call) = self.calls.get_mut(callback) else { continue };
+                    call.outcome = Some(match reject {
+                        None => CallOutcome::Ok,
+                        Some(RejectCode::SysUnknown) => CallOutcome::Maybe,
+                        Some(code) => CallOutcome::Failed(*code),
+                    });
+                    if *reject == Some(RejectCode::SysUnknown) && !call.bounded {
+                        return Some(("I3 reject rules", format!("call #{callback} ({}) waits unbounded but got SYS_UNKNOWN", call.method)));
+                    }
+                    if matches!(reject, Some(RejectCode::SysFatal | RejectCode::SysTransient | RejectCode::DestinationInvalid)) && call.started {
+                        return Some((
+                            "I3 reject rules",
+                            format!("call #{callback} ({}) got the clean reject {reject:?} after {} started executing it", call.method, call.callee),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Calls sent but never answered (checked once every call should have
+    /// concluded).
+    pub fn unanswered(&self) -> Vec<u64> {
+        self.calls.iter().filter(|(cb, _)| !self.ran.contains(cb)).map(|(cb, _)| *cb).collect()
+    }
+}

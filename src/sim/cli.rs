@@ -1,0 +1,201 @@
+//! `ww sim run | replay | shrink`: the simulator's command line. Exit codes:
+//! 0 every seed passed, 1 a seed failed (or the replayed run still fails),
+//! 2 the simulation could not run (a bad scenario, module or artifact).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::artifact::Artifact;
+use super::faults::Profile;
+use super::report::{self, Summary};
+use super::run::RunOptions;
+use super::{SimError, Simulation};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SimCommand {
+    /// Run a scenario over many seeds; keep each failing run as an artifact.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// How many seeds.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed (seeds are consecutive).
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Seeds run in parallel (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// The fault profile, instead of the scenario's: strict, spec or adversarial.
+        #[arg(long)]
+        profile: Option<Profile>,
+        /// Run every seed twice and compare the replica's state after every step.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Where failing runs are written.
+        #[arg(long, default_value = "ww-sim-artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
+    },
+    /// Replay a failing run from its artifact and print its timeline.
+    Replay { artifact: PathBuf },
+    /// Shrink a failing run: fewer faults, messages and reorderings while the
+    /// same invariant fails; writes `<artifact>.shrunk.json`.
+    Shrink {
+        artifact: PathBuf,
+        /// The most replays to try.
+        #[arg(long, default_value_t = 1000)]
+        budget: u32,
+    },
+}
+
+/// Runs a `ww sim` command; the process exit code.
+pub fn main(command: SimCommand) -> Result<u8, SimError> {
+    match command {
+        SimCommand::Run { scenario, seeds, first_seed, jobs, profile, check_determinism, artifacts } => {
+            let mut sim = Simulation::load(&scenario)?;
+            if let Some(p) = profile {
+                sim.scenario.profile = p;
+            }
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+            run_seeds(&sim, first_seed, seeds, jobs, check_determinism, &artifacts)
+        }
+        SimCommand::Replay { artifact } => {
+            let a = Artifact::load(&artifact)?;
+            let mut sim = a.simulation()?;
+            sim.scenario.profile = a.profile;
+            let outcome = sim.run_decisions(&a.decisions, RunOptions::default())?;
+            match &outcome.failure {
+                Some(f) => {
+                    print!("{}", report::failure(&outcome, f));
+                    if f.invariant != a.failure.invariant {
+                        println!("(recorded as {:?}; it now fails {:?})", a.failure.invariant, f.invariant);
+                    }
+                    Ok(1)
+                }
+                None => {
+                    print!("{}", report::timeline(&outcome));
+                    println!("PASSED: the recorded failure ({}) no longer happens", a.failure.invariant);
+                    Ok(0)
+                }
+            }
+        }
+        SimCommand::Shrink { artifact, budget } => {
+            let a = Artifact::load(&artifact)?;
+            let mut sim = a.simulation()?;
+            sim.scenario.profile = a.profile;
+            let shrunk = super::shrink::shrink(&sim, &a.decisions, &a.failure, budget)?;
+            let out = shrunk_path(&artifact);
+            let mut small = Artifact::new(&sim, &shrunk.outcome, shrunk.failure.clone());
+            small.seed = a.seed;
+            small.save(&out)?;
+            print!("{}", report::failure(&shrunk.outcome, &shrunk.failure));
+            println!(
+                "shrunk in {} replays (the result found at replay {}): {} decisions ({} non-zero) -> {} ({} non-zero), {} steps",
+                shrunk.runs,
+                shrunk.found_at,
+                a.decisions.len(),
+                a.decisions.iter().filter(|d| **d != 0).count(),
+                shrunk.outcome.decisions.len(),
+                shrunk.outcome.decisions.iter().filter(|d| **d != 0).count(),
+                shrunk.outcome.steps
+            );
+            println!("wrote {}; replay it with: ww sim replay {}", out.display(), out.display());
+            println!("as a regression test:\n\n{}", report::regression_test(&a.scenario, &shrunk.outcome, &shrunk.failure));
+            Ok(1)
+        }
+    }
+}
+
+fn shrunk_path(artifact: &Path) -> PathBuf {
+    let stem = artifact.file_stem().map_or("artifact".into(), |s| s.to_string_lossy().into_owned());
+    artifact.with_file_name(format!("{stem}.shrunk.json"))
+}
+
+fn run_seeds(sim: &Simulation, first: u64, seeds: u64, jobs: usize, determinism: bool, artifacts: &Path) -> Result<u8, SimError> {
+    let started = std::time::Instant::now();
+    let next = AtomicU64::new(0);
+    let summary = Mutex::new(Summary::default());
+    let failures: Mutex<Vec<(u64, String, PathBuf)>> = Mutex::new(Vec::new());
+    let nondeterministic: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let error: Mutex<Option<SimError>> = Mutex::new(None);
+    let tty = std::io::stderr().is_terminal();
+    eprintln!("ww sim: {} ({}), seeds {first}..{}, {jobs} job(s)", sim.scenario.name, sim.scenario.profile, first + seeds);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(seeds.max(1) as usize) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= seeds || error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let seed = first + i;
+                    if determinism {
+                        match sim.check_determinism(seed) {
+                            Ok(Ok(())) => {}
+                            Ok(Err(why)) => nondeterministic.lock().unwrap_or_else(|e| e.into_inner()).push(why),
+                            Err(e) => {
+                                *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                                return;
+                            }
+                        }
+                    }
+                    let outcome = match sim.run_seed(seed, RunOptions::default()) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                            return;
+                        }
+                    };
+                    if let Some(f) = &outcome.failure {
+                        let path = artifacts.join(format!("{}-seed-{seed}.json", sim.scenario.name));
+                        let text = report::failure(&outcome, f);
+                        match Artifact::new(sim, &outcome, f.clone()).save(&path) {
+                            Ok(()) => failures.lock().unwrap_or_else(|e| e.into_inner()).push((seed, text, path)),
+                            Err(e) => {
+                                *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                                return;
+                            }
+                        }
+                    }
+                    let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
+                    s.add(&outcome);
+                    if tty {
+                        let done = s.seeds;
+                        let width = 30;
+                        let filled = (done * width / seeds.max(1)) as usize;
+                        eprint!(
+                            "\r  [{}{}] {done}/{seeds} seeds, {} failed ",
+                            "=".repeat(filled),
+                            " ".repeat(width as usize - filled),
+                            s.failures
+                        );
+                        let _ = std::io::stderr().flush();
+                    }
+                }
+            });
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    failures.sort_by_key(|(seed, _, _)| *seed);
+    if let Some((_, text, _)) = failures.first() {
+        print!("{text}");
+    }
+    for (seed, _, path) in &failures {
+        println!("seed {seed} failed: replay with `ww sim replay {}`, shrink with `ww sim shrink {}`", path.display(), path.display());
+    }
+    let nondeterministic = nondeterministic.into_inner().unwrap_or_else(|e| e.into_inner());
+    for why in &nondeterministic {
+        println!("NOT DETERMINISTIC: {why}");
+    }
+    print!("{}", summary.table(started.elapsed(), jobs));
+    Ok(if failures.is_empty() && nondeterministic.is_empty() { 0 } else { 1 })
+}

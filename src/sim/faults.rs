@@ -1,0 +1,151 @@
+//! The fault vocabulary: only what the IC interface specification allows a
+//! replica to do, each kind labelled with the clause that allows it, grouped
+//! in profiles; and the per-seed fault plan (swarm testing: each seed turns
+//! on its own subset of the profile's kinds, each at its own rate).
+//!
+//! Never injected, because the spec forbids it: duplicate delivery, reordering
+//! two delivered requests of one caller-callee pair, `SYS_UNKNOWN` on an
+//! unbounded-wait call, a `SYS_TRANSIENT`/`SYS_FATAL`/`DESTINATION_INVALID`
+//! reject after the callee started executing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::chooser::Chooser;
+
+/// Which faults may be injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// What mainnet is known to do.
+    #[default]
+    Strict,
+    /// Everything the spec's formal model permits (resource traps included).
+    Spec,
+    /// `spec` plus cleanup traps.
+    Adversarial,
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" => Ok(Self::Strict),
+            "spec" => Ok(Self::Spec),
+            "adversarial" => Ok(Self::Adversarial),
+            other => Err(format!("unknown profile {other:?} (strict, spec or adversarial)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Strict => "strict",
+            Self::Spec => "spec",
+            Self::Adversarial => "adversarial",
+        })
+    }
+}
+
+/// A kind of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// M1: the next step is any eligible one, not the oldest.
+    Interleave,
+    /// M3: a request that has not started is rejected.
+    SpontaneousReject,
+    /// M6: a bounded-wait call expires with `SYS_UNKNOWN`.
+    Expiry,
+    /// R1: an execution hits the instruction limit.
+    InstructionLimit,
+    /// R3: the cleanup callback after a trapped callback traps too.
+    CleanupTrap,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 5] = [Self::Interleave, Self::SpontaneousReject, Self::Expiry, Self::InstructionLimit, Self::CleanupTrap];
+
+    /// The short id of the reference's vocabulary.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Interleave => "M1",
+            Self::SpontaneousReject => "M3",
+            Self::Expiry => "M6",
+            Self::InstructionLimit => "R1",
+            Self::CleanupTrap => "R3",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Interleave => "interleave",
+            Self::SpontaneousReject => "spontaneous reject",
+            Self::Expiry => "bounded-wait expiry",
+            Self::InstructionLimit => "instruction-limit trap",
+            Self::CleanupTrap => "cleanup trap",
+        }
+    }
+
+    /// The clause of the IC interface specification that allows it.
+    pub fn clause(self) -> &'static str {
+        match self {
+            Self::Interleave => "Ordering guarantees: only requests of one caller-callee pair keep their order",
+            Self::SpontaneousReject => "Spontaneous request rejection: a request may be rejected before it executes",
+            Self::Expiry => "Call expiry: a bounded-wait call may end in SYS_UNKNOWN at any time",
+            Self::InstructionLimit => "Traps include exceeding the per-message instruction limit",
+            Self::CleanupTrap => "call_on_cleanup: the cleanup callback may trap too",
+        }
+    }
+
+    /// The profiles it belongs to.
+    pub fn allowed_in(self, profile: Profile) -> bool {
+        match self {
+            Self::Interleave | Self::SpontaneousReject | Self::Expiry => true,
+            Self::InstructionLimit => profile >= Profile::Spec,
+            Self::CleanupTrap => profile >= Profile::Adversarial,
+        }
+    }
+}
+
+/// The rates a seed can give an active fault kind.
+const RATES: [f64; 4] = [0.02, 0.05, 0.1, 0.25];
+
+/// Which fault kinds a seed turned on, and how often each fires.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultPlan {
+    pub profile: Profile,
+    pub rates: BTreeMap<FaultKind, f64>,
+}
+
+impl FaultPlan {
+    /// Draws the plan (its draws are the first decisions of a run): each
+    /// kind the profile allows is on with probability one half.
+    pub fn draw(profile: Profile, chooser: &mut Chooser) -> Self {
+        let mut rates = BTreeMap::new();
+        for kind in FaultKind::ALL {
+            if !kind.allowed_in(profile) {
+                continue;
+            }
+            // 0 (the simplest decision) is "off".
+            if chooser.draw(2) == 1 {
+                rates.insert(kind, RATES[chooser.draw(RATES.len() as u32) as usize]);
+            }
+        }
+        Self { profile, rates }
+    }
+
+    pub fn rate(&self, kind: FaultKind) -> Option<f64> {
+        self.rates.get(&kind).copied()
+    }
+
+    /// One line: the kinds on and their rates.
+    pub fn describe(&self) -> String {
+        if self.rates.is_empty() {
+            return format!("{}: no faults", self.profile);
+        }
+        let kinds: Vec<String> = self.rates.iter().map(|(k, r)| format!("{} {} {:.0}%", k.id(), k.name(), r * 100.0)).collect();
+        format!("{}: {}", self.profile, kinds.join(", "))
+    }
+}

@@ -1,0 +1,94 @@
+//! Deterministic simulation with fault injection (`ww sim`): unmodified
+//! canisters run on a replica whose every decision (which step runs next,
+//! which fault fires) comes from one seeded chooser, with simulated time, so
+//! a seed (or the decision log it expands to) reproduces a run bit for bit.
+//! Faults are only those the IC interface specification allows
+//! ([`faults`]); system invariants ([`check`]) and the scenario's own
+//! ([`predicate`]) are checked after every step; a failing run is kept as an
+//! [`artifact::Artifact`] that replays it and can be shrunk ([`shrink`]).
+//!
+//! The replica side is `crate::replica::sim`: a narrow view listing the
+//! eligible steps and running the one chosen.
+
+pub mod artifact;
+pub mod check;
+pub mod chooser;
+pub mod cli;
+pub mod faults;
+pub mod predicate;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod shrink;
+
+pub use artifact::Artifact;
+pub use chooser::Chooser;
+pub use faults::{FaultKind, FaultPlan, Profile};
+pub use run::{Prepared, RunOptions, RunOutcome};
+pub use scenario::Scenario;
+
+/// What stops a simulation from running at all (a failing run is not an
+/// error: it is the outcome).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("scenario: {0}")]
+    Scenario(String),
+    #[error("canister {0:?}: {1}")]
+    Canister(String, String),
+    #[error("the simulated replica: {0}")]
+    Replica(String),
+    #[error("artifact {0}: {1}")]
+    Artifact(String, String),
+}
+
+/// A scenario ready to run many times: its modules compiled once.
+pub struct Simulation {
+    pub scenario: Scenario,
+    engine: crate::engine::Engine,
+    prepared: Prepared,
+}
+
+impl Simulation {
+    /// Loads and compiles a scenario on a fresh canister engine.
+    pub fn load(path: &std::path::Path) -> Result<Self, SimError> {
+        let scenario = Scenario::load(path)?;
+        Self::new(scenario)
+    }
+
+    pub fn new(scenario: Scenario) -> Result<Self, SimError> {
+        use crate::engine::{Engine, EngineConfig, EngineKind, default_cache_dir};
+        let config = EngineConfig { kind: EngineKind::Canister, cache_dir: default_cache_dir(), ..EngineConfig::default() };
+        let engine = Engine::new(&config).map_err(|e| SimError::Replica(e.to_string()))?;
+        let prepared = Prepared::new(&engine, &scenario)?;
+        Ok(Self { scenario, engine, prepared })
+    }
+
+    /// Runs seed `seed`.
+    pub fn run_seed(&self, seed: u64, options: RunOptions) -> Result<RunOutcome, SimError> {
+        run::run(&self.engine, &self.scenario, &self.prepared, Chooser::seeded(seed), Some(seed), options)
+    }
+
+    /// Runs a decision log (an artifact's, or a shrinking candidate).
+    pub fn run_decisions(&self, decisions: &[u32], options: RunOptions) -> Result<RunOutcome, SimError> {
+        run::run(&self.engine, &self.scenario, &self.prepared, Chooser::replay(decisions.to_vec()), None, options)
+    }
+
+    /// Runs `seed` twice and compares the state digest after every step;
+    /// `Err` names the first step at which the runs differ.
+    pub fn check_determinism(&self, seed: u64) -> Result<Result<(), String>, SimError> {
+        let options = RunOptions { deep_digests: true };
+        let a = self.run_seed(seed, options)?;
+        let b = self.run_seed(seed, options)?;
+        if a.decisions != b.decisions {
+            let at = a.decisions.iter().zip(&b.decisions).position(|(x, y)| x != y).unwrap_or(a.decisions.len().min(b.decisions.len()));
+            return Ok(Err(format!("seed {seed}: the decision logs differ at decision {at}")));
+        }
+        if let Some(step) = a.digests.iter().zip(&b.digests).position(|(x, y)| x != y) {
+            return Ok(Err(format!("seed {seed}: the replica states differ after step {}", step + 1)));
+        }
+        if a.digests.len() != b.digests.len() || a.final_digest != b.final_digest || a.failure != b.failure {
+            return Ok(Err(format!("seed {seed}: the runs end differently")));
+        }
+        Ok(Ok(()))
+    }
+}

@@ -1,0 +1,110 @@
+//! Shrinking a failing run: its decision log is edited (cut short, blocks
+//! set to the simplest choice 0 — no fault, the oldest step —, blocks
+//! deleted, single choices lowered) and each candidate replayed; a
+//! candidate is kept when the same invariant fails and the log got simpler
+//! (fewer non-zero choices, then fewer steps). Hypothesis-style shrinking
+//! of a choice sequence: faults, workload arrivals and reorderings go away
+//! unless the failure needs them.
+
+use super::run::{Failure, RunOptions, RunOutcome};
+use super::{SimError, Simulation};
+
+pub struct Shrunk {
+    pub outcome: RunOutcome,
+    pub failure: Failure,
+    /// Replays tried, and the replay that found the result.
+    pub runs: u32,
+    pub found_at: u32,
+}
+
+/// How simple a log is: fewer non-zero choices, then fewer steps, then a
+/// smaller sum.
+fn size(outcome: &RunOutcome) -> (usize, usize, u64) {
+    let nonzero = outcome.decisions.iter().filter(|d| **d != 0).count();
+    (nonzero, outcome.steps, outcome.decisions.iter().map(|d| u64::from(*d)).sum())
+}
+
+pub fn shrink(sim: &Simulation, decisions: &[u32], failure: &Failure, budget: u32) -> Result<Shrunk, SimError> {
+    let options = RunOptions::default();
+    let mut runs = 0u32;
+    let mut best = sim.run_decisions(decisions, options)?;
+    runs += 1;
+    let same = |o: &RunOutcome| o.failure.as_ref().is_some_and(|f| f.invariant == failure.invariant);
+    if !same(&best) {
+        return Err(SimError::Artifact("(decisions)".into(), format!("replaying the decisions does not reproduce {:?}", failure.invariant)));
+    }
+    let found_at = std::cell::Cell::new(1u32);
+    let try_candidate = |candidate: Vec<u32>, best: &mut RunOutcome, runs: &mut u32| -> Result<bool, SimError> {
+        if *runs >= budget {
+            return Ok(false);
+        }
+        *runs += 1;
+        let o = sim.run_decisions(&candidate, options)?;
+        if same(&o) && size(&o) < size(best) {
+            *best = o;
+            found_at.set(*runs);
+            return Ok(true);
+        }
+        Ok(false)
+    };
+    loop {
+        let before = size(&best);
+        // Cut the log short (the rest is the simplest choices).
+        let mut len = best.decisions.len();
+        while len > 0 {
+            let half = len / 2;
+            if try_candidate(best.decisions[..half].to_vec(), &mut best, &mut runs)? {
+                len = best.decisions.len();
+            } else {
+                break;
+            }
+        }
+        // Blocks to zero, then blocks deleted, halving the block size.
+        for delete in [false, true] {
+            let mut chunk = (best.decisions.len() / 2).max(1);
+            loop {
+                let mut start = 0;
+                while start < best.decisions.len() {
+                    let end = (start + chunk).min(best.decisions.len());
+                    let mut candidate = best.decisions.clone();
+                    if delete {
+                        candidate.drain(start..end);
+                    } else if candidate[start..end].iter().any(|d| *d != 0) {
+                        candidate[start..end].iter_mut().for_each(|d| *d = 0);
+                    } else {
+                        start = end;
+                        continue;
+                    }
+                    if !try_candidate(candidate, &mut best, &mut runs)? {
+                        start = end;
+                    }
+                }
+                if chunk == 1 {
+                    break;
+                }
+                chunk /= 2;
+            }
+        }
+        // Lower single choices.
+        for i in 0..best.decisions.len() {
+            if i >= best.decisions.len() {
+                break;
+            }
+            let v = best.decisions[i];
+            for lower in [v / 2, v.saturating_sub(1)] {
+                if lower < v {
+                    let mut candidate = best.decisions.clone();
+                    candidate[i] = lower;
+                    if try_candidate(candidate, &mut best, &mut runs)? {
+                        break;
+                    }
+                }
+            }
+        }
+        if size(&best) >= before || runs >= budget {
+            break;
+        }
+    }
+    let failure = best.failure.clone().unwrap_or_else(|| failure.clone());
+    Ok(Shrunk { outcome: best, failure, runs, found_at: found_at.get() })
+}
