@@ -107,3 +107,46 @@ impl SystemCheck {
         self.calls.iter().filter(|(cb, _)| !self.ran.contains(cb)).map(|(cb, _)| *cb).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: u8) -> Principal {
+        Principal::from_slice(&[n])
+    }
+
+    fn sent(callback: u64, bounded: bool) -> SimEvent {
+        SimEvent::CallSent { callback, caller: p(1), callee: p(2), method: "m".into(), bounded }
+    }
+
+    #[test]
+    fn sys_unknown_only_on_bounded_calls() {
+        let mut c = SystemCheck::default();
+        assert!(c.observe(&[sent(1, true), SimEvent::CallbackRan { callback: 1, reject: Some(RejectCode::SysUnknown) }]).is_none());
+        let v = c.observe(&[sent(2, false), SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysUnknown) }]);
+        assert_eq!(v.map(|v| v.0), Some("I3 reject rules"));
+    }
+
+    #[test]
+    fn no_clean_reject_after_the_callee_started() {
+        let mut c = SystemCheck::default();
+        assert!(c.observe(&[sent(1, false), SimEvent::CallbackRan { callback: 1, reject: Some(RejectCode::SysTransient) }]).is_none());
+        let started = SimEvent::RequestStarted { context: 9, callback: Some(2) };
+        let v = c.observe(&[sent(2, false), started, SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysTransient) }]);
+        assert_eq!(v.map(|v| v.0), Some("I3 reject rules"));
+    }
+
+    #[test]
+    fn a_callback_runs_once_and_pairs_keep_order() {
+        let mut c = SystemCheck::default();
+        let ran = SimEvent::CallbackRan { callback: 1, reject: None };
+        assert!(c.observe(&[sent(1, false), ran.clone()]).is_none());
+        assert_eq!(c.observe(&[ran]).map(|v| v.0), Some("I1 exactly one response"));
+        let mut c = SystemCheck::default();
+        let start = |cb| SimEvent::RequestStarted { context: cb + 10, callback: Some(cb) };
+        assert!(c.observe(&[sent(1, false), sent(2, false), start(2)]).is_none());
+        assert_eq!(c.observe(&[start(1)]).map(|v| v.0), Some("I2 per-pair order"));
+        assert_eq!(c.unanswered(), vec![1, 2]);
+    }
+}

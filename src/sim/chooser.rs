@@ -60,3 +60,24 @@ impl Chooser {
         self.log
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_replays_and_runs_out_into_the_simplest_choices() {
+        let mut a = Chooser::seeded(7);
+        let drawn: Vec<u32> = (0..20).map(|i| a.draw(3 + i)).collect();
+        let mut b = Chooser::replay(a.log().to_vec());
+        let replayed: Vec<u32> = (0..20).map(|i| b.draw(3 + i)).collect();
+        assert_eq!(drawn, replayed);
+        assert_eq!(b.draw(5), 0, "past the log: the simplest choice");
+        assert!(!b.chance(0.9), "0 is never a fault");
+        assert_eq!(b.log().len(), 22);
+        let mut c = Chooser::seeded(8);
+        assert_ne!(drawn, (0..20).map(|i| c.draw(3 + i)).collect::<Vec<_>>());
+        // Values out of range (a hand-edited or shrunk log) wrap.
+        assert_eq!(Chooser::replay(vec![7]).draw(5), 2);
+    }
+}

@@ -120,6 +120,8 @@ fn run_seeds(sim: &Simulation, first: u64, seeds: u64, jobs: usize, determinism:
     let failures: Mutex<Vec<(u64, String, PathBuf)>> = Mutex::new(Vec::new());
     let nondeterministic: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let error: Mutex<Option<SimError>> = Mutex::new(None);
+    // When the first failure was found (seed, wall time since the start).
+    let first_failure: Mutex<Option<(u64, std::time::Duration)>> = Mutex::new(None);
     let tty = std::io::stderr().is_terminal();
     eprintln!("ww sim: {} ({}), seeds {first}..{}, {jobs} job(s)", sim.scenario.name, sim.scenario.profile, first + seeds);
     std::thread::scope(|scope| {
@@ -149,6 +151,7 @@ fn run_seeds(sim: &Simulation, first: u64, seeds: u64, jobs: usize, determinism:
                         }
                     };
                     if let Some(f) = &outcome.failure {
+                        first_failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert((seed, started.elapsed()));
                         let path = artifacts.join(format!("{}-seed-{seed}.json", sim.scenario.name));
                         let text = report::failure(&outcome, f);
                         match Artifact::new(sim, &outcome, f.clone()).save(&path) {
@@ -197,5 +200,8 @@ fn run_seeds(sim: &Simulation, first: u64, seeds: u64, jobs: usize, determinism:
         println!("NOT DETERMINISTIC: {why}");
     }
     print!("{}", summary.table(started.elapsed(), jobs));
+    if let Some((seed, after)) = first_failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        println!("  first failure    seed {seed}, after {:.3} s", after.as_secs_f64());
+    }
     Ok(if failures.is_empty() && nondeterministic.is_empty() { 0 } else { 1 })
 }

@@ -156,7 +156,8 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         .iter()
         .map(|i| Predicate::parse(&i.check).map(|p| (i.name.clone(), p, i.when)).map_err(|e| SimError::Scenario(format!("invariant {:?}: {e}", i.name))))
         .collect::<Result<_, _>>()?;
-    let mut pending: Vec<(usize, u32)> = scenario.workload.iter().enumerate().flat_map(|(i, w)| (0..w.count).map(move |n| (i, n))).collect();
+    // The workload's messages in order (popped from the end).
+    let mut pending: Vec<usize> = scenario.workload.iter().enumerate().flat_map(|(i, w)| std::iter::repeat_n(i, w.count as usize)).collect();
     pending.reverse();
     let mut sim = Run {
         replica,
@@ -196,8 +197,8 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         let result = if pick >= steps.len() {
             // Submitting is only a choice while steps wait; with nothing to
             // run, the next message arrives.
-            let (w, n) = pending.pop().ok_or_else(|| SimError::Replica("no workload left".into()))?;
-            sim.submit(w, n)
+            let w = pending.pop().ok_or_else(|| SimError::Replica("no workload left".into()))?;
+            sim.submit(w)
         } else {
             sim.run_step(&steps[pick], &plan, &mut chooser)
         };
@@ -272,8 +273,8 @@ impl Run<'_> {
         self.timeline.push(TimelineLine { step: self.steps, time_ns: self.now().saturating_sub(START_NS), text });
     }
 
-    /// Submits workload message `n` of entry `w`.
-    fn submit(&mut self, w: usize, n: u32) -> Option<Failure> {
+    /// Submits the next message of workload entry `w`.
+    fn submit(&mut self, w: usize) -> Option<Failure> {
         let work = &self.scenario.workload[w];
         let id = self.ids[&work.canister];
         let caller = work.caller.as_deref().map_or(default_user(), |c| match c.strip_prefix('$') {
@@ -285,7 +286,7 @@ impl Run<'_> {
             Ok(a) => a,
             Err(e) => return Some(Failure { invariant: "scenario".into(), detail: format!("{}.{}: {e}", work.canister, work.method), step: self.steps }),
         };
-        let label = format!("{}.{} #{}", work.canister, work.method, n + 1);
+        let label = format!("{}.{} (message {})", work.canister, work.method, self.ingress.len() + 1);
         let rx = self.replica.sim_submit(caller, id, &work.method, arg);
         self.steps += 1;
         self.line(format!("ingress  {label} submitted"));
@@ -428,15 +429,15 @@ impl Run<'_> {
     }
 
     /// Liveness: without faults, every call and message concludes.
-    fn quiet(&mut self, pending: &mut Vec<(usize, u32)>) -> Option<Failure> {
+    fn quiet(&mut self, pending: &mut Vec<usize>) -> Option<Failure> {
         self.line("quiet phase: no more faults".into());
         for _ in 0..self.scenario.quiet_steps {
             let steps = self.replica.sim_steps();
             let result = if let Some(step) = steps.first() {
                 let step = step.clone();
                 self.run_step(&step, &FaultPlan::default(), &mut Chooser::replay(Vec::new()))
-            } else if let Some((w, n)) = pending.pop() {
-                self.submit(w, n)
+            } else if let Some(w) = pending.pop() {
+                self.submit(w)
             } else if let Some(t) = self.replica.sim_next_event() {
                 self.replica.sim_advance_to(t);
                 continue;

@@ -17,12 +17,17 @@ pub struct Shrunk {
     pub found_at: u32,
 }
 
-/// How simple a log is: fewer non-zero choices, then fewer steps, then a
-/// smaller sum.
+/// How simple a log is: fewer non-zero choices, then fewer steps, then
+/// smaller picks (which step, which call: small numbers; a fault's
+/// yes-or-no draw is large and only its being 0 or not matters).
 fn size(outcome: &RunOutcome) -> (usize, usize, u64) {
     let nonzero = outcome.decisions.iter().filter(|d| **d != 0).count();
-    (nonzero, outcome.steps, outcome.decisions.iter().map(|d| u64::from(*d)).sum())
+    let picks = outcome.decisions.iter().filter(|d| **d < PICK_RANGE).map(|d| u64::from(*d)).sum();
+    (nonzero, outcome.steps, picks)
 }
+
+/// Draws below this are picks among alternatives.
+const PICK_RANGE: u32 = 1_000;
 
 pub fn shrink(sim: &Simulation, decisions: &[u32], failure: &Failure, budget: u32) -> Result<Shrunk, SimError> {
     let options = RunOptions::default();
@@ -91,7 +96,10 @@ pub fn shrink(sim: &Simulation, decisions: &[u32], failure: &Failure, budget: u3
                 break;
             }
             let v = best.decisions[i];
-            for lower in [v / 2, v.saturating_sub(1)] {
+            if v == 0 || v >= PICK_RANGE {
+                continue;
+            }
+            for lower in [0, v / 2, v - 1] {
                 if lower < v {
                     let mut candidate = best.decisions.clone();
                     candidate[i] = lower;

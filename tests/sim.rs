@@ -1,0 +1,166 @@
+//! `ww sim`: seeded deterministic simulation with fault injection, on the
+//! ic-cdk 0.20 demonstration canisters (guests/ic-cdk/sim_*), through the
+//! Rust API and the `ww` binary. Each demonstration must fail on the buggy
+//! canister and pass on the fixed one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ww::sim::{Artifact, Profile, RunOptions, Simulation};
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sim").join(name)
+}
+
+fn load(name: &str) -> Simulation {
+    Simulation::load(&scenario(name)).unwrap_or_else(|e| panic!("{name}: {e} (build the canisters with `make ic-guests`)"))
+}
+
+/// The first failing seed in `0..seeds`, with its outcome.
+fn first_failure(sim: &Simulation, seeds: u64) -> Option<(u64, ww::sim::RunOutcome)> {
+    (0..seeds).find_map(|seed| {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        o.failure.is_some().then_some((seed, o))
+    })
+}
+
+fn failures(sim: &Simulation, seeds: u64) -> Vec<String> {
+    (0..seeds)
+        .filter_map(|seed| {
+            let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+            o.failure.as_ref().map(|f| format!("seed {seed}: {}: {}\n{}", f.invariant, f.detail, ww::sim::report::timeline(&o)))
+        })
+        .collect()
+}
+
+#[test]
+fn wallet_retrying_without_dedup_key_double_debits_and_shrinks() {
+    let sim = load("wallet-buggy.toml");
+    let (seed, outcome) = first_failure(&sim, 100).expect("the buggy wallet fails within 100 seeds");
+    let failure = outcome.failure.clone().unwrap();
+    assert_eq!(failure.invariant, "no pay debits more than it asked", "seed {seed}: {}", failure.detail);
+    // The same decisions fail the same way.
+    let again = sim.run_decisions(&outcome.decisions, RunOptions::default()).unwrap();
+    assert_eq!(again.failure, outcome.failure);
+    // Shrunk: a transfer executed, its reply dropped (SYS_UNKNOWN), retried.
+    let shrunk = ww::sim::shrink::shrink(&sim, &outcome.decisions, &failure, 600).unwrap();
+    assert_eq!(shrunk.failure.invariant, failure.invariant);
+    assert!(shrunk.outcome.steps <= 8, "shrunk to {} steps:\n{}", shrunk.outcome.steps, ww::sim::report::timeline(&shrunk.outcome));
+    let timeline = ww::sim::report::timeline(&shrunk.outcome);
+    assert!(timeline.contains("M6"), "{timeline}");
+    assert!(timeline.contains("SysUnknown"), "{timeline}");
+    assert!(shrunk.outcome.history.iter().any(|h| h.contains("maybe (SYS_UNKNOWN)")), "{:?}", shrunk.outcome.history);
+    // Kept as an artifact, it replays.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.json");
+    Artifact::new(&sim, &shrunk.outcome, shrunk.failure.clone()).save(&path).unwrap();
+    let a = Artifact::load(&path).unwrap();
+    let replayed = a.simulation().unwrap().run_decisions(&a.decisions, RunOptions::default()).unwrap();
+    assert_eq!(replayed.failure.map(|f| f.invariant), Some(failure.invariant));
+}
+
+#[test]
+fn wallet_with_dedup_key_or_unbounded_wait_never_double_debits() {
+    for name in ["wallet-dedup.toml", "wallet-unbounded.toml"] {
+        let sim = load(name);
+        let failed = failures(&sim, 150);
+        assert!(failed.is_empty(), "{name}:\n{}", failed.join("\n"));
+    }
+}
+
+#[test]
+fn minter_recording_after_the_await_double_mints_the_guarded_one_does_not() {
+    let sim = load("minter-early.toml");
+    let (_, outcome) = first_failure(&sim, 100).expect("the early minter fails within 100 seeds");
+    assert_eq!(outcome.failure.unwrap().invariant, "never mints more than was deposited");
+    let mut sim = load("minter-guarded.toml");
+    for profile in [Profile::Strict, Profile::Spec] {
+        sim.scenario.profile = profile;
+        let failed = failures(&sim, 150);
+        assert!(failed.is_empty(), "guarded minter under {profile}:\n{}", failed.join("\n"));
+    }
+}
+
+#[test]
+fn a_seed_replays_bit_for_bit() {
+    for name in ["wallet-buggy.toml", "minter-early.toml"] {
+        let sim = load(name);
+        for seed in 0..8 {
+            sim.check_determinism(seed).unwrap().unwrap_or_else(|why| panic!("{name}: {why}"));
+        }
+        // Different seeds explore different runs.
+        let a = sim.run_seed(1, RunOptions::default()).unwrap();
+        let b = sim.run_seed(2, RunOptions::default()).unwrap();
+        assert_ne!(a.decisions, b.decisions);
+    }
+}
+
+fn ww(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ww")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn cli_runs_replays_and_shrinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("artifacts");
+    let buggy = scenario("wallet-buggy.toml");
+    let (code, out, err) = ww(&["sim", "run", buggy.to_str().unwrap(), "--seeds", "40", "--jobs", "2", "--artifacts", artifacts.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("FAILED seed"), "{out}");
+    assert!(out.contains("seeds per second"), "{out}");
+    let line = out.lines().find(|l| l.contains("replay with `ww sim replay ")).expect("a replay command");
+    let path = line.split("ww sim replay ").nth(1).and_then(|s| s.split('`').next()).unwrap().to_string();
+    let (code, out, _) = ww(&["sim", "replay", &path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no pay debits more than it asked"), "{out}");
+    let (code, out, err) = ww(&["sim", "shrink", &path, "--budget", "300"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("#[test]"), "{out}");
+    let shrunk = path.replace(".json", ".shrunk.json");
+    let (code, out, _) = ww(&["sim", "replay", &shrunk]);
+    assert_eq!(code, 1, "{out}");
+    // A fixed canister passes.
+    let (code, out, err) = ww(&["sim", "run", scenario("wallet-unbounded.toml").to_str().unwrap(), "--seeds", "20", "--check-determinism"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("NOT DETERMINISTIC"), "{out}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let (code, _, err) = ww(&["sim", "run", missing.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("missing.toml"), "{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[canister]]\nname = \"a\"\nwasm = \"nope.wasm\"\n").unwrap();
+    let (code, _, err) = ww(&["sim", "run", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("canister \"a\"") && err.contains("nope.wasm"), "{err}");
+    std::fs::write(&bad, "[[canister]]\nname = \"a\"\nwasm = \"x.wasm\"\n[[invariant]]\nname = \"i\"\ncheck = \"a.b( >= 1\"\n").unwrap();
+    std::fs::write(dir.path().join("x.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let (code, _, err) = ww(&["sim", "run", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invariant \"i\""), "{err}");
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, b"{not json").unwrap();
+    let (code, _, err) = ww(&["sim", "replay", corrupt.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a ww sim artifact"), "{err}");
+}
+
+#[test]
+fn components_and_motoko_canisters_run_under_faults() {
+    let sim = load("mixed.toml");
+    let failed = failures(&sim, 60);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    // The workload really ran: with no faults at all every increment lands.
+    let clean = sim.run_decisions(&[], RunOptions::default()).unwrap();
+    assert!(clean.failure.is_none());
+    assert_eq!(clean.history.iter().filter(|h| h.ends_with(": ok")).count(), 6, "{:?}", clean.history);
+    for seed in 0..4 {
+        sim.check_determinism(seed).unwrap().unwrap();
+    }
+}
