@@ -170,6 +170,10 @@ pub struct ReplicaConfig {
     /// (PocketIC's charging subnets without beta features); default none:
     /// a ww node offers it.
     pub flexible_outcalls_disabled: Vec<Principal>,
+    /// Driven by the simulator ([`sim`]): replicated tasks start only when
+    /// it runs them, and the management canister's work waits for it too;
+    /// executor threads (if any) run queries and inspections only.
+    pub simulated: bool,
 }
 
 /// How the replica's time moves and when messages execute.
@@ -203,6 +207,7 @@ impl Default for ReplicaConfig {
             heap_tracking: memory::HeapTracking::host_default(),
             root_key: Arc::from(Vec::new()),
             flexible_outcalls_disabled: Vec::new(),
+            simulated: false,
         }
     }
 }
@@ -338,6 +343,7 @@ impl Replica {
             }),
             config,
             jobs: Mutex::new(VecDeque::new()),
+            sim_jobs: Mutex::new(VecDeque::new()),
             jobs_ready: Condvar::new(),
             clock_changed: Condvar::new(),
             in_flight: std::sync::atomic::AtomicUsize::new(0),

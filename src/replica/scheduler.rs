@@ -37,6 +37,9 @@ pub(super) struct Inner {
     pub(super) config: ReplicaConfig,
     pub(super) state: Mutex<State>,
     pub(super) jobs: Mutex<VecDeque<Job>>,
+    /// A simulated replica's management canister work, run by the
+    /// simulator in order (see `sim`).
+    pub(super) sim_jobs: Mutex<VecDeque<Job>>,
     pub(super) jobs_ready: Condvar,
     /// Wakes the timer thread when time moves or a deadline appears.
     pub(super) clock_changed: Condvar,
@@ -149,6 +152,10 @@ impl Inner {
 
     pub(super) fn push_job(&self, job: Job) {
         *self.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        if self.config.simulated && matches!(job.task, Task::Management { .. } | Task::ManagementResponse { .. }) {
+            self.sim_jobs.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
+            return;
+        }
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         jobs.push_back(job);
         drop(jobs);

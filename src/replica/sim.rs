@@ -189,6 +189,10 @@ impl Replica {
             let mut st = self.lock();
             let Some((canister, index)) = find(&st, id) else { return false };
             let Some(slot) = st.canisters.get_mut(&canister) else { return false };
+            // A query may be running on it (executor threads run queries).
+            if slot.busy {
+                return false;
+            }
             let Some(task) = slot.queue.remove(index) else { return false };
             slot.busy = true;
             let instance = slot.instance.take();
@@ -310,6 +314,28 @@ impl Replica {
         self.sim_settle();
     }
 
+    /// Starts a simulated round, as [`Replica::execute_round`] starts one:
+    /// at the time set (or 1 ns after the last round), with the held
+    /// ingress inducted and what is due queued (timers, heartbeats,
+    /// expired deadlines). The simulator then runs the round's steps.
+    pub fn sim_begin_round(&self) {
+        {
+            let mut st = self.lock();
+            let time = st.manual_time.unwrap_or_default();
+            let round_time = if time == st.rounds.last_time { time.saturating_add(1) } else { time };
+            st.manual_time = Some(round_time);
+            st.rounds.last_time = round_time;
+        }
+        self.sim_settle();
+        self.inner.tick();
+        self.sim_settle();
+    }
+
+    /// Canister tasks still queued (a round's leftovers).
+    pub fn sim_queued(&self) -> usize {
+        self.lock().canisters.values().map(|s| s.queue.len()).sum()
+    }
+
     /// An ingress update call, inducted at once (its execution is a step).
     pub fn sim_submit(&self, caller: Principal, canister: Principal, method: &str, arg: Vec<u8>) -> oneshot::Receiver<CallResult> {
         let rx = self.submit_call(caller, canister, method, arg);
@@ -410,7 +436,11 @@ impl Replica {
             for task in requests {
                 self.inner.push_job(Job { canister: Principal::management_canister(), instance: None, task });
             }
-            let job = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            // The management canister's work, then (with no executor
+            // threads) queries.
+            let job = self.inner.sim_jobs.lock().unwrap_or_else(|e| e.into_inner()).pop_front().or_else(|| {
+                if self.inner.config.threads == 0 { self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).pop_front() } else { None }
+            });
             match job {
                 Some(job) => {
                     run_job(&self.inner, job);

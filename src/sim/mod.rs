@@ -15,6 +15,7 @@ pub mod check;
 pub mod chooser;
 pub mod cli;
 pub mod faults;
+pub mod inject;
 pub mod predicate;
 pub mod report;
 pub mod run;

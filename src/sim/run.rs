@@ -14,19 +14,17 @@ use tokio::sync::oneshot;
 use super::check::{CallOutcome, SystemCheck};
 use super::chooser::Chooser;
 use super::faults::{FaultKind, FaultPlan};
+use super::inject::{self, Fired};
 use super::predicate::Predicate;
 use super::scenario::{Scenario, When, resolve_name, substitute};
 use super::SimError;
-use crate::replica::sim::{ExpiryPosition, Step, StepId, StepWhat};
-use crate::replica::{CallResult, Clock, RejectCode, Replica, ReplicaConfig, install};
+use crate::replica::sim::{Step, StepId, StepWhat};
+use crate::replica::{CallResult, Clock, Replica, ReplicaConfig, install};
 
 /// Simulated time starts at 2026-01-01T00:00:00Z.
 pub const START_NS: u64 = 1_767_225_600_000_000_000;
 /// Simulated time each decision of the fault phase takes.
 const STEP_NS: u64 = 1_000_000;
-/// The instruction limit an injected instruction-limit trap allows (any
-/// real work exceeds it).
-const CUT_INSTRUCTIONS: u64 = 2_000;
 
 /// The user scenario messages come from (a controller of every canister).
 pub fn default_user() -> Principal {
@@ -100,7 +98,7 @@ impl Prepared {
 }
 
 fn new_replica(engine: crate::engine::Engine, seed: u64) -> Result<Replica, SimError> {
-    let config = ReplicaConfig { threads: 0, seed, clock: Clock::Rounds { start_ns: START_NS }, ..ReplicaConfig::default() };
+    let config = ReplicaConfig { threads: 0, simulated: true, seed, clock: Clock::Rounds { start_ns: START_NS }, ..ReplicaConfig::default() };
     let replica = Replica::new(engine, config).map_err(|e| SimError::Replica(e.to_string()))?;
     replica.sim_record();
     Ok(replica)
@@ -166,8 +164,7 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         check: SystemCheck::default(),
         ingress: Vec::new(),
         timeline: Vec::new(),
-        faults: BTreeMap::new(),
-        expiries: BTreeMap::new(),
+        fired: Fired::default(),
         digests: Vec::new(),
         steps: 0,
         options,
@@ -188,12 +185,7 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
                 None => break,
             }
         }
-        let pick = if plan.rate(FaultKind::Interleave).is_some_and(|r| chooser.chance(r)) {
-            sim.fired(FaultKind::Interleave);
-            chooser.draw(options_count as u32) as usize
-        } else {
-            0
-        };
+        let pick = inject::pick(&plan, &mut chooser, &mut sim.fired, options_count);
         let result = if pick >= steps.len() {
             // Submitting is only a choice while steps wait; with nothing to
             // run, the next message arrives.
@@ -231,8 +223,8 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         decisions: chooser.into_log(),
         failure,
         timeline: sim.timeline,
-        faults: sim.faults,
-        expiries: sim.expiries,
+        faults: sim.fired.kinds,
+        expiries: sim.fired.expiries,
         digests: sim.digests,
         final_digest,
         steps: sim.steps,
@@ -249,8 +241,7 @@ struct Run<'a> {
     check: SystemCheck,
     ingress: Vec<Ingress>,
     timeline: Vec<TimelineLine>,
-    faults: BTreeMap<FaultKind, u32>,
-    expiries: BTreeMap<&'static str, u32>,
+    fired: Fired,
     digests: Vec<[u8; 32]>,
     steps: usize,
     options: RunOptions,
@@ -263,10 +254,6 @@ impl Run<'_> {
 
     fn name(&self, p: &Principal) -> String {
         self.ids.iter().find(|(_, id)| *id == p).map_or_else(|| if *p == default_user() { "user".into() } else { p.to_text() }, |(n, _)| n.clone())
-    }
-
-    fn fired(&mut self, kind: FaultKind) {
-        *self.faults.entry(kind).or_default() += 1;
     }
 
     fn line(&mut self, text: String) {
@@ -296,36 +283,20 @@ impl Run<'_> {
 
     /// Runs one step, with the faults the plan draws for it.
     fn run_step(&mut self, step: &Step, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
-        let mut fault = String::new();
         let what = self.describe(step);
-        match (&step.what, step.id) {
-            // M3: a request from a canister that has not started may be rejected.
-            (StepWhat::Request { callback: Some(_), .. }, StepId::Request { context })
-                if plan.rate(FaultKind::SpontaneousReject).is_some_and(|r| chooser.chance(r)) =>
-            {
-                let code = if plan.profile >= super::faults::Profile::Spec && chooser.draw(2) == 1 { RejectCode::SysFatal } else { RejectCode::SysTransient };
-                self.fired(FaultKind::SpontaneousReject);
-                self.replica.sim_reject(context, code);
+        let fault = match inject::step(&self.replica, step, plan, chooser, &mut self.fired) {
+            inject::Applied::Rejected(code) => {
                 self.steps += 1;
                 self.line(format!("{what}  fault: M3 rejected before it ran ({code:?})"));
+                let events = self.replica.sim_take_events();
+                if let Some((inv, detail)) = self.check.observe(&events) {
+                    return Some(Failure { invariant: inv.into(), detail, step: self.steps });
+                }
                 return self.after_step();
             }
-            (StepWhat::Lifecycle(_), _) => {}
-            _ => {
-                // R1 (and R3 with it): this execution hits the instruction limit.
-                if plan.rate(FaultKind::InstructionLimit).is_some_and(|r| chooser.chance(r)) {
-                    let cleanup_too = plan.rate(FaultKind::CleanupTrap).is_some_and(|r| chooser.chance(r));
-                    self.fired(FaultKind::InstructionLimit);
-                    fault = " fault: R1 instruction limit".into();
-                    if cleanup_too {
-                        self.fired(FaultKind::CleanupTrap);
-                        fault.push_str(" + R3 cleanup trap");
-                    }
-                    self.replica.sim_cut_instructions(CUT_INSTRUCTIONS, cleanup_too);
-                }
-            }
-        }
-        self.replica.sim_execute(step.id);
+            inject::Applied::Skipped => return None,
+            inject::Applied::Ran { fault } => fault.map(|f| format!(" fault: {f}")).unwrap_or_default(),
+        };
         self.steps += 1;
         let events = self.replica.sim_take_events();
         let mut outcome = Vec::new();
@@ -357,20 +328,7 @@ impl Run<'_> {
 
     /// M6: a bounded-wait call may expire now.
     fn maybe_expire(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
-        let rate = plan.rate(FaultKind::Expiry)?;
-        let calls = self.replica.sim_bounded_calls();
-        if calls.is_empty() || !chooser.chance(rate) {
-            return None;
-        }
-        let callback = calls[chooser.draw(calls.len() as u32) as usize];
-        let position = self.replica.sim_expire(callback)?;
-        self.fired(FaultKind::Expiry);
-        let label = match position {
-            ExpiryPosition::RequestInFlight => "request in flight",
-            ExpiryPosition::CalleeRunning => "callee running",
-            ExpiryPosition::ResponseInFlight => "response in flight",
-        };
-        *self.expiries.entry(label).or_default() += 1;
+        let (callback, label) = inject::expire(&self.replica, plan, chooser, &mut self.fired)?;
         let events = self.replica.sim_take_events();
         self.line(format!("fault: M6 call #{callback} expires ({label}): the caller will get SYS_UNKNOWN"));
         self.check.observe(&events).map(|(inv, detail)| Failure { invariant: inv.into(), detail, step: self.steps })

@@ -1,0 +1,105 @@
+//! Applying the fault plan to a simulated replica, one decision at a time:
+//! which step runs next (M1), whether it runs at all (M3), whether it hits
+//! the instruction limit (R1, with R3), and whether a bounded-wait call
+//! expires (M6). Shared by `ww sim` runs and PocketIC instances under
+//! `ww test --seeds`.
+
+use std::collections::BTreeMap;
+
+use super::chooser::Chooser;
+use super::faults::{FaultKind, FaultPlan, Profile};
+use crate::replica::sim::{ExpiryPosition, Step, StepId, StepWhat};
+use crate::replica::{RejectCode, Replica};
+
+/// The instruction limit an injected instruction-limit trap allows (any
+/// real work exceeds it).
+pub const CUT_INSTRUCTIONS: u64 = 2_000;
+
+/// Faults fired so far, by kind, and expiries by position.
+#[derive(Clone, Debug, Default)]
+pub struct Fired {
+    pub kinds: BTreeMap<FaultKind, u32>,
+    pub expiries: BTreeMap<&'static str, u32>,
+}
+
+impl Fired {
+    fn add(&mut self, kind: FaultKind) {
+        *self.kinds.entry(kind).or_default() += 1;
+    }
+}
+
+/// What happened to a chosen step.
+pub enum Applied {
+    /// M3: rejected before it ran.
+    Rejected(RejectCode),
+    /// It ran; `fault` says what was done to it, if anything.
+    Ran { fault: Option<String> },
+    /// It could not run now (its canister is busy with a query).
+    Skipped,
+}
+
+/// Which of `options` runs next: the oldest (0) unless M1 fires.
+pub fn pick(plan: &FaultPlan, chooser: &mut Chooser, fired: &mut Fired, options: usize) -> usize {
+    if options > 1 && plan.rate(FaultKind::Interleave).is_some_and(|r| chooser.chance(r)) {
+        fired.add(FaultKind::Interleave);
+        return chooser.draw(options as u32) as usize;
+    }
+    0
+}
+
+/// Runs `step` with the faults the plan draws for it.
+pub fn step(replica: &Replica, step: &Step, plan: &FaultPlan, chooser: &mut Chooser, fired: &mut Fired) -> Applied {
+    let mut fault = None;
+    match (&step.what, step.id) {
+        // M3: a request from a canister that has not started may be rejected.
+        (StepWhat::Request { callback: Some(_), .. }, StepId::Request { context })
+            if plan.rate(FaultKind::SpontaneousReject).is_some_and(|r| chooser.chance(r)) =>
+        {
+            let code = if plan.profile >= Profile::Spec && chooser.draw(2) == 1 { RejectCode::SysFatal } else { RejectCode::SysTransient };
+            fired.add(FaultKind::SpontaneousReject);
+            replica.sim_reject(context, code);
+            return Applied::Rejected(code);
+        }
+        (StepWhat::Lifecycle(_), _) => {}
+        _ => {
+            // R1 (and R3 with it): this execution hits the instruction limit.
+            if plan.rate(FaultKind::InstructionLimit).is_some_and(|r| chooser.chance(r)) {
+                let cleanup_too = plan.rate(FaultKind::CleanupTrap).is_some_and(|r| chooser.chance(r));
+                fired.add(FaultKind::InstructionLimit);
+                let mut text = "R1 instruction limit".to_string();
+                if cleanup_too {
+                    fired.add(FaultKind::CleanupTrap);
+                    text.push_str(" + R3 cleanup trap");
+                }
+                replica.sim_cut_instructions(CUT_INSTRUCTIONS, cleanup_too);
+                fault = Some(text);
+            }
+        }
+    }
+    if replica.sim_execute(step.id) {
+        Applied::Ran { fault }
+    } else {
+        // An unused cut must not hit another execution.
+        replica.sim_cut_instructions(u64::MAX, false);
+        Applied::Skipped
+    }
+}
+
+/// M6: a bounded-wait call may expire now; which one and where it was.
+pub fn expire(replica: &Replica, plan: &FaultPlan, chooser: &mut Chooser, fired: &mut Fired) -> Option<(u64, &'static str)> {
+    let rate = plan.rate(FaultKind::Expiry)?;
+    let calls = replica.sim_bounded_calls();
+    if calls.is_empty() || !chooser.chance(rate) {
+        return None;
+    }
+    let callback = calls[chooser.draw(calls.len() as u32) as usize];
+    let position = replica.sim_expire(callback)?;
+    fired.add(FaultKind::Expiry);
+    let label = match position {
+        ExpiryPosition::RequestInFlight => "request in flight",
+        ExpiryPosition::CalleeRunning => "callee running",
+        ExpiryPosition::ResponseInFlight => "response in flight",
+    };
+    *fired.expiries.entry(label).or_default() += 1;
+    Some((callback, label))
+}
