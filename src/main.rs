@@ -87,6 +87,10 @@ enum Command {
         command: ww::sim::cli::SimCommand,
     },
 
+    /// Run an unchanged pocket-ic test command once per seed against ww's
+    /// PocketIC server with seeded faults; fails when any seed failed.
+    Test(ww::sim::cli::TestArgs),
+
     /// Measure and print a benchmark table.
     Bench {
         #[command(subcommand)]
@@ -520,11 +524,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::PocketIc(args) => pocket_ic(args, cli.verbose),
-        Command::Sim { command } => {
+        command @ (Command::Sim { .. } | Command::Test(_)) => {
             // Canisters' own log lines would drown the timeline: warnings
             // only unless -v.
             init_tracing_with(if cli.verbose == 0 { "ww=warn" } else { tracing_default(cli.verbose) });
-            match ww::sim::cli::main(command) {
+            let result = match command {
+                Command::Sim { command } => ww::sim::cli::main(command),
+                Command::Test(args) => ww::sim::cli::test(args),
+                _ => unreachable!("matched above"),
+            };
+            match result {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     report(format_args!("ww: error: {e}"));
@@ -609,7 +618,9 @@ fn ww_main(cli: Cli) -> ExitCode {
             Command::Call(args) => client::call(args).await,
             Command::Deploy(args) => client::deploy(args).await,
             Command::Canister { command, state } => client::canister(command, state).await,
-            Command::PocketIc(_) | Command::Sim { .. } => unreachable!("main runs `ww pocket-ic` and `ww sim` without this runtime"),
+            Command::PocketIc(_) | Command::Sim { .. } | Command::Test(_) => {
+                unreachable!("main runs `ww pocket-ic`, `ww sim` and `ww test` without this runtime")
+            }
             Command::Bench { command: BenchCommand::Messaging { probe, calls } } => bench_messaging(probe, calls).await,
             Command::Id { state } => {
                 let id = ww::identity::load_or_create(&state).map_err(NodeError::from)?;

@@ -57,6 +57,8 @@ pub enum InstanceError {
     NoSubnet,
     #[error("cannot start the replica: {0}")]
     Replica(String),
+    #[error("ww test's simulation settings: {0}")]
+    Simulation(String),
     #[error("unknown message id {0}: it was never submitted to this instance")]
     UnknownMessage(String),
     #[error("message {id} did not complete: {why}")]
@@ -164,6 +166,8 @@ pub struct Instance {
     pub api: axum::Router,
     /// Outcalls waiting for a mock (or made for real once live).
     pub outcalls: Arc<crate::outcalls::mock::MockAdapter>,
+    /// Rounds under seeded faults (`ww test --seeds`, see [`crate::sim::rounds`]).
+    sim: Option<std::sync::Mutex<crate::sim::rounds::SimRounds>>,
 }
 
 impl Instance {
@@ -178,6 +182,7 @@ impl Instance {
         };
         let root = subnets.iter().find(|s| s.kind == SubnetKind::NNS).unwrap_or(&subnets[0]);
         let root_keys = SubnetKeys::from_seed(&root.seed);
+        let sim = crate::sim::rounds::SimRounds::from_env().map_err(InstanceError::Simulation)?;
         let replica = Replica::new(
             engine,
             ReplicaConfig {
@@ -191,6 +196,7 @@ impl Instance {
                 // Test output shows what canisters print, as with PocketIC.
                 echo_logs: true,
                 flexible_outcalls_disabled: without_flexible_outcalls(&subnets, config),
+                simulated: sim.is_some(),
                 ..ReplicaConfig::default()
             },
         )
@@ -202,7 +208,8 @@ impl Instance {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             replica.set_outcalls(outcalls.clone(), runtime);
         }
-        Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None, certified, api, outcalls })
+        let sim = sim.map(std::sync::Mutex::new);
+        Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None, certified, api, outcalls, sim })
     }
 
     /// The instance's topology as the client reads it.
@@ -275,7 +282,10 @@ impl Instance {
     /// One round, then the outcalls it made become visible (and old ones
     /// time out), as PocketIC's rounds do.
     pub fn round(&self) -> Result<replica::RoundReport, replica::ClockError> {
-        let report = self.replica.execute_round()?;
+        let report = match &self.sim {
+            Some(sim) => sim.lock().unwrap_or_else(|e| e.into_inner()).round(&self.replica),
+            None => self.replica.execute_round()?,
+        };
         self.outcalls.tick(self.replica.time());
         Ok(report)
     }

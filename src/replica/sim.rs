@@ -319,6 +319,9 @@ impl Replica {
     /// ingress inducted and what is due queued (timers, heartbeats,
     /// expired deadlines). The simulator then runs the round's steps.
     pub fn sim_begin_round(&self) {
+        // A query or inspection still finishing on an executor thread
+        // (its answer may already be out) keeps its canister busy.
+        self.inner.wait_idle();
         {
             let mut st = self.lock();
             let time = st.manual_time.unwrap_or_default();
@@ -329,6 +332,35 @@ impl Replica {
         self.sim_settle();
         self.inner.tick();
         self.sim_settle();
+    }
+
+    /// What each canister with queued tasks holds (for diagnostics).
+    pub fn sim_queues(&self) -> String {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for (id, slot) in &st.canisters {
+            if slot.queue.is_empty() {
+                continue;
+            }
+            let kinds: Vec<&str> = slot
+                .queue
+                .iter()
+                .map(|t| match t {
+                    Task::Call { query: None, .. } => "call",
+                    Task::Call { .. } => "query",
+                    Task::Response { .. } => "response",
+                    Task::System(_) => "system",
+                    Task::Inspect { .. } => "inspect",
+                    Task::Install(_) => "install",
+                    Task::Snapshot(_) => "snapshot",
+                    Task::Uninstall { .. } => "uninstall",
+                    Task::Management { .. } => "management",
+                    Task::ManagementResponse { .. } => "management response",
+                })
+                .collect();
+            out.push(format!("{id}{}: {}", if slot.busy { " (busy)" } else { "" }, kinds.join(", ")));
+        }
+        out.join("; ")
     }
 
     /// Canister tasks still queued (a round's leftovers).

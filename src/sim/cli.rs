@@ -205,3 +205,89 @@ fn run_seeds(sim: &Simulation, first: u64, seeds: u64, jobs: usize, determinism:
     }
     Ok(if failures.is_empty() && nondeterministic.is_empty() { 0 } else { 1 })
 }
+
+/// `ww test --seeds N -- <test command>`: an unchanged `pocket-ic` test
+/// command run once per seed against ww's PocketIC server with seeded
+/// faults (see [`super::rounds`]).
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// How many seeds (runs of the command).
+    #[arg(long, default_value_t = 10)]
+    pub seeds: u64,
+    /// The first seed (seeds are consecutive).
+    #[arg(long, default_value_t = 0)]
+    pub first_seed: u64,
+    /// The fault profile: strict, spec or adversarial.
+    #[arg(long, default_value = "strict")]
+    pub profile: Profile,
+    /// Only these fault kinds, comma-separated (M1, M3, M6, R1, R3).
+    #[arg(long, value_name = "LIST")]
+    pub faults: Option<String>,
+    /// The test command and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Runs `ww test`; the exit code (1 when any seed failed).
+pub fn test(args: TestArgs) -> Result<u8, SimError> {
+    use super::rounds::{FAULTS_VAR, PROFILE_VAR, SEED_VAR, parse_kinds};
+    if let Some(list) = &args.faults {
+        parse_kinds(list).map_err(SimError::Scenario)?;
+    }
+    let exe = std::env::current_exe().map_err(|e| SimError::Replica(format!("cannot find the ww executable: {e}")))?;
+    // The client starts whatever POCKET_IC_BIN names; ww serves PocketIC
+    // when its file name starts with `pocket-ic`.
+    let dir = tempfile::tempdir().map_err(|e| SimError::Replica(format!("cannot make a temporary directory: {e}")))?;
+    let server = dir.path().join("pocket-ic");
+    std::os::unix::fs::symlink(&exe, &server).map_err(|e| SimError::Replica(format!("cannot link {}: {e}", server.display())))?;
+    let (program, rest) = args.command.split_first().ok_or_else(|| SimError::Scenario("no test command after --".into()))?;
+    let started = std::time::Instant::now();
+    let mut failed: Vec<(u64, std::process::Output)> = Vec::new();
+    eprintln!("ww test: {} seed(s) from {}, profile {}{}", args.seeds, args.first_seed, args.profile, args.faults.as_deref().map(|f| format!(", faults {f}")).unwrap_or_default());
+    for seed in args.first_seed..args.first_seed + args.seeds {
+        let t = std::time::Instant::now();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(rest).env("POCKET_IC_BIN", &server).env(SEED_VAR, seed.to_string()).env(PROFILE_VAR, args.profile.to_string());
+        match &args.faults {
+            Some(list) => cmd.env(FAULTS_VAR, list),
+            None => cmd.env_remove(FAULTS_VAR),
+        };
+        // Into files, not pipes: the PocketIC server the test starts
+        // inherits them and outlives the test (until its idle TTL).
+        let output = run_to_files(&mut cmd, dir.path()).map_err(|e| SimError::Scenario(format!("cannot run {program:?}: {e}")))?;
+        let verdict = if output.status.success() { "ok".to_string() } else { format!("FAILED ({})", output.status) };
+        eprintln!("  seed {seed}: {verdict} in {:.1} s", t.elapsed().as_secs_f64());
+        if !output.status.success() {
+            failed.push((seed, output));
+        }
+    }
+    for (seed, output) in &failed {
+        println!("---- seed {seed}: the test's output ----");
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        print!("{}", String::from_utf8_lossy(&output.stderr));
+        let faults = args.faults.as_deref().map(|f| format!(" --faults {f}")).unwrap_or_default();
+        let command: Vec<String> = args.command.iter().map(|a| shell_quote(a)).collect();
+        println!("---- replay seed {seed} with: ww test --seeds 1 --first-seed {seed} --profile {}{faults} -- {}", args.profile, command.join(" "));
+    }
+    println!(
+        "ww test: {} of {} seed(s) failed in {:.1} s",
+        failed.len(),
+        args.seeds,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failed.is_empty() { 0 } else { 1 })
+}
+
+fn run_to_files(cmd: &mut std::process::Command, dir: &Path) -> std::io::Result<std::process::Output> {
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let status = cmd.stdin(std::process::Stdio::null()).stdout(std::fs::File::create(&out_path)?).stderr(std::fs::File::create(&err_path)?).status()?;
+    Ok(std::process::Output { status, stdout: std::fs::read(&out_path)?, stderr: std::fs::read(&err_path)? })
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}

@@ -123,9 +123,15 @@ impl FaultPlan {
     /// Draws the plan (its draws are the first decisions of a run): each
     /// kind the profile allows is on with probability one half.
     pub fn draw(profile: Profile, chooser: &mut Chooser) -> Self {
+        Self::draw_among(profile, None, chooser)
+    }
+
+    /// [`FaultPlan::draw`] among the kinds `only` names (of those the
+    /// profile allows).
+    pub fn draw_among(profile: Profile, only: Option<&[FaultKind]>, chooser: &mut Chooser) -> Self {
         let mut rates = BTreeMap::new();
         for kind in FaultKind::ALL {
-            if !kind.allowed_in(profile) {
+            if !kind.allowed_in(profile) || only.is_some_and(|o| !o.contains(&kind)) {
                 continue;
             }
             // 0 (the simplest decision) is "off".

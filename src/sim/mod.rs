@@ -18,6 +18,7 @@ pub mod faults;
 pub mod inject;
 pub mod predicate;
 pub mod report;
+pub mod rounds;
 pub mod run;
 pub mod scenario;
 pub mod shrink;
