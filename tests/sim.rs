@@ -164,3 +164,24 @@ fn components_and_motoko_canisters_run_under_faults() {
         sim.check_determinism(seed).unwrap().unwrap();
     }
 }
+
+#[test]
+fn ww_test_runs_the_command_once_per_seed_and_names_the_failing_ones() {
+    // A stand-in test command: it sees the seed, profile and server ww
+    // gives it, and fails on seed 2 only.
+    let script = r#"test -x "$POCKET_IC_BIN" && test "$WW_SIM_PROFILE" = spec && test "$WW_SIM_FAULTS" = M1,M6 || exit 3; echo "running seed $WW_SIM_SEED"; test "$WW_SIM_SEED" != 2"#;
+    let (code, out, err) = ww(&["test", "--seeds", "4", "--first-seed", "1", "--profile", "spec", "--faults", "M1,M6", "--", "sh", "-c", script]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("seed 1: ok") && err.contains("seed 3: ok") && err.contains("seed 4: ok"), "{err}");
+    assert!(err.contains("seed 2: FAILED"), "{err}");
+    assert!(out.contains("running seed 2"), "the failing seed's own output: {out}");
+    assert!(!out.contains("running seed 3"), "only failing seeds' output: {out}");
+    assert!(out.contains("ww test --seeds 1 --first-seed 2 --profile spec --faults M1,M6 -- sh -c '"), "{out}");
+    assert!(out.contains("1 of 4 seed(s) failed"), "{out}");
+    let (code, _, err) = ww(&["test", "--seeds", "2", "--faults", "M9", "--", "true"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown fault kind \"M9\""), "{err}");
+    let (code, _, err) = ww(&["test", "--seeds", "1", "--", "/nonexistent/test-binary"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/test-binary"), "{err}");
+}

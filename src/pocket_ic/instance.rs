@@ -208,6 +208,10 @@ impl Instance {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             replica.set_outcalls(outcalls.clone(), runtime);
         }
+        if sim.is_some() {
+            replica.sim_record();
+            replica.sim_carry_management();
+        }
         let sim = sim.map(std::sync::Mutex::new);
         Ok(Self { replica, subnets, messages: HashMap::new(), submitted: 0, auto_progress: None, certified, api, outcalls, sim })
     }

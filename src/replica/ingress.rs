@@ -393,11 +393,14 @@ struct Message {
 fn deliver(inner: &Inner, st: &mut State, message: Message, query: Option<bool>, inspected: bool, tx: oneshot::Sender<CallResult>) {
     let Message { caller, canister, method, arg, caller_info } = message;
     if canister == Principal::management_canister() {
-        inner.push_job(Job {
+        let job = Job {
             canister,
             instance: None,
             task: Task::Management { caller, caller_version: None, method, arg, cycles: 0, reply: ReplyTo::Ingress(tx) },
-        });
+        };
+        // A query (`fetch_canister_logs`) is answered at once, also in a
+        // simulated replica.
+        if query.is_some() { inner.push_job_now(job) } else { inner.push_job(job) }
         return;
     }
     if let Err(reject) = st.check_callable(&canister, &method, query.is_some()) {

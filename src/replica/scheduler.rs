@@ -151,11 +151,19 @@ impl Inner {
     }
 
     pub(super) fn push_job(&self, job: Job) {
-        *self.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         if self.config.simulated && matches!(job.task, Task::Management { .. } | Task::ManagementResponse { .. }) {
+            *self.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             self.sim_jobs.lock().unwrap_or_else(|e| e.into_inner()).push_back(job);
             return;
         }
+        self.push_job_now(job);
+    }
+
+    /// Pushes a job for the executor threads even in a simulated replica
+    /// (a query to the management canister: answered at once, it changes
+    /// nothing).
+    pub(super) fn push_job_now(&self, job: Job) {
+        *self.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         jobs.push_back(job);
         drop(jobs);

@@ -321,13 +321,27 @@ impl Replica {
     pub fn sim_begin_round(&self) {
         // A query or inspection still finishing on an executor thread
         // (its answer may already be out) keeps its canister busy.
-        self.inner.wait_idle();
-        {
+        self.wait_for_executors();
+        let carried = {
             let mut st = self.lock();
             let time = st.manual_time.unwrap_or_default();
             let round_time = if time == st.rounds.last_time { time.saturating_add(1) } else { time };
             st.manual_time = Some(round_time);
             st.rounds.last_time = round_time;
+            // What the last round carried over: canisters' management calls,
+            // then the management canister's responses (PocketIC's rounds).
+            if st.sim.as_ref().is_some_and(|s| s.carry_management) {
+                let requests = std::mem::take(&mut st.rounds.requests);
+                for (callback, result) in std::mem::take(&mut st.rounds.responses) {
+                    deliver_management_response(&self.inner, &mut st, callback, result);
+                }
+                requests
+            } else {
+                Vec::new()
+            }
+        };
+        for task in carried {
+            self.inner.push_job(Job { canister: Principal::management_canister(), instance: None, task });
         }
         self.sim_settle();
         self.inner.tick();
@@ -361,6 +375,36 @@ impl Replica {
             out.push(format!("{id}{}: {}", if slot.busy { " (busy)" } else { "" }, kinds.join(", ")));
         }
         out.join("; ")
+    }
+
+    /// Canisters' calls to the management canister run in the round after
+    /// the one that made them, and its responses reach them in the round
+    /// after that, as in [`Replica::execute_round`] (PocketIC's rounds);
+    /// otherwise (a `ww sim` run) they follow at once.
+    pub fn sim_carry_management(&self) {
+        if let Some(sim) = self.lock().sim.as_mut() {
+            sim.carry_management = true;
+        }
+    }
+
+    /// Waits until no executor thread runs a query or an inspection.
+    fn wait_for_executors(&self) {
+        if self.inner.config.threads == 0 {
+            return;
+        }
+        loop {
+            let active = *self.inner.active.lock().unwrap_or_else(|e| e.into_inner());
+            let waiting = self.inner.sim_jobs.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if active <= waiting {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+
+    /// Management calls and responses waiting for the next round.
+    pub fn sim_carried(&self) -> usize {
+        self.lock().rounds.carried()
     }
 
     /// Canister tasks still queued (a round's leftovers).
@@ -452,8 +496,9 @@ impl Replica {
         loop {
             let (requests, delivered) = {
                 let mut st = self.lock();
-                let requests = std::mem::take(&mut st.rounds.requests);
-                let responses = std::mem::take(&mut st.rounds.responses);
+                let carry = st.sim.as_ref().is_some_and(|s| s.carry_management);
+                let requests = if carry { Vec::new() } else { std::mem::take(&mut st.rounds.requests) };
+                let responses = if carry { Vec::new() } else { std::mem::take(&mut st.rounds.responses) };
                 let held = std::mem::take(&mut st.held);
                 let delivered = !responses.is_empty() || !held.is_empty();
                 for (callback, result) in responses {
@@ -491,6 +536,8 @@ pub(super) struct SimRecorder {
     pub(super) events: Vec<SimEvent>,
     /// An instruction limit for the next execution.
     pub(super) cut: Option<InstructionCut>,
+    /// Management calls and responses wait for the next round.
+    pub(super) carry_management: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -76,7 +76,7 @@ impl SimRounds {
         if jobs == 0 && deferred > 0 {
             tracing::warn!("simulated round ran nothing; queued: {}", replica.sim_queues());
         }
-        RoundReport { jobs, deferred, carried: 0 }
+        RoundReport { jobs, deferred, carried: replica.sim_carried() }
     }
 }
 
