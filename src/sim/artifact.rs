@@ -19,6 +19,9 @@ pub struct Artifact {
     pub modules: BTreeMap<String, String>,
     pub seed: Option<u64>,
     pub profile: super::Profile,
+    /// The fault kinds the run was limited to, if any.
+    #[serde(default)]
+    pub faults: Option<Vec<super::FaultKind>>,
     pub plan: String,
     pub failure: Failure,
     pub decisions: Vec<u32>,
@@ -34,6 +37,7 @@ impl Artifact {
             modules: sim.scenario.module_hashes(),
             seed: outcome.seed,
             profile: sim.scenario.profile,
+            faults: sim.scenario.faults.clone(),
             plan: outcome.plan.describe(),
             failure,
             decisions: outcome.decisions.clone(),

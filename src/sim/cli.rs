@@ -31,6 +31,9 @@ pub enum SimCommand {
         /// The fault profile, instead of the scenario's: strict, spec or adversarial.
         #[arg(long)]
         profile: Option<Profile>,
+        /// Only these fault kinds, comma-separated (M1, M3, M6, R1, R3).
+        #[arg(long, value_name = "LIST")]
+        faults: Option<String>,
         /// Run every seed twice and compare the replica's state after every step.
         #[arg(long)]
         check_determinism: bool,
@@ -53,10 +56,13 @@ pub enum SimCommand {
 /// Runs a `ww sim` command; the process exit code.
 pub fn main(command: SimCommand) -> Result<u8, SimError> {
     match command {
-        SimCommand::Run { scenario, seeds, first_seed, jobs, profile, check_determinism, artifacts } => {
+        SimCommand::Run { scenario, seeds, first_seed, jobs, profile, faults, check_determinism, artifacts } => {
             let mut sim = Simulation::load(&scenario)?;
             if let Some(p) = profile {
                 sim.scenario.profile = p;
+            }
+            if let Some(list) = faults {
+                sim.scenario.faults = Some(super::rounds::parse_kinds(&list).map_err(SimError::Scenario)?);
             }
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
             run_seeds(&sim, first_seed, seeds, jobs, check_determinism, &artifacts)
@@ -65,6 +71,7 @@ pub fn main(command: SimCommand) -> Result<u8, SimError> {
             let a = Artifact::load(&artifact)?;
             let mut sim = a.simulation()?;
             sim.scenario.profile = a.profile;
+            sim.scenario.faults = a.faults.clone();
             let outcome = sim.run_decisions(&a.decisions, RunOptions::default())?;
             match &outcome.failure {
                 Some(f) => {
@@ -85,6 +92,7 @@ pub fn main(command: SimCommand) -> Result<u8, SimError> {
             let a = Artifact::load(&artifact)?;
             let mut sim = a.simulation()?;
             sim.scenario.profile = a.profile;
+            sim.scenario.faults = a.faults.clone();
             let shrunk = super::shrink::shrink(&sim, &a.decisions, &a.failure, budget)?;
             let out = shrunk_path(&artifact);
             let mut small = Artifact::new(&sim, &shrunk.outcome, shrunk.failure.clone());

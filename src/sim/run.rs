@@ -148,7 +148,7 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         }
     }
     replica.sim_take_events();
-    let plan = FaultPlan::draw(scenario.profile, &mut chooser);
+    let plan = FaultPlan::draw_among(scenario.profile, scenario.faults.as_deref(), &mut chooser);
     let predicates: Vec<(String, Predicate, When)> = scenario
         .invariants
         .iter()

@@ -20,6 +20,9 @@ struct ScenarioFile {
     name: Option<String>,
     #[serde(default)]
     profile: Profile,
+    /// Only these fault kinds of the profile (`["M1", "M6"]`); default all.
+    #[serde(default)]
+    faults: Option<Vec<String>>,
     /// Decisions in the fault phase.
     #[serde(default = "default_steps")]
     steps: u32,
@@ -117,6 +120,8 @@ pub struct Scenario {
     pub path: PathBuf,
     pub name: String,
     pub profile: Profile,
+    /// Only these fault kinds (`None`: every kind the profile allows).
+    pub faults: Option<Vec<super::faults::FaultKind>>,
     pub steps: u32,
     pub quiet_steps: u32,
     pub canisters: Vec<CanisterSpec>,
@@ -156,11 +161,16 @@ impl Scenario {
         for inv in &file.invariants {
             super::predicate::Predicate::parse(&inv.check).map_err(|e| SimError::Scenario(format!("invariant {:?}: {e}", inv.name)))?;
         }
+        let faults = match &file.faults {
+            Some(list) => Some(super::rounds::parse_kinds(&list.join(",")).map_err(|e| SimError::Scenario(format!("{}: {e}", path.display())))?),
+            None => None,
+        };
         let name = file.name.unwrap_or_else(|| path.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned()));
         Ok(Self {
             path: path.to_path_buf(),
             name,
             profile: file.profile,
+            faults,
             steps: file.steps,
             quiet_steps: file.quiet_steps,
             canisters,

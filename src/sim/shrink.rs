@@ -2,7 +2,9 @@
 //! set to the simplest choice 0 — no fault, the oldest step —, blocks
 //! deleted, single choices lowered) and each candidate replayed; a
 //! candidate is kept when the same invariant fails and the log got simpler
-//! (fewer non-zero choices, then fewer steps). Hypothesis-style shrinking
+//! (fewer non-zero choices, then fewer steps); non-zero choices are also
+//! moved earlier, so a fault that needed a long prefix to fire fires on
+//! the first message instead. Hypothesis-style shrinking
 //! of a choice sequence: faults, workload arrivals and reorderings go away
 //! unless the failure needs them.
 
@@ -89,6 +91,26 @@ pub fn shrink(sim: &Simulation, decisions: &[u32], failure: &Failure, budget: u3
                 }
                 chunk /= 2;
             }
+        }
+        // Move a choice earlier (a fault that fires on the third message
+        // may fire on the first): each non-zero choice tried at each earlier
+        // position holding 0.
+        let mut j = 0;
+        while j < best.decisions.len() {
+            let v = best.decisions[j];
+            if v != 0 {
+                for i in 0..j {
+                    if best.decisions[i] == 0 {
+                        let mut candidate = best.decisions.clone();
+                        candidate[i] = v;
+                        candidate[j] = 0;
+                        if try_candidate(candidate, &mut best, &mut runs)? {
+                            break;
+                        }
+                    }
+                }
+            }
+            j += 1;
         }
         // Lower single choices.
         for i in 0..best.decisions.len() {
