@@ -185,3 +185,49 @@ fn ww_test_runs_the_command_once_per_seed_and_names_the_failing_ones() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/test-binary"), "{err}");
 }
+
+#[test]
+fn raw_rand_depends_on_the_canister_not_on_the_order_canisters_ran() {
+    // Two canisters ask for randomness; seeds run them in different orders.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/target/wasm32-unknown-unknown/release/cdk_caller.wasm");
+    let text = format!(
+        "faults = [\"M1\"]\nsteps = 40\n[[canister]]\nname = \"a\"\nwasm = {wasm:?}\n[[canister]]\nname = \"b\"\nwasm = {wasm:?}\n\
+         [[workload]]\ncanister = \"a\"\nmethod = \"rand\"\n[[workload]]\ncanister = \"b\"\nmethod = \"rand\"\n"
+    );
+    let path = dir.path().join("rand.toml");
+    std::fs::write(&path, text).unwrap();
+    let sim = Simulation::load(&path).unwrap();
+    let answer = |o: &ww::sim::RunOutcome, who: &str| -> String {
+        o.timeline.iter().find(|l| l.text.contains(&format!("{who}.rand")) && l.text.contains("answered")).map(|l| l.text.split("answered: ").nth(1).unwrap_or("").to_string()).unwrap_or_default()
+    };
+    let mut orders = std::collections::BTreeSet::new();
+    let mut a_bytes = std::collections::BTreeSet::new();
+    for seed in 0..300 {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        assert!(o.failure.is_none(), "{:?}", o.failure);
+        let (a, b) = (answer(&o, "a"), answer(&o, "b"));
+        assert!(!a.is_empty() && !b.is_empty() && a != b, "seed {seed}: {a} / {b}");
+        let first = o.history.first().cloned().unwrap_or_default();
+        orders.insert(first.contains(" a -> "));
+        a_bytes.insert(a);
+    }
+    assert_eq!(orders.len(), 2, "both orders were explored");
+    assert_eq!(a_bytes.len(), 1, "a's randomness is the same whatever ran first: {a_bytes:?}");
+}
+
+#[test]
+fn a_controller_stopping_and_starting_canisters_breaks_no_invariant_of_the_fixed_wallet() {
+    let sim = load("wallet-unbounded.toml");
+    let mut stopped_seeds = 0;
+    for seed in 0..120 {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        assert!(o.failure.is_none(), "seed {seed}: {:?}\n{}", o.failure, ww::sim::report::timeline(&o));
+        if o.faults.get(&ww::sim::FaultKind::StopStart).copied().unwrap_or(0) > 0 {
+            let t = ww::sim::report::timeline(&o);
+            assert!(t.contains("O1 the controller calls stop_canister") || t.contains("O1 the controller calls start_canister"), "{t}");
+            stopped_seeds += 1;
+        }
+    }
+    assert!(stopped_seeds > 10, "O1 fired in only {stopped_seeds} seeds");
+}

@@ -599,7 +599,7 @@ pub(crate) fn dispatch(replica: &Replica, from: Caller, method: &str, arg: Vec<u
                 Ok(empty_reply())
             }
             "raw_rand" => {
-                let bytes = replica.raw_rand();
+                let bytes = replica.raw_rand_for(&caller);
                 encode(&serde_bytes::ByteBuf::from(bytes.to_vec()))
             }
             other => Err(Reject::system(ErrorCode::CanisterMethodNotFound, match unsupported(other) {

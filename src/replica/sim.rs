@@ -538,6 +538,8 @@ pub(super) struct SimRecorder {
     pub(super) cut: Option<InstructionCut>,
     /// Management calls and responses wait for the next round.
     pub(super) carry_management: bool,
+    /// `raw_rand` calls per canister (see [`Replica::raw_rand_for`]).
+    pub(super) rand_counters: std::collections::BTreeMap<Principal, u64>,
 }
 
 #[derive(Clone, Copy, Debug)]

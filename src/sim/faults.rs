@@ -62,10 +62,13 @@ pub enum FaultKind {
     InstructionLimit,
     /// R3: the cleanup callback after a trapped callback traps too.
     CleanupTrap,
+    /// O1: a controller stops a canister between executions, or starts it
+    /// again.
+    StopStart,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] = [Self::Interleave, Self::SpontaneousReject, Self::Expiry, Self::InstructionLimit, Self::CleanupTrap];
+    pub const ALL: [FaultKind; 6] = [Self::Interleave, Self::SpontaneousReject, Self::Expiry, Self::InstructionLimit, Self::CleanupTrap, Self::StopStart];
 
     /// The short id of the reference's vocabulary.
     pub fn id(self) -> &'static str {
@@ -75,6 +78,7 @@ impl FaultKind {
             Self::Expiry => "M6",
             Self::InstructionLimit => "R1",
             Self::CleanupTrap => "R3",
+            Self::StopStart => "O1",
         }
     }
 
@@ -85,6 +89,7 @@ impl FaultKind {
             Self::Expiry => "bounded-wait expiry",
             Self::InstructionLimit => "instruction-limit trap",
             Self::CleanupTrap => "cleanup trap",
+            Self::StopStart => "stop/start",
         }
     }
 
@@ -96,13 +101,14 @@ impl FaultKind {
             Self::Expiry => "Call expiry: a bounded-wait call may end in SYS_UNKNOWN at any time",
             Self::InstructionLimit => "Traps include exceeding the per-message instruction limit",
             Self::CleanupTrap => "call_on_cleanup: the cleanup callback may trap too",
+            Self::StopStart => "Canister status: controllers stop and start canisters; a stopping canister rejects new calls but takes responses",
         }
     }
 
     /// The profiles it belongs to.
     pub fn allowed_in(self, profile: Profile) -> bool {
         match self {
-            Self::Interleave | Self::SpontaneousReject | Self::Expiry => true,
+            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart => true,
             Self::InstructionLimit => profile >= Profile::Spec,
             Self::CleanupTrap => profile >= Profile::Adversarial,
         }

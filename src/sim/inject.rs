@@ -1,15 +1,18 @@
 //! Applying the fault plan to a simulated replica, one decision at a time:
 //! which step runs next (M1), whether it runs at all (M3), whether it hits
-//! the instruction limit (R1, with R3), and whether a bounded-wait call
-//! expires (M6). Shared by `ww sim` runs and PocketIC instances under
-//! `ww test --seeds`.
+//! the instruction limit (R1, with R3), whether a bounded-wait call
+//! expires (M6), and whether a controller stops or starts a canister (O1).
+//! Shared by `ww sim` runs and PocketIC instances under `ww test --seeds`
+//! (which leave O1 out: a test's own canisters stopping under it would
+//! only say the test does not expect it).
 
 use std::collections::BTreeMap;
 
 use super::chooser::Chooser;
 use super::faults::{FaultKind, FaultPlan, Profile};
 use crate::replica::sim::{ExpiryPosition, Step, StepId, StepWhat};
-use crate::replica::{RejectCode, Replica};
+use crate::replica::{RejectCode, Replica, Status};
+use candid::{Encode, Principal};
 
 /// The instruction limit an injected instruction-limit trap allows (any
 /// real work exceeds it).
@@ -102,4 +105,40 @@ pub fn expire(replica: &Replica, plan: &FaultPlan, chooser: &mut Chooser, fired:
     };
     *fired.expiries.entry(label).or_default() += 1;
     Some((callback, label))
+}
+
+/// O1: a controller may stop one of `canisters` now, or start it again
+/// (it stays stopping while it has open calls). What was done, if anything.
+pub fn operate(replica: &Replica, canisters: &[(String, Principal)], controller: Principal, plan: &FaultPlan, chooser: &mut Chooser, fired: &mut Fired) -> Option<String> {
+    let rate = plan.rate(FaultKind::StopStart)?;
+    if canisters.is_empty() || !chooser.chance(rate) {
+        return None;
+    }
+    let (name, id) = &canisters[chooser.draw(canisters.len() as u32) as usize];
+    let method = match replica.status(id)?.status {
+        Status::Running => "stop_canister",
+        Status::Stopping | Status::Stopped => "start_canister",
+    };
+    fired.add(FaultKind::StopStart);
+    submit_management(replica, controller, method, *id);
+    Some(format!("{method} {name}"))
+}
+
+/// Starts every canister that is not running (the quiet phase).
+pub fn start_all(replica: &Replica, canisters: &[(String, Principal)], controller: Principal) -> Vec<String> {
+    let mut started = Vec::new();
+    for (name, id) in canisters {
+        if replica.status(id).is_some_and(|s| s.status != Status::Running) {
+            submit_management(replica, controller, "start_canister", *id);
+            started.push(name.clone());
+        }
+    }
+    started
+}
+
+/// A controller's ingress to the management canister (its answer is not
+/// awaited: a stop answers once the canister has stopped).
+fn submit_management(replica: &Replica, controller: Principal, method: &str, canister: Principal) {
+    let arg = Encode!(&crate::replica::management::CanisterIdRecord { canister_id: canister }).unwrap_or_default();
+    drop(replica.sim_submit(controller, Principal::management_canister(), method, arg));
 }

@@ -79,7 +79,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(engine: &crate::engine::Engine, scenario: &Scenario) -> Result<Self, SimError> {
-        let replica = new_replica(engine.clone(), 0)?;
+        let replica = new_replica(engine.clone())?;
         let mut modules = Vec::new();
         let mut interfaces = Vec::new();
         for c in &scenario.canisters {
@@ -97,8 +97,11 @@ impl Prepared {
     }
 }
 
-fn new_replica(engine: crate::engine::Engine, seed: u64) -> Result<Replica, SimError> {
-    let config = ReplicaConfig { threads: 0, simulated: true, seed, clock: Clock::Rounds { start_ns: START_NS }, ..ReplicaConfig::default() };
+/// A simulated replica. Its randomness (`raw_rand`) is the same for every
+/// seed: a replayed decision log, which has no seed, must see what the
+/// seeded run saw.
+fn new_replica(engine: crate::engine::Engine) -> Result<Replica, SimError> {
+    let config = ReplicaConfig { threads: 0, simulated: true, seed: 0, clock: Clock::Rounds { start_ns: START_NS }, ..ReplicaConfig::default() };
     let replica = Replica::new(engine, config).map_err(|e| SimError::Replica(e.to_string()))?;
     replica.sim_record();
     Ok(replica)
@@ -121,7 +124,7 @@ struct Ingress {
 /// Runs the scenario once with `chooser`.
 pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepared, mut chooser: Chooser, seed: Option<u64>, options: RunOptions) -> Result<RunOutcome, SimError> {
     let started = Instant::now();
-    let replica = new_replica(engine.clone(), seed.unwrap_or(0))?;
+    let replica = new_replica(engine.clone())?;
     let user = default_user();
     // Create every canister first, so init arguments can name them all.
     let mut ids = BTreeMap::new();
@@ -194,7 +197,11 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         } else {
             sim.run_step(&steps[pick], &plan, &mut chooser)
         };
-        if let Some(f) = result.or_else(|| sim.maybe_expire(&plan, &mut chooser)).or_else(|| sim.check_always(&predicates)) {
+        if let Some(f) = result
+            .or_else(|| sim.maybe_expire(&plan, &mut chooser))
+            .or_else(|| sim.maybe_operate(&plan, &mut chooser))
+            .or_else(|| sim.check_always(&predicates))
+        {
             failure = Some(f);
             break;
         }
@@ -334,6 +341,15 @@ impl Run<'_> {
         self.check.observe(&events).map(|(inv, detail)| Failure { invariant: inv.into(), detail, step: self.steps })
     }
 
+    /// O1: a controller may stop or start a canister.
+    fn maybe_operate(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+        let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
+        let done = inject::operate(&self.replica, &canisters, default_user(), plan, chooser, &mut self.fired)?;
+        self.line(format!("fault: O1 the controller calls {done}"));
+        let events = self.replica.sim_take_events();
+        self.check.observe(&events).map(|(inv, detail)| Failure { invariant: inv.into(), detail, step: self.steps })
+    }
+
     /// After a step: the ingress answers that came, and the state digest.
     fn after_step(&mut self) -> Option<Failure> {
         let mut lines = Vec::new();
@@ -365,6 +381,13 @@ impl Run<'_> {
     }
 
     fn check_always(&mut self, predicates: &[(String, Predicate, When)]) -> Option<Failure> {
+        // A stopped (or stopping) canister answers no query: the check
+        // waits until the controller starts it again (the quiet phase
+        // starts every canister before the final checks).
+        let all_running = self.ids.values().all(|id| self.replica.status(id).is_none_or(|s| s.status == crate::replica::Status::Running));
+        if !all_running {
+            return None;
+        }
         self.check_predicates(predicates, |w| w == When::Always)
     }
 
@@ -389,6 +412,11 @@ impl Run<'_> {
     /// Liveness: without faults, every call and message concludes.
     fn quiet(&mut self, pending: &mut Vec<usize>) -> Option<Failure> {
         self.line("quiet phase: no more faults".into());
+        let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
+        let started = inject::start_all(&self.replica, &canisters, default_user());
+        if !started.is_empty() {
+            self.line(format!("the controller starts {}", started.join(", ")));
+        }
         for _ in 0..self.scenario.quiet_steps {
             let steps = self.replica.sim_steps();
             let result = if let Some(step) = steps.first() {
