@@ -782,37 +782,6 @@ impl Replica {
         self.lock().rng.fill_bytes(&mut out);
         out
     }
-
-    /// `raw_rand` for `canister`. A simulated replica derives it from the
-    /// seed, the canister and how often that canister asked (BLAKE3 keyed
-    /// by the seed), so the bytes do not depend on the order in which
-    /// canisters ran: a shrunk or reordered run sees the same randomness.
-    pub fn raw_rand_for(&self, canister: &Principal) -> [u8; 32] {
-        if !self.inner.config.simulated {
-            return self.raw_rand();
-        }
-        let n = {
-            let mut st = self.lock();
-            let Some(sim) = st.sim.as_mut() else { return self.raw_rand_unlocked(st) };
-            let counter = sim.rand_counters.entry(*canister).or_default();
-            *counter += 1;
-            *counter
-        };
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.inner.config.seed.to_le_bytes());
-        let mut h = blake3::Hasher::new_keyed(&key);
-        h.update(b"raw_rand");
-        h.update(canister.as_slice());
-        h.update(&n.to_le_bytes());
-        *h.finalize().as_bytes()
-    }
-
-    fn raw_rand_unlocked(&self, mut st: MutexGuard<'_, State>) -> [u8; 32] {
-        use rand::Rng;
-        let mut out = [0u8; 32];
-        st.rng.fill_bytes(&mut out);
-        out
-    }
 }
 
 /// Starts an operation that reports through a [`Done`] and waits for it.

@@ -387,6 +387,37 @@ impl Replica {
         }
     }
 
+    /// `raw_rand` for `canister`. A simulated replica derives it from the
+    /// seed, the canister and how often that canister asked (BLAKE3 keyed
+    /// by the seed), so the bytes do not depend on the order in which
+    /// canisters ran: a shrunk or reordered run sees the same randomness.
+    pub fn raw_rand_for(&self, canister: &Principal) -> [u8; 32] {
+        if !self.inner.config.simulated {
+            return self.raw_rand();
+        }
+        let n = {
+            let mut st = self.lock();
+            let Some(sim) = st.sim.as_mut() else { return self.raw_rand_unlocked(st) };
+            let counter = sim.rand_counters.entry(*canister).or_default();
+            *counter += 1;
+            *counter
+        };
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&self.inner.config.seed.to_le_bytes());
+        let mut h = blake3::Hasher::new_keyed(&key);
+        h.update(b"raw_rand");
+        h.update(canister.as_slice());
+        h.update(&n.to_le_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    fn raw_rand_unlocked(&self, mut st: std::sync::MutexGuard<'_, super::state::State>) -> [u8; 32] {
+        use rand::Rng;
+        let mut out = [0u8; 32];
+        st.rng.fill_bytes(&mut out);
+        out
+    }
+
     /// Waits until no executor thread runs a query or an inspection.
     fn wait_for_executors(&self) {
         if self.inner.config.threads == 0 {
