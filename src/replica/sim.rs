@@ -388,9 +388,10 @@ impl Replica {
     }
 
     /// `raw_rand` for `canister`. A simulated replica derives it from the
-    /// seed, the canister and how often that canister asked (BLAKE3 keyed
-    /// by the seed), so the bytes do not depend on the order in which
-    /// canisters ran: a shrunk or reordered run sees the same randomness.
+    /// canister and how often that canister asked (BLAKE3 keyed by the
+    /// replica's configured seed, which the simulator keeps fixed), so the
+    /// bytes do not depend on the order in which canisters ran: a shrunk or
+    /// reordered run sees the same randomness.
     pub fn raw_rand_for(&self, canister: &Principal) -> [u8; 32] {
         if !self.inner.config.simulated {
             return self.raw_rand();
