@@ -165,8 +165,9 @@ test: images ic-guests motoko $(PICJS_SUITE)/node_modules/.package-lock.json $(A
 	@mkdir -p target/debug && ln -sfn ww target/debug/pocket-ic
 	$(CARGO) test
 	POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target
-	# Demonstration 5 of issue 23: two of those suites, unchanged, under 100 seeds of strict faults.
-	target/debug/ww test --seeds 100 -- $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target --test install --test lifecycle
+	# Demonstration 5 of issue 23: two of those suites, unchanged, under 100 seeds of strict messaging faults
+	# (not M4: stop_start_and_delete expects a call to a deleted canister to reach the system).
+	target/debug/ww test --seeds 100 --faults M1,M3,M6 -- $(CARGO) test --manifest-path $(POCKET_IC_SUITE) --target-dir target --test install --test lifecycle
 	WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(POCKET_IC_16_SUITE) --target-dir target
 	WW_BIN=$(CURDIR)/target/debug/ww WW_POCKET_IC_VERSION=16 POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic $(CARGO) test --manifest-path $(IC_AGENT_SUITE) --target-dir target
 	cd $(PICJS_SUITE) && POCKET_IC_BIN=$(CURDIR)/target/debug/pocket-ic node --test

@@ -231,3 +231,24 @@ fn a_controller_stopping_and_starting_canisters_breaks_no_invariant_of_the_fixed
     }
     assert!(stopped_seeds > 10, "O1 fired in only {stopped_seeds} seeds");
 }
+
+#[test]
+fn a_failing_call_perform_sends_nothing_and_runs_no_callback() {
+    let mut sim = load("wallet-unbounded.toml");
+    sim.scenario.faults = Some(vec![ww::sim::FaultKind::CallPerformFails]);
+    let mut seen = 0;
+    for seed in 0..100 {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        assert!(o.failure.is_none(), "seed {seed}: {:?}", o.failure);
+        for line in o.timeline.iter().filter(|l| l.text.contains("M4 call_perform fails") && l.text.starts_with("wallet.pay")) {
+            // The execution commits and answers; its call never leaves.
+            assert!(!line.text.contains("calls ledger"), "{}", line.text);
+            assert!(line.text.contains("replies to ingress"), "{}", line.text);
+            seen += 1;
+        }
+        // Every call that was sent got its one response (no callback for
+        // a call that never left).
+        assert!(o.history.iter().all(|h| !h.ends_with("unanswered")), "{:?}", o.history);
+    }
+    assert!(seen > 5, "M4 hit wallet.pay in only {seen} runs");
+}

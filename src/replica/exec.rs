@@ -167,6 +167,9 @@ pub struct MessageInput {
     /// leaves its changes staged for the graph's next execution on this
     /// canister; the graph discards them at its end.
     pub composite: bool,
+    /// Every `ic0.call_perform` of this execution fails (the simulator's
+    /// M4: the IC may refuse a call synchronously, e.g. its queue is full).
+    pub fail_calls: bool,
 }
 
 impl MessageInput {
@@ -186,6 +189,7 @@ impl MessageInput {
             wasm_memory_limit: None,
             stage_only: false,
             composite: false,
+            fail_calls: false,
         }
     }
 }

@@ -392,6 +392,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
         (info, timer, time, heap_limit, prep, payment, cut)
     };
     let cut_limit = |limit: u64| cut.map_or(limit, |c| limit.min(c.instructions));
+    let fail_calls = cut.is_some_and(|c| c.fail_calls);
     let cut_cleanup = |limit: u64| cut.filter(|c| c.cleanup_too).map_or(limit, |c| limit.min(c.instructions));
     // A canister that cannot pay: its call is refused, its system task
     // skipped (a timer stays due, a heartbeat comes next round).
@@ -489,6 +490,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             input.deadline = deadline;
             input.needs_response = needs_response;
             input.cycles_available = cycles;
+            input.fail_calls = fail_calls;
             if matches!(input.entry, EntryPoint::Update(_)) {
                 input.wasm_memory_limit = heap_limit;
             }
@@ -511,6 +513,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             input.cycles_available = cycles_available;
             input.context_instructions = context_instructions;
             input.cycles_refunded = refund;
+            input.fail_calls = fail_calls;
             let outcome = instance.execute(input, info.clone(), timer, outstanding.clone());
             // What a committed cleanup callback left in the global timer.
             let mut cleanup_timer = None;
@@ -549,7 +552,8 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
                 SystemTask::Heartbeat => EntryPoint::Heartbeat,
                 SystemTask::LowMemory => EntryPoint::LowMemory,
             };
-            let input = MessageInput::new(entry, Principal::management_canister(), time, cut_limit(limits.instructions_per_update));
+            let mut input = MessageInput::new(entry, Principal::management_canister(), time, cut_limit(limits.instructions_per_update));
+            input.fail_calls = fail_calls;
             let outcome = instance.execute(input, info, timer, outstanding);
             let context = {
                 let mut st = inner.lock();

@@ -290,7 +290,24 @@ impl Replica {
     /// cleanup callback that follows a trapped callback as well.
     pub fn sim_cut_instructions(&self, instructions: u64, cleanup_too: bool) {
         if let Some(sim) = self.lock().sim.as_mut() {
-            sim.cut = Some(InstructionCut { instructions, cleanup_too });
+            let fail_calls = sim.cut.is_some_and(|c| c.fail_calls);
+            sim.cut = Some(InstructionCut { instructions, cleanup_too, fail_calls });
+        }
+    }
+
+    /// Every `ic0.call_perform` of the next execution fails synchronously
+    /// (`SYS_TRANSIENT`, a full queue): the IC may refuse a call so.
+    pub fn sim_fail_calls(&self) {
+        if let Some(sim) = self.lock().sim.as_mut() {
+            let cut = sim.cut.get_or_insert(InstructionCut { instructions: u64::MAX, cleanup_too: false, fail_calls: false });
+            cut.fail_calls = true;
+        }
+    }
+
+    /// Drops what was set for the next execution (it did not run).
+    pub fn sim_clear_next(&self) {
+        if let Some(sim) = self.lock().sim.as_mut() {
+            sim.cut = None;
         }
     }
 
@@ -578,6 +595,8 @@ pub(super) struct SimRecorder {
 pub(super) struct InstructionCut {
     pub(super) instructions: u64,
     pub(super) cleanup_too: bool,
+    /// Every `call_perform` fails (M4).
+    pub(super) fail_calls: bool,
 }
 
 fn is_expiry(result: &CallResult) -> bool {

@@ -31,7 +31,7 @@ pub enum SimCommand {
         /// The fault profile, instead of the scenario's: strict, spec or adversarial.
         #[arg(long)]
         profile: Option<Profile>,
-        /// Only these fault kinds, comma-separated (M1, M3, M6, R1, R3, O1).
+        /// Only these fault kinds, comma-separated (M1, M3, M4, M6, R1, R3, O1).
         #[arg(long, value_name = "LIST")]
         faults: Option<String>,
         /// Run every seed twice and compare the replica's state after every step.
@@ -228,7 +228,7 @@ pub struct TestArgs {
     /// The fault profile: strict, spec or adversarial.
     #[arg(long, default_value = "strict")]
     pub profile: Profile,
-    /// Only these fault kinds, comma-separated (M1, M3, M6, R1, R3, O1).
+    /// Only these fault kinds, comma-separated (M1, M3, M4, M6, R1, R3, O1).
     #[arg(long, value_name = "LIST")]
     pub faults: Option<String>,
     /// The test command and its arguments (after `--`).

@@ -65,10 +65,13 @@ pub enum FaultKind {
     /// O1: a controller stops a canister between executions, or starts it
     /// again.
     StopStart,
+    /// M4: `ic0.call_perform` fails synchronously (no callback ever runs).
+    CallPerformFails,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [Self::Interleave, Self::SpontaneousReject, Self::Expiry, Self::InstructionLimit, Self::CleanupTrap, Self::StopStart];
+    pub const ALL: [FaultKind; 7] =
+        [Self::Interleave, Self::SpontaneousReject, Self::Expiry, Self::InstructionLimit, Self::CleanupTrap, Self::StopStart, Self::CallPerformFails];
 
     /// The short id of the reference's vocabulary.
     pub fn id(self) -> &'static str {
@@ -79,6 +82,7 @@ impl FaultKind {
             Self::InstructionLimit => "R1",
             Self::CleanupTrap => "R3",
             Self::StopStart => "O1",
+            Self::CallPerformFails => "M4",
         }
     }
 
@@ -90,6 +94,7 @@ impl FaultKind {
             Self::InstructionLimit => "instruction-limit trap",
             Self::CleanupTrap => "cleanup trap",
             Self::StopStart => "stop/start",
+            Self::CallPerformFails => "call_perform fails",
         }
     }
 
@@ -102,13 +107,14 @@ impl FaultKind {
             Self::InstructionLimit => "Traps include exceeding the per-message instruction limit",
             Self::CleanupTrap => "call_on_cleanup: the cleanup callback may trap too",
             Self::StopStart => "Canister status: controllers stop and start canisters; a stopping canister rejects new calls but takes responses",
+            Self::CallPerformFails => "ic0.call_perform may fail (lack of resources, a full queue); then no callback runs",
         }
     }
 
     /// The profiles it belongs to.
     pub fn allowed_in(self, profile: Profile) -> bool {
         match self {
-            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart => true,
+            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails => true,
             Self::InstructionLimit => profile >= Profile::Spec,
             Self::CleanupTrap => profile >= Profile::Adversarial,
         }

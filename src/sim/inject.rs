@@ -65,6 +65,12 @@ pub fn step(replica: &Replica, step: &Step, plan: &FaultPlan, chooser: &mut Choo
         }
         (StepWhat::Lifecycle(_), _) => {}
         _ => {
+            // M4: every call_perform of this execution fails.
+            if plan.rate(FaultKind::CallPerformFails).is_some_and(|r| chooser.chance(r)) {
+                fired.add(FaultKind::CallPerformFails);
+                replica.sim_fail_calls();
+                fault = Some("M4 call_perform fails".to_string());
+            }
             // R1 (and R3 with it): this execution hits the instruction limit.
             if plan.rate(FaultKind::InstructionLimit).is_some_and(|r| chooser.chance(r)) {
                 let cleanup_too = plan.rate(FaultKind::CleanupTrap).is_some_and(|r| chooser.chance(r));
@@ -75,15 +81,18 @@ pub fn step(replica: &Replica, step: &Step, plan: &FaultPlan, chooser: &mut Choo
                     text.push_str(" + R3 cleanup trap");
                 }
                 replica.sim_cut_instructions(CUT_INSTRUCTIONS, cleanup_too);
-                fault = Some(text);
+                fault = Some(match fault {
+                    Some(m4) => format!("{m4} + {text}"),
+                    None => text,
+                });
             }
         }
     }
     if replica.sim_execute(step.id) {
         Applied::Ran { fault }
     } else {
-        // An unused cut must not hit another execution.
-        replica.sim_cut_instructions(u64::MAX, false);
+        // What was set for it must not hit another execution.
+        replica.sim_clear_next();
         Applied::Skipped
     }
 }

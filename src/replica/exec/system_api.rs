@@ -255,6 +255,12 @@ impl ExecState {
             );
         }
         let staged = cx.calls.iter().filter(|c| c.callee == call.callee).count() as u32;
+        if cx.input.fail_calls {
+            return Ok(Err((
+                RejectCode::SysTransient,
+                format!("IC0201: the queue from {} to {} is full (simulated fault)", cx.info.id, call.callee),
+            )));
+        }
         if (cx.outstanding)(&call.callee) + staged >= cx.limits.max_outstanding_calls {
             return Ok(Err((
                 RejectCode::SysTransient,
