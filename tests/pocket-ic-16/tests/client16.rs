@@ -5,21 +5,16 @@
 //! nanosecond as PocketIC 16 moves it, and sender info (16.1's
 //! `*_with_sender_info`) as the callee sees it.
 
-use std::path::PathBuf;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
 use pocket_ic::common::rest::RawSenderInfo;
 use pocket_ic::{ErrorCode, PocketIc, PocketIcBuilder, RejectCode, Time};
 
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/target/wasm32-unknown-unknown/release").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{} is missing ({e}): run `make ic-guests` (make test does)", path.display()))
-}
+mod common;
+use common::{check_server, wasm};
 
 fn pic() -> PocketIc {
-    let bin = std::env::var_os("POCKET_IC_BIN").expect("POCKET_IC_BIN must name ww's pocket-ic symlink (make test sets it)");
-    assert!(PathBuf::from(&bin).is_file(), "POCKET_IC_BIN {bin:?} is not a file");
-    assert_eq!(std::env::var("WW_POCKET_IC_VERSION").as_deref(), Ok("16"), "run with WW_POCKET_IC_VERSION=16 (make test does)");
+    check_server();
     PocketIc::new()
 }
 

@@ -30,23 +30,15 @@
 //! `cycle_balance` (free, unlike `canister_status`, an ingress message the
 //! canister pays for) and inside with the canister's own System API calls.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
 use pocket_ic::common::rest::{CanisterCyclesCostSchedule, CreateInstanceResponse, ExtendedSubnetConfigSet, IcpConfig, IcpFeatures, InstanceConfig, SubnetSpec};
 use pocket_ic::{CanisterSettings, ErrorCode, PocketIc, PocketIcBuilder, RejectCode, RejectResponse};
 
-fn wasm(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guests/target/wasm32-unknown-unknown/release").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{} is missing ({e}): run `make ic-guests` (make test does)", path.display()))
-}
+mod common;
+use common::{check_server, wasm};
 
-fn check_server() {
-    let bin = std::env::var_os("POCKET_IC_BIN").expect("POCKET_IC_BIN must name ww's pocket-ic symlink (make test sets it)");
-    assert!(PathBuf::from(&bin).is_file(), "POCKET_IC_BIN {bin:?} is not a file");
-    assert_eq!(std::env::var("WW_POCKET_IC_VERSION").as_deref(), Ok("16"), "run with WW_POCKET_IC_VERSION=16 (make test does)");
-}
 
 // --- the fee schedule --------------------------------------------------------
 
