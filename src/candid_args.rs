@@ -20,7 +20,9 @@ pub fn method_types(did: &str, method: Option<&str>) -> Result<(candid::types::T
     }
 }
 
-fn one_line(s: &str) -> String {
+/// Text on one line: its lines trimmed and joined with spaces (what error
+/// messages from candid and toml need to fit one line).
+pub fn one_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 use candid::Principal;
 use ww::ww_capnp::{call_result, replica};
-use ww::candid_args::{holds_reference, typed_bytes};
+use ww::candid_args::{holds_reference, one_line, typed_bytes};
 
 use super::CallArgs;
 
@@ -311,10 +311,6 @@ fn method_types(did: &str, method: &str) -> anyhow::Result<(candid::types::TypeE
         .map_err(|_| UsageError(format!("the Candid interface has no method {method:?}")))?
         .clone();
     Ok((env, f))
-}
-
-fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

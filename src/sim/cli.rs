@@ -34,7 +34,8 @@ pub enum SimCommand {
         /// Only these fault kinds, comma-separated (M1, M3, M4, M6, R1, R3, O1).
         #[arg(long, value_name = "LIST")]
         faults: Option<String>,
-        /// Run every seed twice and compare the replica's state after every step.
+        /// Run every seed twice and compare the replica's state (memory
+        /// included) after every step.
         #[arg(long)]
         check_determinism: bool,
         /// Where failing runs are written.
@@ -141,17 +142,18 @@ fn run_seeds(sim: &Simulation, first: u64, seeds: u64, jobs: usize, determinism:
                         return;
                     }
                     let seed = first + i;
-                    if determinism {
-                        match sim.check_determinism(seed) {
-                            Ok(Ok(())) => {}
-                            Ok(Err(why)) => nondeterministic.lock().unwrap_or_else(|e| e.into_inner()).push(why),
-                            Err(e) => {
-                                *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                                return;
+                    // With the check, the first of its two runs is the seed's run.
+                    let run = if determinism {
+                        sim.run_seed_checked(seed).map(|(outcome, verdict)| {
+                            if let Err(why) = verdict {
+                                nondeterministic.lock().unwrap_or_else(|e| e.into_inner()).push(why);
                             }
-                        }
-                    }
-                    let outcome = match sim.run_seed(seed, RunOptions::default()) {
+                            outcome
+                        })
+                    } else {
+                        sim.run_seed(seed, RunOptions::default())
+                    };
+                    let outcome = match run {
                         Ok(o) => o,
                         Err(e) => {
                             *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);

@@ -78,19 +78,25 @@ impl Simulation {
     /// Runs `seed` twice and compares the state digest after every step;
     /// `Err` names the first step at which the runs differ.
     pub fn check_determinism(&self, seed: u64) -> Result<Result<(), String>, SimError> {
+        Ok(self.run_seed_checked(seed)?.1)
+    }
+
+    /// [`Simulation::check_determinism`] that also hands back the first
+    /// run's outcome (so the seed need not run a third time).
+    pub fn run_seed_checked(&self, seed: u64) -> Result<(RunOutcome, Result<(), String>), SimError> {
         let options = RunOptions { deep_digests: true };
         let a = self.run_seed(seed, options)?;
         let b = self.run_seed(seed, options)?;
-        if a.decisions != b.decisions {
+        let verdict = if a.decisions != b.decisions {
             let at = a.decisions.iter().zip(&b.decisions).position(|(x, y)| x != y).unwrap_or(a.decisions.len().min(b.decisions.len()));
-            return Ok(Err(format!("seed {seed}: the decision logs differ at decision {at}")));
-        }
-        if let Some(step) = a.digests.iter().zip(&b.digests).position(|(x, y)| x != y) {
-            return Ok(Err(format!("seed {seed}: the replica states differ after step {}", step + 1)));
-        }
-        if a.digests.len() != b.digests.len() || a.final_digest != b.final_digest || a.failure != b.failure {
-            return Ok(Err(format!("seed {seed}: the runs end differently")));
-        }
-        Ok(Ok(()))
+            Err(format!("seed {seed}: the decision logs differ at decision {at}"))
+        } else if let Some(step) = a.digests.iter().zip(&b.digests).position(|(x, y)| x != y) {
+            Err(format!("seed {seed}: the replica states differ after step {}", step + 1))
+        } else if a.digests.len() != b.digests.len() || a.final_digest != b.final_digest || a.failure != b.failure {
+            Err(format!("seed {seed}: the runs end differently"))
+        } else {
+            Ok(())
+        };
+        Ok((a, verdict))
     }
 }

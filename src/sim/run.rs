@@ -478,12 +478,12 @@ impl Run<'_> {
 /// Candid text encoded against a method's (or the init's) declared types.
 pub(super) fn encode(text: &str, did: Option<&str>, method: Option<&str>, ids: &BTreeMap<String, Principal>) -> Result<Vec<u8>, String> {
     let text = substitute(text, ids);
-    let idl = candid_parser::parse_idl_args(&text).map_err(|e| format!("bad Candid {text:?}: {}", super::scenario::one_line(&e.to_string())))?;
+    let idl = candid_parser::parse_idl_args(&text).map_err(|e| format!("bad Candid {text:?}: {}", crate::candid_args::one_line(&e.to_string())))?;
     match did.and_then(|d| crate::candid_args::method_types(d, method).ok()) {
         Some((env, args, _)) => crate::candid_args::typed_bytes(idl, &env, &args),
         None => idl.to_bytes(),
     }
-    .map_err(|e| format!("cannot encode {text:?}: {}", super::scenario::one_line(&e.to_string())))
+    .map_err(|e| format!("cannot encode {text:?}: {}", crate::candid_args::one_line(&e.to_string())))
 }
 
 fn show_reply(bytes: &[u8]) -> String {
@@ -491,6 +491,6 @@ fn show_reply(bytes: &[u8]) -> String {
 }
 
 fn short(s: &str) -> String {
-    let s = super::scenario::one_line(s);
+    let s = crate::candid_args::one_line(s);
     if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s }
 }

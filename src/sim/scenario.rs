@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::faults::Profile;
 use super::SimError;
+use crate::candid_args::one_line;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,8 +218,4 @@ pub fn substitute(text: &str, ids: &BTreeMap<String, Principal>) -> String {
         }
     }
     out
-}
-
-pub(super) fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
