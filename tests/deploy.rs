@@ -22,6 +22,8 @@ use ww_template::{BOOTSTRAP_BINDING, WASM_STORE_ROLE, template_id_for_role};
 
 #[path = "deploy/harness.rs"]
 mod harness;
+#[path = "deploy/pipeline.rs"]
+mod pipeline;
 
 use harness::*;
 

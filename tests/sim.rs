@@ -82,6 +82,56 @@ fn minter_recording_after_the_await_double_mints_the_guarded_one_does_not() {
 }
 
 #[test]
+fn upgrading_with_calls_in_flight_strands_the_vault_unless_it_is_stopped_first_or_refuses() {
+    // Under `spec` the controller may upgrade the vault while a withdrawal
+    // waits for the ledger: the new module runs the old callback, the code
+    // after the await never runs, the user's lock stays taken.
+    let sim = load("vault-unsafe-upgrade.toml");
+    let (seed, outcome) = first_failure(&sim, 200).expect("the unsafely upgraded vault fails within 200 seeds");
+    let failure = outcome.failure.clone().unwrap();
+    assert_eq!(failure.invariant, "no withdrawal left in flight", "seed {seed}: {}", failure.detail);
+    let timeline = ww::sim::report::timeline(&outcome);
+    assert!(timeline.contains("in flight (unsafe)"), "{timeline}");
+    let shrunk = ww::sim::shrink::shrink(&sim, &outcome.decisions, &failure, 600).unwrap();
+    assert_eq!(shrunk.failure.invariant, failure.invariant);
+    let short = ww::sim::report::timeline(&shrunk.outcome);
+    assert!(shrunk.outcome.steps <= 10, "shrunk to {} steps:\n{short}", shrunk.outcome.steps);
+    assert!(short.contains("O2") && short.contains("withdraw"), "{short}");
+    // Stopped first (what `strict` does), or refusing in pre_upgrade: no
+    // seed fails, and upgrades did happen.
+    for name in ["vault-stop-first.toml", "vault-guarded.toml"] {
+        let sim = load(name);
+        let mut upgraded = 0;
+        let failed: Vec<String> = (0..150)
+            .filter_map(|seed| {
+                let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+                upgraded += o.timeline.iter().filter(|l| l.text.starts_with("upgrade of vault done")).count();
+                o.failure.as_ref().map(|f| format!("seed {seed}: {}: {}\n{}", f.invariant, f.detail, ww::sim::report::timeline(&o)))
+            })
+            .collect();
+        assert!(failed.is_empty(), "{name}:\n{}", failed.join("\n"));
+        assert!(upgraded > 10, "{name}: only {upgraded} upgrades in 150 seeds");
+    }
+}
+
+#[test]
+fn node_crashes_restore_the_last_cut_exactly_and_the_fixed_wallet_holds() {
+    // N1 with a state directory: each restart is checked against the cut
+    // it restores (I5: the same digest, every memory included).
+    let sim = load("wallet-crash.toml");
+    let mut crashes = 0;
+    for seed in 0..40 {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        assert!(o.failure.is_none(), "seed {seed}: {:?}\n{}", o.failure, ww::sim::report::timeline(&o));
+        crashes += o.faults.get(&ww::sim::FaultKind::Crash).copied().unwrap_or(0);
+    }
+    assert!(crashes >= 10, "only {crashes} crashes in 40 seeds");
+    for seed in 0..3 {
+        sim.check_determinism(seed).unwrap().unwrap();
+    }
+}
+
+#[test]
 fn a_seed_replays_bit_for_bit() {
     for name in ["wallet-buggy.toml", "minter-early.toml"] {
         let sim = load(name);
@@ -251,4 +301,41 @@ fn a_failing_call_perform_sends_nothing_and_runs_no_callback() {
         assert!(o.history.iter().all(|h| !h.ends_with("unanswered")), "{:?}", o.history);
     }
     assert!(seen > 5, "M4 hit wallet.pay in only {seen} runs");
+}
+
+// Demonstration 4: the deploy simulation under the strict messaging mix
+// and node crashes (tests/deploy/pipeline.rs drives it).
+
+#[path = "deploy/pipeline.rs"]
+mod pipeline;
+
+#[test]
+fn the_deploy_completes_under_messaging_faults_and_node_crashes() {
+    use candid::{Decode, Encode};
+    use ww::sim::FaultKind;
+    let engine = ww::sim::canister_engine().unwrap();
+    let mut crashes = 0;
+    for seed in 0..4 {
+        let (sim, result) = pipeline::deploy_seed(&engine, seed, &pipeline::FAULTS);
+        let report = result.unwrap_or_else(|e| panic!("seed {seed} ({}): {e}\n{}", sim.plan().describe(), ww::sim::report::timeline_lines(sim.timeline())));
+        crashes += sim.faults_fired().get(&FaultKind::Crash).copied().unwrap_or(0);
+        // Root is ready and every role runs its release build.
+        let user = pipeline::deployer();
+        let ready = sim.query(user, "root", "canic_ready", Encode!().unwrap()).unwrap().expect("canic_ready");
+        assert!(Decode!(&ready, bool).unwrap(), "seed {seed}: root is not ready");
+        let mut roles: Vec<&str> = report.roles.iter().map(|r| r.role.as_str()).collect();
+        roles.sort_unstable();
+        let mut expected: Vec<&str> = std::iter::once(ww_template::WASM_STORE_ROLE).chain(pipeline::ROLES).collect();
+        expected.sort_unstable();
+        assert_eq!(roles, expected, "seed {seed}");
+        let registry = sim.query(user, "root", "canic_subnet_registry", Encode!().unwrap()).unwrap().expect("registry");
+        let registry = Decode!(&registry, Vec<ww_template::types::CanisterRecordResponse>).unwrap();
+        for role in pipeline::ROLES {
+            let pid = registry.iter().find(|r| r.role == role).unwrap_or_else(|| panic!("seed {seed}: no {role} in {registry:?}")).pid;
+            let installed = sim.replica().install_history(&pid).unwrap_or_default();
+            let hash = installed.last().map(|d| d.module_hash.to_vec());
+            assert_eq!(hash, Some(pipeline::sha256(pipeline::payload(role))), "seed {seed}: {role}'s module");
+        }
+    }
+    assert!(crashes > 0, "no seed crashed the node");
 }

@@ -163,7 +163,11 @@ impl Replica {
                         // A barrier: nothing behind it starts before it.
                         if i == 0 {
                             let name = match task {
-                                Task::Install(_) => "install",
+                                Task::Install(job) => match job.mode {
+                                    InstallMode::Install => "install",
+                                    InstallMode::Reinstall => "reinstall",
+                                    InstallMode::Upgrade => "upgrade",
+                                },
                                 Task::Uninstall { .. } => "uninstall",
                                 _ => "snapshot",
                             };
@@ -480,14 +484,27 @@ impl Replica {
         rx.try_recv().unwrap_or_else(|_| Err(Reject::system(ErrorCode::CanisterNotFound, format!("the query {method} on {canister} got no answer"))))
     }
 
-    /// Queues an install of `module` on `canister` by `caller`; the receiver
-    /// gets the outcome once the install step has run.
-    pub fn sim_install(&self, caller: Principal, canister: Principal, module: install::PreparedModule, arg: Vec<u8>) -> oneshot::Receiver<Result<(), Reject>> {
+    /// How many calls `canister` made that still wait for their response
+    /// (their callbacks would run in whatever module it has then).
+    pub fn sim_calls_in_flight(&self, canister: &Principal) -> usize {
+        self.lock().callbacks.values().filter(|cb| cb.caller == *canister && !cb.orphaned).count()
+    }
+
+    /// Queues an install (`mode`) of `module` on `canister` by `caller`; the
+    /// receiver gets the outcome once the install step has run.
+    pub fn sim_install(
+        &self,
+        caller: Principal,
+        canister: Principal,
+        mode: InstallMode,
+        module: install::PreparedModule,
+        arg: Vec<u8>,
+    ) -> oneshot::Receiver<Result<(), Reject>> {
         let (tx, rx) = oneshot::channel();
         let request = InstallRequest {
             origin: history::ChangeOrigin::User(caller),
             canister,
-            mode: InstallMode::Install,
+            mode,
             source: InstallSource::Host,
             skip_pre_upgrade: false,
             keep_main_memory: None,

@@ -25,6 +25,9 @@ pub struct Artifact {
     pub plan: String,
     pub failure: Failure,
     pub decisions: Vec<u32>,
+    /// Workload messages the run left out (a shrunk run's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<usize>,
 }
 
 impl Artifact {
@@ -41,7 +44,13 @@ impl Artifact {
             plan: outcome.plan.describe(),
             failure,
             decisions: outcome.decisions.clone(),
+            omitted: outcome.omitted.clone(),
         }
+    }
+
+    /// The options that replay it.
+    pub fn options(&self) -> super::RunOptions {
+        super::RunOptions { omit: self.omitted.clone(), ..super::RunOptions::default() }
     }
 
     pub fn save(&self, path: &Path) -> Result<(), SimError> {

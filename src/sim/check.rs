@@ -46,7 +46,7 @@ impl CallOutcome {
 }
 
 /// Inter-canister calls by callback id, and the checks over them.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct SystemCheck {
     pub calls: BTreeMap<u64, CallRecord>,
     ran: BTreeSet<u64>,

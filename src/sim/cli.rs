@@ -31,7 +31,7 @@ pub enum SimCommand {
         /// The fault profile, instead of the scenario's: strict, spec or adversarial.
         #[arg(long)]
         profile: Option<Profile>,
-        /// Only these fault kinds, comma-separated (M1, M3, M4, M6, R1, R3, O1).
+        /// Only these fault kinds, comma-separated (M1, M3, M4, M6, R1, R3, O1, O2, N1).
         #[arg(long, value_name = "LIST")]
         faults: Option<String>,
         /// Run every seed twice and compare the replica's state (memory
@@ -73,7 +73,7 @@ pub fn main(command: SimCommand) -> Result<u8, SimError> {
             let mut sim = a.simulation()?;
             sim.scenario.profile = a.profile;
             sim.scenario.faults = a.faults.clone();
-            let outcome = sim.run_decisions(&a.decisions, RunOptions::default())?;
+            let outcome = sim.run_decisions(&a.decisions, a.options())?;
             match &outcome.failure {
                 Some(f) => {
                     print!("{}", report::failure(&outcome, f));
@@ -94,7 +94,7 @@ pub fn main(command: SimCommand) -> Result<u8, SimError> {
             let mut sim = a.simulation()?;
             sim.scenario.profile = a.profile;
             sim.scenario.faults = a.faults.clone();
-            let shrunk = super::shrink::shrink(&sim, &a.decisions, &a.failure, budget)?;
+            let shrunk = super::shrink::shrink_from(&sim, &a.decisions, a.options(), &a.failure, budget)?;
             let out = shrunk_path(&artifact);
             let mut small = Artifact::new(&sim, &shrunk.outcome, shrunk.failure.clone());
             small.seed = a.seed;
@@ -230,7 +230,7 @@ pub struct TestArgs {
     /// The fault profile: strict, spec or adversarial.
     #[arg(long, default_value = "strict")]
     pub profile: Profile,
-    /// Only these fault kinds, comma-separated (M1, M3, M4, M6, R1, R3, O1).
+    /// Only these fault kinds, comma-separated (M1, M3, M4, M6, R1, R3; a test's canisters are never stopped or upgraded under it).
     #[arg(long, value_name = "LIST")]
     pub faults: Option<String>,
     /// The test command and its arguments (after `--`).

@@ -67,11 +67,29 @@ pub enum FaultKind {
     StopStart,
     /// M4: `ic0.call_perform` fails synchronously (no callback ever runs).
     CallPerformFails,
+    /// O2: a controller upgrades a canister between executions: stopped
+    /// first (`strict`), or with its calls in flight (`spec` and up), whose
+    /// callbacks then run in the new module.
+    Upgrade,
+    /// N1: the node crashes and restarts from its state directory's last
+    /// cut (scenarios with `durable = true`).
+    Crash,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] =
-        [Self::Interleave, Self::SpontaneousReject, Self::Expiry, Self::InstructionLimit, Self::CleanupTrap, Self::StopStart, Self::CallPerformFails];
+    /// Every kind, in the order a plan draws them (new kinds go last, so
+    /// older plans and logs keep their meaning).
+    pub const ALL: [FaultKind; 9] = [
+        Self::Interleave,
+        Self::SpontaneousReject,
+        Self::Expiry,
+        Self::InstructionLimit,
+        Self::CleanupTrap,
+        Self::StopStart,
+        Self::CallPerformFails,
+        Self::Upgrade,
+        Self::Crash,
+    ];
 
     /// The short id of the reference's vocabulary.
     pub fn id(self) -> &'static str {
@@ -83,6 +101,8 @@ impl FaultKind {
             Self::CleanupTrap => "R3",
             Self::StopStart => "O1",
             Self::CallPerformFails => "M4",
+            Self::Upgrade => "O2",
+            Self::Crash => "N1",
         }
     }
 
@@ -95,6 +115,8 @@ impl FaultKind {
             Self::CleanupTrap => "cleanup trap",
             Self::StopStart => "stop/start",
             Self::CallPerformFails => "call_perform fails",
+            Self::Upgrade => "upgrade",
+            Self::Crash => "node crash",
         }
     }
 
@@ -108,13 +130,18 @@ impl FaultKind {
             Self::CleanupTrap => "call_on_cleanup: the cleanup callback may trap too",
             Self::StopStart => "Canister status: controllers stop and start canisters; a stopping canister rejects new calls but takes responses",
             Self::CallPerformFails => "ic0.call_perform may fail (lack of resources, a full queue); then no callback runs",
+            Self::Upgrade => {
+                "Canister upgrades: a controller may upgrade a canister between executions; callbacks of calls in flight then run in the new module (the spec advises stopping first)"
+            }
+            Self::Crash => "ww's durability promise: a node restarts from its state directory's last cut; what it acknowledged is in that cut",
         }
     }
 
     /// The profiles it belongs to.
     pub fn allowed_in(self, profile: Profile) -> bool {
         match self {
-            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails => true,
+            // O2 in `strict` only as stop, upgrade, start (see `unsafe_upgrades`).
+            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails | Self::Upgrade | Self::Crash => true,
             Self::InstructionLimit => profile >= Profile::Spec,
             Self::CleanupTrap => profile >= Profile::Adversarial,
         }
@@ -152,6 +179,12 @@ impl FaultPlan {
             }
         }
         Self { profile, rates }
+    }
+
+    /// Whether O2 may upgrade a canister that has calls in flight (not in
+    /// `strict`: operators who follow the spec stop the canister first).
+    pub fn unsafe_upgrades(&self) -> bool {
+        self.profile >= Profile::Spec
     }
 
     pub fn rate(&self, kind: FaultKind) -> Option<f64> {

@@ -1,7 +1,8 @@
 //! Applying the fault plan to a simulated replica, one decision at a time:
 //! which step runs next (M1), whether it runs at all (M3), whether it hits
 //! the instruction limit (R1, with R3), whether a bounded-wait call
-//! expires (M6), and whether a controller stops or starts a canister (O1).
+//! expires (M6), and whether a controller stops or starts a canister (O1;
+//! upgrades, O2, are [`super::upgrade`]).
 //! Shared by `ww sim` runs and PocketIC instances under `ww test --seeds`
 //! (which leave O1 out: a test's own canisters stopping under it would
 //! only say the test does not expect it).
@@ -26,7 +27,7 @@ pub struct Fired {
 }
 
 impl Fired {
-    fn add(&mut self, kind: FaultKind) {
+    pub(super) fn add(&mut self, kind: FaultKind) {
         *self.kinds.entry(kind).or_default() += 1;
     }
 }
@@ -147,7 +148,7 @@ pub fn start_all(replica: &Replica, canisters: &[(String, Principal)], controlle
 
 /// A controller's ingress to the management canister (its answer is not
 /// awaited: a stop answers once the canister has stopped).
-fn submit_management(replica: &Replica, controller: Principal, method: &str, canister: Principal) {
+pub(super) fn submit_management(replica: &Replica, controller: Principal, method: &str, canister: Principal) {
     let arg = Encode!(&crate::replica::management::CanisterIdRecord { canister_id: canister }).unwrap_or_default();
     drop(replica.sim_submit(controller, Principal::management_canister(), method, arg));
 }

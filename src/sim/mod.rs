@@ -7,21 +7,28 @@
 //! ([`predicate`]) are checked after every step; a failing run is kept as an
 //! [`artifact::Artifact`] that replays it and can be shrunk ([`shrink`]).
 //!
+//! Scenario files drive it through [`run`]; Rust code through [`api`]
+//! (builder, `step`, `inject`, `run_until_quiescent`, history).
+//!
 //! The replica side is `crate::replica::sim`: a narrow view listing the
 //! eligible steps and running the one chosen.
 
+pub mod api;
 pub mod artifact;
 pub mod check;
 pub mod chooser;
 pub mod cli;
+pub mod crash;
 pub mod faults;
 pub mod inject;
 pub mod predicate;
 pub mod report;
 pub mod rounds;
 pub mod run;
+mod runner;
 pub mod scenario;
 pub mod shrink;
+pub mod upgrade;
 
 pub use artifact::Artifact;
 pub use chooser::Chooser;
@@ -43,6 +50,13 @@ pub enum SimError {
     Artifact(String, String),
 }
 
+/// A canister engine with the on-disk compile cache.
+pub fn canister_engine() -> Result<crate::engine::Engine, SimError> {
+    use crate::engine::{Engine, EngineConfig, EngineKind, default_cache_dir};
+    let config = EngineConfig { kind: EngineKind::Canister, cache_dir: default_cache_dir(), ..EngineConfig::default() };
+    Engine::new(&config).map_err(|e| SimError::Replica(e.to_string()))
+}
+
 /// A scenario ready to run many times: its modules compiled once.
 pub struct Simulation {
     pub scenario: Scenario,
@@ -58,9 +72,7 @@ impl Simulation {
     }
 
     pub fn new(scenario: Scenario) -> Result<Self, SimError> {
-        use crate::engine::{Engine, EngineConfig, EngineKind, default_cache_dir};
-        let config = EngineConfig { kind: EngineKind::Canister, cache_dir: default_cache_dir(), ..EngineConfig::default() };
-        let engine = Engine::new(&config).map_err(|e| SimError::Replica(e.to_string()))?;
+        let engine = canister_engine()?;
         let prepared = Prepared::new(&engine, &scenario)?;
         Ok(Self { scenario, engine, prepared })
     }
@@ -84,8 +96,8 @@ impl Simulation {
     /// [`Simulation::check_determinism`] that also hands back the first
     /// run's outcome (so the seed need not run a third time).
     pub fn run_seed_checked(&self, seed: u64) -> Result<(RunOutcome, Result<(), String>), SimError> {
-        let options = RunOptions { deep_digests: true };
-        let a = self.run_seed(seed, options)?;
+        let options = RunOptions { deep_digests: true, ..RunOptions::default() };
+        let a = self.run_seed(seed, options.clone())?;
         let b = self.run_seed(seed, options)?;
         let verdict = if a.decisions != b.decisions {
             let at = a.decisions.iter().zip(&b.decisions).position(|(x, y)| x != y).unwrap_or(a.decisions.len().min(b.decisions.len()));

@@ -7,12 +7,17 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::faults::FaultKind;
-use super::run::{Failure, RunOutcome};
+use super::run::{Failure, RunOutcome, TimelineLine};
 
 /// The timeline of a run, one line per step.
 pub fn timeline(outcome: &RunOutcome) -> String {
+    timeline_lines(&outcome.timeline)
+}
+
+/// Timeline lines (a run's, or a [`super::api::Sim`]'s so far).
+pub fn timeline_lines(lines: &[TimelineLine]) -> String {
     let mut out = String::new();
-    for l in &outcome.timeline {
+    for l in lines {
         let _ = writeln!(out, "  {:>4}  {:>9.3}s  {}", l.step, l.time_ns as f64 / 1e9, l.text);
     }
     out
@@ -96,8 +101,14 @@ impl Summary {
 pub fn regression_test(scenario: &std::path::Path, outcome: &RunOutcome, failure: &Failure) -> String {
     let name = format!("sim_{}", failure.invariant.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect::<String>());
     let decisions = outcome.decisions.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    let options = if outcome.omitted.is_empty() {
+        "ww::sim::RunOptions::default()".to_string()
+    } else {
+        let omit = outcome.omitted.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+        format!("ww::sim::RunOptions {{ omit: vec![{omit}], ..Default::default() }}")
+    };
     format!(
-        "#[test]\nfn {name}() {{\n    // {}: {}\n    let sim = ww::sim::Simulation::load(std::path::Path::new({:?})).unwrap();\n    let outcome = sim.run_decisions(&[{decisions}], ww::sim::RunOptions::default()).unwrap();\n    assert!(outcome.failure.is_none(), \"{{}}\", ww::sim::report::timeline(&outcome));\n}}\n",
+        "#[test]\nfn {name}() {{\n    // {}: {}\n    let sim = ww::sim::Simulation::load(std::path::Path::new({:?})).unwrap();\n    let outcome = sim.run_decisions(&[{decisions}], {options}).unwrap();\n    assert!(outcome.failure.is_none(), \"{{}}\", ww::sim::report::timeline(&outcome));\n}}\n",
         failure.invariant,
         failure.detail.replace('\n', " "),
         scenario.display().to_string(),

@@ -30,6 +30,10 @@ struct ScenarioFile {
     /// Steps the quiet phase may take to conclude every call (liveness).
     #[serde(default = "default_quiet_steps")]
     quiet_steps: u32,
+    /// Keep the replica in a state directory: cuts become decisions and
+    /// N1 (node crash and restart) may fire.
+    #[serde(default)]
+    durable: bool,
     #[serde(rename = "canister")]
     canisters: Vec<CanisterFile>,
     #[serde(rename = "workload", default)]
@@ -55,6 +59,14 @@ struct CanisterFile {
     /// Candid text of the init arguments (default `()`).
     #[serde(default)]
     init: Option<String>,
+    /// The module O2 upgrades the canister to (it may be `wasm` itself);
+    /// without one, O2 leaves the canister alone.
+    #[serde(default)]
+    upgrade: Option<PathBuf>,
+    /// Candid text of the `post_upgrade` arguments, typed by the new
+    /// module's init arguments (default: none).
+    #[serde(default)]
+    upgrade_arg: Option<String>,
 }
 
 /// Ingress messages the simulator submits during the fault phase, at times
@@ -113,6 +125,19 @@ pub struct CanisterSpec {
     /// SHA-256 of the module (the IC's module hash), hex.
     pub module_hash: String,
     pub init: String,
+    /// What O2 upgrades it to.
+    pub upgrade: Option<UpgradeSpec>,
+}
+
+/// The module a canister is upgraded to, and the `post_upgrade` arguments.
+#[derive(Clone, Debug)]
+pub struct UpgradeSpec {
+    pub wasm: PathBuf,
+    pub module: std::sync::Arc<[u8]>,
+    pub module_hash: String,
+    /// Candid text of the `post_upgrade` arguments, typed by the new
+    /// module's init arguments; `None`: no arguments (`DIDL` with none).
+    pub arg: Option<String>,
 }
 
 /// A loaded scenario.
@@ -125,6 +150,8 @@ pub struct Scenario {
     pub faults: Option<Vec<super::faults::FaultKind>>,
     pub steps: u32,
     pub quiet_steps: u32,
+    /// The replica runs in a state directory (N1 may fire).
+    pub durable: bool,
     pub canisters: Vec<CanisterSpec>,
     pub workload: Vec<Workload>,
     pub invariants: Vec<Invariant>,
@@ -147,11 +174,25 @@ impl Scenario {
             if canisters.iter().any(|o| o.name == c.name) {
                 return Err(SimError::Scenario(format!("{}: two canisters are called {:?}", path.display(), c.name)));
             }
-            let wasm = dir.join(&c.wasm);
-            let module: std::sync::Arc<[u8]> =
-                std::fs::read(&wasm).map_err(|e| SimError::Scenario(format!("canister {:?}: {}: {e}", c.name, wasm.display())))?.into();
-            let module_hash = hex::encode(Sha256::digest(&module));
-            canisters.push(CanisterSpec { name: c.name, wasm, module, module_hash, init: c.init.unwrap_or_else(empty_args) });
+            let read = |file: &Path| -> Result<(PathBuf, std::sync::Arc<[u8]>, String), SimError> {
+                let wasm = dir.join(file);
+                let module: std::sync::Arc<[u8]> =
+                    std::fs::read(&wasm).map_err(|e| SimError::Scenario(format!("canister {:?}: {}: {e}", c.name, wasm.display())))?.into();
+                let module_hash = hex::encode(Sha256::digest(&module));
+                Ok((wasm, module, module_hash))
+            };
+            let (wasm, module, module_hash) = read(&c.wasm)?;
+            let upgrade = match &c.upgrade {
+                Some(file) => {
+                    let (wasm, module, module_hash) = read(file)?;
+                    Some(UpgradeSpec { wasm, module, module_hash, arg: c.upgrade_arg.clone() })
+                }
+                None if c.upgrade_arg.is_some() => {
+                    return Err(SimError::Scenario(format!("canister {:?}: upgrade_arg without an upgrade module", c.name)));
+                }
+                None => None,
+            };
+            canisters.push(CanisterSpec { name: c.name, wasm, module, module_hash, init: c.init.unwrap_or_else(empty_args), upgrade });
         }
         let names: Vec<&str> = canisters.iter().map(|c| c.name.as_str()).collect();
         for w in &file.workload {
@@ -174,6 +215,7 @@ impl Scenario {
             faults,
             steps: file.steps,
             quiet_steps: file.quiet_steps,
+            durable: file.durable,
             canisters,
             workload: file.workload,
             invariants: file.invariants,
@@ -181,9 +223,36 @@ impl Scenario {
         })
     }
 
-    /// The module hashes by canister name (what an artifact records).
+    /// The module hashes by canister name, and `name (upgrade)` for the
+    /// module O2 upgrades it to (what an artifact records).
     pub fn module_hashes(&self) -> BTreeMap<String, String> {
-        self.canisters.iter().map(|c| (c.name.clone(), c.module_hash.clone())).collect()
+        let mut hashes = BTreeMap::new();
+        for c in &self.canisters {
+            hashes.insert(c.name.clone(), c.module_hash.clone());
+            if let Some(u) = &c.upgrade {
+                hashes.insert(format!("{} (upgrade)", c.name), u.module_hash.clone());
+            }
+        }
+        hashes
+    }
+
+    /// The fault kinds a run may draw from: those the scenario names, or
+    /// every kind; never O2 when no canister names a module to upgrade to,
+    /// never N1 without a state directory.
+    pub fn fault_kinds(&self) -> Vec<super::faults::FaultKind> {
+        use super::faults::FaultKind;
+        let upgradable = self.canisters.iter().any(|c| c.upgrade.is_some());
+        self.faults
+            .as_deref()
+            .unwrap_or(&FaultKind::ALL)
+            .iter()
+            .copied()
+            .filter(|k| match k {
+                FaultKind::Upgrade => upgradable,
+                FaultKind::Crash => self.durable,
+                _ => true,
+            })
+            .collect()
     }
 }
 

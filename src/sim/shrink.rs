@@ -4,9 +4,9 @@
 //! candidate is kept when the same invariant fails and the log got simpler
 //! (fewer non-zero choices, then fewer steps); non-zero choices are also
 //! moved earlier, so a fault that needed a long prefix to fire fires on
-//! the first message instead. Hypothesis-style shrinking
-//! of a choice sequence: faults, workload arrivals and reorderings go away
-//! unless the failure needs them.
+//! the first message instead; workload messages are left out one at a
+//! time. Hypothesis-style shrinking of a choice sequence: faults, workload
+//! and reorderings go away unless the failure needs them.
 
 use super::run::{Failure, RunOptions, RunOutcome};
 use super::{SimError, Simulation};
@@ -32,21 +32,26 @@ fn size(outcome: &RunOutcome) -> (usize, usize, u64) {
 const PICK_RANGE: u32 = 1_000;
 
 pub fn shrink(sim: &Simulation, decisions: &[u32], failure: &Failure, budget: u32) -> Result<Shrunk, SimError> {
-    let options = RunOptions::default();
+    shrink_from(sim, decisions, RunOptions::default(), failure, budget)
+}
+
+/// [`shrink`] from a run made with `options` (an artifact's omitted
+/// messages).
+pub fn shrink_from(sim: &Simulation, decisions: &[u32], options: RunOptions, failure: &Failure, budget: u32) -> Result<Shrunk, SimError> {
     let mut runs = 0u32;
-    let mut best = sim.run_decisions(decisions, options)?;
+    let mut best = sim.run_decisions(decisions, options.clone())?;
     runs += 1;
     let same = |o: &RunOutcome| o.failure.as_ref().is_some_and(|f| f.invariant == failure.invariant);
     if !same(&best) {
         return Err(SimError::Artifact("(decisions)".into(), format!("replaying the decisions does not reproduce {:?}", failure.invariant)));
     }
     let found_at = std::cell::Cell::new(1u32);
-    let try_candidate = |candidate: Vec<u32>, best: &mut RunOutcome, runs: &mut u32| -> Result<bool, SimError> {
+    let try_with = |candidate: Vec<u32>, omit: Vec<usize>, best: &mut RunOutcome, runs: &mut u32| -> Result<bool, SimError> {
         if *runs >= budget {
             return Ok(false);
         }
         *runs += 1;
-        let o = sim.run_decisions(&candidate, options)?;
+        let o = sim.run_decisions(&candidate, RunOptions { omit, ..RunOptions::default() })?;
         if same(&o) && size(&o) < size(best) {
             *best = o;
             found_at.set(*runs);
@@ -54,8 +59,25 @@ pub fn shrink(sim: &Simulation, decisions: &[u32], failure: &Failure, budget: u3
         }
         Ok(false)
     };
+    let try_candidate = |candidate: Vec<u32>, best: &mut RunOutcome, runs: &mut u32| -> Result<bool, SimError> {
+        let omit = best.omitted.clone();
+        try_with(candidate, omit, best, runs)
+    };
+    let messages: usize = sim.scenario.workload.iter().map(|w| w.count as usize).sum();
     loop {
         let before = size(&best);
+        // Leave workload messages out, the last first (the decisions stay:
+        // what they chose among shifts, which the other passes repair).
+        for m in (0..messages).rev() {
+            if best.omitted.contains(&m) {
+                continue;
+            }
+            let mut omit = best.omitted.clone();
+            omit.push(m);
+            omit.sort_unstable();
+            let decisions = best.decisions.clone();
+            try_with(decisions, omit, &mut best, &mut runs)?;
+        }
         // Cut the log short (the rest is the simplest choices).
         let mut len = best.decisions.len();
         while len > 0 {
@@ -95,17 +117,23 @@ pub fn shrink(sim: &Simulation, decisions: &[u32], failure: &Failure, budget: u3
         // Move a choice earlier (a fault that fires on the third message
         // may fire on the first): each non-zero choice tried at each earlier
         // position holding 0.
+        // A fault is often a few draws (whether it fires, then how): the
+        // window of up to three choices from it moves as one.
         let mut j = 0;
         while j < best.decisions.len() {
-            let v = best.decisions[j];
-            if v != 0 {
-                for i in 0..j {
-                    if best.decisions[i] == 0 {
+            if best.decisions[j] != 0 {
+                'window: for width in 1..=3 {
+                    let end = (j + width).min(best.decisions.len());
+                    let window = best.decisions[j..end].to_vec();
+                    for i in 0..j {
+                        if best.decisions[i..i + window.len()].iter().any(|d| *d != 0) {
+                            continue;
+                        }
                         let mut candidate = best.decisions.clone();
-                        candidate[i] = v;
-                        candidate[j] = 0;
+                        candidate[j..end].iter_mut().for_each(|d| *d = 0);
+                        candidate[i..i + window.len()].copy_from_slice(&window);
                         if try_candidate(candidate, &mut best, &mut runs)? {
-                            break;
+                            break 'window;
                         }
                     }
                 }

@@ -3,25 +3,19 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::OnceLock;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
 use serde::de::DeserializeOwned;
-use serde_bytes::ByteBuf;
-use sha2::{Digest, Sha256};
 use ww::replica::install::prepare_module;
 use ww::replica::management::{CanisterIdRecord, CanisterStatusResult, ChunkHashRecord};
 use ww::replica::{CodeDeployment, InstallMode, Replica, ReplicaConfig};
 use ww_template::types::*;
-use ww_template::{BOOTSTRAP_BINDING, CHUNK_BYTES, WASM_STORE_ROLE, template_id_for_role};
+use ww_template::{CHUNK_BYTES, WASM_STORE_ROLE};
 
 use crate::common;
 
-/// The release set besides wasm_store.
-pub const ROLES: [&str; 9] = ["app", "minimal", "scale", "scale_hub", "shard", "shard_hub", "test", "user_hub", "user_shard"];
-pub const V1: &str = "0.1.0";
+pub use crate::pipeline::{ROLES, V1, chunk_input, manifest, payload, prepare_input, sha256};
 pub const V2: &str = "0.2.0";
 
 pub fn admin() -> Principal {
@@ -40,23 +34,6 @@ pub fn replica() -> Replica {
     common::canister_replica(ReplicaConfig::default())
 }
 
-/// The release build of a guest canister (read once per test binary).
-pub fn payload(name: &str) -> &'static [u8] {
-    static PAYLOADS: OnceLock<BTreeMap<String, Vec<u8>>> = OnceLock::new();
-    let all = PAYLOADS.get_or_init(|| {
-        ROLES
-            .iter()
-            .chain(&[WASM_STORE_ROLE, "root"])
-            .map(|n| (n.to_string(), std::fs::read(common::guest(n)).expect("reading a guest")))
-            .collect()
-    });
-    all.get(name).unwrap_or_else(|| panic!("no payload {name}"))
-}
-
-pub fn sha256(bytes: &[u8]) -> Vec<u8> {
-    Sha256::digest(bytes).to_vec()
-}
-
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(bytes).expect("gzip");
@@ -65,35 +42,6 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 pub fn no_args() -> Vec<u8> {
     Encode!().expect("encoding ()")
-}
-
-pub fn manifest(role: &str, version: &str, bytes: &[u8]) -> TemplateManifestInput {
-    TemplateManifestInput {
-        template_id: template_id_for_role(role),
-        role: role.into(),
-        version: version.into(),
-        payload_hash: ByteBuf::from(sha256(bytes)),
-        payload_size_bytes: bytes.len() as u64,
-        store_binding: BOOTSTRAP_BINDING.into(),
-        chunking_mode: ChunkingMode::Chunked,
-        manifest_state: ManifestState::Approved,
-        approved_at: None,
-        created_at: 0,
-    }
-}
-
-pub fn prepare_input(role: &str, version: &str, bytes: &[u8]) -> TemplateChunkSetPrepareInput {
-    TemplateChunkSetPrepareInput {
-        template_id: template_id_for_role(role),
-        version: version.into(),
-        payload_hash: ByteBuf::from(sha256(bytes)),
-        payload_size_bytes: bytes.len() as u64,
-        chunk_hashes: bytes.chunks(CHUNK_BYTES).map(|c| ByteBuf::from(sha256(c))).collect(),
-    }
-}
-
-pub fn chunk_input(role: &str, version: &str, index: u32, bytes: &[u8]) -> TemplateChunkInput {
-    TemplateChunkInput { template_id: template_id_for_role(role), version: version.into(), chunk_index: index, bytes: ByteBuf::from(bytes.to_vec()) }
 }
 
 /// Asserts `result` failed with `code` and a message containing `fragment`.

@@ -240,3 +240,38 @@ fn persister(weak: Weak<Inner>, durability: Arc<Durability>, db: db::StateDb, mu
         }
     }
 }
+
+/// A simulated replica's state directory (`ww sim`, fault N1): no
+/// persister thread; a cut is a decision of the simulator, captured and
+/// written (and synced) at once, between two steps, which are quiescent
+/// points by construction. A crash is dropping the replica and this
+/// handle; the restart is [`Replica::sim_open_durable`] on the same
+/// directory.
+pub struct SimStateDir {
+    db: db::StateDb,
+    stored: form::Stored,
+}
+
+impl Replica {
+    /// A simulated replica kept in `dir`: restores what the directory
+    /// holds (nothing when new). `config` must be simulated; its rounds
+    /// clock starts where the simulator says (the stored time is a floor
+    /// only for the wall clock).
+    pub fn sim_open_durable(engine: crate::engine::Engine, config: super::ReplicaConfig, dir: &Path) -> Result<(Self, SimStateDir), StateDirError> {
+        let replica_dir = dir.join("replica");
+        if !config.simulated {
+            return Err(StateDirError::Restore { path: replica_dir, what: "only a simulated replica takes its cuts when told".into() });
+        }
+        let db = db::StateDb::open(&replica_dir)?;
+        let replica = Replica::new(engine, config).map_err(|e| StateDirError::Restore { path: replica_dir.clone(), what: e.to_string() })?;
+        let loaded = db.load()?;
+        let (_, stored) = form::restore(&replica, loaded, db.file())?;
+        Ok((replica, SimStateDir { db, stored }))
+    }
+
+    /// Takes a cut of everything committed so far and writes it to `dir`.
+    pub fn sim_cut(&self, dir: &mut SimStateDir) -> Result<(), StateDirError> {
+        let cut = form::capture(&mut self.lock(), &mut dir.stored);
+        dir.db.write(&cut)
+    }
+}
