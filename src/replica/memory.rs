@@ -268,6 +268,15 @@ impl CanisterMemory {
         self.lock().rollback()
     }
 
+    /// Feeds the committed heap to `hash` in place (no copy).
+    pub fn hash_committed(&self, hash: &mut blake3::Hasher) {
+        let st = self.lock();
+        // SAFETY: as in `committed_bytes`; the lock keeps the view mapped.
+        let bytes = unsafe { std::slice::from_raw_parts(st.committed, st.committed_size.min(st.file_size)) };
+        hash.update(&(bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    }
+
     /// A copy of the committed heap (a canister snapshot's memory).
     pub fn committed_bytes(&self) -> Vec<u8> {
         let st = self.lock();

@@ -533,11 +533,7 @@ impl Replica {
             h.update(&(slot.queue.len() as u64).to_le_bytes());
             h.update(&slot.module_hash.unwrap_or_default());
             if memory && let Some(instance) = &slot.instance {
-                let image = instance.image();
-                h.update(&image.heap);
-                if let Ok(bytes) = image.stable.read(0, image.stable.size_bytes()) {
-                    h.update(&bytes);
-                }
+                instance.hash_committed(&mut h);
             }
         }
         let mut contexts: Vec<_> = st.contexts.iter().map(|(id, c)| (*id, c.canister, c.needs_response, c.outstanding)).collect();

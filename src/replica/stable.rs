@@ -235,6 +235,20 @@ impl StableMemory {
     }
 
     /// A copy of the committed state (staged changes undone in the copy).
+    /// Feeds the committed content to `hash`, page by page in place (a
+    /// page never written counts as its zeros: the same content hashes
+    /// the same however it is stored).
+    pub fn hash_committed(&self, hash: &mut blake3::Hasher) {
+        if self.is_dirty() {
+            return self.committed_copy().hash_committed(hash);
+        }
+        static ZEROS: [u8; PAGE] = [0; PAGE];
+        hash.update(&(self.pages.len() as u64).to_le_bytes());
+        for page in &self.pages {
+            hash.update(page.as_deref().unwrap_or(&ZEROS));
+        }
+    }
+
     pub fn committed_copy(&self) -> StableMemory {
         let mut copy = self.clone();
         copy.rollback();

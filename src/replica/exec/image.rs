@@ -35,6 +35,12 @@ impl InstanceImage {
 }
 
 impl CanisterInstance {
+    /// Feeds the committed heap and stable memory to `hash`, in place.
+    pub fn hash_committed(&self, hash: &mut blake3::Hasher) {
+        self.memory.hash_committed(hash);
+        self.store.data().stable.hash_committed(hash);
+    }
+
     /// The committed state, copied.
     pub fn image(&self) -> InstanceImage {
         InstanceImage {
