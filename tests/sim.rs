@@ -132,6 +132,48 @@ fn node_crashes_restore_the_last_cut_exactly_and_the_fixed_wallet_holds() {
 }
 
 #[test]
+fn an_answer_survives_a_crash_once_a_cut_holds_it_and_not_before() {
+    // The Rust API with scripted crashes: acknowledged means durable.
+    use candid::{Decode, Encode, Principal};
+    use ww::sim::api::{Fault, IngressOutcome, SimBuilder, Stepped};
+    let ledger = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/target/wasm32-unknown-unknown/release/sim_ledger.wasm")).unwrap();
+    #[derive(candid::CandidType)]
+    struct LedgerInit {
+        initial_balances: Vec<(Principal, u64)>,
+    }
+    let init = Encode!(&LedgerInit { initial_balances: vec![] }).unwrap();
+    let user = ww::sim::run::default_user();
+    let alice = Principal::self_authenticating(b"alice");
+    let balance = |sim: &ww::sim::api::Sim| {
+        let reply = sim.query(user, "ledger", "balance_of", Encode!(&alice).unwrap()).unwrap().unwrap();
+        Decode!(&reply, u64).unwrap()
+    };
+    // No faults and the simplest decisions: a cut only when an answer waits
+    // and nothing else runs.
+    let mut sim = SimBuilder::new().faults(&[]).durable(true).canister("ledger", ledger.clone(), init.clone()).replay(vec![]).unwrap();
+    let first = sim.submit(user, "ledger", "mint", Encode!(&alice, &5u64).unwrap()).unwrap();
+    assert!(matches!(sim.step().unwrap(), Stepped::Ran));
+    assert_eq!(balance(&sim), 5, "the mint executed");
+    assert!(sim.outcome(first).is_none(), "answered, but no cut holds it yet");
+    assert!(sim.inject(Fault::Crash).unwrap().is_none(), "the restart restores the cut exactly");
+    assert!(matches!(sim.outcome(first), Some(IngressOutcome::Lost)));
+    assert_eq!(balance(&sim), 0, "the unacknowledged mint is gone with the node");
+    let second = sim.submit(user, "ledger", "mint", Encode!(&alice, &7u64).unwrap()).unwrap();
+    while sim.outcome(second).is_none() {
+        assert!(matches!(sim.step().unwrap(), Stepped::Ran | Stepped::Waited));
+    }
+    assert!(matches!(sim.outcome(second), Some(IngressOutcome::Replied(_))));
+    assert!(sim.inject(Fault::Crash).unwrap().is_none());
+    assert_eq!(balance(&sim), 7, "an acknowledged mint survives the crash");
+    assert!(matches!(sim.outcome(second), Some(IngressOutcome::Replied(_))));
+    sim.run_until_quiescent().unwrap();
+    // A crash needs a state directory; a stop needs a canister.
+    let mut plain = SimBuilder::new().faults(&[]).canister("ledger", ledger, init).replay(vec![]).unwrap();
+    assert!(plain.inject(Fault::Crash).is_err());
+    assert!(plain.inject(Fault::Stop("nope".into())).is_err());
+}
+
+#[test]
 fn a_seed_replays_bit_for_bit() {
     for name in ["wallet-buggy.toml", "minter-early.toml"] {
         let sim = load(name);
