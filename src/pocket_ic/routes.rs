@@ -131,6 +131,8 @@ pub fn router() -> Result<Router, crate::engine::LoadError> {
         .route(&format!("{i}/update/canister_snapshot_upload"), post(canister_snapshot_upload))
         .route(&format!("{i}/update/delete_subnet"), post(|| async { Failure::unsupported("deleting subnets") }))
         .route(&format!("{i}/update/mock_flexible_canister_http"), post(mock_flexible_canister_http))
+        // ww's own: a fault a test injects (the `ww-pocket-ic` client crate).
+        .route(&format!("{i}/ww/inject_fault"), post(inject_fault))
         .route("/verify_signature", post(|| async { Failure::unsupported("verify_signature (canister signatures)") }))
         .route("/http_gateway", post(super::gateway::create))
         .route("/http_gateway/{gateway}/stop", post(super::gateway::stop))
@@ -407,6 +409,15 @@ async fn add_cycles(State(server): State<Shared>, Path(id): Path<usize>, body: B
     let guard = instance.lock().await;
     guard.replica.deposit_cycles(canister, args.amount).map_err(|r| Failure::bad(r.message))?;
     ok(wire::RawCycles { cycles: status_of(&guard, &canister)?.cycles })
+}
+
+/// ww's own route: injects a fault the spec allows (JSON
+/// [`crate::replica::scripted::ScriptedFault`]); answers how many calls it
+/// affected at once.
+async fn inject_fault(State(server): State<Shared>, Path(id): Path<usize>, body: Bytes) -> Reply<u32> {
+    let fault: crate::replica::scripted::ScriptedFault = parse("inject_fault", &body)?;
+    let guard = server.instance(id)?.lock_owned().await;
+    ok(guard.replica.inject_fault(fault).map_err(Failure::bad)?)
 }
 
 fn principal_of(what: &str, bytes: &[u8]) -> Result<Principal, Failure> {

@@ -49,6 +49,7 @@ pub mod management;
 pub mod memory;
 pub mod remote;
 mod scheduler;
+pub mod scripted;
 pub mod sim;
 pub mod settings;
 pub mod snapshot_transfer;
@@ -340,6 +341,7 @@ impl Replica {
                 remote_expired: std::collections::HashSet::new(),
                 sidecar: Vec::new(),
                 sim: None,
+                scripted: Default::default(),
             }),
             config,
             jobs: Mutex::new(VecDeque::new()),

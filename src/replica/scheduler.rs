@@ -309,8 +309,37 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
     // Gather what the execution needs under the lock.
     let (info, timer, time, heap_limit, prep, payment, cut) = {
         let mut st = inner.lock();
-        // The simulator may cut this execution's instruction limit.
-        let cut = st.sim.as_mut().and_then(|s| s.cut.take());
+        // A test's injected fault may reject a request from another
+        // canister before it runs.
+        if let Task::Call { context, caller, method, query: None, .. } = &task
+            && super::scripted::from_canister(&st, *context)
+            && let Some(reject) = st.scripted.take_reject(caller, &canister, method)
+        {
+            let context = *context;
+            return Finished {
+                instance,
+                apply: Box::new(move |inner, st| {
+                    if let Some((to, task)) = st.respond(context, Err(reject)) {
+                        inner.enqueue(st, to, task);
+                    }
+                    st.maybe_close(context);
+                }),
+            };
+        }
+        // The simulator, or a test's injected fault, may cut this
+        // execution's instruction limit or fail its calls.
+        let replicated = !matches!(task, Task::Call { query: Some(_), .. });
+        let cut = match st.sim.as_mut().and_then(|s| s.cut.take()) {
+            Some(cut) => Some(cut),
+            None if replicated => {
+                let method = match &task {
+                    Task::Call { method, .. } => Some(method.as_str()),
+                    _ => None,
+                };
+                st.scripted.take_execution(&canister, method)
+            }
+            None => None,
+        };
         let now = st.now();
         // A query call sees the last round's time (rounds mode).
         let time = if matches!(task, Task::Call { query: Some(false), .. }) { st.query_time() } else { now };

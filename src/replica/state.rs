@@ -376,6 +376,8 @@ pub(super) struct State {
     pub(super) sidecar: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// A simulated replica's record of what happened (see [`super::sim`]).
     pub(super) sim: Option<super::sim::SimRecorder>,
+    /// Faults a test injected (see [`super::scripted`]).
+    pub(super) scripted: super::scripted::Scripted,
 }
 
 /// A range of canister ids (by index, see [`super::canister_id`]) and the
