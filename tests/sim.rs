@@ -115,6 +115,24 @@ fn upgrading_with_calls_in_flight_strands_the_vault_unless_it_is_stopped_first_o
 }
 
 #[test]
+fn motoko_refuses_an_upgrade_with_callbacks_outstanding_so_its_vault_holds() {
+    // The Motoko twin of the vault (guests/motoko/src/mo_vault.mo, enhanced
+    // orthogonal persistence) under the same unsafe upgrades: Motoko's
+    // runtime traps in pre_upgrade while callbacks are outstanding, the
+    // upgrade fails and the old module finishes the withdrawal.
+    let sim = load("mo-vault-upgrade.toml");
+    let (mut refused, mut done) = (0, 0);
+    for seed in 0..100 {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        assert!(o.failure.is_none(), "seed {seed}: {:?}\n{}", o.failure, ww::sim::report::timeline(&o));
+        refused += o.timeline.iter().filter(|l| l.text.contains("outstanding message callbacks")).count();
+        done += o.timeline.iter().filter(|l| l.text.starts_with("upgrade of vault done")).count();
+    }
+    assert!(refused > 10, "Motoko refused only {refused} upgrades");
+    assert!(done > 0, "no upgrade without calls in flight went through");
+}
+
+#[test]
 fn node_crashes_restore_the_last_cut_exactly_and_the_fixed_wallet_holds() {
     // N1 with a state directory: each restart is checked against the cut
     // it restores (I5: the same digest, every memory included).

@@ -501,13 +501,16 @@ impl Replica {
         arg: Vec<u8>,
     ) -> oneshot::Receiver<Result<(), Reject>> {
         let (tx, rx) = oneshot::channel();
+        // An upgrade of a module with enhanced orthogonal persistence keeps
+        // main memory, as deploy tools ask for it (without it the IC refuses).
+        let eop = matches!(&module.code, super::exec::Code::Core(m) if m.enhanced_orthogonal_persistence());
         let request = InstallRequest {
             origin: history::ChangeOrigin::User(caller),
             canister,
             mode,
             source: InstallSource::Host,
             skip_pre_upgrade: false,
-            keep_main_memory: None,
+            keep_main_memory: (mode == InstallMode::Upgrade && eop).then_some(true),
         };
         self.install_with(request, module, arg, Done::new(Box::new(move |r| {
             let _ = tx.send(r);
