@@ -69,6 +69,23 @@ fn wallet_with_dedup_key_or_unbounded_wait_never_double_debits() {
 }
 
 #[test]
+fn frozen_canisters_refuse_calls_cleanly_and_the_fixed_wallet_holds() {
+    // M5: a ledger or wallet run down to its freezing threshold refuses
+    // what reaches it with SYS_TRANSIENT, without running it: a clean
+    // reject (I3 holds), the retrying wallet gives up, no debit is doubled.
+    let mut sim = load("wallet-dedup.toml");
+    sim.scenario.faults = Some(vec![ww::sim::FaultKind::Interleave, ww::sim::FaultKind::Frozen]);
+    let (mut frozen, mut refused) = (0, 0);
+    for seed in 0..80 {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        assert!(o.failure.is_none(), "seed {seed}: {:?}\n{}", o.failure, ww::sim::report::timeline(&o));
+        frozen += o.faults.get(&ww::sim::FaultKind::Frozen).copied().unwrap_or(0);
+        refused += o.history.iter().filter(|h| h.ends_with("failed (SysTransient)")).count();
+    }
+    assert!(frozen > 5 && refused > 0, "{frozen} freezes, {refused} calls refused");
+}
+
+#[test]
 fn minter_recording_after_the_await_double_mints_the_guarded_one_does_not() {
     let sim = load("minter-early.toml");
     let (_, outcome) = first_failure(&sim, 100).expect("the early minter fails within 100 seeds");

@@ -484,6 +484,25 @@ impl Replica {
         rx.try_recv().unwrap_or_else(|_| Err(Reject::system(ErrorCode::CanisterNotFound, format!("the query {method} on {canister} got no answer"))))
     }
 
+    /// Drains `canister`'s balance down to its freezing limit (it is
+    /// frozen: calls to it are rejected, it cannot pay for new work);
+    /// returns what was taken, for [`Replica::sim_unfreeze`].
+    pub fn sim_freeze(&self, canister: &Principal) -> Option<u128> {
+        let mut st = self.lock();
+        let slot = st.canisters.get_mut(canister)?;
+        let limit = slot.freezing_limit();
+        let drained = slot.balance.saturating_sub(limit);
+        slot.balance -= drained;
+        Some(drained)
+    }
+
+    /// Gives back what [`Replica::sim_freeze`] took.
+    pub fn sim_unfreeze(&self, canister: &Principal, amount: u128) {
+        if let Some(slot) = self.lock().canisters.get_mut(canister) {
+            slot.balance = slot.balance.saturating_add(amount);
+        }
+    }
+
     /// How many calls `canister` made that still wait for their response
     /// (their callbacks would run in whatever module it has then).
     pub fn sim_calls_in_flight(&self, canister: &Principal) -> usize {

@@ -52,6 +52,10 @@ pub struct SystemCheck {
     ran: BTreeSet<u64>,
     /// The last callback started per (caller, callee).
     last_started: BTreeMap<(Principal, Principal), u64>,
+    /// Callee call contexts of delivered requests, by the caller's callback:
+    /// a request counts as executed only once its callee ran Wasm in that
+    /// context (a frozen callee refuses it without running).
+    delivered: BTreeMap<u64, u64>,
 }
 
 impl SystemCheck {
@@ -65,14 +69,19 @@ impl SystemCheck {
                         CallRecord { caller: *caller, callee: *callee, method: method.clone(), bounded: *bounded, started: false, outcome: None },
                     );
                 }
-                SimEvent::RequestStarted { callback: Some(cb), .. } => {
+                SimEvent::RequestStarted { callback: Some(cb), context } => {
                     let Some(call) = self.calls.get_mut(cb) else { continue };
-                    call.started = true;
+                    self.delivered.insert(*context, *cb);
                     let pair = (call.caller, call.callee);
                     if let Some(last) = self.last_started.insert(pair, *cb)
                         && last > *cb
                     {
                         return Some(("I2 per-pair order", format!("{} -> {}: call #{cb} started after the later call #{last}", pair.0, pair.1)));
+                    }
+                }
+                SimEvent::Executed { context, .. } => {
+                    if let Some(call) = self.delivered.get(context).and_then(|cb| self.calls.get_mut(cb)) {
+                        call.started = true;
                     }
                 }
                 SimEvent::CallbackRan { callback, reject } => {
@@ -132,8 +141,13 @@ mod tests {
     fn no_clean_reject_after_the_callee_started() {
         let mut c = SystemCheck::default();
         assert!(c.observe(&[sent(1, false), SimEvent::CallbackRan { callback: 1, reject: Some(RejectCode::SysTransient) }]).is_none());
-        let started = SimEvent::RequestStarted { context: 9, callback: Some(2) };
-        let v = c.observe(&[sent(2, false), started, SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysTransient) }]);
+        // Delivered but refused without running (a frozen callee): clean.
+        let delivered = SimEvent::RequestStarted { context: 9, callback: Some(2) };
+        assert!(c.observe(&[sent(2, false), delivered, SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysTransient) }]).is_none());
+        // Delivered and run (even if it trapped): never a clean reject.
+        let delivered = SimEvent::RequestStarted { context: 10, callback: Some(3) };
+        let ran = SimEvent::Executed { canister: p(2), context: 10, committed: false, trap: Some("trap".into()) };
+        let v = c.observe(&[sent(3, false), delivered, ran, SimEvent::CallbackRan { callback: 3, reject: Some(RejectCode::SysTransient) }]);
         assert_eq!(v.map(|v| v.0), Some("I3 reject rules"));
     }
 

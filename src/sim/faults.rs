@@ -74,12 +74,15 @@ pub enum FaultKind {
     /// N1: the node crashes and restarts from its state directory's last
     /// cut (scenarios with `durable = true`).
     Crash,
+    /// M5: a canister runs down to its freezing threshold (calls to it are
+    /// rejected with `SYS_TRANSIENT`), until it is topped up again.
+    Frozen,
 }
 
 impl FaultKind {
     /// Every kind, in the order a plan draws them (new kinds go last, so
     /// older plans and logs keep their meaning).
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         Self::Interleave,
         Self::SpontaneousReject,
         Self::Expiry,
@@ -89,6 +92,7 @@ impl FaultKind {
         Self::CallPerformFails,
         Self::Upgrade,
         Self::Crash,
+        Self::Frozen,
     ];
 
     /// The short id of the reference's vocabulary.
@@ -103,6 +107,7 @@ impl FaultKind {
             Self::CallPerformFails => "M4",
             Self::Upgrade => "O2",
             Self::Crash => "N1",
+            Self::Frozen => "M5",
         }
     }
 
@@ -117,6 +122,7 @@ impl FaultKind {
             Self::CallPerformFails => "call_perform fails",
             Self::Upgrade => "upgrade",
             Self::Crash => "node crash",
+            Self::Frozen => "frozen canister",
         }
     }
 
@@ -134,6 +140,7 @@ impl FaultKind {
                 "Canister upgrades: a controller may upgrade a canister between executions; callbacks of calls in flight then run in the new module (the spec advises stopping first)"
             }
             Self::Crash => "ww's durability promise: a node restarts from its state directory's last cut; what it acknowledged is in that cut",
+            Self::Frozen => "Calls to frozen canisters are rejected (SYS_TRANSIENT): a canister may run down to its freezing threshold",
         }
     }
 
@@ -141,7 +148,7 @@ impl FaultKind {
     pub fn allowed_in(self, profile: Profile) -> bool {
         match self {
             // O2 in `strict` only as stop, upgrade, start (see `unsafe_upgrades`).
-            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails | Self::Upgrade | Self::Crash => true,
+            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails | Self::Upgrade | Self::Crash | Self::Frozen => true,
             Self::InstructionLimit => profile >= Profile::Spec,
             Self::CleanupTrap => profile >= Profile::Adversarial,
         }

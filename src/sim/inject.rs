@@ -134,6 +134,30 @@ pub fn operate(replica: &Replica, canisters: &[(String, Principal)], controller:
     Some(format!("{method} {name}"))
 }
 
+/// M5: one of `canisters` may run down to its freezing threshold now, or
+/// (if `frozen` holds it) be topped up again. What was done, if anything.
+pub fn freeze(
+    replica: &Replica,
+    canisters: &[(String, Principal)],
+    frozen: &mut BTreeMap<Principal, u128>,
+    plan: &FaultPlan,
+    chooser: &mut Chooser,
+    fired: &mut Fired,
+) -> Option<String> {
+    let rate = plan.rate(FaultKind::Frozen)?;
+    if canisters.is_empty() || !chooser.chance(rate) {
+        return None;
+    }
+    let (name, id) = &canisters[chooser.draw(canisters.len() as u32) as usize];
+    if let Some(amount) = frozen.remove(id) {
+        replica.sim_unfreeze(id, amount);
+        return Some(format!("the controller tops {name} up again"));
+    }
+    fired.add(FaultKind::Frozen);
+    frozen.insert(*id, replica.sim_freeze(id)?);
+    Some(format!("fault: M5 {name} runs down to its freezing threshold (frozen)"))
+}
+
 /// Starts every canister that is not running (the quiet phase).
 pub fn start_all(replica: &Replica, canisters: &[(String, Principal)], controller: Principal) -> Vec<String> {
     let mut started = Vec::new();

@@ -43,14 +43,14 @@ impl SimRounds {
 
     pub fn new(seed: u64, profile: Profile, only: Option<&[FaultKind]>) -> Self {
         let mut chooser = Chooser::seeded(seed);
-        // Never O1, O2 or N1 here: stopping or upgrading a test's
+        // Never O1, O2, N1 or M5 here: stopping, upgrading or freezing a test's
         // canisters under it says nothing (and a test names no module to
         // upgrade to); a PocketIC instance has no state directory.
         let kinds: Vec<FaultKind> = only
             .unwrap_or(&FaultKind::ALL)
             .iter()
             .copied()
-            .filter(|k| !matches!(k, FaultKind::StopStart | FaultKind::Upgrade | FaultKind::Crash))
+            .filter(|k| !matches!(k, FaultKind::StopStart | FaultKind::Upgrade | FaultKind::Crash | FaultKind::Frozen))
             .collect();
         let plan = FaultPlan::draw_among(profile, Some(&kinds), &mut chooser);
         tracing::info!(seed, "simulated PocketIC instance, faults {}", plan.describe());
@@ -98,7 +98,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<FaultKind>, String> {
             FaultKind::ALL
                 .into_iter()
                 .find(|k| k.id().eq_ignore_ascii_case(s) || k.name().eq_ignore_ascii_case(s))
-                .ok_or_else(|| format!("unknown fault kind {s:?} (M1, M3, M4, M6, R1, R3, O1, O2, N1)"))
+                .ok_or_else(|| format!("unknown fault kind {s:?} (M1, M3, M4, M5, M6, R1, R3, O1, O2, N1)"))
         })
         .collect()
 }

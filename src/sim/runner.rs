@@ -114,6 +114,8 @@ pub(super) struct Run {
     pub interfaces: Vec<([u8; 32], String)>,
     /// The canister of the last step run (round robin, see `eligible`).
     last_canister: Option<Principal>,
+    /// Canisters M5 froze, with the cycles it took from each.
+    frozen: BTreeMap<Principal, u128>,
 }
 
 impl Run {
@@ -137,6 +139,7 @@ impl Run {
             durable,
             interfaces: Vec::new(),
             last_canister: None,
+            frozen: BTreeMap::new(),
         }
     }
 
@@ -178,6 +181,7 @@ impl Run {
             .or_else(|| self.maybe_expire(plan, chooser))
             .or_else(|| self.maybe_operate(plan, chooser))
             .or_else(|| self.maybe_upgrade(plan, chooser))
+            .or_else(|| self.maybe_freeze(plan, chooser))
             .or_else(|| self.check_always(predicates))
         {
             return Ok(Progress::Failed(f));
@@ -300,6 +304,16 @@ impl Run {
         self.check.observe(&events).map(|(inv, detail)| Failure { invariant: inv.into(), detail, step: self.steps })
     }
 
+    /// M5: a canister may run down to its freezing threshold, or be topped
+    /// up again.
+    fn maybe_freeze(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+        let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
+        let done = inject::freeze(&self.replica, &canisters, &mut self.frozen, plan, chooser, &mut self.fired)?;
+        self.line(done);
+        let events = self.replica.sim_take_events();
+        self.check.observe(&events).map(|(inv, detail)| Failure { invariant: inv.into(), detail, step: self.steps })
+    }
+
     /// O2: upgrades under way move along; a controller may begin one.
     fn maybe_upgrade(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
         let mut lines = self.upgrades.advance(&self.replica, &self.targets, default_user());
@@ -418,7 +432,7 @@ impl Run {
         // waits until the controller starts it again (the quiet phase
         // starts every canister before the final checks).
         let all_running = self.ids.values().all(|id| self.replica.status(id).is_none_or(|s| s.status == crate::replica::Status::Running));
-        if !all_running {
+        if !all_running || !self.frozen.is_empty() {
             return None;
         }
         self.check_predicates(predicates, |w| w == When::Always)
@@ -447,6 +461,11 @@ impl Run {
         self.line("quiet phase: no more faults".into());
         for l in self.upgrades.give_up(&self.targets) {
             self.line(l);
+        }
+        for (id, amount) in std::mem::take(&mut self.frozen) {
+            self.replica.sim_unfreeze(&id, amount);
+            let name = self.name(&id);
+            self.line(format!("the controller tops {name} up again"));
         }
         let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
         let started = inject::start_all(&self.replica, &canisters, default_user());
