@@ -256,6 +256,14 @@ pub(crate) struct InstallRequest {
     pub keep_main_memory: Option<bool>,
 }
 
+impl InstallRequest {
+    /// An install `caller` asks of the host (not through the management
+    /// canister): no `pre_upgrade` skipped.
+    pub(crate) fn by_host(caller: Principal, canister: Principal, mode: InstallMode, keep_main_memory: Option<bool>) -> Self {
+        Self { origin: ChangeOrigin::User(caller), canister, mode, source: InstallSource::Host, skip_pre_upgrade: false, keep_main_memory }
+    }
+}
+
 /// How `install_code` installs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InstallMode {
@@ -623,14 +631,7 @@ impl Replica {
         module: install::PreparedModule,
         arg: Vec<u8>,
     ) -> Result<(), Reject> {
-        let request = InstallRequest {
-            origin: ChangeOrigin::User(caller),
-            canister,
-            mode,
-            source: InstallSource::Host,
-            skip_pre_upgrade: false,
-            keep_main_memory: None,
-        };
+        let request = InstallRequest::by_host(caller, canister, mode, None);
         completion(|f| self.install_with(request, module, arg, Done::new(f))).await
     }
 

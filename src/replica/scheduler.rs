@@ -311,7 +311,8 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
         let mut st = inner.lock();
         // A test's injected fault may reject a request from another
         // canister before it runs.
-        if let Task::Call { context, caller, method, query: None, .. } = &task
+        if st.scripted.has_rejects()
+            && let Task::Call { context, caller, method, query: None, .. } = &task
             && super::scripted::from_canister(&st, *context)
             && let Some(reject) = st.scripted.take_reject(caller, &canister, method)
         {

@@ -87,6 +87,12 @@ pub(super) struct Scripted {
 }
 
 impl Scripted {
+    /// Whether any reject rule waits (checked before anything else on the
+    /// path every call takes).
+    pub(super) fn has_rejects(&self) -> bool {
+        !self.rejects.is_empty()
+    }
+
     /// The reject a request from `caller` to `method` of `callee` gets
     /// instead of running, if a rule takes it.
     pub(super) fn take_reject(&mut self, caller: &Principal, callee: &Principal, method: &str) -> Option<Reject> {

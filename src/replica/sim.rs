@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::scheduler::{Job, deliver_management_response, run_job};
 use super::state::{Done, Origin, SystemTask, Task};
-use super::{CallResult, ErrorCode, InstallMode, InstallRequest, InstallSource, Reject, RejectCode, Replica, history, install};
+use super::{CallResult, ErrorCode, InstallMode, InstallRequest, Reject, RejectCode, Replica, install};
 
 /// Which queued step: stable across runs with the same decisions (ids are
 /// counters), unlike positions in queues.
@@ -523,14 +523,7 @@ impl Replica {
         // An upgrade of a module with enhanced orthogonal persistence keeps
         // main memory, as deploy tools ask for it (without it the IC refuses).
         let eop = matches!(&module.code, super::exec::Code::Core(m) if m.enhanced_orthogonal_persistence());
-        let request = InstallRequest {
-            origin: history::ChangeOrigin::User(caller),
-            canister,
-            mode,
-            source: InstallSource::Host,
-            skip_pre_upgrade: false,
-            keep_main_memory: (mode == InstallMode::Upgrade && eop).then_some(true),
-        };
+        let request = InstallRequest::by_host(caller, canister, mode, (mode == InstallMode::Upgrade && eop).then_some(true));
         self.install_with(request, module, arg, Done::new(Box::new(move |r| {
             let _ = tx.send(r);
         })));

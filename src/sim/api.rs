@@ -247,19 +247,18 @@ impl Sim {
             }
             Fault::Cut => self.run.cut().map(|()| None),
             Fault::Stop(name) | Fault::Start(name) if self.id(&name).is_none() => Err(SimError::Canister(name, "no such canister".into())),
-            Fault::Stop(name) => {
-                let id = self.id(&name).unwrap_or_else(Principal::anonymous);
-                inject::submit_management(&self.run.replica, default_user(), "stop_canister", id);
-                self.run.line(format!("injected: the controller calls stop_canister {name}"));
-                Ok(None)
-            }
-            Fault::Start(name) => {
-                let id = self.id(&name).unwrap_or_else(Principal::anonymous);
-                inject::submit_management(&self.run.replica, default_user(), "start_canister", id);
-                self.run.line(format!("injected: the controller calls start_canister {name}"));
-                Ok(None)
-            }
+            Fault::Stop(name) => Ok(self.controller_calls("stop_canister", &name)),
+            Fault::Start(name) => Ok(self.controller_calls("start_canister", &name)),
         }
+    }
+
+    /// The controller's `method` (stop or start) on canister `name`.
+    fn controller_calls(&mut self, method: &str, name: &str) -> Option<Failure> {
+        if let Some(id) = self.id(name) {
+            inject::submit_management(&self.run.replica, default_user(), method, id);
+            self.run.line(format!("injected: the controller calls {method} {name}"));
+        }
+        None
     }
 
     /// A query to a canister now (no step).

@@ -297,6 +297,7 @@ impl Run {
 
     /// O1: a controller may stop or start a canister.
     fn maybe_operate(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+        plan.rate(FaultKind::StopStart)?;
         let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
         let done = inject::operate(&self.replica, &canisters, default_user(), plan, chooser, &mut self.fired)?;
         self.line(format!("fault: O1 the controller calls {done}"));
@@ -307,6 +308,7 @@ impl Run {
     /// M5: a canister may run down to its freezing threshold, or be topped
     /// up again.
     fn maybe_freeze(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+        plan.rate(FaultKind::Frozen)?;
         let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
         let done = inject::freeze(&self.replica, &canisters, &mut self.frozen, plan, chooser, &mut self.fired)?;
         self.line(done);
