@@ -527,7 +527,9 @@ fn main() -> ExitCode {
         command @ (Command::Sim { .. } | Command::Test(_)) => {
             // Canisters' own log lines would drown the timeline: warnings
             // only unless -v.
-            init_tracing_with(if cli.verbose == 0 { "ww=warn" } else { tracing_default(cli.verbose) });
+            // The simulated network's restarts are in the timeline; the
+            // network layer's warnings about them would only be noise.
+            init_tracing_with(if cli.verbose == 0 { "ww=warn,ww::net=error" } else { tracing_default(cli.verbose) });
             let result = match command {
                 Command::Sim { command } => ww::sim::cli::main(command),
                 Command::Test(args) => ww::sim::cli::test(args),

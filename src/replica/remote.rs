@@ -156,7 +156,7 @@ impl Replica {
             let _ = tx.send(RemoteResponse { result: Err(reject), refund: cycles });
         };
         let limit = self.inner.config.limits.max_inter_canister_payload;
-        let RemoteRequest { caller, callee, method, arg, cycles, deadline, .. } = request;
+        let RemoteRequest { caller, callee, method, arg, cycles, deadline, callback } = request;
         if arg.len() > limit {
             let reject = Reject::system(
                 ErrorCode::CanisterRejectedMessage,
@@ -188,6 +188,9 @@ impl Replica {
         let context = st.new_context(callee, caller, Origin::Remote(tx), deadline);
         if let Some(c) = st.contexts.get_mut(&context) {
             c.cycles = cycles;
+        }
+        if let Some(sim) = st.sim.as_mut() {
+            sim.events.push(super::sim::SimEvent::RemoteAccepted { context, caller, callee, callback });
         }
         self.inner.enqueue(&mut st, callee, Task::Call { context, method, arg, caller, query: None, cycles });
         rx

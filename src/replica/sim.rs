@@ -97,6 +97,9 @@ pub enum SimEvent {
     /// (`None` for ingress and other outside callers), `dropped` when the
     /// caller had already been answered with `SYS_UNKNOWN`.
     Answered { context: u64, callback: Option<u64>, reject: Option<RejectCode>, dropped: bool },
+    /// A canister on another node called `callee` here: call context
+    /// `context` holds the caller's callback `callback` (on its node).
+    RemoteAccepted { context: u64, caller: Principal, callee: Principal, callback: u64 },
 }
 
 impl Replica {

@@ -9,6 +9,11 @@
 //! - I3: no `SYS_UNKNOWN` on an unbounded-wait call, and no clean reject
 //!   (`SYS_FATAL`, `SYS_TRANSIENT`, `DESTINATION_INVALID`) for a request
 //!   whose callee started executing.
+//!
+//! With several nodes a call's two ends are on two checkers: the caller's
+//! records the call, the callee's the remote call context it became
+//! ([`RemoteIn`]); both report what the other end must hear of
+//! ([`Cross`]), and `super::xnet` joins them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +30,28 @@ pub struct CallRecord {
     pub bounded: bool,
     pub started: bool,
     pub outcome: Option<CallOutcome>,
+    /// The caller's node's incarnation when it sent the call.
+    pub incarnation: u64,
+}
+
+/// A call context a canister on another node opened here.
+#[derive(Clone, Debug)]
+pub struct RemoteIn {
+    pub caller_node: usize,
+    /// The caller's node's incarnation, as the handshake told it.
+    pub caller_incarnation: u64,
+    pub callback: u64,
+    pub executed: bool,
+    pub answered: bool,
+}
+
+/// What one end of a cross-node call saw that the other end must hear of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cross {
+    /// The callee ran Wasm for the remote call context.
+    Executed(u64),
+    /// The caller's callback got a clean reject (the callee must not have run it).
+    CleanReject(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +83,12 @@ pub struct SystemCheck {
     /// a request counts as executed only once its callee ran Wasm in that
     /// context (a frozen callee refuses it without running).
     delivered: BTreeMap<u64, u64>,
+    /// This node's incarnation (several nodes; 0 otherwise).
+    pub incarnation: u64,
+    /// Remote call contexts by context id.
+    pub remote_in: BTreeMap<u64, RemoteIn>,
+    /// What the other ends must hear of, since they last looked.
+    pub news: Vec<Cross>,
 }
 
 impl SystemCheck {
@@ -66,7 +99,15 @@ impl SystemCheck {
                 SimEvent::CallSent { callback, caller, callee, method, bounded } => {
                     self.calls.insert(
                         *callback,
-                        CallRecord { caller: *caller, callee: *callee, method: method.clone(), bounded: *bounded, started: false, outcome: None },
+                        CallRecord {
+                            caller: *caller,
+                            callee: *callee,
+                            method: method.clone(),
+                            bounded: *bounded,
+                            started: false,
+                            outcome: None,
+                            incarnation: self.incarnation,
+                        },
                     );
                 }
                 SimEvent::RequestStarted { callback: Some(cb), context } => {
@@ -80,6 +121,10 @@ impl SystemCheck {
                     }
                 }
                 SimEvent::Executed { context, .. } => {
+                    if let Some(remote) = self.remote_in.get_mut(context) {
+                        remote.executed = true;
+                        self.news.push(Cross::Executed(*context));
+                    }
                     if let Some(call) = self.delivered.get(context).and_then(|cb| self.calls.get_mut(cb)) {
                         call.started = true;
                     }
@@ -94,14 +139,23 @@ impl SystemCheck {
                         Some(RejectCode::SysUnknown) => CallOutcome::Maybe,
                         Some(code) => CallOutcome::Failed(*code),
                     });
+                    let clean = matches!(reject, Some(RejectCode::SysFatal | RejectCode::SysTransient | RejectCode::DestinationInvalid));
+                    if clean {
+                        self.news.push(Cross::CleanReject(*callback));
+                    }
                     if *reject == Some(RejectCode::SysUnknown) && !call.bounded {
                         return Some(("I3 reject rules", format!("call #{callback} ({}) waits unbounded but got SYS_UNKNOWN", call.method)));
                     }
-                    if matches!(reject, Some(RejectCode::SysFatal | RejectCode::SysTransient | RejectCode::DestinationInvalid)) && call.started {
+                    if clean && call.started {
                         return Some((
                             "I3 reject rules",
                             format!("call #{callback} ({}) got the clean reject {reject:?} after {} started executing it", call.method, call.callee),
                         ));
+                    }
+                }
+                SimEvent::Answered { context, callback: None, .. } => {
+                    if let Some(remote) = self.remote_in.get_mut(context) {
+                        remote.answered = true;
                     }
                 }
                 _ => {}

@@ -77,12 +77,17 @@ pub enum FaultKind {
     /// M5: a canister runs down to its freezing threshold (calls to it are
     /// rejected with `SYS_TRANSIENT`), until it is topped up again.
     Frozen,
+    /// N2: an XNet link between two nodes is lost (frames in flight with
+    /// it; both ends reconnect and resume), or the transport delivers a
+    /// frame twice (the receiver must drop the copy). Scenarios with
+    /// several nodes.
+    Link,
 }
 
 impl FaultKind {
     /// Every kind, in the order a plan draws them (new kinds go last, so
     /// older plans and logs keep their meaning).
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         Self::Interleave,
         Self::SpontaneousReject,
         Self::Expiry,
@@ -93,6 +98,7 @@ impl FaultKind {
         Self::Upgrade,
         Self::Crash,
         Self::Frozen,
+        Self::Link,
     ];
 
     /// The short id of the reference's vocabulary.
@@ -108,6 +114,7 @@ impl FaultKind {
             Self::Upgrade => "O2",
             Self::Crash => "N1",
             Self::Frozen => "M5",
+            Self::Link => "N2",
         }
     }
 
@@ -123,6 +130,7 @@ impl FaultKind {
             Self::Upgrade => "upgrade",
             Self::Crash => "node crash",
             Self::Frozen => "frozen canister",
+            Self::Link => "XNet link fault",
         }
     }
 
@@ -141,6 +149,7 @@ impl FaultKind {
             }
             Self::Crash => "ww's durability promise: a node restarts from its state directory's last cut; what it acknowledged is in that cut",
             Self::Frozen => "Calls to frozen canisters are rejected (SYS_TRANSIENT): a canister may run down to its freezing threshold",
+            Self::Link => "ww's XNet promise: a lost connection resumes where the peer's acknowledgements left off, each message delivered once",
         }
     }
 
@@ -148,7 +157,7 @@ impl FaultKind {
     pub fn allowed_in(self, profile: Profile) -> bool {
         match self {
             // O2 in `strict` only as stop, upgrade, start (see `unsafe_upgrades`).
-            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails | Self::Upgrade | Self::Crash | Self::Frozen => true,
+            Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails | Self::Upgrade | Self::Crash | Self::Frozen | Self::Link => true,
             Self::InstructionLimit => profile >= Profile::Spec,
             Self::CleanupTrap => profile >= Profile::Adversarial,
         }

@@ -18,6 +18,7 @@ pub mod artifact;
 pub mod check;
 pub mod chooser;
 pub mod cli;
+mod cluster;
 pub mod crash;
 pub mod faults;
 pub mod inject;
@@ -29,6 +30,7 @@ mod runner;
 pub mod scenario;
 pub mod shrink;
 pub mod upgrade;
+mod xnet;
 
 pub use artifact::Artifact;
 pub use chooser::Chooser;

@@ -56,12 +56,12 @@ impl Predicate {
 
     /// Evaluates the predicate; `Err` when a query fails or answers
     /// something else than a number (or a bool).
-    pub fn holds(&self, replica: &Replica, ids: &BTreeMap<String, Principal>, caller: Principal) -> Result<(bool, String), String> {
+    pub fn holds(&self, replicas: &[Replica], ids: &BTreeMap<String, Principal>, caller: Principal) -> Result<(bool, String), String> {
         let mut shown = Vec::new();
         let sum = |terms: &[(i8, Term)], shown: &mut Vec<String>| -> Result<Value, String> {
             let mut total: i128 = 0;
             for (sign, term) in terms {
-                match eval(term, replica, ids, caller)? {
+                match eval(term, replicas, ids, caller)? {
                     Value::Bool(b) if terms.len() == 1 => return Ok(Value::Bool(b)),
                     Value::Bool(_) => return Err("a bool cannot be added".into()),
                     Value::Int(v) => {
@@ -100,12 +100,14 @@ enum Value {
     Bool(bool),
 }
 
-fn eval(term: &Term, replica: &Replica, ids: &BTreeMap<String, Principal>, caller: Principal) -> Result<Value, String> {
+fn eval(term: &Term, replicas: &[Replica], ids: &BTreeMap<String, Principal>, caller: Principal) -> Result<Value, String> {
     let (canister, method, args) = match term {
         Term::Number(n) => return Ok(Value::Int(*n)),
         Term::Query { canister, method, args } => (canister, method, args),
     };
     let id = *ids.get(canister).ok_or_else(|| format!("no canister is called {canister:?}"))?;
+    // Several nodes: the node hosting the canister answers.
+    let replica = replicas.iter().find(|r| r.hosts(&id)).or(replicas.first()).ok_or("no replica")?;
     let text = super::scenario::substitute(args, ids);
     let idl = candid_parser::parse_idl_args(&text).map_err(|e| format!("{canister}.{method}: bad Candid arguments: {e}"))?;
     let types = replica.candid_interface(&id).and_then(|did| crate::candid_args::method_types(&did, Some(method)).ok());

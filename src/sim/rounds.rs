@@ -50,7 +50,7 @@ impl SimRounds {
             .unwrap_or(&FaultKind::ALL)
             .iter()
             .copied()
-            .filter(|k| !matches!(k, FaultKind::StopStart | FaultKind::Upgrade | FaultKind::Crash | FaultKind::Frozen))
+            .filter(|k| !matches!(k, FaultKind::StopStart | FaultKind::Upgrade | FaultKind::Crash | FaultKind::Frozen | FaultKind::Link))
             .collect();
         let plan = FaultPlan::draw_among(profile, Some(&kinds), &mut chooser);
         tracing::info!(seed, "simulated PocketIC instance, faults {}", plan.describe());

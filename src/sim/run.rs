@@ -103,8 +103,18 @@ impl Prepared {
         Ok(Self { modules, interfaces, upgrades })
     }
 
-    fn module(&self, i: usize) -> install::PreparedModule {
+    pub(super) fn module(&self, i: usize) -> install::PreparedModule {
         copy(&self.modules[i])
+    }
+
+    /// The Candid interface canister `i`'s module carries.
+    pub(super) fn interface(&self, i: usize) -> Option<&str> {
+        self.interfaces[i].as_deref()
+    }
+
+    /// The module O2 upgrades canister `i` to, and its interface.
+    pub(super) fn upgrade(&self, i: usize) -> Option<(install::PreparedModule, Option<&str>)> {
+        self.upgrades[i].as_ref().map(|(m, did)| (copy(m), did.as_deref()))
     }
 }
 
@@ -153,6 +163,9 @@ pub struct RunOptions {
 
 /// Runs the scenario once with `chooser`.
 pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepared, mut chooser: Chooser, seed: Option<u64>, options: RunOptions) -> Result<RunOutcome, SimError> {
+    if scenario.nodes > 1 {
+        return super::cluster::run(engine, scenario, prepared, chooser, seed, options);
+    }
     let started = Instant::now();
     let (replica, durable) = if scenario.durable {
         let (replica, durable) = Durable::open(engine, sim_config(START_NS))?;
@@ -193,11 +206,7 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         targets.push(upgrade::Target { name: c.name.clone(), id: ids[&c.name], module: copy(module), arg });
     }
     let plan = FaultPlan::draw_among(scenario.profile, Some(&scenario.fault_kinds()), &mut chooser);
-    let predicates: Vec<(String, Predicate, When)> = scenario
-        .invariants
-        .iter()
-        .map(|i| Predicate::parse(&i.check).map(|p| (i.name.clone(), p, i.when)).map_err(|e| SimError::Scenario(format!("invariant {:?}: {e}", i.name))))
-        .collect::<Result<_, _>>()?;
+    let predicates = invariants(scenario)?;
     let mut sim = Run::new(replica, ids, engine.clone(), durable, options.deep_digests);
     sim.targets = targets;
     sim.interfaces = interfaces;
@@ -221,25 +230,7 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
     sim.pending.reverse();
     // A crash always has a cut to restart from: the installed canisters.
     sim.cut()?;
-    let mut failure = None;
-    // The fault phase.
-    for _ in 0..scenario.steps {
-        match sim.fault_step(&plan, &mut chooser, &predicates)? {
-            Progress::Ran | Progress::Waited => {}
-            Progress::Quiescent => break,
-            Progress::Failed(f) => {
-                failure = Some(f);
-                break;
-            }
-        }
-    }
-    // The quiet phase: the rest of the workload, no faults, oldest first.
-    if failure.is_none() {
-        failure = sim.quiet();
-    }
-    if failure.is_none() {
-        failure = sim.check_end(&predicates);
-    }
+    let failure = phases(&mut sim, scenario.steps, &plan, &mut chooser, &predicates)?;
     let final_digest = sim.replica.sim_digest(true);
     let simulated_ns = sim.now().saturating_sub(START_NS);
     let history = sim.history();
@@ -259,6 +250,51 @@ pub fn run(engine: &crate::engine::Engine, scenario: &Scenario, prepared: &Prepa
         history,
         omitted: options.omit,
     })
+}
+
+/// What runs the phases of a run: a single replica or several nodes.
+pub(super) trait Phases {
+    /// One decision of the fault phase.
+    fn decide(&mut self, plan: &FaultPlan, chooser: &mut Chooser, predicates: &[(String, Predicate, When)]) -> Result<Progress, SimError>;
+    /// The quiet phase (liveness).
+    fn quiet(&mut self) -> Option<Failure>;
+    /// Every application invariant, at the end.
+    fn check_end(&mut self, predicates: &[(String, Predicate, When)]) -> Option<Failure>;
+}
+
+impl Phases for Run {
+    fn decide(&mut self, plan: &FaultPlan, chooser: &mut Chooser, predicates: &[(String, Predicate, When)]) -> Result<Progress, SimError> {
+        self.fault_step(plan, chooser, predicates)
+    }
+    fn quiet(&mut self) -> Option<Failure> {
+        Run::quiet(self)
+    }
+    fn check_end(&mut self, predicates: &[(String, Predicate, When)]) -> Option<Failure> {
+        Run::check_end(self, predicates)
+    }
+}
+
+/// The fault phase (`steps` decisions at most), then the quiet phase (the
+/// rest of the workload, no faults, oldest first), then the invariants
+/// checked at the end; the first failure.
+pub(super) fn phases(sim: &mut impl Phases, steps: u32, plan: &FaultPlan, chooser: &mut Chooser, predicates: &[(String, Predicate, When)]) -> Result<Option<Failure>, SimError> {
+    for _ in 0..steps {
+        match sim.decide(plan, chooser, predicates)? {
+            Progress::Ran | Progress::Waited => {}
+            Progress::Quiescent => break,
+            Progress::Failed(f) => return Ok(Some(f)),
+        }
+    }
+    Ok(sim.quiet().or_else(|| sim.check_end(predicates)))
+}
+
+/// The scenario's application invariants, parsed.
+pub(super) fn invariants(scenario: &Scenario) -> Result<Vec<(String, Predicate, When)>, SimError> {
+    scenario
+        .invariants
+        .iter()
+        .map(|i| Predicate::parse(&i.check).map(|p| (i.name.clone(), p, i.when)).map_err(|e| SimError::Scenario(format!("invariant {:?}: {e}", i.name))))
+        .collect()
 }
 
 /// Candid text encoded against a method's (or the init's) declared types.

@@ -116,6 +116,14 @@ pub(super) struct Run {
     last_canister: Option<Principal>,
     /// Canisters M5 froze, with the cycles it took from each.
     frozen: BTreeMap<Principal, u128>,
+    /// The replica's subnets (several nodes: this node's range; empty: the
+    /// default), which a restart restores with.
+    pub subnets: Vec<crate::replica::SubnetRange>,
+    /// Every canister of the run by name, this node's and the others'
+    /// (names in the timeline, `$name` in arguments).
+    pub known: BTreeMap<String, Principal>,
+    /// Prefixed to this node's timeline lines (several nodes).
+    pub label: String,
 }
 
 impl Run {
@@ -140,6 +148,9 @@ impl Run {
             interfaces: Vec::new(),
             last_canister: None,
             frozen: BTreeMap::new(),
+            subnets: Vec::new(),
+            known: BTreeMap::new(),
+            label: String::new(),
         }
     }
 
@@ -154,7 +165,7 @@ impl Run {
         if options_count == 0 {
             // An answer waits for a cut and nothing else runs: the
             // persister writes one.
-            if self.durable.is_some() && self.ingress.iter().any(|i| i.answered() && !i.acknowledged) {
+            if self.awaits_cut() {
                 self.cut()?;
                 return Ok(Progress::Ran);
             }
@@ -200,7 +211,7 @@ impl Run {
     /// ran last come first, so the simplest choice (0) lets every canister
     /// make progress, as a round does (a caller retrying in a loop cannot
     /// starve the callee it waits for).
-    fn eligible(&self) -> Vec<Step> {
+    pub(super) fn eligible(&self) -> Vec<Step> {
         let mut steps = self.replica.sim_steps();
         if let Some(last) = self.last_canister {
             let first_after = steps.iter().position(|s| s.canister > last).unwrap_or(steps.len());
@@ -210,20 +221,22 @@ impl Run {
     }
 
     pub fn name(&self, p: &Principal) -> String {
-        self.ids.iter().find(|(_, id)| *id == p).map_or_else(|| if *p == default_user() { "user".into() } else { p.to_text() }, |(n, _)| n.clone())
+        self.ids.iter().chain(&self.known).find(|(_, id)| *id == p).map_or_else(|| if *p == default_user() { "user".into() } else { p.to_text() }, |(n, _)| n.clone())
     }
 
     pub fn line(&mut self, text: String) {
+        let text = if self.label.is_empty() { text } else { format!("{}  {text}", self.label) };
         self.timeline.push(TimelineLine { step: self.steps, time_ns: self.now().saturating_sub(START_NS), text });
     }
 
     /// Submits a pending message.
-    fn submit_pending(&mut self, p: Pending) -> Option<Failure> {
+    pub(super) fn submit_pending(&mut self, p: Pending) -> Option<Failure> {
         let Some(&id) = self.ids.get(&p.canister) else {
             return Some(Failure { invariant: "scenario".into(), detail: format!("no canister {:?}", p.canister), step: self.steps });
         };
         let did = self.replica.candid_interface(&id);
-        let arg = match encode(&p.arg, did.as_deref(), Some(&p.method), &self.ids) {
+        let names = if self.known.is_empty() { &self.ids } else { &self.known };
+        let arg = match encode(&p.arg, did.as_deref(), Some(&p.method), names) {
             Ok(a) => a,
             Err(e) => return Some(Failure { invariant: "scenario".into(), detail: format!("{}.{}: {e}", p.canister, p.method), step: self.steps }),
         };
@@ -242,7 +255,7 @@ impl Run {
     }
 
     /// Runs one step, with the faults the plan draws for it.
-    fn run_step(&mut self, step: &Step, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+    pub(super) fn run_step(&mut self, step: &Step, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
         self.last_canister = Some(step.canister);
         let what = self.describe(step);
         let fault = match inject::step(&self.replica, step, plan, chooser, &mut self.fired) {
@@ -288,7 +301,7 @@ impl Run {
     }
 
     /// M6: a bounded-wait call may expire now.
-    fn maybe_expire(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+    pub(super) fn maybe_expire(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
         let (callback, label) = inject::expire(&self.replica, plan, chooser, &mut self.fired)?;
         let events = self.replica.sim_take_events();
         self.line(format!("fault: M6 call #{callback} expires ({label}): the caller will get SYS_UNKNOWN"));
@@ -296,7 +309,7 @@ impl Run {
     }
 
     /// O1: a controller may stop or start a canister.
-    fn maybe_operate(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+    pub(super) fn maybe_operate(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
         plan.rate(FaultKind::StopStart)?;
         let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
         let done = inject::operate(&self.replica, &canisters, default_user(), plan, chooser, &mut self.fired)?;
@@ -307,7 +320,7 @@ impl Run {
 
     /// M5: a canister may run down to its freezing threshold, or be topped
     /// up again.
-    fn maybe_freeze(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+    pub(super) fn maybe_freeze(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
         plan.rate(FaultKind::Frozen)?;
         let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
         let done = inject::freeze(&self.replica, &canisters, &mut self.frozen, plan, chooser, &mut self.fired)?;
@@ -317,7 +330,7 @@ impl Run {
     }
 
     /// O2: upgrades under way move along; a controller may begin one.
-    fn maybe_upgrade(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
+    pub(super) fn maybe_upgrade(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Option<Failure> {
         let mut lines = self.upgrades.advance(&self.replica, &self.targets, default_user());
         lines.extend(self.upgrades.begin(&self.replica, &self.targets, default_user(), plan, chooser, &mut self.fired));
         if lines.is_empty() {
@@ -343,17 +356,31 @@ impl Run {
     /// Durable runs: a cut may be written now (a decision, as the
     /// persister's timing is), and N1 may crash the node.
     fn maybe_cut_or_crash(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Result<Option<Failure>, SimError> {
-        if self.durable.is_none() {
+        if !self.maybe_cut_then_crash(plan, chooser)? {
             return Ok(None);
+        }
+        self.crash()
+    }
+
+    /// Durable runs: a cut may be written now; whether N1 fires (the
+    /// caller crashes the node).
+    pub(super) fn maybe_cut_then_crash(&mut self, plan: &FaultPlan, chooser: &mut Chooser) -> Result<bool, SimError> {
+        if self.durable.is_none() {
+            return Ok(false);
         }
         if chooser.chance(0.5) {
             self.cut()?;
         }
         if !plan.rate(FaultKind::Crash).is_some_and(|r| chooser.chance(r)) {
-            return Ok(None);
+            return Ok(false);
         }
         self.fired.add(FaultKind::Crash);
-        self.crash()
+        Ok(true)
+    }
+
+    /// Whether an answer waits for a cut (durable runs).
+    pub(super) fn awaits_cut(&self) -> bool {
+        self.durable.is_some() && self.ingress.iter().any(|i| i.answered() && !i.acknowledged)
     }
 
     /// N1: the node crashes and restarts from the last cut; I5.
@@ -363,7 +390,9 @@ impl Run {
         let Some(at) = d.last.clone() else { return Ok(None) };
         let placeholder = new_replica(self.engine.clone())?;
         let old = std::mem::replace(&mut self.replica, placeholder);
-        let (restored, digest) = d.restart(&self.engine, old, sim_config(at.time_ns))?;
+        let config = crate::replica::ReplicaConfig { subnets: self.subnets.clone(), ..sim_config(at.time_ns) };
+        let config = if self.subnets.is_empty() { sim_config(at.time_ns) } else { config };
+        let (restored, digest) = d.restart(&self.engine, old, config)?;
         self.replica = restored;
         for (hash, did) in &self.interfaces {
             self.replica.remember_interface(*hash, did.clone());
@@ -376,7 +405,7 @@ impl Run {
             }
         }
         self.line(format!(
-            "fault: N1 the node crashes and restarts from its last cut (after step {}){}",
+            "fault: N1 the node crashes and restarts from its last cut (after its step {}){}",
             at.step,
             if lost.is_empty() { String::new() } else { format!("; unacknowledged ingress lost: {}", lost.join(", ")) }
         ));
@@ -397,7 +426,7 @@ impl Run {
     }
 
     /// After a step: the ingress answers that came, and the state digest.
-    fn after_step(&mut self) -> Option<Failure> {
+    pub(super) fn after_step(&mut self) -> Option<Failure> {
         let mut lines = Vec::new();
         for i in &mut self.ingress {
             if i.answered() {
@@ -430,50 +459,29 @@ impl Run {
     }
 
     fn check_always(&mut self, predicates: &[(String, Predicate, When)]) -> Option<Failure> {
-        // A stopped (or stopping) canister answers no query: the check
-        // waits until the controller starts it again (the quiet phase
-        // starts every canister before the final checks).
-        let all_running = self.ids.values().all(|id| self.replica.status(id).is_none_or(|s| s.status == crate::replica::Status::Running));
-        if !all_running || !self.frozen.is_empty() {
+        if !self.settled() {
             return None;
         }
-        self.check_predicates(predicates, |w| w == When::Always)
+        check_predicates(std::slice::from_ref(&self.replica), &self.ids, predicates, |w| w == When::Always, self.steps)
+    }
+
+    /// Whether application invariants can be asked now: a stopped (or
+    /// stopping) canister answers no query, so the check waits until the
+    /// controller starts it again (the quiet phase starts every canister
+    /// before the final checks), and a frozen one is topped up.
+    pub(super) fn settled(&self) -> bool {
+        let all_running = self.ids.values().all(|id| self.replica.status(id).is_none_or(|s| s.status == crate::replica::Status::Running));
+        all_running && self.frozen.is_empty()
     }
 
     pub fn check_end(&mut self, predicates: &[(String, Predicate, When)]) -> Option<Failure> {
-        self.check_predicates(predicates, |_| true)
-    }
-
-    fn check_predicates(&mut self, predicates: &[(String, Predicate, When)], now: impl Fn(When) -> bool) -> Option<Failure> {
-        for (name, p, when) in predicates {
-            if !now(*when) {
-                continue;
-            }
-            match p.holds(&self.replica, &self.ids, default_user()) {
-                Ok((true, _)) => {}
-                Ok((false, shown)) => return Some(Failure { invariant: name.clone(), detail: format!("violated: {shown}"), step: self.steps }),
-                Err(e) => return Some(Failure { invariant: name.clone(), detail: format!("cannot be evaluated: {e}"), step: self.steps }),
-            }
-        }
-        None
+        check_predicates(std::slice::from_ref(&self.replica), &self.ids, predicates, |_| true, self.steps)
     }
 
     /// Liveness: without faults, every call and message concludes.
     pub fn quiet(&mut self) -> Option<Failure> {
         self.line("quiet phase: no more faults".into());
-        for l in self.upgrades.give_up(&self.targets) {
-            self.line(l);
-        }
-        for (id, amount) in std::mem::take(&mut self.frozen) {
-            self.replica.sim_unfreeze(&id, amount);
-            let name = self.name(&id);
-            self.line(format!("the controller tops {name} up again"));
-        }
-        let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
-        let started = inject::start_all(&self.replica, &canisters, default_user());
-        if !started.is_empty() {
-            self.line(format!("the controller starts {}", started.join(", ")));
-        }
+        self.calm();
         for _ in 0..self.quiet_steps {
             let steps = self.eligible();
             let result = if let Some(step) = steps.first() {
@@ -493,6 +501,29 @@ impl Run {
             let now = self.now();
             self.replica.sim_advance_to(now + STEP_NS);
         }
+        self.liveness()
+    }
+
+    /// The start of the quiet phase: upgrades under way give up, frozen
+    /// canisters are topped up, stopped ones started.
+    pub(super) fn calm(&mut self) {
+        for l in self.upgrades.give_up(&self.targets) {
+            self.line(l);
+        }
+        for (id, amount) in std::mem::take(&mut self.frozen) {
+            self.replica.sim_unfreeze(&id, amount);
+            let name = self.name(&id);
+            self.line(format!("the controller tops {name} up again"));
+        }
+        let canisters: Vec<(String, Principal)> = self.ids.iter().map(|(n, id)| (n.clone(), *id)).collect();
+        let started = inject::start_all(&self.replica, &canisters, default_user());
+        if !started.is_empty() {
+            self.line(format!("the controller starts {}", started.join(", ")));
+        }
+    }
+
+    /// I7 at the end of the quiet phase: every message and call concluded.
+    pub(super) fn liveness(&self) -> Option<Failure> {
         let open: Vec<String> = self.ingress.iter().filter(|i| !i.answered()).map(|i| i.label.clone()).collect();
         let unanswered = self.check.unanswered();
         let (contexts, callbacks) = self.replica.open_calls();
@@ -528,6 +559,9 @@ impl Run {
         match &step.what {
             StepWhat::Request { caller, method, callback, .. } => match callback {
                 Some(cb) => format!("{on}.{method} (call #{cb} from {})", self.name(caller)),
+                None if !self.ids.values().any(|id| id == caller) && self.known.values().any(|id| id == caller) => {
+                    format!("{on}.{method} (call from {} on another node)", self.name(caller))
+                }
                 None => format!("{on}.{method} (ingress from {})", self.name(caller)),
             },
             StepWhat::Response { callee, reject } => {
@@ -544,6 +578,28 @@ impl Run {
             StepWhat::Lifecycle(what) => format!("{on} {what}"),
         }
     }
+}
+
+/// The application invariants `now` selects, each canister asked on the
+/// replica hosting it.
+pub(super) fn check_predicates(
+    replicas: &[Replica],
+    ids: &BTreeMap<String, Principal>,
+    predicates: &[(String, Predicate, When)],
+    now: impl Fn(When) -> bool,
+    step: usize,
+) -> Option<Failure> {
+    for (name, p, when) in predicates {
+        if !now(*when) {
+            continue;
+        }
+        match p.holds(replicas, ids, default_user()) {
+            Ok((true, _)) => {}
+            Ok((false, shown)) => return Some(Failure { invariant: name.clone(), detail: format!("violated: {shown}"), step }),
+            Err(e) => return Some(Failure { invariant: name.clone(), detail: format!("cannot be evaluated: {e}"), step }),
+        }
+    }
+    None
 }
 
 fn show_reply(bytes: &[u8]) -> String {

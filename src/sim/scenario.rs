@@ -34,6 +34,10 @@ struct ScenarioFile {
     /// N1 (node crash and restart) may fire.
     #[serde(default)]
     durable: bool,
+    /// Nodes in the simulation (default 1): each a replica with its own
+    /// canister range, joined by simulated XNet links (N2 may fire).
+    #[serde(default = "one")]
+    nodes: u32,
     #[serde(rename = "canister")]
     canisters: Vec<CanisterFile>,
     #[serde(rename = "workload", default)]
@@ -67,6 +71,9 @@ struct CanisterFile {
     /// module's init arguments (default: none).
     #[serde(default)]
     upgrade_arg: Option<String>,
+    /// The node hosting it (0 to `nodes - 1`; default 0).
+    #[serde(default)]
+    node: u32,
 }
 
 /// Ingress messages the simulator submits during the fault phase, at times
@@ -127,6 +134,8 @@ pub struct CanisterSpec {
     pub init: String,
     /// What O2 upgrades it to.
     pub upgrade: Option<UpgradeSpec>,
+    /// The node hosting it.
+    pub node: usize,
 }
 
 /// The module a canister is upgraded to, and the `post_upgrade` arguments.
@@ -152,6 +161,8 @@ pub struct Scenario {
     pub quiet_steps: u32,
     /// The replica runs in a state directory (N1 may fire).
     pub durable: bool,
+    /// Nodes joined by simulated XNet links (N2 may fire when several).
+    pub nodes: usize,
     pub canisters: Vec<CanisterSpec>,
     pub workload: Vec<Workload>,
     pub invariants: Vec<Invariant>,
@@ -169,8 +180,14 @@ impl Scenario {
         if file.canisters.is_empty() {
             return Err(SimError::Scenario(format!("{}: no [[canister]]", path.display())));
         }
+        if !(1..=16).contains(&file.nodes) {
+            return Err(SimError::Scenario(format!("{}: nodes = {} (1 to 16)", path.display(), file.nodes)));
+        }
         let mut canisters: Vec<CanisterSpec> = Vec::new();
         for c in file.canisters {
+            if c.node >= file.nodes {
+                return Err(SimError::Scenario(format!("canister {:?}: node {} (the scenario has {} nodes, from 0)", c.name, c.node, file.nodes)));
+            }
             if canisters.iter().any(|o| o.name == c.name) {
                 return Err(SimError::Scenario(format!("{}: two canisters are called {:?}", path.display(), c.name)));
             }
@@ -192,7 +209,7 @@ impl Scenario {
                 }
                 None => None,
             };
-            canisters.push(CanisterSpec { name: c.name, wasm, module, module_hash, init: c.init.unwrap_or_else(empty_args), upgrade });
+            canisters.push(CanisterSpec { name: c.name, wasm, module, module_hash, init: c.init.unwrap_or_else(empty_args), upgrade, node: c.node as usize });
         }
         let names: Vec<&str> = canisters.iter().map(|c| c.name.as_str()).collect();
         for w in &file.workload {
@@ -216,6 +233,7 @@ impl Scenario {
             steps: file.steps,
             quiet_steps: file.quiet_steps,
             durable: file.durable,
+            nodes: file.nodes as usize,
             canisters,
             workload: file.workload,
             invariants: file.invariants,
@@ -238,7 +256,7 @@ impl Scenario {
 
     /// The fault kinds a run may draw from: those the scenario names, or
     /// every kind; never O2 when no canister names a module to upgrade to,
-    /// never N1 without a state directory.
+    /// never N1 without a state directory, never N2 on one node.
     pub fn fault_kinds(&self) -> Vec<super::faults::FaultKind> {
         use super::faults::FaultKind;
         let upgradable = self.canisters.iter().any(|c| c.upgrade.is_some());
@@ -250,6 +268,7 @@ impl Scenario {
             .filter(|k| match k {
                 FaultKind::Upgrade => upgradable,
                 FaultKind::Crash => self.durable,
+                FaultKind::Link => self.nodes > 1,
                 _ => true,
             })
             .collect()
