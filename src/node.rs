@@ -147,9 +147,14 @@ impl Node {
         let replica = match (&config.state_dir, config.durable) {
             (Some(dir), true) => {
                 let replica = crate::replica::Replica::open_durable(canister_engine, replica_config, dir)?;
-                let lost = replica.fail_lost_remote_calls();
-                if lost > 0 {
-                    tracing::warn!(calls = lost, "calls to other nodes were in flight at the last stop; answered SYS_TRANSIENT");
+                // A networked node resumes the XNet streams its state
+                // directory kept; without them (or without the network) the
+                // calls to other nodes in flight at the last stop are lost.
+                if !(networked && replica.has_router_image()) {
+                    let lost = replica.fail_lost_remote_calls();
+                    if lost > 0 {
+                        tracing::warn!(calls = lost, "calls to other nodes were in flight at the last stop; answered SYS_TRANSIENT");
+                    }
                 }
                 replica
             }

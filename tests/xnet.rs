@@ -537,33 +537,94 @@ fn the_payload_limit_holds_across_nodes() {
     assert!(out.contains("Err = record"), "{}", &out[..out.len().min(300)]);
 }
 
-#[test]
-fn a_node_restarted_from_its_state_fails_its_own_calls_to_other_nodes() {
+/// Waits until the probe `canister`'s own log (its `log` query) on `peer`
+/// shows `needle`.
+fn wait_canister_log(peer: &Peer, canister: &str, needle: &str) {
+    let started = Instant::now();
+    loop {
+        let logs = peer.call(canister, "log", "()");
+        if logs.contains(needle) {
+            return;
+        }
+        assert!(
+            started.elapsed() < CONNECT_TIMEOUT,
+            "{canister} never logged {needle:?}: {logs}\nnode log:\n{}",
+            peer.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two connected nodes (each with a state directory if asked), `pa` on
+/// `a` calling `pb.wait_gate` on `b` (`record_after_gate`, a `ww call` in
+/// the background), returned once `pb` waits at its shut gate.
+fn waiting_at_the_gate(
+    a_durable: bool,
+    b_durable: bool,
+) -> (Peer, Peer, std::thread::JoinHandle<std::process::Output>) {
     let (mut a, mut b) = (Peer::new(), Peer::new());
     a.boot(&b);
     b.boot(&a);
-    a.start_durable();
-    b.start();
+    for (peer, durable) in [(&mut a, a_durable), (&mut b, b_durable)] {
+        if durable {
+            peer.start_durable()
+        } else {
+            peer.start()
+        }
+    }
     a.wait_streams(1);
     b.wait_streams(1);
     let _pa = a.probe("pa");
     let pb = b.probe("pb");
-    // pa waits on b's shut gate; then a is killed and restarted from its
-    // state directory: the call's stream is gone, so pa's callback gets
-    // SYS_TRANSIENT (and traps, which its log shows).
-    let _pending = a.call_in_background("pa", "record_after_gate", format!(r#"(principal "{pb}")"#));
+    let pending = a.call_in_background("pa", "record_after_gate", format!(r#"(principal "{pb}")"#));
     b.wait_until_pb_waits();
-    std::thread::sleep(Duration::from_millis(1500)); // a background cut
+    (a, b, pending)
+}
+
+#[test]
+fn a_call_in_flight_completes_across_its_callers_restart_from_the_state_directory() {
+    // The XNet streams are in a's cuts: a request leaves a only once a cut
+    // holds it, so when pb runs it a's state has the call; killed and
+    // restarted from its state directory, a is the same incarnation and
+    // resumes the stream, and pb's answer reaches pa's callback.
+    let (mut a, b, _pending) = waiting_at_the_gate(true, false);
     a.kill();
     a.start_durable();
-    a.wait_log("answered SYS_TRANSIENT", 1);
-    let started = Instant::now();
-    loop {
-        let (_, logs, _) = a.cli(&["canister", "logs", "pa"]);
-        if logs.contains("restarted while the call to another node was in flight") {
-            break;
-        }
-        assert!(started.elapsed() < CONNECT_TIMEOUT, "pa never heard: {logs}\nnode a:\n{}", a.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    a.wait_log("serving until", 2);
+    b.call("pb", "open_gate", "()");
+    wait_canister_log(&a, "pa", "after gate");
+    assert!(
+        !a.log().contains("answered SYS_TRANSIENT"),
+        "nothing was lost:\n{}",
+        a.log()
+    );
+}
+
+#[test]
+fn a_call_in_flight_completes_across_its_callees_restart_from_the_state_directory() {
+    // b holds pa's call (pb waits at its gate) when it is killed; restarted
+    // from its state directory it is the same incarnation, so a keeps
+    // waiting instead of failing the call, and pb's answer comes back.
+    let (a, mut b, pending) = waiting_at_the_gate(false, true);
+    // pb's context is in a synced cut once b acknowledged the request; a
+    // background cut has certainly happened within a second and a half.
+    std::thread::sleep(Duration::from_millis(1500));
+    b.kill();
+    b.start_durable();
+    b.wait_log("serving until", 2);
+    b.call("pb", "open_gate", "()");
+    let out = pending.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nnode a:\n{}\nnode b:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.log(),
+        b.log()
+    );
+    wait_canister_log(&a, "pa", "after gate");
+    assert!(
+        !a.log().contains("peer restarted without our calls"),
+        "a failed nothing:\n{}",
+        a.log()
+    );
 }

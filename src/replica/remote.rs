@@ -16,8 +16,15 @@
 //!   peer came back without them) with a reject instead.
 //! - **Incoming.** [`Replica::accept_remote_call`] opens a call context for
 //!   a call a canister on another node made, checked as ingress is
-//!   (payload limit, callable method), answered through a channel with the
-//!   unaccepted cycles.
+//!   (payload limit, callable method); its answer, with the unaccepted
+//!   cycles, goes to [`RemoteRouter::respond`] under the replica's lock.
+//! - **Durable streams.** With a state directory, a cut holds the router's
+//!   own state ([`RemoteRouter::capture`]) taken under the same lock as
+//!   the replica's: what was sent, answered and received is in a cut
+//!   together with its effects or not at all; the router lets messages
+//!   leave, and acknowledges what it received, only once a cut holding
+//!   them is synced ([`RemoteRouter::synced`]). A restarted node resumes
+//!   its streams from there.
 //! - **Unroutable.** A call to a canister neither this replica nor a routed
 //!   node hosts fails as on one node (`CanisterNotFound`,
 //!   `DESTINATION_INVALID` between canisters), with the router's
@@ -44,12 +51,34 @@ pub trait RemoteRouter: Send + Sync {
     /// Takes a request to send. Called with the replica's state locked:
     /// queue it, never block or call back into the replica.
     fn send(&self, request: RemoteRequest);
+    /// Takes the answer to a call another node made (see
+    /// [`Replica::accept_remote_call`]). Called with the replica's state
+    /// locked, as [`RemoteRouter::send`].
+    fn respond(&self, to: RemoteOrigin, response: RemoteResponse);
+    /// The router's state for a cut being captured (with the replica's
+    /// state locked): what restores it. `None`: it keeps nothing.
+    fn capture(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// The oldest captured cut not yet reported is synced: what it holds
+    /// may leave the node and be acknowledged.
+    fn synced(&self) {}
     /// Forwards an ingress message for a canister another node hosts (a
     /// `ww call` made on this node); the receiver gets its result. Called
     /// without the replica's state locked.
     fn forward_ingress(&self, ingress: ForwardedIngress) -> oneshot::Receiver<CallResult>;
     /// The canister index ranges of the peers, by peer id.
     fn peer_ranges(&self) -> Vec<(String, std::ops::RangeInclusive<u64>)>;
+}
+
+/// Where the answer to a call another node made goes: the calling node
+/// (its peer id, as text), the incarnation of it that called, and its
+/// callback.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteOrigin {
+    pub peer: String,
+    pub incarnation: u64,
+    pub callback: u64,
 }
 
 /// An ingress message (update or query) for a canister another node hosts.
@@ -100,9 +129,26 @@ impl Replica {
     /// Routes calls to canisters this replica does not host through
     /// `router`. Set once (later calls are ignored).
     pub fn set_remote_router(&self, router: std::sync::Arc<dyn RemoteRouter>) {
-        if self.inner.remote.set(router).is_err() {
+        if self.inner.remote.set(router.clone()).is_err() {
             tracing::warn!("a remote router is already set; keeping the first");
+            return;
         }
+        let mut st = self.lock();
+        for (to, response) in std::mem::take(&mut st.unsent_remote) {
+            router.respond(to, response);
+        }
+        st.router = Some(router);
+    }
+
+    /// The router's state the state directory kept (once: the router that
+    /// takes it restores from it).
+    pub fn take_router_image(&self) -> Option<Vec<u8>> {
+        self.lock().router_image.take()
+    }
+
+    /// Whether the state directory kept a router's state.
+    pub fn has_router_image(&self) -> bool {
+        self.lock().router_image.is_some()
     }
 
     /// Sends an ingress message for a canister this replica does not host
@@ -147,23 +193,44 @@ impl Replica {
         self.lock().canisters.contains_key(canister)
     }
 
-    /// A call `caller` (a canister on another node) makes to `callee` here.
-    /// The receiver gets exactly one response (a reject when the call
-    /// cannot run); it is dropped if the replica restarts first.
-    pub fn accept_remote_call(&self, request: RemoteRequest) -> oneshot::Receiver<RemoteResponse> {
-        let (tx, rx) = oneshot::channel();
-        let refuse = |tx: oneshot::Sender<RemoteResponse>, cycles: u64, reject: Reject| {
-            let _ = tx.send(RemoteResponse { result: Err(reject), refund: cycles });
-        };
+    /// A call a canister on another node (`from`) makes here. Exactly one
+    /// answer goes to [`RemoteRouter::respond`] (a reject when the call
+    /// cannot run). `received` runs under the replica's lock with the call
+    /// context opened (or the refusal given), so a cut holds the message as
+    /// received exactly when it holds its effect.
+    pub fn accept_remote_call(
+        &self,
+        request: RemoteRequest,
+        from: RemoteOrigin,
+        received: impl FnOnce(),
+    ) {
         let limit = self.inner.config.limits.max_inter_canister_payload;
-        let RemoteRequest { caller, callee, method, arg, cycles, deadline, callback } = request;
+        let RemoteRequest {
+            caller,
+            callee,
+            method,
+            arg,
+            cycles,
+            deadline,
+            callback,
+        } = request;
+        let mut st = self.lock();
+        received();
+        let refuse = |st: &mut super::state::State, reject: Reject| {
+            st.respond_remote(
+                from.clone(),
+                RemoteResponse {
+                    result: Err(reject),
+                    refund: cycles,
+                },
+            )
+        };
         if arg.len() > limit {
             let reject = Reject::system(
                 ErrorCode::CanisterRejectedMessage,
                 format!("the request from {caller} to {callee} ({} bytes) is larger than {limit} bytes", arg.len()),
             );
-            refuse(tx, cycles, reject);
-            return rx;
+            return refuse(&mut st, reject);
         }
         if callee == Principal::management_canister() {
             let reject = Reject {
@@ -171,47 +238,97 @@ impl Replica {
                 error_code: None,
                 message: "the management canister only takes calls from its own node's canisters".into(),
             };
-            refuse(tx, cycles, reject);
-            return rx;
+            return refuse(&mut st, reject);
         }
-        let mut st = self.lock();
         if let Err(reject) = st.check_callable(&callee, &method, false) {
             let reject = if reject.error_code == Some(ErrorCode::CanisterNotFound) {
                 Reject { code: RejectCode::DestinationInvalid, ..reject }
             } else {
                 reject
             };
-            drop(st);
-            refuse(tx, cycles, reject);
-            return rx;
+            return refuse(&mut st, reject);
         }
-        let context = st.new_context(callee, caller, Origin::Remote(tx), deadline);
+        let context = st.new_context(callee, caller, Origin::Remote(from), deadline);
         if let Some(c) = st.contexts.get_mut(&context) {
             c.cycles = cycles;
         }
         if let Some(sim) = st.sim.as_mut() {
             sim.events.push(super::sim::SimEvent::RemoteAccepted { context, caller, callee, callback });
         }
-        self.inner.enqueue(&mut st, callee, Task::Call { context, method, arg, caller, query: None, cycles });
-        rx
+        self.inner.enqueue(
+            &mut st,
+            callee,
+            Task::Call {
+                context,
+                method,
+                arg,
+                caller,
+                query: None,
+                cycles,
+            },
+        );
     }
 
     /// The response to the remote call of `callback`. Runs the callback,
     /// unless it is gone or its deadline already answered it (then the
     /// response is dropped, as a late response on one node is).
-    pub fn deliver_remote_response(&self, callback: u64, response: RemoteResponse) {
+    /// `received` runs under the replica's lock first (see
+    /// [`Replica::accept_remote_call`]).
+    /// `received` says whether the router expected the response; the
+    /// return value whether it was taken.
+    pub fn deliver_remote_response(
+        &self,
+        callback: u64,
+        response: RemoteResponse,
+        received: impl FnOnce() -> bool,
+    ) -> bool {
         let mut st = self.lock();
+        if !received() {
+            return false;
+        }
         if st.remote_expired.remove(&callback) {
-            tracing::debug!(callback, "dropping a remote response that came after its deadline");
-            return;
+            tracing::debug!(
+                callback,
+                "dropping a remote response that came after its deadline"
+            );
+            return false;
         }
         let Some(cb) = st.callbacks.get(&callback) else {
             tracing::debug!(callback, "dropping a remote response without a callback");
-            return;
+            return false;
         };
         let caller = cb.caller;
         st.credit(&caller, u128::from(response.refund));
-        self.inner.enqueue(&mut st, caller, Task::Response { callback, result: response.result, refund: response.refund });
+        self.inner.enqueue(
+            &mut st,
+            caller,
+            Task::Response {
+                callback,
+                result: response.result,
+                refund: response.refund,
+            },
+        );
+        true
+    }
+
+    /// Refuses a call another node made before it opens a context (the
+    /// router's own checks), as [`Replica::accept_remote_call`] would.
+    pub fn refuse_remote_call(
+        &self,
+        to: RemoteOrigin,
+        reject: Reject,
+        refund: u64,
+        received: impl FnOnce(),
+    ) {
+        let mut st = self.lock();
+        received();
+        st.respond_remote(
+            to,
+            RemoteResponse {
+                result: Err(reject),
+                refund,
+            },
+        );
     }
 
     /// After a restart from a state directory: every call to another node's
@@ -240,8 +357,15 @@ impl Replica {
     /// Answers the remote calls of `callbacks` with `reject` (those still
     /// waiting; the rest are skipped), refunding their cycles.
     pub fn fail_remote_calls(&self, callbacks: &[u64], reject: &Reject) {
+        self.fail_remote_calls_with(|| callbacks.to_vec(), reject);
+    }
+
+    /// Answers with `reject` the remote calls `lost` returns, calling it
+    /// under the replica's lock (so a cut holds the router's change and
+    /// the answers together).
+    pub fn fail_remote_calls_with(&self, lost: impl FnOnce() -> Vec<u64>, reject: &Reject) {
         let mut st = self.lock();
-        for &callback in callbacks {
+        for callback in lost() {
             if st.remote_expired.remove(&callback) {
                 continue;
             }

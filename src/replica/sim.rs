@@ -61,9 +61,10 @@ pub struct Step {
 
 #[derive(Clone, Debug)]
 pub enum StepWhat {
-    /// A request: `callback` is the caller's (None for ingress); `bounded`
-    /// when the caller chose a bounded wait.
-    Request { caller: Principal, method: String, callback: Option<u64>, bounded: bool },
+    /// A request: `callback` is the caller's (None for ingress and calls
+    /// from other nodes, `remote`); `bounded` when the caller chose a
+    /// bounded wait.
+    Request { caller: Principal, method: String, callback: Option<u64>, bounded: bool, remote: bool },
     /// A response for `caller`'s callback; `reject` when it is one.
     Response { callee: Principal, reject: Option<RejectCode> },
     System(SystemKind),
@@ -130,7 +131,8 @@ impl Replica {
                             Origin::Canister { callback } => Some(callback),
                             _ => None,
                         });
-                        let from_canister = callback.is_some() || ctx.is_some_and(|c| matches!(c.origin, Origin::Expired));
+                        let remote = ctx.is_some_and(|c| matches!(c.origin, Origin::Remote(_)));
+                        let from_canister = callback.is_some() || remote || ctx.is_some_and(|c| matches!(c.origin, Origin::Expired));
                         // Requests of one caller start in send order.
                         if from_canister {
                             if callers_seen.contains(caller) {
@@ -142,7 +144,7 @@ impl Replica {
                         steps.push(Step {
                             id: StepId::Request { context: *context },
                             canister: *id,
-                            what: StepWhat::Request { caller: *caller, method: method.clone(), callback, bounded },
+                            what: StepWhat::Request { caller: *caller, method: method.clone(), callback, bounded, remote },
                         });
                     }
                     Task::Response { callback, result, .. } => {

@@ -47,9 +47,9 @@ impl Done {
 pub(super) enum Origin {
     Ingress(oneshot::Sender<CallResult>),
     Canister { callback: u64 },
-    /// A call a canister on another node made: answered through the channel
-    /// with the unaccepted cycles (see [`super::remote`]).
-    Remote(oneshot::Sender<super::remote::RemoteResponse>),
+    /// A call a canister on another node made: answered through the
+    /// router, with the unaccepted cycles (see [`super::remote`]).
+    Remote(super::remote::RemoteOrigin),
     /// A bounded-wait call whose deadline passed: the caller got SYS_UNKNOWN.
     /// The callee still owes a response (it may reply, and its execution
     /// commits as usual); the response is dropped on its way back.
@@ -372,6 +372,13 @@ pub(super) struct State {
     /// Callbacks of calls to other nodes whose deadline answered them: a
     /// response that still comes is dropped.
     pub(super) remote_expired: std::collections::HashSet<u64>,
+    /// Where answers to other nodes' calls go (the replica's router, once
+    /// set), and those given before it was.
+    pub(super) router: Option<std::sync::Arc<dyn super::remote::RemoteRouter>>,
+    pub(super) unsent_remote: Vec<(super::remote::RemoteOrigin, super::remote::RemoteResponse)>,
+    /// The router's own state as the state directory kept it, until the
+    /// router takes it.
+    pub(super) router_image: Option<Vec<u8>>,
     /// Node records for the next cut (see [`super::Replica::stage_sidecar`]).
     pub(super) sidecar: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// A simulated replica's record of what happened (see [`super::sim`]).
@@ -540,6 +547,16 @@ impl State {
         }
     }
 
+    /// Hands the answer to a call another node made to the router (under
+    /// this lock, so a cut holds both or neither), or keeps it until one is
+    /// set.
+    pub(super) fn respond_remote(&mut self, to: super::remote::RemoteOrigin, response: super::remote::RemoteResponse) {
+        match &self.router {
+            Some(router) => router.respond(to, response),
+            None => self.unsent_remote.push((to, response)),
+        }
+    }
+
     /// Sends `result` to whoever waits on context `id`, if it still needs one.
     /// Returns the (caller canister, response task) to enqueue, if any.
     pub(super) fn respond(&mut self, id: u64, result: CallResult) -> Option<(Principal, Task)> {
@@ -575,9 +592,9 @@ impl State {
                 }
                 caller.map(|caller| (caller, Task::Response { callback, result, refund }))
             }
-            Origin::Remote(tx) => {
+            Origin::Remote(to) => {
                 let refund = std::mem::take(&mut ctx.cycles);
-                let _ = tx.send(super::remote::RemoteResponse { result, refund });
+                self.respond_remote(to, super::remote::RemoteResponse { result, refund });
                 None
             }
             Origin::Expired => {

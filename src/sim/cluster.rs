@@ -77,7 +77,6 @@ impl Cluster {
     /// What may happen now: the nodes with a step or a message to take
     /// (the ones after the last to act first), then the network's moves.
     fn choices(&mut self) -> Vec<Choice> {
-        self.net.poll_answers();
         self.net.transmit();
         let n = self.runs.len();
         let first = self.last_node.map_or(0, |l| l + 1);
@@ -96,14 +95,7 @@ impl Cluster {
         self.advance_to(now + STEP_NS);
         let choices = self.choices();
         if choices.is_empty() {
-            let mut cut = false;
-            for r in &mut self.runs {
-                if r.awaits_cut() {
-                    r.cut()?;
-                    cut = true;
-                }
-            }
-            if cut {
+            if self.cut_what_waits()? {
                 return Ok(Progress::Ran);
             }
             return Ok(match self.runs.iter().filter_map(|r| r.replica.sim_next_event()).min() {
@@ -146,7 +138,6 @@ impl Cluster {
         if let Some(f) = failure {
             return Ok(self.failed(f));
         }
-        self.net.poll_answers();
         for run in &mut self.runs {
             let f = run
                 .maybe_expire(plan, chooser)
@@ -182,7 +173,25 @@ impl Cluster {
         Ok(Progress::Ran)
     }
 
-    fn predicates(&self, predicates: &[(String, Predicate, When)], now: impl Fn(When) -> bool) -> Option<Failure> {
+    /// Writes a cut on every node where something waits for one (an
+    /// answer to acknowledge, messages to send): what the persister does
+    /// when a node is otherwise idle. Whether any was written.
+    fn cut_what_waits(&mut self) -> Result<bool, SimError> {
+        let mut cut = false;
+        for (n, r) in self.runs.iter_mut().enumerate() {
+            if r.awaits_cut() || self.net.awaits_cut(n) {
+                r.cut()?;
+                cut = true;
+            }
+        }
+        Ok(cut)
+    }
+
+    fn predicates(
+        &self,
+        predicates: &[(String, Predicate, When)],
+        now: impl Fn(When) -> bool,
+    ) -> Option<Failure> {
         let replicas: Vec<Replica> = self.runs.iter().map(|r| r.replica.clone()).collect();
         check_predicates(&replicas, &self.ids, predicates, now, self.steps)
     }
@@ -219,13 +228,31 @@ impl Cluster {
                         Err(f) => Some(f),
                     }
                 }
-                None => match self.runs.iter().filter_map(|r| r.replica.sim_next_event()).min() {
-                    Some(t) => {
-                        self.advance_to(t);
-                        continue;
+                None => {
+                    match self.cut_what_waits() {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => {
+                            return Some(Failure {
+                                invariant: "scenario".into(),
+                                detail: e.to_string(),
+                                step: self.steps,
+                            });
+                        }
                     }
-                    None => break,
-                },
+                    match self
+                        .runs
+                        .iter()
+                        .filter_map(|r| r.replica.sim_next_event())
+                        .min()
+                    {
+                        Some(t) => {
+                            self.advance_to(t);
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
             };
             let failure = failure.or_else(|| self.net.cross_check(&mut self.runs));
             if let Some(mut f) = failure {
@@ -320,7 +347,7 @@ pub(super) fn run(
         runs.push(run);
     }
     // The nodes are up and connected before the workload starts.
-    let mut net = SimNet::join(layout, &mut runs);
+    let mut net = SimNet::join(layout, &mut runs, scenario.durable);
     net.connect_all().map_err(|f| SimError::Replica(f.detail))?;
     for (i, c) in scenario.canisters.iter().enumerate() {
         let arg = encode(&c.init, prepared.interface(i), None, &ids).map_err(|e| SimError::Canister(c.name.clone(), format!("init arguments: {e}")))?;

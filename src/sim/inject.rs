@@ -55,8 +55,9 @@ pub fn pick(plan: &FaultPlan, chooser: &mut Chooser, fired: &mut Fired, options:
 pub fn step(replica: &Replica, step: &Step, plan: &FaultPlan, chooser: &mut Chooser, fired: &mut Fired) -> Applied {
     let mut fault = None;
     match (&step.what, step.id) {
-        // M3: a request from a canister that has not started may be rejected.
-        (StepWhat::Request { callback: Some(_), .. }, StepId::Request { context })
+        // M3: a request from a canister (here or on another node) that has
+        // not started may be rejected.
+        (StepWhat::Request { callback: Some(_), .. } | StepWhat::Request { remote: true, .. }, StepId::Request { context })
             if plan.rate(FaultKind::SpontaneousReject).is_some_and(|r| chooser.chance(r)) =>
         {
             let code = if plan.profile >= Profile::Spec && chooser.draw(2) == 1 { RejectCode::SysFatal } else { RejectCode::SysTransient };

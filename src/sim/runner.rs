@@ -557,11 +557,18 @@ impl Run {
     fn describe(&self, step: &Step) -> String {
         let on = self.name(&step.canister);
         match &step.what {
-            StepWhat::Request { caller, method, callback, .. } => match callback {
+            StepWhat::Request {
+                caller,
+                method,
+                callback,
+                remote,
+                ..
+            } => match callback {
                 Some(cb) => format!("{on}.{method} (call #{cb} from {})", self.name(caller)),
-                None if !self.ids.values().any(|id| id == caller) && self.known.values().any(|id| id == caller) => {
-                    format!("{on}.{method} (call from {} on another node)", self.name(caller))
-                }
+                None if *remote => format!(
+                    "{on}.{method} (call from {} on another node)",
+                    self.name(caller)
+                ),
                 None => format!("{on}.{method} (ingress from {})", self.name(caller)),
             },
             StepWhat::Response { callee, reject } => {

@@ -6,7 +6,10 @@
 //! stream, delivering an acknowledgement. A frame waits in flight until
 //! the chooser delivers it (delay); N2 loses a connection with what is in
 //! flight on it, or delivers a frame twice; N1 on one node restarts it as
-//! a new incarnation its peers learn of at the next handshake.
+//! from its state directory: a durable node's streams are in its cuts, so
+//! it comes back as the same incarnation and resumes them (messages leave
+//! a durable node, and are acknowledged by one, only once a cut holds
+//! them: cuts are decisions here too).
 //!
 //! The cross-node checks join the two ends of each call
 //! ([`super::check::Cross`]):
@@ -20,7 +23,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use libp2p::PeerId;
-use tokio::sync::oneshot;
 
 use super::chooser::Chooser;
 use super::check::{CallOutcome, Cross, RemoteIn};
@@ -29,8 +31,7 @@ use super::inject::Fired;
 use super::run::Failure;
 use super::runner::Run;
 use crate::net::routing::{CanisterRange, derived_range, subnet_of};
-use crate::net::xnet::streams::{Incoming, Message, Streams};
-use crate::replica::remote::RemoteResponse;
+use crate::net::xnet::streams::{Message, Streams};
 use crate::replica::sim::SimEvent;
 use crate::replica::{Replica, SubnetRange};
 
@@ -66,18 +67,10 @@ struct Pipe {
     next: u64,
     /// Message batches in flight (first number, messages).
     frames: VecDeque<(u64, Vec<Message>)>,
-    /// Acknowledgements in flight back to the sender.
+    /// Acknowledgements in flight back to the sender, and the last one
+    /// the receiver sent.
     acks: VecDeque<u64>,
-}
-
-/// A request running on a node, whose answer goes back to its caller.
-struct Answer {
-    node: usize,
-    context: u64,
-    caller_node: usize,
-    incarnation: Option<u64>,
-    callback: u64,
-    rx: oneshot::Receiver<RemoteResponse>,
+    acked: u64,
 }
 
 /// A response a caller's node took.
@@ -105,10 +98,9 @@ pub(super) struct SimNet {
     /// Connected pairs (a < b).
     up: BTreeMap<(usize, usize), bool>,
     pipes: BTreeMap<(usize, usize), Pipe>,
-    answers: Vec<Answer>,
-    /// Responses queued, by (callee node, caller node, callback): the context.
-    queued: BTreeMap<(usize, usize, u64), u64>,
     taken: Vec<Taken>,
+    /// The nodes keep state directories.
+    durable: bool,
 }
 
 /// A node's incarnation after `restarts` restarts (fixed per seed).
@@ -122,19 +114,27 @@ fn incarnation(node: usize, restarts: u64) -> u64 {
 impl SimNet {
     /// Joins the nodes' replicas: each gets its streams as its router. The
     /// pairs start disconnected (connecting is a move).
-    pub fn join(layout: Vec<NodeLayout>, runs: &mut [Run]) -> Self {
+    pub fn join(layout: Vec<NodeLayout>, runs: &mut [Run], durable: bool) -> Self {
         let mut net = Self {
             streams: Vec::new(),
             restarts: vec![0; layout.len()],
             up: BTreeMap::new(),
             pipes: BTreeMap::new(),
-            answers: Vec::new(),
-            queued: BTreeMap::new(),
             taken: Vec::new(),
+            durable,
             layout,
         };
         for (n, run) in runs.iter_mut().enumerate() {
-            let streams = net.streams_for(n, &run.replica);
+            let l = &net.layout[n];
+            let streams = Arc::new(Streams::new(
+                run.replica.clone(),
+                l.range.clone(),
+                subnet_of(&l.peer),
+                incarnation(n, 0),
+                durable,
+            ));
+            net.restarts[n] = 1;
+            run.replica.set_remote_router(streams.clone());
             run.check.incarnation = streams.incarnation();
             net.streams.push(streams);
         }
@@ -146,11 +146,40 @@ impl SimNet {
         net
     }
 
-    fn streams_for(&self, node: usize, replica: &Replica) -> Arc<Streams> {
+    /// Node `node`'s streams: those its state directory kept (the same
+    /// incarnation), else a new incarnation's.
+    fn streams_for(&mut self, node: usize, replica: &Replica) -> Result<Arc<Streams>, Failure> {
         let l = &self.layout[node];
-        let streams = Arc::new(Streams::new(replica.clone(), l.range.clone(), subnet_of(&l.peer), incarnation(node, self.restarts[node])));
+        let streams = match replica.take_router_image() {
+            Some(image) => {
+                Streams::restore(replica.clone(), l.range.clone(), subnet_of(&l.peer), &image)
+                    .map_err(|why| Failure {
+                        invariant: "N2 XNet".into(),
+                        detail: format!("n{node}: {why}"),
+                        step: 0,
+                    })?
+            }
+            None => {
+                let fresh = incarnation(node, self.restarts[node]);
+                self.restarts[node] += 1;
+                Streams::new(
+                    replica.clone(),
+                    l.range.clone(),
+                    subnet_of(&l.peer),
+                    fresh,
+                    self.durable,
+                )
+            }
+        };
+        let streams = Arc::new(streams);
         replica.set_remote_router(streams.clone());
-        streams
+        Ok(streams)
+    }
+
+    /// Whether node `node`'s streams wait for a cut (to send or to
+    /// acknowledge).
+    pub fn awaits_cut(&self, node: usize) -> bool {
+        self.streams[node].awaits_cut()
     }
 
     /// Connects every pair (the handshakes of a run's start).
@@ -164,8 +193,8 @@ impl SimNet {
         Ok(())
     }
 
-    /// Sends what the streams hold on every connected pipe (frames then
-    /// wait in flight for the chooser).
+    /// Sends what the streams hold, and the acknowledgements due, on every
+    /// connected pipe (frames then wait in flight for the chooser).
     pub fn transmit(&mut self) {
         for ((from, to), pipe) in &mut self.pipes {
             let pair = ((*from).min(*to), (*from).max(*to));
@@ -175,6 +204,11 @@ impl SimNet {
             while let Some(Some((first, messages))) = self.streams[*from].batch(self.layout[*to].peer, pipe.send_generation, pipe.next) {
                 pipe.next = first + messages.len() as u64;
                 pipe.frames.push_back((first, messages));
+            }
+            let ack = self.streams[*to].ack_position(self.layout[*from].peer);
+            if ack != pipe.acked {
+                pipe.acked = ack;
+                pipe.acks.push_back(ack);
             }
         }
     }
@@ -228,11 +262,24 @@ impl SimNet {
         let (pf, pt) = (self.layout[from].peer, self.layout[to].peer);
         let fail = |why: String| Failure { invariant: "N2 XNet".into(), detail: format!("n{from} -> n{to} handshake: {why}"), step: 0 };
         let range = |n: usize| (*self.layout[n].range.start(), *self.layout[n].range.end());
-        let recv_generation = self.streams[to].handshake(pf, self.streams[from].incarnation(), range(from)).map_err(fail)?;
-        let resume = self.streams[to].inbound(pf).map_or(0, |(next, _)| next);
-        let send_generation = self.streams[from].handshake(pt, self.streams[to].incarnation(), range(to)).map_err(fail)?;
+        let recv_generation = self.streams[to]
+            .handshake(pf, self.streams[from].incarnation(), range(from))
+            .map_err(fail)?;
+        let resume = self.streams[to].inbound(pf).map_or(0, |(next, _, _)| next);
+        let send_generation = self.streams[from]
+            .handshake(pt, self.streams[to].incarnation(), range(to))
+            .map_err(fail)?;
         self.streams[from].resume(pt, resume);
-        self.pipes.insert((from, to), Pipe { send_generation, recv_generation, next: resume, ..Pipe::default() });
+        self.pipes.insert(
+            (from, to),
+            Pipe {
+                send_generation,
+                recv_generation,
+                next: resume,
+                acked: resume,
+                ..Pipe::default()
+            },
+        );
         Ok(())
     }
 
@@ -248,14 +295,22 @@ impl SimNet {
                 return Err(Failure { invariant: "N2 XNet".into(), detail: format!("n{from} -> n{to}: the stream broke: {why}"), step: 0 });
             }
         };
-        pipe.acks.push_back(received.next);
         let fresh = received.fresh.len() as u64;
         let mut what = Vec::new();
-        for m in received.fresh {
+        for (seq, m) in received.fresh {
             if let Message::Response { callback, .. } = &m {
                 let callback = *callback;
+                let me = self.streams[to].incarnation();
+                let context = runs[from]
+                    .check
+                    .remote_in
+                    .iter()
+                    .find(|(_, r)| {
+                        r.caller_node == to && r.callback == callback && r.caller_incarnation == me
+                    })
+                    .map(|(c, _)| *c);
                 if self.streams[to].awaits(pf, callback)
-                    && let Some(context) = self.queued.remove(&(from, to, callback))
+                    && let Some(context) = context
                 {
                     self.taken.push(Taken { callee_node: from, context, caller_node: to, callback });
                 }
@@ -264,43 +319,30 @@ impl SimNet {
             if let Message::Request(r) = &m {
                 what.push(format!("request #{} {}", r.callback, r.method));
             }
-            let incoming = self.streams[to].deliver(pf, received.incarnation, m);
+            // A forwarded `ww call` (never made in a simulation) is dropped.
+            let _ = self.streams[to].deliver(pf, received.incarnation, seq, m);
             let events = runs[to].replica.sim_take_events();
-            let accepted = events.iter().find_map(|e| match e {
-                SimEvent::RemoteAccepted { context, callback, .. } => Some((*context, *callback)),
-                _ => None,
-            });
-            if let Some((context, callback)) = accepted {
-                let remote = RemoteIn { caller_node: from, caller_incarnation: received.incarnation.unwrap_or(0), callback, executed: false, answered: false };
-                runs[to].check.remote_in.insert(context, remote);
+            for e in &events {
+                if let SimEvent::RemoteAccepted {
+                    context, callback, ..
+                } = e
+                {
+                    let remote = RemoteIn {
+                        caller_node: from,
+                        caller_incarnation: received.incarnation.unwrap_or(0),
+                        callback: *callback,
+                        executed: false,
+                        answered: false,
+                    };
+                    runs[to].check.remote_in.insert(*context, remote);
+                }
             }
             if let Some((inv, detail)) = runs[to].check.observe(&events) {
                 return Err(Failure { invariant: inv.into(), detail, step: 0 });
             }
-            if let (Some(Incoming::Answer { incarnation, callback, answer, .. }), Some((context, _))) = (incoming, accepted) {
-                self.answers.push(Answer { node: to, context, caller_node: from, incarnation, callback, rx: answer });
-            }
         }
         let dup = if fresh < count { format!(" ({} already delivered, dropped)", count - fresh) } else { String::new() };
         Ok(format!("net  n{from} -> n{to}: messages #{first}..#{} delivered{dup}: {}", first + count - 1, what.join(", ")))
-    }
-
-    /// Answers that came are queued on their streams.
-    pub fn poll_answers(&mut self) {
-        let mut keep = Vec::new();
-        for mut a in std::mem::take(&mut self.answers) {
-            match a.rx.try_recv() {
-                Ok(response) => {
-                    let peer = self.layout[a.caller_node].peer;
-                    if self.streams[a.node].respond(peer, a.incarnation, a.callback, response) {
-                        self.queued.insert((a.node, a.caller_node, a.callback), a.context);
-                    }
-                }
-                Err(oneshot::error::TryRecvError::Empty) => keep.push(a),
-                Err(oneshot::error::TryRecvError::Closed) => {}
-            }
-        }
-        self.answers = keep;
     }
 
     /// N2: a connection may be lost with what is in flight, or a frame be
@@ -336,12 +378,19 @@ impl SimNet {
         self.pipes.remove(&(b, a));
     }
 
-    /// After node `node` restarted (N1): its new replica gets the streams of
-    /// a new incarnation, its connections are gone, and every answer a peer
-    /// took from it must still be in its restored state (I5).
+    /// After node `node` restarted (N1): its new replica gets the streams
+    /// its cut kept, its connections are gone, and every answer a peer took
+    /// from it must still be in its restored state (I5).
     pub fn restarted(&mut self, node: usize, runs: &mut [Run]) -> Option<Failure> {
-        self.restarts[node] += 1;
-        let streams = self.streams_for(node, &runs[node].replica);
+        let streams = match self.streams_for(node, &runs[node].replica) {
+            Ok(s) => s,
+            Err(f) => return Some(f),
+        };
+        if streams.incarnation() != self.streams[node].incarnation() {
+            runs[node].line(format!(
+                "n{node} comes back as a new incarnation (its state directory kept no streams)"
+            ));
+        }
         runs[node].check.incarnation = streams.incarnation();
         self.streams[node] = streams;
         for other in 0..self.layout.len() {
@@ -349,13 +398,12 @@ impl SimNet {
                 self.disconnect(node, other);
             }
         }
-        self.answers.retain(|a| a.node != node);
-        self.queued.retain(|(callee, _, _), _| *callee != node);
-        let lost = runs[node].replica.fail_lost_remote_calls();
-        if lost > 0 {
-            runs[node].line(format!("n{node} answers {lost} calls to other nodes it had in flight SYS_TRANSIENT"));
-        }
-        let taken: Vec<Taken> = self.taken.iter().filter(|t| t.callee_node == node).copied().collect();
+        let taken: Vec<Taken> = self
+            .taken
+            .iter()
+            .filter(|t| t.callee_node == node)
+            .copied()
+            .collect();
         self.taken.retain(|t| t.callee_node != node);
         for t in taken {
             let kept = runs[node].check.remote_in.get(&t.context).is_some_and(|r| r.answered);

@@ -141,7 +141,21 @@ impl Xnet {
     /// streams.
     pub fn start(replica: Replica, mut control: libp2p_stream::Control, range: CanisterRange, subnet: Principal, admin: Principal) -> Arc<Self> {
         let incoming = control.accept(PROTOCOL);
-        let streams = Arc::new(Streams::new(replica.clone(), range, subnet, fresh_incarnation()));
+        // A node restarted from its state directory resumes its streams as
+        // the same incarnation; otherwise it is a new one.
+        let durable = replica.is_durable();
+        let restored = replica.take_router_image().and_then(|image| {
+            match Streams::restore(replica.clone(), range.clone(), subnet, &image) {
+                Ok(streams) => Some(streams),
+                Err(e) => {
+                    tracing::error!("xnet: {e}; starting as a new incarnation");
+                    None
+                }
+            }
+        });
+        let streams = Arc::new(restored.unwrap_or_else(|| {
+            Streams::new(replica.clone(), range, subnet, fresh_incarnation(), durable)
+        }));
         replica.set_remote_router(streams.clone());
         let me = Arc::new(Self { streams, control, admin });
         match incoming {
@@ -277,57 +291,93 @@ impl Xnet {
                 return Ok(());
             }
         };
-        let (resume, delivering) = streams.inbound(peer).ok_or_else(|| XnetError::Protocol("no link".into()))?;
-        write_frame(&mut wr, &Frame::Welcome { incarnation: streams.incarnation(), range: streams.range_pair(), resume_from: resume }).await?;
+        let (resume, delivering, ack_wake) = streams
+            .inbound(peer)
+            .ok_or_else(|| XnetError::Protocol("no link".into()))?;
+        write_frame(
+            &mut wr,
+            &Frame::Welcome {
+                incarnation: streams.incarnation(),
+                range: streams.range_pair(),
+                resume_from: resume,
+            },
+        )
+        .await?;
         // Before this stream reads: the opener may already have connected
         // (we were dialed), so make sure ours runs too.
         self.open_stream(peer);
-        loop {
-            let Frame::Messages { first_seq, messages } = read_frame(&mut rd).await? else {
-                return Err(XnetError::Protocol("expected Messages".into()));
-            };
-            let _one_at_a_time = delivering.lock().await;
-            let Some(received) = streams.receive(peer, generation, first_seq, messages).map_err(XnetError::Protocol)? else {
-                return Ok(());
-            };
-            for m in received.fresh {
-                if let Some(incoming) = streams.deliver(peer, received.incarnation, m) {
-                    self.handle(incoming);
+        // Acknowledgements go out when what they cover is received (on a
+        // durable node: once a synced cut holds it), from their own loop.
+        let acks = async {
+            let mut sent = resume;
+            loop {
+                let next = streams.ack_position(peer);
+                if next != sent {
+                    write_frame(&mut wr, &Frame::Ack { next }).await?;
+                    sent = next;
                 }
+                ack_wake.notified().await;
             }
-            write_frame(&mut wr, &Frame::Ack { next: received.next }).await?;
+        };
+        let reads = async {
+            loop {
+                let Frame::Messages {
+                    first_seq,
+                    messages,
+                } = read_frame(&mut rd).await?
+                else {
+                    return Err(XnetError::Protocol("expected Messages".into()));
+                };
+                let _one_at_a_time = delivering.lock().await;
+                let Some(received) = streams
+                    .receive(peer, generation, first_seq, messages)
+                    .map_err(XnetError::Protocol)?
+                else {
+                    return Ok(());
+                };
+                for (seq, m) in received.fresh {
+                    if let Some(incoming) = streams.deliver(peer, received.incarnation, seq, m) {
+                        self.answer_ingress(incoming);
+                    }
+                }
+                ack_wake.notify_one();
+            }
+        };
+        tokio::select! {
+            r = acks => r,
+            r = reads => r,
         }
     }
 
-    /// Answers what a delivered message asks for, in a task of its own.
-    fn handle(self: &Arc<Self>, incoming: Incoming) {
+    /// Runs a `ww call` a peer forwarded, in a task of its own, and queues
+    /// its result.
+    fn answer_ingress(self: &Arc<Self>, incoming: Incoming) {
         let me = self.clone();
-        match incoming {
-            Incoming::Answer { peer, incarnation, callback, answer } => {
-                tokio::spawn(async move {
-                    if let Ok(response) = answer.await {
-                        me.streams.respond(peer, incarnation, callback, response);
-                    }
-                });
-            }
-            Incoming::Ingress { peer, incarnation, id, ingress } => {
-                tokio::spawn(async move {
-                    let replica = me.streams.replica();
-                    let result = if ingress.caller == me.admin {
-                        Err(Reject {
-                            code: RejectCode::CanisterReject,
-                            error_code: None,
-                            message: format!("{peer} forwarded a message as this node's admin; refused"),
-                        })
-                    } else if ingress.query {
-                        replica.query(ingress.caller, ingress.callee, &ingress.method, ingress.arg).await
-                    } else {
-                        replica.call(ingress.caller, ingress.callee, &ingress.method, ingress.arg).await
-                    };
-                    me.streams.respond_ingress(peer, incarnation, id, result);
-                });
-            }
-        }
+        let Incoming {
+            peer,
+            incarnation,
+            id,
+            ingress,
+        } = incoming;
+        tokio::spawn(async move {
+            let replica = me.streams.replica();
+            let result = if ingress.caller == me.admin {
+                Err(Reject {
+                    code: RejectCode::CanisterReject,
+                    error_code: None,
+                    message: format!("{peer} forwarded a message as this node's admin; refused"),
+                })
+            } else if ingress.query {
+                replica
+                    .query(ingress.caller, ingress.callee, &ingress.method, ingress.arg)
+                    .await
+            } else {
+                replica
+                    .call(ingress.caller, ingress.callee, &ingress.method, ingress.arg)
+                    .await
+            };
+            me.streams.respond_ingress(peer, incarnation, id, result);
+        });
     }
 }
 

@@ -16,8 +16,17 @@
 //!   with `SYS_TRANSIENT`, drops what was queued for it and restarts both
 //!   directions from 0;
 //! - a response never goes to a later incarnation than the request's;
-//! - never calls the replica while holding its own lock (the replica calls
-//!   [`RemoteRouter::send`] with the replica's state locked).
+//! - **durable nodes** (a state directory): a message leaves only once a
+//!   cut holding it is synced, and a received message is acknowledged
+//!   (and a reconnecting peer told to resume) only once a cut holds its
+//!   effect. The streams' own state is in every cut
+//!   ([`RemoteRouter::capture`]), so a node restarted from its state
+//!   directory is the same incarnation and resumes its streams: calls in
+//!   flight across the restart complete, on either side;
+//! - lock order: the replica's state, then this one. It never calls the
+//!   replica while holding its own lock; what must change with the
+//!   replica's state (a message received, a peer's restart) changes in a
+//!   closure the replica runs under its lock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use super::super::routing::{CanisterRange, RoutingTable, derived_range};
-use crate::replica::remote::{ForwardedIngress, RemoteRequest, RemoteResponse, RemoteRouter};
+use crate::replica::remote::{
+    ForwardedIngress, RemoteOrigin, RemoteRequest, RemoteResponse, RemoteRouter,
+};
 use crate::replica::{CallResult, ErrorCode, Reject, RejectCode, Replica};
 
 /// A batch stops growing past this many payload bytes.
@@ -128,10 +139,17 @@ struct Link {
     awaiting: HashSet<u64>,
     /// Ingress forwarded to the peer, by id, waiting for the result.
     ingress: HashMap<u64, oneshot::Sender<CallResult>>,
+    /// Outgoing messages before this number may leave (durable nodes: a
+    /// synced cut holds them).
+    released: u64,
     /// Incoming: the number of the next message expected.
     inbox_next: u64,
-    /// New messages in the outbox.
+    /// What is acknowledged (durable nodes: what a synced cut holds).
+    acked_inbox: u64,
+    /// New messages in the outbox (or released).
     wake: Arc<Notify>,
+    /// A new acknowledgement to send.
+    ack_wake: Arc<Notify>,
     /// Serializes deliveries from the peer (one stream at a time).
     delivering: Arc<tokio::sync::Mutex<()>>,
     outbound_running: bool,
@@ -146,18 +164,63 @@ impl Link {
             outbox: VecDeque::new(),
             awaiting: HashSet::new(),
             ingress: HashMap::new(),
+            released: 0,
             inbox_next: 0,
+            acked_inbox: 0,
             wake: Arc::new(Notify::new()),
+            ack_wake: Arc::new(Notify::new()),
             delivering: Arc::new(tokio::sync::Mutex::new(())),
             outbound_running: false,
         }
     }
 
-    fn push(&mut self, message: Message) {
+    /// Queues `message`; a durable node's leaves once a cut holds it.
+    fn push(&mut self, message: Message, durable: bool) {
         self.outbox.push_back((self.next_seq, message));
         self.next_seq += 1;
-        self.wake.notify_one();
+        if !durable {
+            self.released = self.next_seq;
+            self.wake.notify_one();
+        }
     }
+
+    /// The peer restarted without its state: both directions start over.
+    fn reset(&mut self, incarnation: u64) {
+        self.generation += 1;
+        self.outbox.clear();
+        self.next_seq = 0;
+        self.released = 0;
+        self.inbox_next = 0;
+        self.acked_inbox = 0;
+        self.incarnation = Some(incarnation);
+    }
+
+    fn image(&self) -> LinkImage {
+        LinkImage {
+            incarnation: self.incarnation,
+            next_seq: self.next_seq,
+            outbox: self.outbox.iter().cloned().collect(),
+            awaiting: self.awaiting.iter().copied().collect(),
+            inbox_next: self.inbox_next,
+        }
+    }
+}
+
+/// A link as a cut keeps it.
+#[derive(Serialize, Deserialize)]
+struct LinkImage {
+    incarnation: Option<u64>,
+    next_seq: u64,
+    outbox: Vec<(u64, Message)>,
+    awaiting: Vec<u64>,
+    inbox_next: u64,
+}
+
+/// The streams as a cut keeps them.
+#[derive(Serialize, Deserialize)]
+struct StreamsImage {
+    incarnation: u64,
+    links: Vec<(String, LinkImage)>,
 }
 
 struct State {
@@ -167,23 +230,23 @@ struct State {
     peers: HashMap<PeerId, PeerState>,
     /// The id of the next forwarded ingress message.
     next_ingress: u64,
+    /// Per cut captured and not yet synced: each link's next message
+    /// number and next expected number at the capture.
+    captures: VecDeque<Vec<(PeerId, u64, u64, u64)>>,
 }
 
-/// What a delivered message leaves for the transport to do.
-pub enum Incoming {
-    /// A request now runs on this replica: send `answer` back to `peer`
-    /// with [`Streams::respond`] when it comes.
-    Answer { peer: PeerId, incarnation: Option<u64>, callback: u64, answer: oneshot::Receiver<RemoteResponse> },
-    /// A `ww call` the peer forwarded: run it and answer with
-    /// [`Streams::respond_ingress`].
-    Ingress { peer: PeerId, incarnation: Option<u64>, id: u64, ingress: ForwardedIngress },
+/// What a delivered message leaves for the transport to do: a `ww call`
+/// the peer forwarded, to run and answer with [`Streams::respond_ingress`].
+pub struct Incoming {
+    pub peer: PeerId,
+    pub incarnation: Option<u64>,
+    pub id: u64,
+    pub ingress: ForwardedIngress,
 }
 
-/// Messages a peer sent that were the next expected, and the number to
-/// acknowledge.
+/// Messages a peer sent that are the next expected, with their numbers.
 pub struct Received {
-    pub fresh: Vec<Message>,
-    pub next: u64,
+    pub fresh: Vec<(u64, Message)>,
     pub incarnation: Option<u64>,
 }
 
@@ -192,6 +255,9 @@ pub struct Streams {
     replica: Replica,
     incarnation: u64,
     subnet: Principal,
+    /// Messages leave, and are acknowledged, only once a synced cut holds
+    /// them (the replica has a state directory).
+    durable: bool,
     state: Mutex<State>,
 }
 
@@ -199,13 +265,58 @@ impl Streams {
     /// The streams of `replica`'s node, owning `range`, as `incarnation`
     /// (a number no earlier start of the node used). The caller makes it
     /// the replica's router.
-    pub fn new(replica: Replica, range: CanisterRange, subnet: Principal, incarnation: u64) -> Self {
+    pub fn new(
+        replica: Replica,
+        range: CanisterRange,
+        subnet: Principal,
+        incarnation: u64,
+        durable: bool,
+    ) -> Self {
         Self {
             replica,
             incarnation,
             subnet,
-            state: Mutex::new(State { routing: RoutingTable::new(range), links: HashMap::new(), peers: HashMap::new(), next_ingress: 0 }),
+            durable,
+            state: Mutex::new(State {
+                routing: RoutingTable::new(range),
+                links: HashMap::new(),
+                peers: HashMap::new(),
+                next_ingress: 0,
+                captures: VecDeque::new(),
+            }),
         }
+    }
+
+    /// The streams a cut kept (see [`RemoteRouter::capture`]): the same
+    /// incarnation, each link where the cut left it (what it holds was
+    /// synced, so it may leave and be acknowledged).
+    pub fn restore(
+        replica: Replica,
+        range: CanisterRange,
+        subnet: Principal,
+        image: &[u8],
+    ) -> Result<Self, String> {
+        let image: StreamsImage = postcard::from_bytes(image)
+            .map_err(|e| format!("the XNet streams in the state directory: {e}"))?;
+        let me = Self::new(replica, range, subnet, image.incarnation, true);
+        {
+            let mut st = me.lock();
+            for (peer, l) in image.links {
+                let peer: PeerId = peer.parse().map_err(|e| {
+                    format!("the XNet streams in the state directory: peer {peer}: {e}")
+                })?;
+                let mut link = Link::new();
+                link.incarnation = l.incarnation;
+                link.next_seq = l.next_seq;
+                link.released = l.next_seq;
+                link.outbox = l.outbox.into();
+                link.awaiting = l.awaiting.into_iter().collect();
+                link.inbox_next = l.inbox_next;
+                link.acked_inbox = l.inbox_next;
+                st.links.insert(peer, link);
+            }
+        }
+        Ok(me)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -261,48 +372,64 @@ impl Streams {
     }
 
     /// Checks and records what a handshake says about `peer`: its range and
-    /// incarnation. A new incarnation fails what its predecessor owed us.
-    /// Returns the link's generation.
-    pub fn handshake(&self, peer: PeerId, incarnation: u64, range: (u64, u64)) -> Result<u64, String> {
+    /// incarnation. A new incarnation (the peer restarted without its
+    /// state) fails what its predecessor owed us. Returns the link's
+    /// generation.
+    pub fn handshake(
+        &self,
+        peer: PeerId,
+        incarnation: u64,
+        range: (u64, u64),
+    ) -> Result<u64, String> {
         if range.0 > range.1 {
             return Err(format!("an empty canister range {:#x}-{:#x}", range.0, range.1));
         }
-        let (lost, lost_ingress, generation) = {
+        {
             let mut st = self.lock();
             st.routing.admit(peer, range.0..=range.1).map_err(|e| e.to_string())?;
             let link = st.links.entry(peer).or_insert_with(Link::new);
-            let lost = match link.incarnation {
-                Some(seen) if seen != incarnation => {
-                    link.generation += 1;
-                    link.outbox.clear();
-                    link.next_seq = 0;
-                    link.inbox_next = 0;
-                    link.incarnation = Some(incarnation);
-                    (link.awaiting.drain().collect(), link.ingress.drain().map(|(_, tx)| tx).collect())
-                }
-                Some(_) => (Vec::new(), Vec::new()),
+            match link.incarnation {
+                Some(seen) if seen != incarnation => {}
+                Some(_) => return Ok(link.generation),
                 None => {
                     link.incarnation = Some(incarnation);
-                    (Vec::new(), Vec::new())
+                    return Ok(link.generation);
                 }
-            };
-            (lost.0, lost.1, link.generation)
+            }
+        }
+        // The peer's new incarnation: the link starts over and the calls
+        // it owed fail, together under the replica's lock (a cut holds
+        // both or neither).
+        let mut lost_ingress = Vec::new();
+        let mut generation = 0;
+        let reject = Reject {
+            code: RejectCode::SysTransient,
+            error_code: None,
+            message: format!(
+                "the node {peer} hosting the callee restarted without this call; it was lost"
+            ),
         };
+        self.replica.fail_remote_calls_with(
+            || {
+                let mut st = self.lock();
+                let link = st.links.entry(peer).or_insert_with(Link::new);
+                link.reset(incarnation);
+                generation = link.generation;
+                lost_ingress = link.ingress.drain().map(|(_, tx)| tx).collect();
+                let lost: Vec<u64> = link.awaiting.drain().collect();
+                if !lost.is_empty() {
+                    tracing::warn!(%peer, calls = lost.len(), "peer restarted without our calls; rejecting them");
+                }
+                lost
+            },
+            &reject,
+        );
         for tx in lost_ingress {
             let _ = tx.send(Err(Reject {
                 code: RejectCode::SysTransient,
                 error_code: None,
                 message: format!("the node {peer} hosting the canister restarted without this message; it was lost"),
             }));
-        }
-        if !lost.is_empty() {
-            tracing::warn!(%peer, calls = lost.len(), "peer restarted without our calls; rejecting them");
-            let reject = Reject {
-                code: RejectCode::SysTransient,
-                error_code: None,
-                message: format!("the node {peer} hosting the callee restarted without this call; it was lost"),
-            };
-            self.replica.fail_remote_calls(&lost, &reject);
         }
         Ok(generation)
     }
@@ -333,6 +460,9 @@ impl Streams {
         // The outbox holds consecutive numbers from its front.
         let skip = link.outbox.front().map_or(0, |(front, _)| next.saturating_sub(*front) as usize);
         for (seq, m) in link.outbox.range(skip.min(link.outbox.len())..) {
+            if *seq >= link.released {
+                break;
+            }
             if bytes > 0 && bytes + m.payload_len() > BATCH_BYTES {
                 break;
             }
@@ -364,42 +494,104 @@ impl Streams {
         }
     }
 
-    /// What a stream from `peer` resumes from, and the lock that keeps its
-    /// deliveries one stream at a time.
-    pub fn inbound(&self, peer: PeerId) -> Option<(u64, Arc<tokio::sync::Mutex<()>>)> {
-        self.lock().links.get(&peer).map(|l| (l.inbox_next, l.delivering.clone()))
+    /// What a stream from `peer` resumes from (what this node
+    /// acknowledges), the lock that keeps its deliveries one stream at a
+    /// time, and what wakes its acknowledgements.
+    pub fn inbound(&self, peer: PeerId) -> Option<(u64, Arc<tokio::sync::Mutex<()>>, Arc<Notify>)> {
+        let durable = self.durable;
+        self.lock().links.get(&peer).map(|l| {
+            (
+                if durable { l.acked_inbox } else { l.inbox_next },
+                l.delivering.clone(),
+                l.ack_wake.clone(),
+            )
+        })
+    }
+
+    /// The number to acknowledge to `peer`: every message before it is
+    /// received (durable nodes: and held by a synced cut).
+    pub fn ack_position(&self, peer: PeerId) -> u64 {
+        self.lock().links.get(&peer).map_or(0, |l| {
+            if self.durable {
+                l.acked_inbox
+            } else {
+                l.inbox_next
+            }
+        })
+    }
+
+    /// Message `seq` from `peer` is received. Runs under the replica's lock
+    /// when the message changes the replica.
+    fn advance(&self, peer: PeerId, seq: u64) {
+        {
+            let mut st = self.lock();
+            let Some(link) = st.links.get_mut(&peer) else {
+                return;
+            };
+            if link.inbox_next != seq {
+                return;
+            }
+            link.inbox_next += 1;
+            if !self.durable {
+                link.acked_inbox = link.inbox_next;
+                return;
+            }
+        }
+        self.want_cut();
     }
 
     /// Takes a batch from `peer` (of link generation `generation`): the
-    /// messages that are the next expected. `Ok(None)` when the link moved
-    /// to a later generation; an error for a gap.
-    pub fn receive(&self, peer: PeerId, generation: u64, first_seq: u64, messages: Vec<Message>) -> Result<Option<Received>, String> {
-        let mut st = self.lock();
-        let link = st.links.get_mut(&peer).ok_or_else(|| "no link".to_string())?;
+    /// messages that are the next expected, to [`Streams::deliver`] in
+    /// order. `Ok(None)` when the link moved to a later generation; an
+    /// error for a gap.
+    pub fn receive(
+        &self,
+        peer: PeerId,
+        generation: u64,
+        first_seq: u64,
+        messages: Vec<Message>,
+    ) -> Result<Option<Received>, String> {
+        let st = self.lock();
+        let link = st.links.get(&peer).ok_or_else(|| "no link".to_string())?;
         if link.generation != generation {
             return Ok(None);
         }
+        let mut expected = link.inbox_next;
         let mut fresh = Vec::new();
         for (i, m) in messages.into_iter().enumerate() {
             let seq = first_seq + i as u64;
-            if seq < link.inbox_next {
+            if seq < expected {
                 continue;
             }
-            if seq > link.inbox_next {
-                return Err(format!("message {seq} came before {}", link.inbox_next));
+            if seq > expected {
+                return Err(format!("message {seq} came before {expected}"));
             }
-            link.inbox_next += 1;
-            fresh.push(m);
+            expected += 1;
+            fresh.push((seq, m));
         }
-        Ok(Some(Received { fresh, next: link.inbox_next, incarnation: link.incarnation }))
+        Ok(Some(Received {
+            fresh,
+            incarnation: link.incarnation,
+        }))
     }
 
-    /// Hands one fresh message from `peer` to the replica; what is left
-    /// for the transport to do, if anything.
-    pub fn deliver(&self, peer: PeerId, incarnation: Option<u64>, message: Message) -> Option<Incoming> {
+    /// Hands message `seq` from `peer` to the replica, counting it received
+    /// in the same step; a forwarded `ww call` is left to the transport.
+    pub fn deliver(
+        &self,
+        peer: PeerId,
+        incarnation: Option<u64>,
+        seq: u64,
+        message: Message,
+    ) -> Option<Incoming> {
+        let received = || self.advance(peer, seq);
         match message {
             Message::Request(request) => {
-                let callback = request.callback;
+                let from = RemoteOrigin {
+                    peer: peer.to_string(),
+                    incarnation: incarnation.unwrap_or(0),
+                    callback: request.callback,
+                };
                 if !self.lock().routing.hosted_by(&peer, &request.caller) {
                     tracing::warn!(%peer, caller = %request.caller, "xnet: a request from a caller the peer does not host");
                     let reject = Reject {
@@ -407,43 +599,59 @@ impl Streams {
                         error_code: None,
                         message: format!("the caller {} is not hosted by {peer}, which sent the call", request.caller),
                     };
-                    self.respond(peer, incarnation, callback, RemoteResponse { result: Err(reject), refund: request.cycles });
+                    self.replica
+                        .refuse_remote_call(from, reject, request.cycles, received);
                     return None;
                 }
-                let answer = self.replica.accept_remote_call(request);
-                Some(Incoming::Answer { peer, incarnation, callback, answer })
+                self.replica.accept_remote_call(request, from, received);
+                None
             }
-            Message::Ingress { id, ingress } => Some(Incoming::Ingress { peer, incarnation, id, ingress }),
+            Message::Ingress { id, ingress } => {
+                received();
+                Some(Incoming {
+                    peer,
+                    incarnation,
+                    id,
+                    ingress,
+                })
+            }
             Message::IngressResponse { id, result } => {
-                let waiter = self.lock().links.get_mut(&peer).and_then(|l| l.ingress.remove(&id));
+                received();
+                let waiter = self
+                    .lock()
+                    .links
+                    .get_mut(&peer)
+                    .and_then(|l| l.ingress.remove(&id));
                 if let Some(tx) = waiter {
                     let _ = tx.send(result.into());
                 }
                 None
             }
-            Message::Response { callback, result, refund } => {
-                let expected = self.lock().links.get_mut(&peer).is_some_and(|l| l.awaiting.remove(&callback));
-                if !expected {
+            Message::Response {
+                callback,
+                result,
+                refund,
+            } => {
+                let expected = || {
+                    received();
+                    self.lock()
+                        .links
+                        .get_mut(&peer)
+                        .is_some_and(|l| l.awaiting.remove(&callback))
+                };
+                if !self.replica.deliver_remote_response(
+                    callback,
+                    RemoteResponse {
+                        result: result.into(),
+                        refund,
+                    },
+                    expected,
+                ) {
                     tracing::debug!(%peer, callback, "xnet: dropping a response nothing waits for");
-                    return None;
                 }
-                self.replica.deliver_remote_response(callback, RemoteResponse { result: result.into(), refund });
                 None
             }
         }
-    }
-
-    /// Queues a response to `peer`, unless the peer restarted since the
-    /// request came (`incarnation`). Whether it was queued.
-    pub fn respond(&self, peer: PeerId, incarnation: Option<u64>, callback: u64, response: RemoteResponse) -> bool {
-        let mut st = self.lock();
-        let Some(link) = st.links.get_mut(&peer) else { return false };
-        if link.incarnation != incarnation {
-            tracing::debug!(%peer, callback, "dropping a response to an earlier incarnation of the peer");
-            return false;
-        }
-        link.push(Message::Response { callback, result: response.result.into(), refund: response.refund });
-        true
     }
 
     /// Queues the result of an ingress message `peer` forwarded, unless the
@@ -453,8 +661,33 @@ impl Streams {
         if let Some(link) = st.links.get_mut(&peer)
             && link.incarnation == incarnation
         {
-            link.push(Message::IngressResponse { id, result: result.into() });
+            link.push(
+                Message::IngressResponse {
+                    id,
+                    result: result.into(),
+                },
+                self.durable,
+            );
         }
+        drop(st);
+        self.want_cut();
+    }
+
+    /// A durable node's messages leave, and what it received is
+    /// acknowledged, with the next cut: ask for one.
+    fn want_cut(&self) {
+        if self.durable {
+            self.replica.request_cut();
+        }
+    }
+
+    /// Whether messages wait for a cut to leave, or received ones to be
+    /// acknowledged.
+    pub fn awaits_cut(&self) -> bool {
+        self.lock()
+            .links
+            .values()
+            .any(|l| l.released < l.next_seq || l.acked_inbox < l.inbox_next)
     }
 }
 
@@ -477,7 +710,84 @@ impl RemoteRouter for Streams {
         };
         let link = st.links.entry(peer).or_insert_with(Link::new);
         link.awaiting.insert(request.callback);
-        link.push(Message::Request(request));
+        link.push(Message::Request(request), self.durable);
+        drop(st);
+        self.want_cut();
+    }
+
+    fn respond(&self, to: RemoteOrigin, response: RemoteResponse) {
+        let Ok(peer) = to.peer.parse::<PeerId>() else {
+            tracing::error!(peer = %to.peer, "xnet: an answer for a node whose id does not parse");
+            return;
+        };
+        let mut st = self.lock();
+        let Some(link) = st.links.get_mut(&peer) else {
+            return;
+        };
+        if link.incarnation != Some(to.incarnation) {
+            tracing::debug!(%peer, callback = to.callback, "dropping a response to an earlier incarnation of the peer");
+            return;
+        }
+        link.push(
+            Message::Response {
+                callback: to.callback,
+                result: response.result.into(),
+                refund: response.refund,
+            },
+            self.durable,
+        );
+        drop(st);
+        self.want_cut();
+    }
+
+    fn capture(&self) -> Option<Vec<u8>> {
+        let mut st = self.lock();
+        let point: Vec<(PeerId, u64, u64, u64)> = st
+            .links
+            .iter()
+            .map(|(p, l)| (*p, l.generation, l.next_seq, l.inbox_next))
+            .collect();
+        st.captures.push_back(point);
+        let image = StreamsImage {
+            incarnation: self.incarnation,
+            links: st
+                .links
+                .iter()
+                .map(|(p, l)| (p.to_string(), l.image()))
+                .collect(),
+        };
+        match postcard::to_allocvec(&image) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!("xnet: cannot encode the streams for a cut: {e}");
+                None
+            }
+        }
+    }
+
+    fn synced(&self) {
+        let mut st = self.lock();
+        let Some(point) = st.captures.pop_front() else {
+            return;
+        };
+        for (peer, generation, next_seq, inbox_next) in point {
+            let Some(link) = st.links.get_mut(&peer) else {
+                continue;
+            };
+            // A peer that restarted since starts from 0 again: the numbers
+            // of before do not apply.
+            if link.generation != generation {
+                continue;
+            }
+            if next_seq > link.released {
+                link.released = next_seq;
+                link.wake.notify_one();
+            }
+            if inbox_next > link.acked_inbox {
+                link.acked_inbox = inbox_next;
+                link.ack_wake.notify_one();
+            }
+        }
     }
 
     fn peer_ranges(&self) -> Vec<(String, std::ops::RangeInclusive<u64>)> {
@@ -495,7 +805,9 @@ impl RemoteRouter for Streams {
         st.next_ingress += 1;
         let link = st.links.entry(peer).or_insert_with(Link::new);
         link.ingress.insert(id, tx);
-        link.push(Message::Ingress { id, ingress });
+        link.push(Message::Ingress { id, ingress }, self.durable);
+        drop(st);
+        self.want_cut();
         rx
     }
 }

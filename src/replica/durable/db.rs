@@ -37,7 +37,7 @@ use heed::{Database, Env, EnvOpenOptions, RwTxn};
 /// 3: cycles accounting: 128-bit balances, the time memory is charged up
 /// to, calls' response reservations.
 /// Also in 3: the `uploads` table keeps uploaded snapshots.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 /// What `meta/format` holds before the version.
 const FORMAT_TAG: &[u8] = b"ww-state-dir";
 /// Address space reserved for the environment (the file grows as needed).

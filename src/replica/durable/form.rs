@@ -10,6 +10,7 @@
 //! caller is data (a callback id), so every call still gets exactly one
 //! response.
 
+use crate::replica::remote::RemoteOrigin;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -43,6 +44,10 @@ struct StoredState {
     callbacks: Vec<(u64, StoredCallback)>,
     outstanding: Vec<(Principal, Principal, u32)>,
     deadlines: Vec<(u64, u64)>,
+    /// The router's own state (XNet streams), when it keeps one.
+    router: Option<Vec<u8>>,
+    /// Answers to other nodes' calls given before a router was set.
+    unsent_remote: Vec<(RemoteOrigin, StoredResult, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +57,9 @@ enum StoredOrigin {
     Canister { callback: u64 },
     Expired,
     System,
+    /// A canister on another node waits: answered through the router
+    /// after a restart too.
+    Remote(RemoteOrigin),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -364,6 +372,8 @@ pub(super) fn capture(st: &mut State, stored: &mut Stored) -> CutWrite {
             .collect(),
         outstanding: st.outstanding.iter().map(|((a, b), n)| (*a, *b, *n)).collect(),
         deadlines: st.deadlines.iter().copied().collect(),
+        router: st.router.as_ref().and_then(|r| r.capture()),
+        unsent_remote: st.unsent_remote.iter().map(|(to, r)| (to.clone(), (&r.result).into(), r.refund)).collect(),
     };
     cut.state = encode(&state);
     let mut referenced_modules = HashSet::new();
@@ -502,7 +512,8 @@ fn store_context(c: &CallContext) -> StoredContext {
         canister: c.canister,
         caller: c.caller,
         origin: match &c.origin {
-            Origin::Ingress(_) | Origin::Remote(_) => StoredOrigin::Outside,
+            Origin::Ingress(_) => StoredOrigin::Outside,
+            Origin::Remote(to) => StoredOrigin::Remote(to.clone()),
             Origin::Canister { callback } => StoredOrigin::Canister { callback: *callback },
             Origin::Expired => StoredOrigin::Expired,
             Origin::System => StoredOrigin::System,
@@ -717,6 +728,7 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
                 StoredOrigin::Canister { callback } => Origin::Canister { callback },
                 StoredOrigin::Expired => Origin::Expired,
                 StoredOrigin::System => Origin::System,
+                StoredOrigin::Remote(to) => Origin::Remote(to),
             };
             let context = CallContext {
                 canister: c.canister,
@@ -755,6 +767,12 @@ pub(super) fn restore(replica: &Replica, loaded: Loaded, file: &std::path::Path)
         .collect();
     st.outstanding = state.outstanding.into_iter().map(|(a, b, n)| ((a, b), n)).collect();
     st.deadlines = state.deadlines.into_iter().collect();
+    st.router_image = state.router;
+    st.unsent_remote = state
+        .unsent_remote
+        .into_iter()
+        .map(|(to, result, refund)| (to, crate::replica::remote::RemoteResponse { result: result.into(), refund }))
+        .collect();
     st.canisters = slots.into_iter().collect();
     let ids: Vec<Principal> = st.canisters.keys().copied().collect();
     for id in ids {

@@ -142,6 +142,18 @@ impl Replica {
         rx.await.unwrap_or_else(|_| Err("the replica stopped before its state was written".into()))
     }
 
+    /// Asks for a cut soon without waiting for it (the network's messages
+    /// leave once one holds them). Nothing without a state directory.
+    pub fn request_cut(&self) {
+        let Some(d) = self.inner.durability.get() else {
+            return;
+        };
+        let mut p = d.lock();
+        p.wanted = p.wanted.max(p.captured + 1);
+        drop(p);
+        d.wake.notify_all();
+    }
+
     /// Whether the replica keeps a state directory.
     pub fn is_durable(&self) -> bool {
         self.inner.durability.get().is_some()
@@ -216,6 +228,13 @@ fn persister(weak: Weak<Inner>, durability: Arc<Durability>, db: db::StateDb, mu
             s.paused += paused;
             s.writing += wrote.elapsed();
         }
+        if result.is_ok()
+            && let Some(inner) = weak.upgrade()
+            && let Some(router) = inner.remote.get()
+        {
+            // What the cut holds may leave the node now.
+            router.synced();
+        }
         let mut p = durability.lock();
         p.synced = seq;
         if let Err(why) = &result {
@@ -272,6 +291,10 @@ impl Replica {
     /// Takes a cut of everything committed so far and writes it to `dir`.
     pub fn sim_cut(&self, dir: &mut SimStateDir) -> Result<(), StateDirError> {
         let cut = form::capture(&mut self.lock(), &mut dir.stored);
-        dir.db.write(&cut)
+        dir.db.write(&cut)?;
+        if let Some(router) = self.inner.remote.get() {
+            router.synced();
+        }
+        Ok(())
     }
 }
