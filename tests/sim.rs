@@ -491,3 +491,42 @@ fn cross_node_calls_survive_either_node_crashing_because_the_streams_are_in_its_
         sim.check_determinism(seed).unwrap().unwrap();
     }
 }
+
+#[test]
+fn a_refused_memory_grow_traps_the_allocation_and_leaves_no_trace() {
+    // R2 through the Rust API: the next execution's memory.grow fails, so
+    // the ic-cdk canister's allocator traps and the execution rolls back;
+    // the same message then commits. A canister with a memory allocation
+    // is never refused.
+    use candid::Encode;
+    use ww::sim::api::{Fault, IngressOutcome, SimBuilder, Stepped};
+    let counter = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/target/wasm32-unknown-unknown/release/cdk_counter.wasm")).unwrap();
+    let user = ww::sim::run::default_user();
+    let mut sim = SimBuilder::new().faults(&[]).canister("counter", counter, Encode!(&None::<()>).unwrap()).replay(vec![]).unwrap();
+    let heap = |sim: &ww::sim::api::Sim| sim.replica().status(&sim.id("counter").unwrap()).unwrap().memory_size;
+    let mut grow = |sim: &mut ww::sim::api::Sim, fault: bool| {
+        if fault {
+            sim.inject(Fault::GrowFails).unwrap();
+        }
+        let id = sim.submit(user, "counter", "grow_heap", Encode!(&4u32).unwrap()).unwrap();
+        while sim.outcome(id).is_none() {
+            assert!(matches!(sim.step().unwrap(), Stepped::Ran | Stepped::Waited));
+        }
+        sim.outcome(id).cloned().unwrap()
+    };
+    let before = heap(&sim);
+    match grow(&mut sim, true) {
+        IngressOutcome::Rejected(r) => assert!(r.message.contains("trapped") || r.message.contains("unreachable"), "{r}"),
+        other => panic!("a refused grow must trap the allocation: {other:?}"),
+    }
+    assert_eq!(heap(&sim), before, "the trapped execution left the heap as it was");
+    assert!(matches!(grow(&mut sim, false), IngressOutcome::Replied(_)));
+    let grown = heap(&sim);
+    assert!(grown >= before + (4 << 20), "{before} -> {grown}");
+    // With a memory allocation the subnet guarantees the growth.
+    let id = sim.id("counter").unwrap();
+    let settings = ww::replica::settings::CanisterSettings { memory_allocation: Some(candid::Nat::from(1u64 << 30)), ..Default::default() };
+    sim.replica().update_settings(ww::replica::ChangeOrigin::User(user), id, &settings).unwrap();
+    assert!(matches!(grow(&mut sim, true), IngressOutcome::Replied(_)));
+    assert_eq!(sim.faults_fired().get(&ww::sim::FaultKind::GrowFails).copied(), Some(2));
+}

@@ -170,6 +170,8 @@ pub struct MessageInput {
     /// Every `ic0.call_perform` of this execution fails (the simulator's
     /// M4: the IC may refuse a call synchronously, e.g. its queue is full).
     pub fail_calls: bool,
+    /// Every `memory.grow` of the heap returns -1 (the simulator's R2).
+    pub fail_grow: bool,
 }
 
 impl MessageInput {
@@ -190,6 +192,7 @@ impl MessageInput {
             stage_only: false,
             composite: false,
             fail_calls: false,
+            fail_grow: false,
         }
     }
 }
@@ -649,6 +652,7 @@ impl CanisterInstance {
         let stage_only = input.stage_only;
         let composite = input.composite;
         let heap_limit = input.wasm_memory_limit;
+        let fail_grow = input.fail_grow;
         let heap_before = self.memory.size() as u64;
         let entry = input.entry.clone();
         let time = input.time;
@@ -676,10 +680,12 @@ impl CanisterInstance {
             return self.trapped(&entry, time, ErrorCode::CanisterTrapped, format!("setting the instruction limit: {}", one_line(&e)), 0);
         }
         let started = std::time::Instant::now();
+        self.memory.refuse_growth(fail_grow);
         let result = match &mut self.front {
             Front::Component(f) => f.call(&mut self.store, &entry),
             Front::Core(f) => f.call(&mut self.store, &entry),
         };
+        self.memory.refuse_growth(false);
         let instructions = limit.saturating_sub(self.store.get_fuel().unwrap_or(0));
         if !entry.is_replicated() || composite {
             // Non-replicated executions leave nothing in the log.

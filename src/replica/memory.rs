@@ -160,6 +160,8 @@ struct State {
     /// Blocks ([`PERSIST_BLOCK`]) committed since the state directory last
     /// took them (`None`: all of them, a memory not stored yet).
     since_cut: Option<std::collections::BTreeSet<u32>>,
+    /// Growth is refused (`memory.grow` returns -1): the simulator's R2.
+    refuse_growth: bool,
 }
 
 // SAFETY: the raw pointers are to mappings owned by this State; every access
@@ -240,12 +242,19 @@ impl CanisterMemory {
                 streak: Vec::new(),
                 attached: false,
                 since_cut: None,
+                refuse_growth: false,
             })),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// While set, growing fails (`memory.grow` returns -1), as the IC may
+    /// refuse to grow a canister without a memory allocation.
+    pub fn refuse_growth(&self, refuse: bool) {
+        self.lock().refuse_growth = refuse;
     }
 
     /// Live size in bytes.
@@ -457,6 +466,9 @@ impl State {
         }
         if new_size <= self.size {
             return Ok(());
+        }
+        if self.refuse_growth {
+            return Err(MemoryError::Limit("the subnet refused to grow the heap (a simulated memory shortage)".into()));
         }
         let new_pages_end = new_size.next_multiple_of(PAGE);
         self.ensure_file_size(new_pages_end)?;

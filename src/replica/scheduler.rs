@@ -307,7 +307,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
     let limits = &inner.config.limits;
     let wasm64 = instance.as_ref().is_some_and(|i| i.wasm64());
     // Gather what the execution needs under the lock.
-    let (info, timer, time, heap_limit, prep, payment, cut) = {
+    let (info, timer, time, heap_limit, memory_allocation, prep, payment, cut) = {
         let mut st = inner.lock();
         // A test's injected fault may reject a request from another
         // canister before it runs.
@@ -379,6 +379,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
         info.caller_info = caller_info;
         let timer = slot.timer;
         let heap_limit = slot.settings.heap_limit();
+        let memory_allocation = slot.settings.memory_allocation;
         let prep = match &task {
             Task::Call { context, .. } => {
                 let ctx = st.contexts.get(context);
@@ -419,10 +420,12 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             | Task::Management { .. }
             | Task::ManagementResponse { .. } => Prep::Skip,
         };
-        (info, timer, time, heap_limit, prep, payment, cut)
+        (info, timer, time, heap_limit, memory_allocation, prep, payment, cut)
     };
     let cut_limit = |limit: u64| cut.map_or(limit, |c| limit.min(c.instructions));
     let fail_calls = cut.is_some_and(|c| c.fail_calls);
+    // R2 only where the IC may refuse: a canister without a memory allocation.
+    let fail_grow = cut.is_some_and(|c| c.fail_grow) && memory_allocation == 0;
     let cut_cleanup = |limit: u64| cut.filter(|c| c.cleanup_too).map_or(limit, |c| limit.min(c.instructions));
     // A canister that cannot pay: its call is refused, its system task
     // skipped (a timer stays due, a heartbeat comes next round).
@@ -521,6 +524,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             input.needs_response = needs_response;
             input.cycles_available = cycles;
             input.fail_calls = fail_calls;
+            input.fail_grow = fail_grow;
             if matches!(input.entry, EntryPoint::Update(_)) {
                 input.wasm_memory_limit = heap_limit;
             }
@@ -544,6 +548,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             input.context_instructions = context_instructions;
             input.cycles_refunded = refund;
             input.fail_calls = fail_calls;
+            input.fail_grow = fail_grow;
             let outcome = instance.execute(input, info.clone(), timer, outstanding.clone());
             // What a committed cleanup callback left in the global timer.
             let mut cleanup_timer = None;
@@ -584,6 +589,7 @@ pub(super) fn run_message(inner: &Arc<Inner>, canister: Principal, instance: Opt
             };
             let mut input = MessageInput::new(entry, Principal::management_canister(), time, cut_limit(limits.instructions_per_update));
             input.fail_calls = fail_calls;
+            input.fail_grow = fail_grow;
             let outcome = instance.execute(input, info, timer, outstanding);
             let context = {
                 let mut st = inner.lock();

@@ -127,7 +127,7 @@ impl Scripted {
             }
         }
         self.executions.retain(|r| r.remaining > 0);
-        (cut || fail_calls).then_some(InstructionCut { instructions: if cut { CUT_INSTRUCTIONS } else { u64::MAX }, cleanup_too: false, fail_calls })
+        (cut || fail_calls).then_some(InstructionCut { instructions: if cut { CUT_INSTRUCTIONS } else { u64::MAX }, cleanup_too: false, fail_calls, fail_grow: false })
     }
 }
 

@@ -299,8 +299,8 @@ impl Replica {
     /// cleanup callback that follows a trapped callback as well.
     pub fn sim_cut_instructions(&self, instructions: u64, cleanup_too: bool) {
         if let Some(sim) = self.lock().sim.as_mut() {
-            let fail_calls = sim.cut.is_some_and(|c| c.fail_calls);
-            sim.cut = Some(InstructionCut { instructions, cleanup_too, fail_calls });
+            let (fail_calls, fail_grow) = sim.cut.map_or((false, false), |c| (c.fail_calls, c.fail_grow));
+            sim.cut = Some(InstructionCut { instructions, cleanup_too, fail_calls, fail_grow });
         }
     }
 
@@ -308,8 +308,19 @@ impl Replica {
     /// (`SYS_TRANSIENT`, a full queue): the IC may refuse a call so.
     pub fn sim_fail_calls(&self) {
         if let Some(sim) = self.lock().sim.as_mut() {
-            let cut = sim.cut.get_or_insert(InstructionCut { instructions: u64::MAX, cleanup_too: false, fail_calls: false });
+            let cut = sim.cut.get_or_insert(InstructionCut { instructions: u64::MAX, cleanup_too: false, fail_calls: false, fail_grow: false });
             cut.fail_calls = true;
+        }
+    }
+
+    /// Every `memory.grow` of the next execution's heap returns -1 (the
+    /// IC may refuse to grow a canister without a memory allocation when
+    /// its subnet is short of memory). A canister with a memory
+    /// allocation is not affected.
+    pub fn sim_fail_grow(&self) {
+        if let Some(sim) = self.lock().sim.as_mut() {
+            let cut = sim.cut.get_or_insert(InstructionCut { instructions: u64::MAX, cleanup_too: false, fail_calls: false, fail_grow: false });
+            cut.fail_grow = true;
         }
     }
 
@@ -630,6 +641,8 @@ pub(super) struct InstructionCut {
     pub(super) cleanup_too: bool,
     /// Every `call_perform` fails (M4).
     pub(super) fail_calls: bool,
+    /// Every `memory.grow` of the heap fails (R2).
+    pub(super) fail_grow: bool,
 }
 
 fn is_expiry(result: &CallResult) -> bool {

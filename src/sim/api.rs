@@ -62,6 +62,9 @@ pub enum Fault {
     Stop(String),
     /// O1: the controller starts the named canister.
     Start(String),
+    /// R2: every `memory.grow` of the next execution fails (a canister
+    /// without a memory allocation).
+    GrowFails,
 }
 
 /// An ingress message submitted through [`Sim::submit`].
@@ -246,6 +249,12 @@ impl Sim {
                 self.run.crash()
             }
             Fault::Cut => self.run.cut().map(|()| None),
+            Fault::GrowFails => {
+                self.run.fired.add(FaultKind::GrowFails);
+                self.run.replica.sim_fail_grow();
+                self.run.line("injected: R2, the next execution's memory.grow fails".into());
+                Ok(None)
+            }
             Fault::Stop(name) | Fault::Start(name) if self.id(&name).is_none() => Err(SimError::Canister(name, "no such canister".into())),
             Fault::Stop(name) => Ok(self.controller_calls("stop_canister", &name)),
             Fault::Start(name) => Ok(self.controller_calls("start_canister", &name)),

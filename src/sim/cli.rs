@@ -31,7 +31,7 @@ pub enum SimCommand {
         /// The fault profile, instead of the scenario's: strict, spec or adversarial.
         #[arg(long)]
         profile: Option<Profile>,
-        /// Only these fault kinds, comma-separated (M1, M3, M4, M5, M6, R1, R3, O1, O2, N1, N2).
+        /// Only these fault kinds, comma-separated (M1, M3, M4, M5, M6, R1, R2, R3, O1, O2, N1, N2).
         #[arg(long, value_name = "LIST")]
         faults: Option<String>,
         /// Run every seed twice and compare the replica's state (memory

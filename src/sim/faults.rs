@@ -82,12 +82,15 @@ pub enum FaultKind {
     /// frame twice (the receiver must drop the copy). Scenarios with
     /// several nodes.
     Link,
+    /// R2: `memory.grow` fails (returns -1) during an execution of a
+    /// canister without a memory allocation; its allocator then traps.
+    GrowFails,
 }
 
 impl FaultKind {
     /// Every kind, in the order a plan draws them (new kinds go last, so
     /// older plans and logs keep their meaning).
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         Self::Interleave,
         Self::SpontaneousReject,
         Self::Expiry,
@@ -99,6 +102,7 @@ impl FaultKind {
         Self::Crash,
         Self::Frozen,
         Self::Link,
+        Self::GrowFails,
     ];
 
     /// The short id of the reference's vocabulary.
@@ -115,6 +119,7 @@ impl FaultKind {
             Self::Crash => "N1",
             Self::Frozen => "M5",
             Self::Link => "N2",
+            Self::GrowFails => "R2",
         }
     }
 
@@ -131,6 +136,7 @@ impl FaultKind {
             Self::Crash => "node crash",
             Self::Frozen => "frozen canister",
             Self::Link => "XNet link fault",
+            Self::GrowFails => "memory.grow fails",
         }
     }
 
@@ -150,6 +156,7 @@ impl FaultKind {
             Self::Crash => "ww's durability promise: a node restarts from its state directory's last cut; what it acknowledged is in that cut",
             Self::Frozen => "Calls to frozen canisters are rejected (SYS_TRANSIENT): a canister may run down to its freezing threshold",
             Self::Link => "ww's XNet promise: a lost connection resumes where the peer's acknowledgements left off, each message delivered once",
+            Self::GrowFails => "Resource limits: memory.grow may fail (return -1) for a canister without a memory allocation when the subnet is short of memory",
         }
     }
 
@@ -158,7 +165,7 @@ impl FaultKind {
         match self {
             // O2 in `strict` only as stop, upgrade, start (see `unsafe_upgrades`).
             Self::Interleave | Self::SpontaneousReject | Self::Expiry | Self::StopStart | Self::CallPerformFails | Self::Upgrade | Self::Crash | Self::Frozen | Self::Link => true,
-            Self::InstructionLimit => profile >= Profile::Spec,
+            Self::InstructionLimit | Self::GrowFails => profile >= Profile::Spec,
             Self::CleanupTrap => profile >= Profile::Adversarial,
         }
     }

@@ -88,6 +88,16 @@ pub fn step(replica: &Replica, step: &Step, plan: &FaultPlan, chooser: &mut Choo
                     None => text,
                 });
             }
+            // R2: this execution's memory.grow fails.
+            if plan.rate(FaultKind::GrowFails).is_some_and(|r| chooser.chance(r)) {
+                fired.add(FaultKind::GrowFails);
+                replica.sim_fail_grow();
+                let text = "R2 memory.grow fails".to_string();
+                fault = Some(match fault {
+                    Some(before) => format!("{before} + {text}"),
+                    None => text,
+                });
+            }
         }
     }
     if replica.sim_execute(step.id) {

@@ -98,7 +98,7 @@ pub fn parse_kinds(list: &str) -> Result<Vec<FaultKind>, String> {
             FaultKind::ALL
                 .into_iter()
                 .find(|k| k.id().eq_ignore_ascii_case(s) || k.name().eq_ignore_ascii_case(s))
-                .ok_or_else(|| format!("unknown fault kind {s:?} (M1, M3, M4, M5, M6, R1, R3, O1, O2, N1, N2)"))
+                .ok_or_else(|| format!("unknown fault kind {s:?} (M1, M3, M4, M5, M6, R1, R2, R3, O1, O2, N1, N2)"))
         })
         .collect()
 }
