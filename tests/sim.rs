@@ -530,3 +530,24 @@ fn a_refused_memory_grow_traps_the_allocation_and_leaves_no_trace() {
     assert!(matches!(grow(&mut sim, true), IngressOutcome::Replied(_)));
     assert_eq!(sim.faults_fired().get(&ww::sim::FaultKind::GrowFails).copied(), Some(2));
 }
+
+#[test]
+fn attached_cycles_are_accepted_or_refunded_under_every_fault() {
+    // I6: the wallet tips the ledger (which keeps half) with bounded and
+    // unbounded waits, under every fault kind of `spec`. Each call's
+    // attached cycles must be what the callee accepted plus the refund; an
+    // expired call refunds nothing and its unaccepted cycles are lost.
+    let sim = load("tips.toml");
+    let (mut expired, mut lost_seeds, mut refunds) = (0, 0, 0);
+    for seed in 0..150 {
+        let o = sim.run_seed(seed, RunOptions::default()).unwrap();
+        let timeline = ww::sim::report::timeline(&o);
+        assert!(o.failure.is_none(), "seed {seed}: {:?}\n{timeline}", o.failure);
+        expired += o.faults.get(&ww::sim::FaultKind::Expiry).copied().unwrap_or(0);
+        lost_seeds += usize::from(timeline.contains("cycles attached to expired calls were lost"));
+        refunds += timeline.matches("answered: (1_000_000 : nat64)").count() + timeline.matches("answered: (500_000 : nat64)").count();
+    }
+    assert!(expired >= 10, "M6 fired {expired} times");
+    assert!(lost_seeds >= 3, "seeds that lost cycles to an expiry: {lost_seeds}");
+    assert!(refunds >= 100, "tips answered with their refund: {refunds}");
+}

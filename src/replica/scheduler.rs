@@ -814,11 +814,11 @@ fn run_inspect(
 /// Applies a finished execution's outcome under the state lock.
 fn apply_outcome(inner: &Arc<Inner>, st: &mut State, canister: Principal, context: u64, outcome: Outcome, bumps_version: bool, trap: Option<Reject>) {
     if let Some(sim) = st.sim.as_mut() {
-        let (committed, trap) = match &outcome {
-            Outcome::Committed(_) => (true, None),
-            Outcome::Trapped { code, message, .. } => (false, Some(format!("{code}: {message}"))),
+        let (committed, trap, accepted) = match &outcome {
+            Outcome::Committed(effects) => (true, None, u128::from(effects.cycles_accepted)),
+            Outcome::Trapped { code, message, .. } => (false, Some(format!("{code}: {message}")), 0),
         };
-        sim.events.push(super::sim::SimEvent::Executed { canister, context, committed, trap });
+        sim.events.push(super::sim::SimEvent::Executed { canister, context, committed, trap, accepted });
     }
     match outcome {
             Outcome::Committed(effects) => {
@@ -942,6 +942,7 @@ pub(super) fn send_call(inner: &Arc<Inner>, st: &mut State, caller: Principal, c
             callee: call.callee,
             method: call.method.clone(),
             bounded: deadline.is_some(),
+            cycles: u128::from(call.cycles),
         });
     }
     *st.outstanding.entry((caller, call.callee)).or_default() += 1;

@@ -86,14 +86,16 @@ pub enum ExpiryPosition {
 /// What happened inside the replica during a step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SimEvent {
-    /// An execution on `canister` in call context `context` ended.
-    Executed { canister: Principal, context: u64, committed: bool, trap: Option<String> },
-    /// A committed execution sent a call.
-    CallSent { callback: u64, caller: Principal, callee: Principal, method: String, bounded: bool },
+    /// An execution on `canister` in call context `context` ended; the
+    /// cycles it accepted (0 unless it committed).
+    Executed { canister: Principal, context: u64, committed: bool, trap: Option<String>, accepted: u128 },
+    /// A committed execution sent a call with `cycles` attached.
+    CallSent { callback: u64, caller: Principal, callee: Principal, method: String, bounded: bool, cycles: u128 },
     /// A request started executing on its callee.
     RequestStarted { context: u64, callback: Option<u64> },
-    /// A callback (reply, reject or cleanup) ran for `callback`.
-    CallbackRan { callback: u64, reject: Option<RejectCode> },
+    /// A callback (reply, reject or cleanup) ran for `callback`, with
+    /// `refund` cycles refunded.
+    CallbackRan { callback: u64, reject: Option<RejectCode>, refund: u128 },
     /// Call context `context` was answered; `callback` is the caller's
     /// (`None` for ingress and other outside callers), `dropped` when the
     /// caller had already been answered with `SYS_UNKNOWN`.
@@ -213,8 +215,8 @@ impl Replica {
                     });
                     Some(SimEvent::RequestStarted { context: *context, callback })
                 }
-                Task::Response { callback, result, .. } if st.callbacks.contains_key(callback) => {
-                    Some(SimEvent::CallbackRan { callback: *callback, reject: result.as_ref().err().map(|r| r.code) })
+                Task::Response { callback, result, refund } if st.callbacks.contains_key(callback) => {
+                    Some(SimEvent::CallbackRan { callback: *callback, reject: result.as_ref().err().map(|r| r.code), refund: u128::from(*refund) })
                 }
                 _ => None,
             };

@@ -8,7 +8,12 @@
 //! - I2: a caller's delivered requests to one callee start in send order;
 //! - I3: no `SYS_UNKNOWN` on an unbounded-wait call, and no clean reject
 //!   (`SYS_FATAL`, `SYS_TRANSIENT`, `DESTINATION_INVALID`) for a request
-//!   whose callee started executing.
+//!   whose callee started executing;
+//! - I6: cycles attached to a call are conserved: what the callee accepted
+//!   plus what the caller got back is what was attached; a call that
+//!   expired (`SYS_UNKNOWN`) refunds nothing, and what its callee did not
+//!   accept is ledgered as lost (as on the IC). Calls to the management
+//!   canister and to other nodes' canisters are left out.
 //!
 //! With several nodes a call's two ends are on two checkers: the caller's
 //! records the call, the callee's the remote call context it became
@@ -32,6 +37,8 @@ pub struct CallRecord {
     pub outcome: Option<CallOutcome>,
     /// The caller's node's incarnation when it sent the call.
     pub incarnation: u64,
+    /// Cycles attached.
+    pub cycles: u128,
 }
 
 /// A call context a canister on another node opened here.
@@ -89,6 +96,15 @@ pub struct SystemCheck {
     pub remote_in: BTreeMap<u64, RemoteIn>,
     /// What the other ends must hear of, since they last looked.
     pub news: Vec<Cross>,
+    /// Cycles accepted per call context, and each delivered call's context.
+    accepted: BTreeMap<u64, u128>,
+    context_of: BTreeMap<u64, u64>,
+    /// Canisters other nodes host (their side of a call is not seen here).
+    pub foreign: BTreeSet<Principal>,
+    /// Cycles lost with expired calls (what their callees did not accept).
+    pub lost_cycles: u128,
+    /// Expired calls whose lost cycles are not settled yet: callback.
+    expired: BTreeSet<u64>,
 }
 
 impl SystemCheck {
@@ -96,7 +112,7 @@ impl SystemCheck {
     pub fn observe(&mut self, events: &[SimEvent]) -> Option<(&'static str, String)> {
         for event in events {
             match event {
-                SimEvent::CallSent { callback, caller, callee, method, bounded } => {
+                SimEvent::CallSent { callback, caller, callee, method, bounded, cycles } => {
                     self.calls.insert(
                         *callback,
                         CallRecord {
@@ -107,12 +123,14 @@ impl SystemCheck {
                             started: false,
                             outcome: None,
                             incarnation: self.incarnation,
+                            cycles: *cycles,
                         },
                     );
                 }
                 SimEvent::RequestStarted { callback: Some(cb), context } => {
                     let Some(call) = self.calls.get_mut(cb) else { continue };
                     self.delivered.insert(*context, *cb);
+                    self.context_of.insert(*cb, *context);
                     let pair = (call.caller, call.callee);
                     if let Some(last) = self.last_started.insert(pair, *cb)
                         && last > *cb
@@ -120,7 +138,17 @@ impl SystemCheck {
                         return Some(("I2 per-pair order", format!("{} -> {}: call #{cb} started after the later call #{last}", pair.0, pair.1)));
                     }
                 }
-                SimEvent::Executed { context, .. } => {
+                SimEvent::Executed { context, accepted, .. } => {
+                    *self.accepted.entry(*context).or_default() += accepted;
+                    if let Some(cb) = self.delivered.get(context)
+                        && let Some(call) = self.calls.get(cb)
+                        && self.accepted[context] > call.cycles
+                    {
+                        return Some((
+                            "I6 cycles conservation",
+                            format!("call #{cb} ({}) attached {} cycles, its callee accepted {}", call.method, call.cycles, self.accepted[context]),
+                        ));
+                    }
                     if let Some(remote) = self.remote_in.get_mut(context) {
                         remote.executed = true;
                         self.news.push(Cross::Executed(*context));
@@ -129,9 +157,12 @@ impl SystemCheck {
                         call.started = true;
                     }
                 }
-                SimEvent::CallbackRan { callback, reject } => {
+                SimEvent::CallbackRan { callback, reject, refund } => {
                     if !self.ran.insert(*callback) {
                         return Some(("I1 exactly one response", format!("the callback of call #{callback} ran twice")));
+                    }
+                    if let Some(violation) = self.conserved(*callback, *reject, *refund) {
+                        return Some(("I6 cycles conservation", violation));
                     }
                     let Some(call) = self.calls.get_mut(callback) else { continue };
                     call.outcome = Some(match reject {
@@ -164,6 +195,38 @@ impl SystemCheck {
         None
     }
 
+    /// I6 when call `callback`'s callback runs with `refund`: the attached
+    /// cycles are what the callee accepted plus the refund (an expired call
+    /// refunds nothing; what its callee did not accept is lost).
+    fn conserved(&mut self, callback: u64, reject: Option<RejectCode>, refund: u128) -> Option<String> {
+        let call = self.calls.get(&callback)?;
+        if call.callee == Principal::management_canister() || self.foreign.contains(&call.callee) {
+            return None;
+        }
+        let accepted = self.context_of.get(&callback).and_then(|c| self.accepted.get(c)).copied().unwrap_or(0);
+        if reject == Some(RejectCode::SysUnknown) {
+            if refund != 0 {
+                return Some(format!("call #{callback} ({}) expired but {refund} cycles came back", call.method));
+            }
+            self.expired.insert(callback);
+            return None;
+        }
+        (accepted + refund != call.cycles).then(|| {
+            format!("call #{callback} ({}) attached {} cycles; its callee accepted {accepted} and {refund} came back", call.method, call.cycles)
+        })
+    }
+
+    /// Settles the cycles of expired calls once their callees are done:
+    /// what they did not accept is lost. Returns the total lost so far.
+    pub fn settle_lost(&mut self) -> u128 {
+        for cb in std::mem::take(&mut self.expired) {
+            let Some(call) = self.calls.get(&cb) else { continue };
+            let accepted = self.context_of.get(&cb).and_then(|c| self.accepted.get(c)).copied().unwrap_or(0);
+            self.lost_cycles += call.cycles.saturating_sub(accepted);
+        }
+        self.lost_cycles
+    }
+
     /// Calls sent but never answered (checked once every call should have
     /// concluded).
     pub fn unanswered(&self) -> Vec<u64> {
@@ -180,35 +243,57 @@ mod tests {
     }
 
     fn sent(callback: u64, bounded: bool) -> SimEvent {
-        SimEvent::CallSent { callback, caller: p(1), callee: p(2), method: "m".into(), bounded }
+        SimEvent::CallSent { callback, caller: p(1), callee: p(2), method: "m".into(), bounded, cycles: 0 }
     }
 
     #[test]
     fn sys_unknown_only_on_bounded_calls() {
         let mut c = SystemCheck::default();
-        assert!(c.observe(&[sent(1, true), SimEvent::CallbackRan { callback: 1, reject: Some(RejectCode::SysUnknown) }]).is_none());
-        let v = c.observe(&[sent(2, false), SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysUnknown) }]);
+        assert!(c.observe(&[sent(1, true), SimEvent::CallbackRan { callback: 1, reject: Some(RejectCode::SysUnknown), refund: 0 }]).is_none());
+        let v = c.observe(&[sent(2, false), SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysUnknown), refund: 0 }]);
         assert_eq!(v.map(|v| v.0), Some("I3 reject rules"));
     }
 
     #[test]
     fn no_clean_reject_after_the_callee_started() {
         let mut c = SystemCheck::default();
-        assert!(c.observe(&[sent(1, false), SimEvent::CallbackRan { callback: 1, reject: Some(RejectCode::SysTransient) }]).is_none());
+        assert!(c.observe(&[sent(1, false), SimEvent::CallbackRan { callback: 1, reject: Some(RejectCode::SysTransient), refund: 0 }]).is_none());
         // Delivered but refused without running (a frozen callee): clean.
         let delivered = SimEvent::RequestStarted { context: 9, callback: Some(2) };
-        assert!(c.observe(&[sent(2, false), delivered, SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysTransient) }]).is_none());
+        assert!(c.observe(&[sent(2, false), delivered, SimEvent::CallbackRan { callback: 2, reject: Some(RejectCode::SysTransient), refund: 0 }]).is_none());
         // Delivered and run (even if it trapped): never a clean reject.
         let delivered = SimEvent::RequestStarted { context: 10, callback: Some(3) };
-        let ran = SimEvent::Executed { canister: p(2), context: 10, committed: false, trap: Some("trap".into()) };
-        let v = c.observe(&[sent(3, false), delivered, ran, SimEvent::CallbackRan { callback: 3, reject: Some(RejectCode::SysTransient) }]);
+        let ran = SimEvent::Executed { canister: p(2), context: 10, committed: false, trap: Some("trap".into()), accepted: 0 };
+        let v = c.observe(&[sent(3, false), delivered, ran, SimEvent::CallbackRan { callback: 3, reject: Some(RejectCode::SysTransient), refund: 0 }]);
         assert_eq!(v.map(|v| v.0), Some("I3 reject rules"));
+    }
+
+    #[test]
+    fn attached_cycles_are_accepted_or_refunded_except_what_an_expiry_loses() {
+        let send = |callback: u64, cycles: u128| SimEvent::CallSent { callback, caller: p(1), callee: p(2), method: "m".into(), bounded: true, cycles };
+        let start = |callback: u64| SimEvent::RequestStarted { context: callback + 10, callback: Some(callback) };
+        let ran = |callback: u64, accepted: u128| SimEvent::Executed { canister: p(2), context: callback + 10, committed: true, trap: None, accepted };
+        let back = |callback: u64, reject: Option<RejectCode>, refund: u128| SimEvent::CallbackRan { callback, reject, refund };
+        let mut c = SystemCheck::default();
+        assert!(c.observe(&[send(1, 100), start(1), ran(1, 30), back(1, None, 70)]).is_none());
+        // Refunded without running (M3, a frozen callee): all of it.
+        assert!(c.observe(&[send(2, 100), back(2, Some(RejectCode::SysTransient), 100)]).is_none());
+        let v = c.observe(&[send(3, 100), start(3), ran(3, 30), back(3, None, 80)]);
+        assert_eq!(v.map(|v| v.0), Some("I6 cycles conservation"), "10 cycles too many came back");
+        let v = c.observe(&[send(4, 100), start(4), ran(4, 130)]);
+        assert_eq!(v.map(|v| v.0), Some("I6 cycles conservation"), "accepted more than attached");
+        // Expired: nothing comes back; what the callee did not accept is lost.
+        let mut c = SystemCheck::default();
+        assert!(c.observe(&[send(5, 100), start(5), back(5, Some(RejectCode::SysUnknown), 0), ran(5, 40)]).is_none());
+        assert_eq!(c.settle_lost(), 60);
+        let v = c.observe(&[send(6, 100), back(6, Some(RejectCode::SysUnknown), 100)]);
+        assert_eq!(v.map(|v| v.0), Some("I6 cycles conservation"), "an expired call refunded");
     }
 
     #[test]
     fn a_callback_runs_once_and_pairs_keep_order() {
         let mut c = SystemCheck::default();
-        let ran = SimEvent::CallbackRan { callback: 1, reject: None };
+        let ran = SimEvent::CallbackRan { callback: 1, reject: None, refund: 0 };
         assert!(c.observe(&[sent(1, false), ran.clone()]).is_none());
         assert_eq!(c.observe(&[ran]).map(|v| v.0), Some("I1 exactly one response"));
         let mut c = SystemCheck::default();

@@ -263,8 +263,9 @@ impl Cluster {
             let now = self.now();
             self.advance_to(now + STEP_NS);
         }
+        let failure = self.runs.iter_mut().find_map(Run::liveness);
         self.gather(None);
-        self.runs.iter().find_map(Run::liveness)
+        failure
     }
 }
 
@@ -344,6 +345,7 @@ pub(super) fn run(
         run.interfaces = interfaces.clone();
         run.quiet_steps = scenario.quiet_steps;
         run.targets = std::mem::take(&mut targets[n]);
+        run.check.foreign = scenario.canisters.iter().filter(|c| c.node != n).map(|c| ids[&c.name]).collect();
         runs.push(run);
     }
     // The nodes are up and connected before the workload starts.

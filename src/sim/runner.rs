@@ -523,7 +523,12 @@ impl Run {
     }
 
     /// I7 at the end of the quiet phase: every message and call concluded.
-    pub(super) fn liveness(&self) -> Option<Failure> {
+    /// Also settles I6's ledger of cycles lost with expired calls.
+    pub(super) fn liveness(&mut self) -> Option<Failure> {
+        let lost = self.check.settle_lost();
+        if lost > 0 {
+            self.line(format!("I6: {lost} cycles attached to expired calls were lost (their callees did not accept them)"));
+        }
         let open: Vec<String> = self.ingress.iter().filter(|i| !i.answered()).map(|i| i.label.clone()).collect();
         let unanswered = self.check.unanswered();
         let (contexts, callbacks) = self.replica.open_calls();

@@ -133,6 +133,14 @@ fn mint(to: Principal, amount: u64) -> u64 {
     LEDGER.with_borrow_mut(|l| l.mint(to, amount))
 }
 
+/// Keeps half the cycles sent with the call and returns how many it kept
+/// (the rest goes back to the caller): for cycles conservation (I6).
+#[update]
+fn take_tip() -> u64 {
+    let available = ic_cdk::api::msg_cycles_available();
+    ic_cdk::api::msg_cycles_accept(available / 2) as u64
+}
+
 #[query]
 fn balance_of(p: Principal) -> u64 {
     LEDGER.with_borrow(|l| l.balance(&p))

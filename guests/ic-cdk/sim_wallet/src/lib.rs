@@ -152,6 +152,17 @@ fn outcome(reply: &Response) -> Result<u64, String> {
 }
 
 /// The sum of the amounts of every `pay` so far (successful or not).
+/// Sends `cycles` to the ledger's `take_tip`, with a bounded wait when
+/// `bounded`, and returns how many came back (`msg_cycles_refunded`; none
+/// when the call expired): for cycles conservation (I6).
+#[update]
+async fn tip(cycles: u64, bounded: bool) -> u64 {
+    let ledger = with_wallet(|w| w.ledger);
+    let call = if bounded { Call::bounded_wait(ledger, "take_tip") } else { Call::unbounded_wait(ledger, "take_tip") };
+    let _ = call.with_cycles(u128::from(cycles)).await;
+    ic_cdk::api::msg_cycles_refunded() as u64
+}
+
 #[query]
 fn requested() -> u64 {
     with_wallet(|w| w.requested)
