@@ -416,7 +416,10 @@ impl Streams {
                 link.reset(incarnation);
                 generation = link.generation;
                 lost_ingress = link.ingress.drain().map(|(_, tx)| tx).collect();
-                let lost: Vec<u64> = link.awaiting.drain().collect();
+                // In callback order: what happens next must not hang on a
+                // hash set's order (the simulator replays it).
+                let mut lost: Vec<u64> = link.awaiting.drain().collect();
+                lost.sort_unstable();
                 if !lost.is_empty() {
                     tracing::warn!(%peer, calls = lost.len(), "peer restarted without our calls; rejecting them");
                 }
